@@ -1,0 +1,67 @@
+"""The Tabula CRM application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, has_request_context, request, session
+from flask_appbuilder import AppBuilder
+
+import config
+import models
+from app.extensions import csrf, db, migrate
+from app.security import TabulaSecurityManager
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
+
+
+def create_app(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Flask:
+    """Build the web app from environment-style settings (``os.environ`` unless ``env`` is given)."""
+    app = Flask(__name__, instance_path=config.instance_dir(env), instance_relative_config=False)
+    app.config.from_mapping(config.build_config(env))
+    if overrides:
+        app.config.update(overrides)
+    Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    csrf.init_app(app)
+    app.extensions["tabula_metadata"] = models.Model.metadata
+
+    with app.app_context():
+        from views.home import HomeView
+
+        appbuilder = AppBuilder(
+            update_perms=False, security_manager_class=TabulaSecurityManager, indexview=HomeView
+        )
+        appbuilder.init_app(app, db.session)
+        app.extensions["babel"].locale_selector = _select_locale
+        from views import register_views
+
+        register_views(appbuilder)
+        appbuilder.post_init()
+
+    from app.health import health_bp
+
+    app.register_blueprint(health_bp)
+    csrf.exempt(health_bp)
+    return app
+
+
+def _select_locale() -> str:
+    """The user's explicit choice (FAB's language menu), else the browser's preference, else the default."""
+    languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    for chosen in (request.args.get("_l_"), session.get("locale")):
+        if chosen in languages:
+            return chosen
+    best = request.accept_languages.best_match(list(languages))
+    return best or current_app.config["BABEL_DEFAULT_LOCALE"]

@@ -1,0 +1,171 @@
+"""The ``tabula`` command: init, create-admin, demo, worker, run, selfcheck (plus Flask's and FAB's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
+
+import config
+
+
+def _create_app():  # noqa: ANN202
+    from app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def cli() -> None:
+    """Tabula CRM. Settings come from environment variables (see README)."""
+
+
+cli.add_command(shell_command)
+cli.add_command(routes_command)
+
+
+@cli.command("init")
+@click.option("--demo/--no-demo", default=None, help="Load demo data if not loaded yet (default: TABULA_DEMO).")
+def init_command(demo: bool | None) -> None:
+    """Upgrade the database, sync permissions and roles, create the first admin; idempotent."""
+    from app.bootstrap import initialize
+
+    initialize(current_app._get_current_object(), demo=demo, echo=click.echo)
+    click.echo("Database is up to date.")
+
+
+@cli.command("create-admin")
+@click.option("--username", default=None, help="Default: TABULA_ADMIN_USER or 'admin'.")
+@click.option("--password", default=None, help="Default: TABULA_ADMIN_PASSWORD, else generated.")
+@click.option("--email", default=None)
+@click.option("--reset", is_flag=True, help="Set a new password if the user exists.")
+@with_appcontext
+def create_admin_command(username: str | None, password: str | None, email: str | None,
+                         reset: bool) -> None:
+    """Create an admin account, or with --reset give an existing one a new password."""
+    from app.bootstrap import create_user, generate_password
+
+    sm = current_app.appbuilder.sm
+    username = username or current_app.config["TABULA_ADMIN_USER"]
+    password = password or current_app.config["TABULA_ADMIN_PASSWORD"] or None
+    shown = password is None
+    password = password or generate_password()
+    user = sm.find_user(username=username)
+    if user is not None and not reset:
+        raise click.ClickException(f"user {username!r} exists; add --reset to set a new password")
+    if user is not None:
+        sm.reset_password(user.id, password)
+        admin_role = sm.find_role(sm.auth_role_admin)
+        if admin_role not in user.roles:
+            user.roles.append(admin_role)
+            sm.update_user(user)
+    else:
+        create_user(username, "Admin", username, email or f"{username}@example.com",
+                    sm.auth_role_admin, password)
+    click.echo(f"Admin {username!r} is ready" + (f"; password: {password}" if shown else "."))
+
+
+@cli.command("demo")
+@with_appcontext
+def demo_command() -> None:
+    """Load the demo data (users now; companies, deals and more as the CRM grows)."""
+    from app.bootstrap import load_demo
+
+    password = load_demo()
+    click.echo(f"Demo data loaded; demo users share the password: {password}")
+
+
+@cli.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("--with-scheduler/--without-scheduler", default=True,
+              help="Also run RQ's scheduler (repeating and delayed jobs); safe on several workers.")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.argument("queues", nargs=-1)
+def worker_command(with_scheduler: bool, burst: bool, queues: tuple[str, ...]) -> None:
+    """Replace this process with a plain `rq worker` on REDIS_URL with Tabula's worker class."""
+    from app.runner import check_redis
+
+    url = config.redis_url(os.environ)
+    check_redis(url)
+    rq = Path(sys.executable).with_name("rq")
+    rq_path = str(rq) if rq.exists() else shutil.which("rq")
+    if rq_path is None:
+        raise click.ClickException("the `rq` command is not installed; run `make setup`")
+    args = [rq_path, "worker", "--url", url, "--worker-class", "jobs.worker.TabulaWorker"]
+    if with_scheduler:
+        args.append("--with-scheduler")
+    if burst:
+        args.append("--burst")
+    args.extend(queues or ["default"])
+    sys.stdout.flush()
+    os.execv(rq_path, args)
+
+
+@cli.command("run")
+@click.option("--host", default=None, help="Default: TABULA_HOST or 127.0.0.1.")
+@click.option("--port", type=int, default=None, help="Default: TABULA_PORT or 5000.")
+@click.option("--no-worker", is_flag=True, help="Do not start an RQ worker.")
+def run_command(host: str | None, port: int | None, no_worker: bool) -> None:
+    """Run everything on this machine: embedded Redis (unless REDIS_URL), a worker, the web app."""
+    from app.runner import run_all
+
+    run_all(host, port, with_worker=not no_worker)
+
+
+@cli.command("selfcheck")
+@click.option("--timeout", type=float, default=60.0)
+@with_appcontext
+def selfcheck_command(timeout: float) -> None:
+    """Queue a self-check job and wait for a worker to finish it, showing its progress."""
+    from app.extensions import db
+    from jobs import JobQueueUnavailable, enqueue
+    from jobs.runtime import reconcile
+    from jobs.system import selfcheck
+    from models import JobStatus
+
+    try:
+        run = enqueue("selfcheck", selfcheck)
+    except JobQueueUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.refresh(run)
+        reconcile(run)
+        click.echo(f"\rjob {run.id}: {run.status.value} {run.progress_done}/{run.progress_total or '?'}",
+                   nl=False)
+        if run.status == JobStatus.FINISHED:
+            click.echo(f"\nfinished by a worker: {run.result}")
+            return
+        if run.status == JobStatus.FAILED:
+            click.echo()
+            raise click.ClickException(f"job {run.id} failed: {run.message}")
+        time.sleep(0.2)
+    click.echo()
+    raise click.ClickException(f"no worker finished job {run.id} within {timeout:.0f} s; is one running?")
+
+
+def main() -> None:
+    """Entry point: configuration and connection problems end in one clear line, not a traceback."""
+    try:
+        cli.main(prog_name="tabula")
+    except config.ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        click.echo(f"error: database problem ({reason}); check DATABASE_URL and run `tabula init`",
+                   err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

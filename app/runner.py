@@ -1,0 +1,90 @@
+"""``tabula run``: the whole CRM on one machine — embedded Redis, one RQ worker, the web app.
+
+Ctrl-C (or SIGTERM) stops the web server, then the worker (warm: it finishes its current job), then Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from werkzeug.serving import run_simple
+
+import config
+from app import create_app
+from app.bootstrap import initialize
+from app.embedded_redis import EmbeddedRedis, _die_with_parent
+
+
+def _raise_exit(signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def check_redis(url: str) -> None:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except (RedisError, OSError, ValueError) as exc:
+        raise config.ConfigError(
+            f"cannot reach Redis at {config.redact(url)} ({exc.__class__.__name__}); set REDIS_URL to a "
+            "running Redis (redis://host:6379/0), or unset it for the embedded Redis of `tabula run`"
+        ) from None
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--with-scheduler"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us only; we ask the worker for a warm shutdown
+        preexec_fn=_die_with_parent,
+    )
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_all(host: str | None = None, port: int | None = None, with_worker: bool = True) -> None:
+    signal.signal(signal.SIGTERM, _raise_exit)
+    env = dict(os.environ)
+    app = create_app(env)
+    host = host or app.config["TABULA_HOST"]
+    port = port or app.config["TABULA_PORT"]
+    redis: EmbeddedRedis | None = None
+    worker: subprocess.Popen | None = None
+    try:
+        if app.config["TABULA_EMBEDDED_REDIS"]:
+            redis = EmbeddedRedis(
+                config.embedded_redis_socket(env), Path(app.config["TABULA_INSTANCE_DIR"])
+            ).start()
+            click.echo(f"Embedded Redis: {redis.url}")
+        else:
+            check_redis(app.config["REDIS_URL"])
+        initialize(app, echo=click.echo)
+        if with_worker:
+            worker = start_worker(env)
+        click.echo(f"Tabula CRM is running at http://{host}:{port}/  (Ctrl-C stops it)")
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("Stopping Tabula CRM ...")
+        stop_process(worker, timeout=30)
+        if redis is not None:
+            redis.stop()
+        click.echo("Stopped.")

@@ -1,0 +1,93 @@
+"""Security manager and the seeding of Tabula's built-in roles.
+
+Roles: **Admin** gets every permission (Flask-AppBuilder grants new permissions to it as views appear);
+**Manager** and **Staff** get the permissions of the views whose ``tabula_audience`` admits them, plus the
+self-service screens every signed-in user needs. Seeding runs on every ``tabula init`` and is idempotent: it
+grants only what it never granted before, so a permission an admin revokes in the browser stays revoked.
+"""
+
+from __future__ import annotations
+
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from sqlalchemy import select
+
+ADMIN = "Admin"
+MANAGER = "Manager"
+STAFF = "Staff"
+
+# Who may use a view, from the narrowest audience to the widest; views declare it as `tabula_audience`.
+AUDIENCE_ROLES = {
+    "admin": (ADMIN,),
+    "manager": (ADMIN, MANAGER),
+    "staff": (ADMIN, MANAGER, STAFF),
+}
+
+# Flask-AppBuilder's own screens that every signed-in user needs (own profile, own password, menu, locale).
+SELF_SERVICE = {
+    ("can_this_form_get", "ResetMyPasswordView"),
+    ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_this_form_get", "UserInfoEditView"),
+    ("can_this_form_post", "UserInfoEditView"),
+    ("can_userinfo", "UserDBModelView"),
+    ("resetmypassword", "UserDBModelView"),
+    ("userinfoedit", "UserDBModelView"),
+    ("can_get", "MenuApi"),
+}
+
+
+class TabulaSecurityManager(SecurityManager):
+    """Flask-AppBuilder's SQLAlchemy security manager; the place for Tabula's role and row rules."""
+
+    def view_audiences(self) -> dict[str, str]:
+        """View and menu permission names -> audience, as recorded by ``views.add_view``."""
+        return getattr(self.appbuilder, "tabula_audiences", {})
+
+    def roles_for(self, permission: str, view_menu: str, audiences: dict[str, str]) -> tuple:
+        if (permission, view_menu) in SELF_SERVICE:
+            return AUDIENCE_ROLES["staff"]
+        audience = audiences.get(view_menu)
+        return AUDIENCE_ROLES[audience] if audience else (ADMIN,)
+
+    def ensure_roles(self) -> None:
+        for name in (ADMIN, MANAGER, STAFF, self.auth_role_public):
+            if self.find_role(name) is None:
+                self.add_role(name)
+
+    def sync_roles(self) -> dict[str, int]:
+        """Create the built-in roles and grant what the policy says; returns grants made per role."""
+        from models import SeededGrant
+
+        session = self.session
+        audiences = self.view_audiences()
+        granted: dict[str, int] = {}
+        for role_name in (MANAGER, STAFF):
+            role = self.find_role(role_name)
+            if role is None:
+                role = self.add_role(role_name)
+            if not role.permissions:
+                # A new (or re-created) role starts from the full policy again.
+                session.query(SeededGrant).filter_by(role_name=role_name).delete()
+            seeded = {
+                (g.permission, g.view_menu)
+                for g in session.scalars(select(SeededGrant).filter_by(role_name=role_name))
+            }
+            count = 0
+            for pvm in self.get_all_permissions_views_objs():
+                key = (pvm.permission.name, pvm.view_menu.name)
+                if key in seeded or role_name not in self.roles_for(*key, audiences):
+                    continue
+                if pvm not in role.permissions:
+                    role.permissions.append(pvm)
+                session.add(SeededGrant(role_name=role_name, permission=key[0], view_menu=key[1]))
+                count += 1
+            granted[role_name] = count
+        admin = self.find_role(ADMIN) or self.add_role(ADMIN)
+        missing = [p for p in self.get_all_permissions_views_objs() if p not in admin.permissions]
+        admin.permissions.extend(missing)
+        granted[ADMIN] = len(missing)
+        session.commit()
+        return granted
+
+    def get_all_permissions_views_objs(self) -> list:
+        return self.session.scalars(select(self.permissionview_model)).all()
+

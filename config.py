@@ -1,0 +1,197 @@
+"""Every Tabula setting, read from the environment, with embedded defaults.
+
+Nothing here needs editing to deploy: the embedded defaults (SQLite file, embedded Redis, generated secret
+key) run a complete CRM on one machine; production sets ``DATABASE_URL``, ``REDIS_URL`` and ``SECRET_KEY``.
+The README lists every variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask_appbuilder.security.manager import AUTH_DB
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+BASE_DIR = Path(__file__).resolve().parent
+
+LANGUAGES = {
+    "en": {"flag": "gb", "name": "English"},
+    "ru": {"flag": "ru", "name": "Русский"},
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which variable to set and how."""
+
+
+def instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("TABULA_INSTANCE_DIR") or BASE_DIR / "instance").resolve()
+
+
+def database_url(env: Mapping[str, str]) -> str:
+    """The SQLAlchemy URL, with ``postgres://`` and ``postgresql://`` mapped to the psycopg 3 driver."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return f"sqlite:///{instance_dir(env) / 'tabula.db'}"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL; set it like "
+            "postgresql://user:password@host:5432/dbname or sqlite:////path/to/tabula.db"
+        ) from None
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"DATABASE_URL uses {url.get_backend_name()!r}; Tabula supports postgresql and sqlite"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def embedded_redis_socket(env: Mapping[str, str]) -> Path:
+    """The embedded Redis listens on a unix socket in the instance folder (or in /tmp when that path is
+    longer than a unix socket address allows)."""
+    path = instance_dir(env) / "redis.sock"
+    if len(str(path)) <= 100:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"tabula-{digest}.sock"
+
+
+def redis_url(env: Mapping[str, str]) -> str:
+    raw = env.get("REDIS_URL", "").strip()
+    if not raw:
+        return f"unix://{embedded_redis_socket(env)}"
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "REDIS_URL must start with redis://, rediss:// or unix://, "
+            "e.g. redis://127.0.0.1:6379/0 (leave it unset for the embedded Redis)"
+        )
+    return raw
+
+
+def uses_embedded_redis(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return not env.get("REDIS_URL", "").strip()
+
+
+def secret_key(env: Mapping[str, str]) -> str:
+    """``SECRET_KEY`` from the environment, else one generated once into the instance folder."""
+    key = env.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = instance_dir(env) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    stored = path.read_text().strip()
+    if not stored:
+        raise ConfigError(f"{path} is empty; delete it to generate a new key, or set SECRET_KEY")
+    return stored
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _locale(env: Mapping[str, str]) -> str:
+    locale = env.get("TABULA_DEFAULT_LOCALE", "").strip() or "en"
+    if locale not in LANGUAGES:
+        raise ConfigError(
+            f"TABULA_DEFAULT_LOCALE must be one of {', '.join(LANGUAGES)}, got {locale!r}"
+        )
+    return locale
+
+
+def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """All Flask, Flask-AppBuilder and Tabula settings as one dict for ``app.config``."""
+    env = os.environ if env is None else env
+    return {
+        "TABULA_INSTANCE_DIR": str(instance_dir(env)),
+        "SECRET_KEY": secret_key(env),
+        "SQLALCHEMY_DATABASE_URI": database_url(env),
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url(env),
+        "TABULA_EMBEDDED_REDIS": uses_embedded_redis(env),
+        "RQ_QUEUES": ["default"],
+        # A worker counts as alive while its heartbeat is younger than this.
+        "TABULA_WORKER_STALE_SECONDS": _int(env, "TABULA_WORKER_STALE_SECONDS", 120),
+        "TABULA_HOST": env.get("TABULA_HOST", "").strip() or "127.0.0.1",
+        "TABULA_PORT": _int(env, "TABULA_PORT", 5000),
+        "TABULA_ADMIN_USER": env.get("TABULA_ADMIN_USER", "").strip() or "admin",
+        "TABULA_ADMIN_PASSWORD": env.get("TABULA_ADMIN_PASSWORD", ""),
+        "TABULA_ADMIN_EMAIL": env.get("TABULA_ADMIN_EMAIL", "").strip() or "admin@example.com",
+        "TABULA_DEMO": _bool(env, "TABULA_DEMO", True),
+        "TABULA_DEMO_PASSWORD": env.get("TABULA_DEMO_PASSWORD", ""),
+        # Outgoing mail (mailings, reminders).
+        "SMTP_HOST": env.get("SMTP_HOST", "").strip() or "localhost",
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25),
+        "SMTP_USER": env.get("SMTP_USER", ""),
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", False),
+        "SMTP_SSL": _bool(env, "SMTP_SSL", False),
+        "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "Tabula CRM <crm@localhost>",
+        # Flask-AppBuilder
+        "APP_NAME": "Tabula CRM",
+        "AUTH_TYPE": AUTH_DB,
+        "AUTH_ROLE_ADMIN": "Admin",
+        "AUTH_ROLE_PUBLIC": "Public",
+        "FAB_CREATE_DB": False,  # Alembic owns the schema: `tabula init` upgrades it
+        "FAB_UPDATE_PERMS": False,  # `tabula init` syncs permissions once, not every process
+        "FAB_ADD_SECURITY_API": True,
+        "FAB_API_SWAGGER_UI": True,
+        "FAB_PASSWORD_COMPLEXITY_ENABLED": False,
+        # i18n
+        "LANGUAGES": LANGUAGES,
+        "BABEL_DEFAULT_LOCALE": _locale(env),
+        "BABEL_DEFAULT_TIMEZONE": env.get("TABULA_TIMEZONE", "").strip() or "Europe/Moscow",
+        "BABEL_TRANSLATION_DIRECTORIES": str(BASE_DIR / "app" / "translations"),
+        # Cookies and CSRF
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env, "TABULA_SECURE_COOKIES", False),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+
+
+def redact(url: str) -> str:
+    """A database or Redis URL fit for a message: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"

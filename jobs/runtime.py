@@ -1,0 +1,124 @@
+"""What every job function runs inside: an app context in the worker, progress, and a durable outcome.
+
+Workers are plain ``rq worker`` processes. The app is built once per worker process (``TabulaWorker`` does it
+before forking) and its database pool is discarded in each forked work horse, as SQLAlchemy requires.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, has_app_context
+from redis.exceptions import RedisError
+from rq import get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus as RQStatus
+
+from app.extensions import db
+from models import JobRun, JobStatus
+from models.system import utcnow
+
+_app: Flask | None = None
+_app_pid: int | None = None
+
+
+def worker_app() -> Flask:
+    """The app of this worker process, built on first use; safe across ``fork``."""
+    global _app, _app_pid
+    if _app is None:
+        from app import create_app
+
+        _app = create_app()
+        _app_pid = os.getpid()
+    elif _app_pid != os.getpid():
+        with _app.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
+        _app_pid = os.getpid()
+    return _app
+
+
+def app_job(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``func(run, *args)`` with the JobRun ``run_id`` tracked: running, then finished or failed.
+
+    A job whose run already finished returns the stored result: a retried job does nothing twice.
+    """
+
+    @functools.wraps(func)
+    def wrapper(run_id: int, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            return _run(func, run_id, *args, **kwargs)
+        with worker_app().app_context():
+            return _run(func, run_id, *args, **kwargs)
+
+    return wrapper
+
+
+def _run(func: Callable[..., Any], run_id: int, *args: Any, **kwargs: Any) -> Any:
+    run = db.session.get(JobRun, run_id)
+    if run is None:
+        raise LookupError(f"JobRun {run_id} does not exist")
+    if run.status == JobStatus.FINISHED:
+        return run.result
+    run.status = JobStatus.RUNNING
+    run.started_at = utcnow()
+    run.message = ""
+    db.session.commit()
+    try:
+        result = func(run, *args, **kwargs)
+    except Exception as exc:
+        db.session.rollback()
+        run = db.session.get(JobRun, run_id)
+        run.status = JobStatus.FAILED
+        run.message = "".join(traceback.format_exception_only(exc)).strip()[:2000]
+        run.finished_at = utcnow()
+        db.session.commit()
+        raise
+    run.status = JobStatus.FINISHED
+    run.result = result
+    run.finished_at = utcnow()
+    db.session.commit()
+    return result
+
+
+def report_progress(run: JobRun, done: int, total: int | None = None, message: str = "") -> None:
+    """Record progress in the database (durable) and in the RQ job's meta (cheap to poll)."""
+    run.progress_done = done
+    run.progress_total = total
+    if message:
+        run.message = message
+    db.session.commit()
+    job = get_current_job()
+    if job is not None:
+        job.meta["progress"] = {"done": done, "total": total}
+        job.save_meta()
+
+
+def reconcile(run: JobRun) -> JobRun:
+    """Mark a run failed when RQ no longer runs it (a killed worker, a lost queue): never stuck 'running'."""
+    if run.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not run.rq_job_id:
+        return run
+    from jobs.queues import redis_connection
+
+    try:
+        job = Job.fetch(run.rq_job_id, connection=redis_connection())
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        status = None
+    except RedisError:
+        return run
+    dead = {RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED}
+    if status is None or status in dead:
+        db.session.refresh(run)
+        if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            run.status = JobStatus.FAILED
+            run.message = run.message or (
+                "The job was lost from the queue" if status is None else f"The job {status.value}"
+            )
+            run.finished_at = utcnow()
+            db.session.commit()
+    return run

@@ -1,0 +1,49 @@
+"""Every screen of Tabula is registered here, each with the audience (role tier) it is meant for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_appbuilder import AppBuilder
+from flask_babel import lazy_gettext as _l
+
+from app.security import AUDIENCE_ROLES
+
+WIDEST_FIRST = ("staff", "manager", "admin")
+
+
+def add_view(
+    appbuilder: AppBuilder,
+    view: Any,
+    name: str,
+    *,
+    audience: str,
+    category: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Register a view and record who it is for; ``sync_roles`` grants from these records."""
+    if audience not in AUDIENCE_ROLES:
+        raise ValueError(f"unknown audience {audience!r}")
+    instance = appbuilder.add_view(view, name, category=category, **kwargs)
+    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
+    audiences[instance.class_permission_name] = audience
+    for menu_name in (name, category):
+        if menu_name:
+            key = str(menu_name)
+            current = audiences.get(key)
+            if current is None or WIDEST_FIRST.index(audience) < WIDEST_FIRST.index(current):
+                audiences[key] = audience
+    return instance
+
+
+def register_views(appbuilder: AppBuilder) -> None:
+    from views.system import JobRunView, SystemView
+
+    add_view(
+        appbuilder, SystemView, "System status", label=_l("System status"), icon="fa-heartbeat",
+        audience="admin", category="System", category_label=_l("System"), category_icon="fa-cogs",
+    )
+    add_view(
+        appbuilder, JobRunView, "Background jobs", label=_l("Background jobs"), icon="fa-tasks",
+        audience="admin", category="System", category_label=_l("System"),
+    )

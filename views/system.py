@@ -1,0 +1,102 @@
+"""Admin screens: system status (database, Redis, workers) and background jobs with live progress."""
+
+from __future__ import annotations
+
+from flask import abort, flash, jsonify, redirect, url_for
+from flask_appbuilder import BaseView, ModelView, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.health import health_report
+from jobs import JobQueueUnavailable, enqueue
+from jobs.runtime import reconcile
+from models import JobRun
+
+
+def job_state(run: JobRun) -> dict:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status.value,
+        "done": run.progress_done,
+        "total": run.progress_total,
+        "message": run.message,
+        "result": run.result,
+    }
+
+
+class SystemView(BaseView):
+    route_base = "/system"
+    default_view = "status"
+    class_permission_name = "SystemStatus"
+    method_permission_name = {
+        "status": "read",
+        "selfcheck": "write",
+        "job": "read",
+        "job_state_json": "read",
+    }
+
+    @expose("/")
+    @has_access
+    def status(self):  # noqa: ANN201
+        report, _healthy = health_report()
+        runs = db.session.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(20)).all()
+        return self.render_template(
+            "tabula/system_status.html", report=report, runs=[reconcile(r) for r in runs]
+        )
+
+    @expose("/selfcheck", methods=["POST"])
+    @has_access
+    def selfcheck(self):  # noqa: ANN201
+        from flask import g
+
+        from jobs.system import selfcheck
+
+        try:
+            run = enqueue("selfcheck", selfcheck, user_id=g.user.id)
+        except JobQueueUnavailable as exc:
+            flash(_("The job could not be queued: %(reason)s", reason=str(exc)), "danger")
+            return redirect(url_for("SystemView.status"))
+        return redirect(url_for("SystemView.job", run_id=run.id))
+
+    @expose("/jobs/<int:run_id>")
+    @has_access
+    def job(self, run_id: int):  # noqa: ANN201
+        run = db.session.get(JobRun, run_id) or abort(404)
+        return self.render_template("tabula/job.html", run=reconcile(run), state=job_state(run))
+
+    @expose("/jobs/<int:run_id>/state")
+    @has_access
+    def job_state_json(self, run_id: int):  # noqa: ANN201
+        run = db.session.get(JobRun, run_id) or abort(404)
+        return jsonify(job_state(reconcile(run)))
+
+
+class JobRunView(ModelView):
+    datamodel = SQLAInterface(JobRun)
+    route_base = "/jobs"
+    class_permission_name = "BackgroundJob"
+    base_permissions = ["can_list", "can_show"]
+    base_order = ("id", "desc")
+    list_columns = ["id", "kind", "status", "progress_done", "progress_total", "created_at",
+                    "finished_at", "message"]
+    show_columns = list_columns + ["started_at", "result", "rq_job_id"]
+    search_columns = ["kind", "status", "created_at"]
+    label_columns = {
+        "id": _l("No."),
+        "kind": _l("Kind"),
+        "status": _l("Status"),
+        "progress_done": _l("Done"),
+        "progress_total": _l("Total"),
+        "created_at": _l("Created"),
+        "started_at": _l("Started"),
+        "finished_at": _l("Finished"),
+        "message": _l("Message"),
+        "result": _l("Result"),
+        "rq_job_id": _l("Queue job id"),
+    }
+    list_title = _l("Background jobs")
+    show_title = _l("Background job")
