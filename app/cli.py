@@ -139,10 +139,10 @@ def selfcheck_command(timeout: float) -> None:
         reconcile(run)
         click.echo(f"\rjob {run.id}: {run.status.value} {run.progress_done}/{run.progress_total or '?'}",
                    nl=False)
-        if run.status == JobStatus.FINISHED:
+        if run.status == JobStatus.finished:
             click.echo(f"\nfinished by a worker: {run.result}")
             return
-        if run.status == JobStatus.FAILED:
+        if run.status == JobStatus.failed:
             click.echo()
             raise click.ClickException(f"job {run.id} failed: {run.message}")
         time.sleep(0.2)

@@ -55,7 +55,7 @@ def enqueue(
     timeout: int = 3600,
 ) -> JobRun:
     """Record a JobRun, then enqueue ``func(run_id, *args)``; job functions take ids, never objects."""
-    run = JobRun(kind=kind, status=JobStatus.QUEUED, created_by_fk=user_id)
+    run = JobRun(kind=kind, status=JobStatus.queued, created_by_fk=user_id)
     db.session.add(run)
     db.session.commit()
     run.rq_job_id = rq_job_id(run.id)
@@ -65,7 +65,7 @@ def enqueue(
             func, run.id, *args, job_id=run.rq_job_id, job_timeout=timeout, result_ttl=86400
         )
     except RedisError as exc:
-        run.status = JobStatus.FAILED
+        run.status = JobStatus.failed
         run.message = f"Redis is unreachable: {exc.__class__.__name__}"
         run.finished_at = utcnow()
         db.session.commit()

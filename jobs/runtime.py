@@ -62,9 +62,9 @@ def _run(func: Callable[..., Any], run_id: int, *args: Any, **kwargs: Any) -> An
     run = db.session.get(JobRun, run_id)
     if run is None:
         raise LookupError(f"JobRun {run_id} does not exist")
-    if run.status == JobStatus.FINISHED:
+    if run.status == JobStatus.finished:
         return run.result
-    run.status = JobStatus.RUNNING
+    run.status = JobStatus.running
     run.started_at = utcnow()
     run.message = ""
     db.session.commit()
@@ -73,12 +73,12 @@ def _run(func: Callable[..., Any], run_id: int, *args: Any, **kwargs: Any) -> An
     except Exception as exc:
         db.session.rollback()
         run = db.session.get(JobRun, run_id)
-        run.status = JobStatus.FAILED
+        run.status = JobStatus.failed
         run.message = "".join(traceback.format_exception_only(exc)).strip()[:2000]
         run.finished_at = utcnow()
         db.session.commit()
         raise
-    run.status = JobStatus.FINISHED
+    run.status = JobStatus.finished
     run.result = result
     run.finished_at = utcnow()
     db.session.commit()
@@ -100,7 +100,7 @@ def report_progress(run: JobRun, done: int, total: int | None = None, message: s
 
 def reconcile(run: JobRun) -> JobRun:
     """Mark a run failed when RQ no longer runs it (a killed worker, a lost queue): never stuck 'running'."""
-    if run.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not run.rq_job_id:
+    if run.status not in (JobStatus.queued, JobStatus.running) or not run.rq_job_id:
         return run
     from jobs.queues import redis_connection
 
@@ -114,8 +114,8 @@ def reconcile(run: JobRun) -> JobRun:
     dead = {RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED}
     if status is None or status in dead:
         db.session.refresh(run)
-        if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            run.status = JobStatus.FAILED
+        if run.status in (JobStatus.queued, JobStatus.running):
+            run.status = JobStatus.failed
             run.message = run.message or (
                 "The job was lost from the queue" if status is None else f"The job {status.value}"
             )

@@ -35,11 +35,12 @@ class SeededGrant(Model):
     view_menu: Mapped[str] = mapped_column(String(250), nullable=False)
 
 
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
+class JobStatus(enum.StrEnum):  # noqa: N815 (see below)
+    # Member names equal their values: FAB's enum search fields look members up by stored value.
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    failed = "failed"
 
 
 class JobRun(Model):
@@ -50,9 +51,9 @@ class JobRun(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(50), nullable=False, index=True)
     status: Mapped[JobStatus] = mapped_column(
-        Enum(JobStatus, name="tabula_job_status", values_callable=lambda e: [m.value for m in e]),
+        Enum(JobStatus, name="tabula_job_status"),
         nullable=False,
-        default=JobStatus.QUEUED,
+        default=JobStatus.queued,
     )
     progress_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,185 @@
+"""Fixtures on real services: SQLite always, PostgreSQL when TEST_DATABASE_URL is set; a real Redis
+(TEST_REDIS_URL, else the embedded one) and real `rq worker` processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "admin-Пароль-1"
+DEMO_PASSWORD = "demo-Пароль-1"
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        client = Redis.from_url(url)
+        client.flushdb()
+        yield url
+        client.flushdb()
+        return
+    folder = tmp_path_factory.mktemp("redis")
+    server = EmbeddedRedis(folder / "redis.sock", folder).start()
+    yield server.url
+    server.stop()
+
+
+def _create_postgres_database(base_url: str) -> tuple[str, str]:
+    url = make_url(base_url).set(drivername="postgresql+psycopg")
+    name = f"tabula_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_postgres_database(base_url: str, name: str) -> None:
+    url = make_url(base_url).set(drivername="postgresql+psycopg")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 redis_url: str) -> Iterator[str]:
+    Redis.from_url(redis_url).flushdb()  # each backend starts with empty queues
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tabula.db'}"
+        return
+    base = os.environ["TEST_DATABASE_URL"]
+    url, name = _create_postgres_database(base)
+    yield url
+    _drop_postgres_database(base, name)
+
+
+@pytest.fixture(scope="session")
+def env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment variables of a Tabula process under test (the app's only input)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL"))}
+    environment.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        TABULA_INSTANCE_DIR=str(tmp_path_factory.mktemp("instance")),
+        TABULA_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        TABULA_DEMO_PASSWORD=DEMO_PASSWORD,
+        SECRET_KEY="test-secret-" + uuid.uuid4().hex,
+    )
+    return environment
+
+
+@pytest.fixture(scope="session")
+def app(env: dict[str, str]):  # noqa: ANN201
+    from app import create_app
+    from app.bootstrap import initialize
+
+    application = create_app(env)
+    initialize(application, echo=lambda _msg: None)
+    return application
+
+
+@pytest.fixture
+def app_ctx(app):  # noqa: ANN001, ANN201
+    with app.app_context():
+        yield app
+
+
+def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", *extra],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_for_workers(redis_url: str, count: int, timeout: float = 30) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(Worker.all(connection=Redis.from_url(redis_url))) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{count} worker(s) did not register within {timeout} s")
+
+
+def stop_worker(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out or ""
+
+
+@pytest.fixture(scope="session")
+def worker(app, env: dict[str, str], redis_url: str) -> Iterator[subprocess.Popen]:  # noqa: ANN001
+    process = start_worker(env)
+    wait_for_workers(redis_url, 1)
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture
+def client(app):  # noqa: ANN001, ANN201
+    return app.test_client()
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the form"
+    return match.group(1)
+
+
+def login(client, username: str, password: str):  # noqa: ANN001, ANN201
+    page = client.get("/login/")
+    token = csrf_token(page.get_data(as_text=True))
+    return client.post(
+        "/login/", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+def signed_in(response) -> bool:  # noqa: ANN001
+    """FAB redirects both outcomes; a failed sign-in goes back to the login page."""
+    return response.status_code == 302 and "/login" not in response.headers["Location"]
+
+
+@pytest.fixture
+def admin_client(client):  # noqa: ANN001, ANN201
+    assert signed_in(login(client, "admin", ADMIN_PASSWORD))
+    return client
+
+
+@pytest.fixture
+def staff_client(app):  # noqa: ANN001, ANN201
+    client = app.test_client()
+    assert signed_in(login(client, "staff1", DEMO_PASSWORD))
+    return client
+
+
+@pytest.fixture
+def manager_client(app):  # noqa: ANN001, ANN201
+    client = app.test_client()
+    assert signed_in(login(client, "manager", DEMO_PASSWORD))
+    return client

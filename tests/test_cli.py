@@ -1,0 +1,89 @@
+"""The `tabula` command: init, create-admin, demo, worker; bad settings end in one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def tabula(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fresh_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A new SQLite database and instance folder, nothing else changed."""
+    return {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+            "TABULA_INSTANCE_DIR": str(tmp_path), "TABULA_ADMIN_PASSWORD": ""}
+
+
+def test_init_prints_a_generated_admin_password_once(fresh_env) -> None:  # noqa: ANN001
+    first = tabula(fresh_env, "init")
+    assert first.returncode == 0, first.stderr
+    assert "Created admin 'admin' with password:" in first.stdout
+    assert "demo users manager, staff1, staff2" in first.stdout
+    second = tabula(fresh_env, "init")
+    assert second.returncode == 0, second.stderr
+    assert "password" not in second.stdout
+
+
+def test_init_without_demo(fresh_env) -> None:  # noqa: ANN001
+    result = tabula({**fresh_env, "TABULA_DEMO": "0"}, "init")
+    assert result.returncode == 0 and "demo" not in result.stdout.lower()
+
+
+def test_create_admin_and_reset(fresh_env) -> None:  # noqa: ANN001
+    assert tabula(fresh_env, "init", "--no-demo").returncode == 0
+    made = tabula(fresh_env, "create-admin", "--username", "boss", "--password", "Секрет-1")
+    assert made.returncode == 0 and "Admin 'boss' is ready." in made.stdout
+    again = tabula(fresh_env, "create-admin", "--username", "boss")
+    assert again.returncode != 0 and "exists; add --reset" in again.stderr
+    reset = tabula(fresh_env, "create-admin", "--username", "boss", "--reset")
+    assert reset.returncode == 0 and "password:" in reset.stdout
+
+
+@pytest.mark.parametrize(
+    ("variables", "command", "expected"),
+    [
+        ({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/crm"}, "init", "cannot connect to the database"),
+        ({"DATABASE_URL": "nonsense"}, "init", "DATABASE_URL is not a database URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "worker", "cannot reach Redis at redis://127.0.0.1:1/0"),
+        ({"REDIS_URL": "127.0.0.1:6379"}, "worker", "REDIS_URL must start with"),
+        ({"SMTP_PORT": "abc"}, "init", "SMTP_PORT must be a whole number"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(fresh_env, variables, command, expected) -> None:  # noqa: ANN001
+    result = tabula({**fresh_env, **variables}, command, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert "set " in lines[0].lower() or "must" in lines[0]
+
+
+def test_database_password_never_printed(fresh_env) -> None:  # noqa: ANN001
+    result = tabula({**fresh_env, "DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/crm"}, "init")
+    assert result.returncode == 1 and "hunter2" not in result.stderr + result.stdout
+
+
+def test_worker_burst_processes_the_queue(app, env) -> None:  # noqa: ANN001
+    from app.extensions import db
+    from jobs import enqueue
+    from jobs.system import selfcheck
+    from models import JobRun, JobStatus
+
+    with app.app_context():
+        # A queue no other worker listens on, so only this burst worker can finish the job.
+        run_id = enqueue("selfcheck", selfcheck, 1, 0, queue="cli-burst").id
+    result = tabula(env, "worker", "--burst", "--without-scheduler", "cli-burst")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with app.app_context():
+        assert db.session.get(JobRun, run_id).status == JobStatus.finished

@@ -1,0 +1,62 @@
+"""/health reports database, Redis and workers; 503 when one is down."""
+
+from __future__ import annotations
+
+from app import create_app
+from tests.conftest import start_worker, stop_worker, wait_for_workers
+
+
+def test_healthy_with_a_worker(client, worker) -> None:  # noqa: ANN001
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["checks"]["worker"]["count"] >= 1
+    assert body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_no_worker_is_503(env, redis_url, tmp_path) -> None:  # noqa: ANN001
+    # Another Redis database on the same server has no worker registered.
+    other = {**env, "REDIS_URL": _other_db(redis_url), "TABULA_INSTANCE_DIR": str(tmp_path)}
+    response = create_app(other).test_client().get("/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["worker"] == {"ok": False, "count": 0, "error": "no worker is running"}
+    assert body["checks"]["redis"]["ok"] and body["checks"]["database"]["ok"]
+
+
+def test_redis_down_is_503_and_says_so(env, tmp_path) -> None:  # noqa: ANN001
+    down = {**env, "REDIS_URL": "redis://127.0.0.1:1/0", "TABULA_INSTANCE_DIR": str(tmp_path)}
+    response = create_app(down).test_client().get("/health")
+    assert response.status_code == 503
+    checks = response.get_json()["checks"]
+    assert checks["redis"]["ok"] is False and checks["worker"]["ok"] is False
+    assert checks["database"]["ok"] is True
+
+
+def test_database_down_is_503(env, tmp_path) -> None:  # noqa: ANN001
+    down = {**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "TABULA_INSTANCE_DIR": str(tmp_path)}
+    response = create_app(down).test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"]["ok"] is False
+
+
+def test_worker_that_stopped_is_no_longer_counted(app, env, redis_url) -> None:  # noqa: ANN001
+    other = {**env, "REDIS_URL": _other_db(redis_url)}
+    process = start_worker(other, "--without-scheduler")
+    try:
+        wait_for_workers(other["REDIS_URL"], 1)
+        client = create_app(other).test_client()
+        assert client.get("/health").status_code == 200
+    finally:
+        stop_worker(process)
+    assert client.get("/health").status_code == 503
+
+
+def _other_db(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        return redis_url + "?db=9"
+    base, _, db = redis_url.rpartition("/")
+    return f"{base}/{(int(db or 0) + 1) % 16}"

@@ -1,0 +1,108 @@
+"""Jobs run in real RQ worker processes; their outcome is durable; failures never look like success."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from redis import Redis
+from rq import Queue
+
+from app.extensions import db
+from jobs import JobQueueUnavailable, enqueue
+from jobs.runtime import reconcile
+from jobs.system import selfcheck
+from jobs.testing import die, fail
+from models import JobRun, JobStatus
+
+
+def wait_done(run_id: int, timeout: float = 30) -> JobRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        run = reconcile(db.session.get(JobRun, run_id))
+        if run.status in (JobStatus.finished, JobStatus.failed):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"job {run_id} still {run.status} after {timeout} s")
+
+
+def test_selfcheck_runs_in_a_worker_process(app_ctx, worker) -> None:  # noqa: ANN001
+    import os
+
+    run = enqueue("selfcheck", selfcheck, 3, 0.05)
+    done = wait_done(run.id)
+    assert done.status == JobStatus.finished
+    assert (done.progress_done, done.progress_total) == (3, 3)
+    assert done.result["pid"] != os.getpid()
+    assert done.result["database"] == db.engine.dialect.name
+    assert done.started_at and done.finished_at and done.finished_at >= done.started_at
+
+
+def test_failed_job_is_recorded_as_failed(app_ctx, worker) -> None:  # noqa: ANN001
+    run = enqueue("test", fail, "Ошибка <b>в данных</b>")
+    done = wait_done(run.id)
+    assert done.status == JobStatus.failed
+    assert "Ошибка <b>в данных</b>" in done.message and "ValueError" in done.message
+
+
+def test_killed_work_horse_is_not_left_running(app_ctx, worker) -> None:  # noqa: ANN001
+    run = enqueue("test", die)
+    done = wait_done(run.id, timeout=60)
+    assert done.status == JobStatus.failed
+    assert done.result is None
+
+
+def test_finished_job_is_not_run_twice(app_ctx, worker, redis_url) -> None:  # noqa: ANN001
+    run = enqueue("selfcheck", selfcheck, 1, 0)
+    first = wait_done(run.id)
+    first_result = dict(first.result)
+    # Re-run the same RQ job id (as a retry would): the stored outcome is returned, nothing re-done.
+    queue = Queue("default", connection=Redis.from_url(redis_url))
+    job = queue.enqueue(selfcheck, run.id, 1, 0, job_id=run.rq_job_id + "-again")
+    deadline = time.monotonic() + 30
+    while job.get_status(refresh=True).value not in ("finished", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.return_value() == first_result
+    db.session.expire_all()
+    assert db.session.get(JobRun, run.id).result == first_result
+
+
+def test_lost_job_is_reconciled_to_failed(app_ctx) -> None:  # noqa: ANN001
+    run = JobRun(kind="test", status=JobStatus.running, rq_job_id="tabula-run-never-queued")
+    db.session.add(run)
+    db.session.commit()
+    assert reconcile(run).status == JobStatus.failed
+    assert "lost" in run.message
+
+
+def test_unreachable_redis_fails_the_run_with_a_reason(app_ctx) -> None:  # noqa: ANN001
+    app_ctx.extensions.pop("tabula_redis", None)
+    saved = app_ctx.config["REDIS_URL"]
+    app_ctx.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    try:
+        with pytest.raises(JobQueueUnavailable, match="Redis is unreachable"):
+            enqueue("selfcheck", selfcheck)
+    finally:
+        app_ctx.config["REDIS_URL"] = saved
+        app_ctx.extensions.pop("tabula_redis", None)
+    run = db.session.scalars(db.select(JobRun).order_by(JobRun.id.desc())).first()
+    assert run.status == JobStatus.failed and "Redis is unreachable" in run.message
+
+
+def test_system_page_runs_a_job_and_shows_progress(admin_client, worker) -> None:  # noqa: ANN001
+    from tests.conftest import csrf_token
+
+    page = admin_client.get("/system/")
+    assert page.status_code == 200
+    response = admin_client.post("/system/selfcheck", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert response.status_code == 302
+    job_page = response.headers["Location"]
+    assert admin_client.get(job_page).status_code == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = admin_client.get(job_page.rstrip("/") + "/state").get_json()
+        if state["status"] == "finished":
+            break
+        time.sleep(0.2)
+    assert state["status"] == "finished" and state["done"] == state["total"] == 5
