@@ -128,9 +128,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def _locale(env: Mapping[str, str]) -> str:
     locale = env.get("TABULA_DEFAULT_LOCALE", "").strip() or "en"
     if locale not in LANGUAGES:
-        raise ConfigError(
-            f"TABULA_DEFAULT_LOCALE must be one of {', '.join(LANGUAGES)}, got {locale!r}"
-        )
+        raise ConfigError(f"TABULA_DEFAULT_LOCALE must be one of {', '.join(LANGUAGES)}, got {locale!r}")
     return locale
 
 

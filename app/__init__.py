@@ -20,9 +20,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
 
 
-def create_app(
-    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-) -> Flask:
+def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app from environment-style settings (``os.environ`` unless ``env`` is given)."""
     app = Flask(__name__, instance_path=config.instance_dir(env), instance_relative_config=False)
     app.config.from_mapping(config.build_config(env))

@@ -136,8 +136,9 @@ def ensure_admin() -> tuple[str | None, str | None]:
         return None, None
     given = current_app.config["TABULA_ADMIN_PASSWORD"]
     password = given or generate_password()
-    create_user(username, "Admin", "Tabula", current_app.config["TABULA_ADMIN_EMAIL"],
-                sm.auth_role_admin, password)
+    create_user(
+        username, "Admin", "Tabula", current_app.config["TABULA_ADMIN_EMAIL"], sm.auth_role_admin, password
+    )
     return username, (None if given else password)
 
 

@@ -32,7 +32,9 @@ cli.add_command(routes_command)
 
 
 @cli.command("init")
-@click.option("--demo/--no-demo", default=None, help="Load demo data if not loaded yet (default: TABULA_DEMO).")
+@click.option(
+    "--demo/--no-demo", default=None, help="Load demo data if not loaded yet (default: TABULA_DEMO)."
+)
 def init_command(demo: bool | None) -> None:
     """Upgrade the database, sync permissions and roles, create the first admin; idempotent."""
     from app.bootstrap import initialize
@@ -47,8 +49,7 @@ def init_command(demo: bool | None) -> None:
 @click.option("--email", default=None)
 @click.option("--reset", is_flag=True, help="Set a new password if the user exists.")
 @with_appcontext
-def create_admin_command(username: str | None, password: str | None, email: str | None,
-                         reset: bool) -> None:
+def create_admin_command(username: str | None, password: str | None, email: str | None, reset: bool) -> None:
     """Create an admin account, or with --reset give an existing one a new password."""
     from app.bootstrap import create_user, generate_password
 
@@ -67,8 +68,9 @@ def create_admin_command(username: str | None, password: str | None, email: str 
             user.roles.append(admin_role)
             sm.update_user(user)
     else:
-        create_user(username, "Admin", username, email or f"{username}@example.com",
-                    sm.auth_role_admin, password)
+        create_user(
+            username, "Admin", username, email or f"{username}@example.com", sm.auth_role_admin, password
+        )
     click.echo(f"Admin {username!r} is ready" + (f"; password: {password}" if shown else "."))
 
 
@@ -83,8 +85,11 @@ def demo_command() -> None:
 
 
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option("--with-scheduler/--without-scheduler", default=True,
-              help="Also run RQ's scheduler (repeating and delayed jobs); safe on several workers.")
+@click.option(
+    "--with-scheduler/--without-scheduler",
+    default=True,
+    help="Also run RQ's scheduler (repeating and delayed jobs); safe on several workers.",
+)
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.argument("queues", nargs=-1)
 def worker_command(with_scheduler: bool, burst: bool, queues: tuple[str, ...]) -> None:
@@ -104,7 +109,7 @@ def worker_command(with_scheduler: bool, burst: bool, queues: tuple[str, ...]) -
         args.append("--burst")
     args.extend(queues or ["default"])
     sys.stdout.flush()
-    os.execv(rq_path, args)
+    os.execv(rq_path, args)  # noqa: S606 (the argument list is ours)
 
 
 @cli.command("run")
@@ -137,8 +142,9 @@ def selfcheck_command(timeout: float) -> None:
     while time.monotonic() < deadline:
         db.session.refresh(run)
         reconcile(run)
-        click.echo(f"\rjob {run.id}: {run.status.value} {run.progress_done}/{run.progress_total or '?'}",
-                   nl=False)
+        click.echo(
+            f"\rjob {run.id}: {run.status.value} {run.progress_done}/{run.progress_total or '?'}", nl=False
+        )
         if run.status == JobStatus.finished:
             click.echo(f"\nfinished by a worker: {run.result}")
             return
@@ -159,8 +165,7 @@ def main() -> None:
         sys.exit(1)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        click.echo(f"error: database problem ({reason}); check DATABASE_URL and run `tabula init`",
-                   err=True)
+        click.echo(f"error: database problem ({reason}); check DATABASE_URL and run `tabula init`", err=True)
         sys.exit(1)
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)

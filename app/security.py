@@ -90,4 +90,3 @@ class TabulaSecurityManager(SecurityManager):
 
     def get_all_permissions_views_objs(self) -> list:
         return self.session.scalars(select(self.permissionview_model)).all()
-

@@ -17,7 +17,7 @@ from models.system import utcnow
 DEFAULT_QUEUE = "default"
 
 
-class JobQueueUnavailable(RuntimeError):
+class JobQueueUnavailable(RuntimeError):  # noqa: N818 (reads better at the raise site)
     """Redis cannot take the job; the JobRun is marked failed with the reason."""
 
 

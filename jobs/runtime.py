@@ -16,7 +16,8 @@ from flask import Flask, has_app_context
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus as RQStatus
+from rq.job import Job
+from rq.job import JobStatus as RQStatus
 
 from app.extensions import db
 from models import JobRun, JobStatus

@@ -59,8 +59,9 @@ def _drop_postgres_database(base_url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 redis_url: str) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[str]:
     Redis.from_url(redis_url).flushdb()  # each backend starts with empty queues
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tabula.db'}"
@@ -74,7 +75,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment variables of a Tabula process under test (the app's only input)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL"))}
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL"))
+    }
     environment.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -105,7 +108,11 @@ def app_ctx(app):  # noqa: ANN001, ANN201
 def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", *extra],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -155,9 +162,7 @@ def csrf_token(html: str) -> str:
 def login(client, username: str, password: str):  # noqa: ANN001, ANN201
     page = client.get("/login/")
     token = csrf_token(page.get_data(as_text=True))
-    return client.post(
-        "/login/", data={"username": username, "password": password, "csrf_token": token}
-    )
+    return client.post("/login/", data={"username": username, "password": password, "csrf_token": token})
 
 
 def signed_in(response) -> bool:  # noqa: ANN001

@@ -14,8 +14,15 @@ from tests.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +65,7 @@ def test_sign_in_switch_language_and_watch_a_job(browser, live_url, worker, tmp_
 
     page.click("text=Запустить задачу самопроверки")
     page.wait_for_url("**/system/jobs/*")
-    page.wait_for_function(
-        "document.getElementById('job-status').textContent === 'finished'", timeout=30_000
-    )
+    page.wait_for_function("document.getElementById('job-status').textContent === 'finished'", timeout=30_000)
     assert page.get_attribute("#job-progress", "aria-valuenow") == "100"
     assert '"database"' in page.inner_text("#job-result")
     page.screenshot(path=str(tmp_path / "job.png"))

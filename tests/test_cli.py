@@ -14,15 +14,23 @@ from tests.conftest import ROOT
 def tabula(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 @pytest.fixture
 def fresh_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """A new SQLite database and instance folder, nothing else changed."""
-    return {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
-            "TABULA_INSTANCE_DIR": str(tmp_path), "TABULA_ADMIN_PASSWORD": ""}
+    return {
+        **env,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "TABULA_INSTANCE_DIR": str(tmp_path),
+        "TABULA_ADMIN_PASSWORD": "",
+    }
 
 
 def test_init_prints_a_generated_admin_password_once(fresh_env) -> None:  # noqa: ANN001

@@ -101,8 +101,18 @@ def test_redact_hides_passwords() -> None:
     assert config.redact("::::") == "<unparseable URL>"
 
 
-SETTING_NAMES = ["DATABASE_URL", "REDIS_URL", "SMTP_PORT", "SMTP_SSL", "TABULA_DEMO", "TABULA_PORT",
-                 "TABULA_DEFAULT_LOCALE", "TABULA_WORKER_STALE_SECONDS", "SECRET_KEY", "TABULA_ADMIN_USER"]
+SETTING_NAMES = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SMTP_PORT",
+    "SMTP_SSL",
+    "TABULA_DEMO",
+    "TABULA_PORT",
+    "TABULA_DEFAULT_LOCALE",
+    "TABULA_WORKER_STALE_SECONDS",
+    "SECRET_KEY",
+    "TABULA_ADMIN_USER",
+]
 
 
 @settings(max_examples=200, deadline=None)

@@ -36,8 +36,11 @@ def test_redis_down_is_503_and_says_so(env, tmp_path) -> None:  # noqa: ANN001
 
 
 def test_database_down_is_503(env, tmp_path) -> None:  # noqa: ANN001
-    down = {**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-            "TABULA_INSTANCE_DIR": str(tmp_path)}
+    down = {
+        **env,
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "TABULA_INSTANCE_DIR": str(tmp_path),
+    }
     response = create_app(down).test_client().get("/health")
     assert response.status_code == 503
     assert response.get_json()["checks"]["database"]["ok"] is False

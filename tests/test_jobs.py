@@ -95,7 +95,8 @@ def test_system_page_runs_a_job_and_shows_progress(admin_client, worker) -> None
 
     page = admin_client.get("/system/")
     assert page.status_code == 200
-    response = admin_client.post("/system/selfcheck", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    token = csrf_token(page.get_data(as_text=True))
+    response = admin_client.post("/system/selfcheck", data={"csrf_token": token})
     assert response.status_code == 302
     job_page = response.headers["Location"]
     assert admin_client.get(job_page).status_code == 200

@@ -30,8 +30,13 @@ def quick_start_commands() -> list[str]:
 
 
 def copy_of_repository(target: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -62,14 +67,19 @@ def test_readme_commands_are_make_run_and_make_test() -> None:
 def test_run_command_from_a_fresh_copy(tmp_path: Path) -> None:
     copy = copy_of_repository(tmp_path / "tabula")
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "VIRTUAL_ENV",
-                                "MAKE", "MFLAGS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("TABULA_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "VIRTUAL_ENV", "MAKE", "MFLAGS")
+        )
+    }
     env["TABULA_PORT"] = str(port)
     log = open(tmp_path / "run.log", "w+")  # noqa: SIM115
     command = quick_start_commands()[0].split()
-    process = subprocess.Popen(command, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     family: set[int] = set()
 
     def remember_family() -> None:
@@ -103,8 +113,14 @@ def test_run_command_from_a_fresh_copy(tmp_path: Path) -> None:
         assert "Created admin 'admin' with password:" in output
         assert "Loaded demo data" in output
 
-        check = subprocess.run([str(copy / ".venv" / "bin" / "tabula"), "selfcheck", "--timeout", "60"],
-                               cwd=copy, env=env, capture_output=True, text=True, timeout=120)
+        check = subprocess.run(
+            [str(copy / ".venv" / "bin" / "tabula"), "selfcheck", "--timeout", "60"],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert check.returncode == 0, check.stdout + check.stderr
         assert "finished by a worker" in check.stdout
     finally:

@@ -33,8 +33,12 @@ def test_admin_has_everything_staff_has_no_admin_screens(app) -> None:  # noqa: 
     for role in (MANAGER, STAFF):
         granted = role_permissions(app, role)
         assert ("can_this_form_post", "ResetMyPasswordView") in granted
-        assert not {p for p in granted if p[1] in ("UserDBModelView", "RoleModelView", "SystemStatus")
-                    and p[0] not in ("can_userinfo", "resetmypassword", "userinfoedit")}
+        assert not {
+            p
+            for p in granted
+            if p[1] in ("UserDBModelView", "RoleModelView", "SystemStatus")
+            and p[0] not in ("can_userinfo", "resetmypassword", "userinfoedit")
+        }
 
 
 def test_init_is_idempotent(app) -> None:  # noqa: ANN001
@@ -107,8 +111,9 @@ def test_post_without_csrf_is_refused(admin_client) -> None:  # noqa: ANN001
 def test_session_cookie_flags(client) -> None:  # noqa: ANN001
     page = client.get("/login/")
     token = csrf_token(page.get_data(as_text=True))
-    response = client.post("/login/", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                            "csrf_token": token})
+    response = client.post(
+        "/login/", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token}
+    )
     cookies = [v for k, v in response.headers.items() if k == "Set-Cookie" and v.startswith("session=")]
     assert cookies
     assert "HttpOnly" in cookies[-1] and "SameSite=Lax" in cookies[-1]

@@ -40,10 +40,23 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.system import JobRunView, SystemView
 
     add_view(
-        appbuilder, SystemView, "System status", label=_l("System status"), icon="fa-heartbeat",
-        audience="admin", category="System", category_label=_l("System"), category_icon="fa-cogs",
+        appbuilder,
+        SystemView,
+        "System status",
+        label=_l("System status"),
+        icon="fa-heartbeat",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
     )
     add_view(
-        appbuilder, JobRunView, "Background jobs", label=_l("Background jobs"), icon="fa-tasks",
-        audience="admin", category="System", category_label=_l("System"),
+        appbuilder,
+        JobRunView,
+        "Background jobs",
+        label=_l("Background jobs"),
+        icon="fa-tasks",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
     )

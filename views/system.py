@@ -81,8 +81,16 @@ class JobRunView(ModelView):
     class_permission_name = "BackgroundJob"
     base_permissions = ["can_list", "can_show"]
     base_order = ("id", "desc")
-    list_columns = ["id", "kind", "status", "progress_done", "progress_total", "created_at",
-                    "finished_at", "message"]
+    list_columns = [
+        "id",
+        "kind",
+        "status",
+        "progress_done",
+        "progress_total",
+        "created_at",
+        "finished_at",
+        "message",
+    ]
     show_columns = list_columns + ["started_at", "result", "rq_job_id"]
     search_columns = ["kind", "status", "created_at"]
     label_columns = {
