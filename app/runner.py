@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from werkzeug.serving import run_simple
 
 import config
 from app import create_app
-from app.bootstrap import initialize
+from app.bootstrap import check_database, initialize
 from app.embedded_redis import EmbeddedRedis, _die_with_parent
 
 
@@ -35,6 +36,16 @@ def check_redis(url: str) -> None:
         raise config.ConfigError(
             f"cannot reach Redis at {config.redact(url)} ({exc.__class__.__name__}); set REDIS_URL to a "
             "running Redis (redis://host:6379/0), or unset it for the embedded Redis of `tabula run`"
+        ) from None
+
+
+def check_port(host: str, port: int) -> None:
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise config.ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); set TABULA_PORT or pass --port"
         ) from None
 
 
@@ -65,6 +76,11 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
     app = create_app(env)
     host = host or app.config["TABULA_HOST"]
     port = port or app.config["TABULA_PORT"]
+    # Settings problems end here, in one line, before anything is started.
+    check_port(host, port)
+    check_database(app)
+    if not app.config["TABULA_EMBEDDED_REDIS"]:
+        check_redis(app.config["REDIS_URL"])
     redis: EmbeddedRedis | None = None
     worker: subprocess.Popen | None = None
     try:
@@ -73,8 +89,6 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
                 config.embedded_redis_socket(env), Path(app.config["TABULA_INSTANCE_DIR"])
             ).start()
             click.echo(f"Embedded Redis: {redis.url}")
-        else:
-            check_redis(app.config["REDIS_URL"])
         initialize(app, echo=click.echo)
         if with_worker:
             worker = start_worker(env)

@@ -95,3 +95,41 @@ def test_worker_burst_processes_the_queue(app, env) -> None:  # noqa: ANN001
     assert result.returncode == 0, result.stdout + result.stderr
     with app.app_context():
         assert db.session.get(JobRun, run_id).status == JobStatus.finished
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "cannot reach Redis"),
+        ({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/crm"}, "cannot connect to the database"),
+    ],
+)
+def test_run_with_unreachable_services_says_what_to_set(fresh_env, variables, expected) -> None:  # noqa: ANN001
+    result = tabula({**fresh_env, **variables, "TABULA_PORT": "1"}, "run", timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.strip() == ""
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        next(line for line in result.stderr.splitlines() if expected in line)
+    ]
+
+
+def test_run_on_a_busy_port_says_so_before_starting_anything(fresh_env) -> None:  # noqa: ANN001
+    import socket
+
+    import psutil
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {key: value for key, value in fresh_env.items() if key != "REDIS_URL"}
+        result = tabula({**env, "TABULA_PORT": str(port)}, "run", timeout=120)
+    assert result.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr and "TABULA_PORT" in result.stderr
+    assert result.stdout == ""
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if fresh_env["TABULA_INSTANCE_DIR"] in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
