@@ -13,6 +13,7 @@ from flask_appbuilder import AppBuilder
 import config
 import models
 from app.extensions import csrf, db, migrate
+from app.guards import reject_nul_characters
 from app.security import TabulaSecurityManager
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
         app.config.update(overrides)
     Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
 
+    app.before_request(reject_nul_characters)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)

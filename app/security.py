@@ -11,6 +11,8 @@ from __future__ import annotations
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from sqlalchemy import select
 
+from app.security_api import TabulaSecurityApi
+
 ADMIN = "Admin"
 MANAGER = "Manager"
 STAFF = "Staff"
@@ -37,6 +39,8 @@ SELF_SERVICE = {
 
 class TabulaSecurityManager(SecurityManager):
     """Flask-AppBuilder's SQLAlchemy security manager; the place for Tabula's role and row rules."""
+
+    security_api = TabulaSecurityApi
 
     def view_audiences(self) -> dict[str, str]:
         """View and menu permission names -> audience, as recorded by ``views.add_view``."""

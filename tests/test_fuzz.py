@@ -102,3 +102,23 @@ def test_login_form_never_gives_500(client, username, password) -> None:  # noqa
     token = csrf_token(client.get("/login/").get_data(as_text=True))
     response = client.post("/login/", data={"username": username, "password": password, "csrf_token": token})
     assert response.status_code in (200, 302)
+
+
+def test_nul_characters_are_refused_with_a_clear_400(client) -> None:  # noqa: ANN001
+    token = csrf_token(client.get("/login/").get_data(as_text=True))
+    response = client.post("/login/", data={"username": "ad\x00min", "password": "x", "csrf_token": token})
+    assert response.status_code == 400
+    assert "NUL" in response.get_data(as_text=True)
+    assert client.get("/login/?next=%00").status_code == 400
+    api = client.post("/api/v1/security/login", json={"username": "a\x00", "password": "x", "provider": "db"})
+    assert api.status_code == 400
+
+
+def test_api_login_without_provider_is_400(client) -> None:  # noqa: ANN001
+    response = client.post("/api/v1/security/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 400
+    assert "provider" in response.get_json()["message"]
+    ok = client.post(
+        "/api/v1/security/login", json={"username": "admin", "password": ADMIN_PASSWORD, "provider": "db"}
+    )
+    assert ok.status_code == 200 and ok.get_json()["access_token"]
