@@ -11,7 +11,7 @@ from flask import Flask, current_app, has_request_context, request, session
 from flask_appbuilder import AppBuilder
 
 import config
-import models
+import models  # noqa: F401  (maps every table before FAB and Alembic look)
 from app.extensions import csrf, db, migrate
 from app.guards import reject_nul_characters
 from app.security import TabulaSecurityManager
@@ -33,7 +33,6 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
-    app.extensions["tabula_metadata"] = models.Model.metadata
 
     with app.app_context():
         from views.home import HomeView

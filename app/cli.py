@@ -84,7 +84,7 @@ def demo_command() -> None:
     click.echo(f"Demo data loaded; demo users share the password: {password}")
 
 
-@cli.command("worker", context_settings={"ignore_unknown_options": True})
+@cli.command("worker", with_appcontext=False)
 @click.option(
     "--with-scheduler/--without-scheduler",
     default=True,
@@ -112,7 +112,7 @@ def worker_command(with_scheduler: bool, burst: bool, queues: tuple[str, ...]) -
     os.execv(rq_path, args)  # noqa: S606 (the argument list is ours)
 
 
-@cli.command("run")
+@cli.command("run", with_appcontext=False)
 @click.option("--host", default=None, help="Default: TABULA_HOST or 127.0.0.1.")
 @click.option("--port", type=int, default=None, help="Default: TABULA_PORT or 5000.")
 @click.option("--no-worker", is_flag=True, help="Do not start an RQ worker.")

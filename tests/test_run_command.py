@@ -132,6 +132,7 @@ def test_run_command_from_a_fresh_copy(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             raise
     time.sleep(1)
+    shutil.rmtree(copy / ".venv", ignore_errors=True)  # keep /tmp small; the log stays for debugging
     left = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert left == [], f"processes left after Ctrl-C: {[_cmdline(p) for p in left]}\n{_tail(log)}"
     log.seek(0)
