@@ -124,3 +124,31 @@ def test_passwords_are_hashed(app) -> None:  # noqa: ANN001
         user = app.appbuilder.sm.find_user(username="admin")
         assert ADMIN_PASSWORD not in user.password
         assert user.password.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_admin_creates_a_role_in_the_browser_and_it_takes_effect(app, admin_client) -> None:  # noqa: ANN001
+    from tests.conftest import csrf_token, login, signed_in
+
+    with app.app_context():
+        sm = app.appbuilder.sm
+        wanted = [
+            sm.find_permission_view_menu("can_list", "BackgroundJob"),
+            sm.find_permission_view_menu("menu_access", "Background jobs"),
+            sm.find_permission_view_menu("menu_access", "System"),
+        ]
+        ids = [str(p.id) for p in wanted]
+    form = admin_client.get("/roles/add").get_data(as_text=True)
+    response = admin_client.post(
+        "/roles/add", data={"csrf_token": csrf_token(form), "name": "Бухгалтер", "permissions": ids}
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        sm = app.appbuilder.sm
+        role = sm.find_role("Бухгалтер")
+        assert role is not None
+        sm.add_user("buh", "Ольга", "Бухова", "buh@example.ru", role, "Пароль-бух-1")
+    accountant = app.test_client()
+    assert signed_in(login(accountant, "buh", "Пароль-бух-1"))
+    assert accountant.get("/jobs/list/").status_code == 200
+    assert accountant.get("/system/").status_code == 403
+    assert "Background jobs" in accountant.get("/").get_data(as_text=True)  # the menu entry
