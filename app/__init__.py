@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,6 @@ import models  # noqa: F401  (maps every table before FAB and Alembic look)
 from app.extensions import csrf, db, migrate
 from app.guards import reject_nul_characters
 from app.security import TabulaSecurityManager
-
-log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
 

@@ -61,13 +61,13 @@ class TabulaSecurityManager(SecurityManager):
         """Create the built-in roles and grant what the policy says; returns grants made per role."""
         from models import SeededGrant
 
+        self.ensure_roles()
         session = self.session
         audiences = self.view_audiences()
+        everything = self.get_all_permissions_views_objs()
         granted: dict[str, int] = {}
         for role_name in (MANAGER, STAFF):
             role = self.find_role(role_name)
-            if role is None:
-                role = self.add_role(role_name)
             if not role.permissions:
                 # A new (or re-created) role starts from the full policy again.
                 session.query(SeededGrant).filter_by(role_name=role_name).delete()
@@ -76,7 +76,7 @@ class TabulaSecurityManager(SecurityManager):
                 for g in session.scalars(select(SeededGrant).filter_by(role_name=role_name))
             }
             count = 0
-            for pvm in self.get_all_permissions_views_objs():
+            for pvm in everything:
                 key = (pvm.permission.name, pvm.view_menu.name)
                 if key in seeded or role_name not in self.roles_for(*key, audiences):
                     continue
@@ -85,8 +85,8 @@ class TabulaSecurityManager(SecurityManager):
                 session.add(SeededGrant(role_name=role_name, permission=key[0], view_menu=key[1]))
                 count += 1
             granted[role_name] = count
-        admin = self.find_role(ADMIN) or self.add_role(ADMIN)
-        missing = [p for p in self.get_all_permissions_views_objs() if p not in admin.permissions]
+        admin = self.find_role(ADMIN)
+        missing = [p for p in everything if p not in admin.permissions]
         admin.permissions.extend(missing)
         granted[ADMIN] = len(missing)
         session.commit()
