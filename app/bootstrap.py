@@ -42,6 +42,12 @@ class InitReport:
     grants: dict[str, int] = field(default_factory=dict)
 
 
+def database_error_reason(exc: SQLAlchemyError) -> str:
+    """The driver's own first line (e.g. "connection refused"), without SQLAlchemy's wrapping."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
+
+
 def check_database(app: Flask) -> None:
     """Connect once; raise ``config.ConfigError`` with one line saying what to set when that fails."""
     with app.app_context():
@@ -49,7 +55,7 @@ def check_database(app: Flask) -> None:
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            reason = database_error_reason(exc)
             raise config.ConfigError(
                 f"cannot connect to the database {config.redact(app.config['SQLALCHEMY_DATABASE_URI'])}"
                 f" ({reason}); set DATABASE_URL to a reachable PostgreSQL database "

@@ -164,7 +164,9 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        from app.bootstrap import database_error_reason
+
+        reason = database_error_reason(exc)
         click.echo(f"error: database problem ({reason}); check DATABASE_URL and run `tabula init`", err=True)
         sys.exit(1)
     except OSError as exc:
