@@ -11,7 +11,7 @@ from flask_appbuilder import AppBuilder
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
-from app.extensions import csrf, db, migrate
+from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import reject_nul_characters
 from app.security import TabulaSecurityManager
 
@@ -27,7 +27,9 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
 
     app.before_request(reject_nul_characters)
+    app.before_request(_follow_schema_changes)
     db.init_app(app)
+    sqlite_unicode_functions()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
 
@@ -49,6 +51,19 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     app.register_blueprint(health_bp)
     csrf.exempt(health_bp)
     return app
+
+
+def _follow_schema_changes() -> None:
+    """One cheap SELECT per request: rebuild this process's tables when another process changed them."""
+    if (
+        request.endpoint is None
+        or request.endpoint.endswith("static")
+        or request.endpoint.startswith("health.")
+    ):
+        return
+    from custom_fields.runtime import refresh
+
+    refresh()
 
 
 def _select_locale() -> str:

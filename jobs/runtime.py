@@ -60,6 +60,9 @@ def app_job(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(func: Callable[..., Any], run_id: int, *args: Any, **kwargs: Any) -> Any:
+    from custom_fields.runtime import refresh
+
+    refresh()  # a job sees every table and field as of now, whatever changed since the worker started
     run = db.session.get(JobRun, run_id)
     if run is None:
         raise LookupError(f"JobRun {run_id} does not exist")

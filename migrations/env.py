@@ -16,8 +16,17 @@ target_metadata = Model.metadata
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
-    # Tables created at run time for custom entities are not part of the fixed schema.
-    return not (type_ == "table" and reflected and compare_to is None and name.startswith("t_"))
+    # Tables, columns and indexes created at run time for custom tables and fields (``t_*``, ``f_*`` and
+    # their ``ix_``/``uq_`` indexes) are not part of the fixed schema.
+    if not reflected or compare_to is not None:
+        return True
+    if type_ == "table":
+        return not name.startswith("t_")
+    if type_ == "column":
+        return not name.startswith("f_")
+    if type_ == "index":
+        return not (name or "").startswith(("ix_t_", "uq_t_", "ix_crm_", "uq_crm_")) or "_f_" not in name
+    return True
 
 
 def run_migrations_offline() -> None:

@@ -4,6 +4,20 @@ security tables (``ab_*``) and ours, and Alembic compares all of them."""
 import flask_appbuilder.security.sqla.models  # noqa: F401  (registers the ab_* tables)
 from flask_appbuilder import Model
 
+from models.crm import Company, Contact
+from models.metadata import Entity, Field, SchemaChange, SchemaState
 from models.system import AppSetting, JobRun, JobStatus, SeededGrant
 
-__all__ = ["Model", "AppSetting", "JobRun", "JobStatus", "SeededGrant"]
+__all__ = [
+    "Model",
+    "AppSetting",
+    "Company",
+    "Contact",
+    "Entity",
+    "Field",
+    "JobRun",
+    "JobStatus",
+    "SchemaChange",
+    "SchemaState",
+    "SeededGrant",
+]

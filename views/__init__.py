@@ -37,7 +37,25 @@ def add_view(
 
 
 def register_views(appbuilder: AppBuilder) -> None:
+    from views import (
+        generator,  # noqa: F401  (registers the view generator as a schema rebuild hook)
+        tables,
+    )
+    from views.schema_admin import SchemaAdminView
     from views.system import JobRunView, SystemView
+
+    tables.register(appbuilder)
+    add_view(
+        appbuilder,
+        SchemaAdminView,
+        "Tables and fields",
+        label=_l("Tables and fields"),
+        icon="fa-th-list",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
 
     add_view(
         appbuilder,

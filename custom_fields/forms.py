@@ -1,0 +1,272 @@
+"""WTForms fields for the registry's types: the form shows a value as a person types it, and hands the
+stored value (parsed by the type) to the model. Types pick their widget here; nothing else builds them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import request
+from flask_appbuilder.fieldwidgets import (
+    BS3TextAreaFieldWidget,
+    BS3TextFieldWidget,
+    Select2Widget,
+)
+from flask_babel import gettext as _
+from markupsafe import Markup
+from wtforms import Field, ValidationError
+from wtforms.widgets import html_params
+
+from custom_fields.spec import FieldSpec
+from custom_fields.types import FieldType, FieldValueError
+
+
+def tag(name: str, content: Any = None, **attrs: Any) -> Markup:
+    """An HTML element; ``html_params`` escapes every attribute, ``content`` is escaped unless Markup."""
+    opening = Markup(f"<{name} ") + Markup(html_params(**attrs)) + Markup(">")  # noqa: S704
+    if content is None:
+        return opening
+    return opening + content + Markup(f"</{name}>")  # noqa: S704
+
+
+class RegistryField(Field):
+    """A form field whose value is parsed and shown by its field type."""
+
+    def __init__(self, *args: Any, ftype: FieldType, spec: FieldSpec, search: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ftype = ftype
+        self.spec = spec
+        self.search = search
+        self.raw = None
+
+    def _value(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return self.display_text(self.data)
+
+    def display_text(self, value: Any) -> str:
+        return self.ftype.to_text(value, self.spec)
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        self.raw = valuelist[0]
+        if self.search:
+            self.data = self.raw
+            return
+        try:
+            self.data = self.ftype.parse(self.raw, self.spec)
+        except FieldValueError as exc:
+            self.data = None
+            raise ValueError(str(exc)) from None
+
+
+class DateInput:
+    input_type = "date"
+
+    def __call__(self, field: RegistryField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("id", field.id)
+        kwargs.setdefault("class", "form-control")
+        return tag("input", name=field.name, type=self.input_type, value=field._value(), **kwargs)
+
+
+class DateTimeInput(DateInput):
+    input_type = "datetime-local"
+
+
+class DateTimeField(RegistryField):
+    def display_text(self, value: Any) -> str:
+        from custom_fields.types import local_timezone
+
+        if value is None:
+            return ""
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return aware.astimezone(local_timezone()).strftime("%Y-%m-%dT%H:%M")
+
+
+class BooleanChoiceField(RegistryField):
+    """A checkbox; in search forms a yes/no choice."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if self.search:
+            super().process_formdata(valuelist)
+            return
+        self.data = bool(valuelist and valuelist[0] not in ("", "n", "false", "0"))
+
+    def process_data(self, value: Any) -> None:
+        self.data = value
+
+
+class CheckboxInput:
+    def __call__(self, field: BooleanChoiceField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("id", field.id)
+        checked = {"checked": True} if field.data else {}
+        return tag("input", name=field.name, type="checkbox", value="y", **checked, **kwargs)
+
+
+class ChoiceWidget(Select2Widget):
+    def __call__(self, field: SelectField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("id", field.id)
+        kwargs.setdefault("class", "my_select2 form-control")
+        multiple = {"multiple": True} if field.multiple else {}
+        options = [] if field.multiple else [Markup('<option value=""></option>')]
+        chosen = field.chosen_ids()
+        for option in field.spec.options:
+            selected = {"selected": True} if option["id"] in chosen else {}
+            options.append(tag("option", option["label"], value=option["id"], **selected))
+        return tag("select", Markup("").join(options), name=field.name, **multiple, **kwargs)
+
+
+class SelectField(RegistryField):
+    multiple = False
+
+    def chosen_ids(self) -> set[str]:
+        if self.raw is not None and self.search:
+            return {self.raw}
+        if self.multiple:
+            return set(self.ftype.ids(self.data))
+        return {self.data} if self.data else set()
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not self.multiple:
+            super().process_formdata(valuelist)
+            return
+        self.raw = ",".join(valuelist)
+        try:
+            self.data = self.ftype.parse([v for v in valuelist if v], self.spec)
+        except FieldValueError as exc:
+            self.data = None
+            raise ValueError(str(exc)) from None
+
+
+class MultiSelectField(SelectField):
+    multiple = True
+
+
+class LinkWidget:
+    """A select with search-as-you-type (select2 + the table's lookup endpoint)."""
+
+    def __call__(self, field: LinkField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("id", field.id)
+        value = field.data
+        label = field.current_label()
+        option = (
+            tag("option", label, value=value, selected=True)
+            if value not in (None, "")
+            else Markup('<option value=""></option>')
+        )
+        return tag(
+            "select",
+            option,
+            name=field.name,
+            class_="form-control tabula-link",
+            data_lookup=field.lookup_url(),
+            data_placeholder=_("Type to search…"),
+            **kwargs,
+        )
+
+
+class LinkField(RegistryField):
+    def lookup_url(self) -> str:
+        from custom_fields.runtime import lookup_url
+
+        return lookup_url(self.ftype, self.spec)
+
+    def current_label(self) -> str:
+        from custom_fields.runtime import record_label, user_label
+
+        if self.data in (None, ""):
+            return ""
+        try:
+            value = int(self.data)
+        except (TypeError, ValueError):
+            return str(self.data)
+        if self.ftype.name == "user":
+            return user_label(value)
+        return record_label(int(self.spec.settings["target"]), value)
+
+
+def _validators(ftype: FieldType, spec: FieldSpec, search: bool) -> list[Any]:
+    if search:
+        return []
+    validators: list[Any] = []
+    if spec.required:
+        validators.append(required)
+    if ftype.name in ("link", "user"):
+        validators.append(link_exists)
+    if spec.unique:
+        validators.append(unique_value)
+    return validators
+
+
+def required(form: Any, field: RegistryField) -> None:
+    if field.data is None or field.data == "":
+        field.errors[:] = []
+        raise ValidationError(_("This field is required."))
+
+
+def link_exists(form: Any, field: RegistryField) -> None:
+    try:
+        field.ftype.check_exists(field.data, field.spec)
+    except FieldValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def unique_value(form: Any, field: RegistryField) -> None:
+    from custom_fields.runtime import value_taken
+
+    if field.data is not None and value_taken(field.spec, field.data, (request.view_args or {}).get("pk")):
+        raise ValidationError(_("Another record already has this value."))
+
+
+def _make(cls: type[RegistryField], widget: Any, ftype: FieldType, spec: FieldSpec, search: bool) -> Any:
+    return cls(
+        spec.label,
+        validators=_validators(ftype, spec, search),
+        description=spec.help_text,
+        widget=widget,
+        ftype=ftype,
+        spec=spec,
+        search=search,
+    )
+
+
+def text_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(RegistryField, BS3TextFieldWidget(), ftype, spec, search)
+
+
+def long_text_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    widget = BS3TextFieldWidget() if search else BS3TextAreaFieldWidget()
+    return _make(RegistryField, widget, ftype, spec, search)
+
+
+def number_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(RegistryField, BS3TextFieldWidget(), ftype, spec, search)
+
+
+def boolean_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    if search:
+        return _make(RegistryField, BS3TextFieldWidget(), ftype, spec, search)
+    return _make(BooleanChoiceField, CheckboxInput(), ftype, spec, search)
+
+
+def date_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(RegistryField, DateInput(), ftype, spec, search)
+
+
+def datetime_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(DateTimeField, DateTimeInput(), ftype, spec, search)
+
+
+def select_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(SelectField, ChoiceWidget(), ftype, spec, search)
+
+
+def multi_select_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    if search:
+        return _make(SelectField, ChoiceWidget(), ftype, spec, search)
+    return _make(MultiSelectField, ChoiceWidget(), ftype, spec, search)
+
+
+def link_field(ftype: FieldType, spec: FieldSpec, *, search: bool = False) -> Any:
+    return _make(LinkField, LinkWidget(), ftype, spec, search)

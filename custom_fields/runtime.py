@@ -1,0 +1,228 @@
+"""The process-local schema: mapped classes for every table, built from the metadata, rebuilt when any
+process changes the schema (a newer ``tabula_schema_state.version``), without a restart.
+
+Each version gets its own SQLAlchemy ``registry``; a new one is built completely, then swapped in, so a
+request never sees half a schema. The version before the previous one is disposed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context, url_for
+from markupsafe import Markup
+from sqlalchemy import Column, Integer, MetaData, Table, column, exists, select, table
+from sqlalchemy.orm import registry, selectinload
+
+from app.extensions import db
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import REGISTRY, FieldType
+from models import Entity, SchemaState
+
+EXTENSION_KEY = "tabula_schema"
+_build_lock = threading.Lock()
+
+#: Called with each new schema after its classes exist (the view generator registers itself here).
+REBUILD_HOOKS: list[Callable[[RuntimeSchema], None]] = []
+
+
+@dataclass
+class RuntimeSchema:
+    version: int
+    registry: registry
+    entities: dict[str, EntitySpec]  # by slug
+    classes: dict[str, type]  # by slug
+    by_id: dict[int, EntitySpec] = field(default_factory=dict)
+    views: dict[str, Any] = field(default_factory=dict)
+    apis: dict[str, Any] = field(default_factory=dict)
+    previous: RuntimeSchema | None = None
+
+    def entity(self, slug: str) -> EntitySpec | None:
+        return self.entities.get(slug)
+
+    def model(self, entity_id: int) -> type | None:
+        spec = self.by_id.get(entity_id)
+        return self.classes.get(spec.slug) if spec else None
+
+
+def read_version() -> int:
+    return db.session.scalar(select(SchemaState.version).where(SchemaState.id == 1)) or 0
+
+
+def load_specs() -> list[EntitySpec]:
+    rows = db.session.scalars(
+        select(Entity).options(selectinload(Entity.fields)).order_by(Entity.position, Entity.id)
+    )
+    return [EntitySpec.of(row) for row in rows]
+
+
+def _display(spec: EntitySpec) -> Callable[[Any], str]:
+    def __str__(self: Any) -> str:  # noqa: N807
+        shown = spec.display_field
+        if shown is None:
+            return f"#{self.id}"
+        text = REGISTRY[shown.type].to_text(getattr(self, shown.name, None), shown)
+        return text or f"#{self.id}"
+
+    return __str__
+
+
+def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
+    """One mapped class per table, with a column per field (archived ones too: their data stays)."""
+    reg = registry(metadata=MetaData())
+    base = reg.generate_base()
+    classes: dict[str, type] = {}
+    for spec in specs:
+        columns = [Column("id", Integer, primary_key=True)]
+        for fld in spec.fields:
+            columns.append(Column(fld.column_name, REGISTRY[fld.type].column_type(fld), key=fld.name))
+        tbl = Table(spec.table_name, reg.metadata, *columns)
+        classes[spec.slug] = type(
+            f"T_{spec.slug}",
+            (base,),
+            {"__table__": tbl, "__str__": _display(spec), "__tabula_entity__": spec},
+        )
+    return reg, classes
+
+
+def build_schema(version: int) -> RuntimeSchema:
+    specs = load_specs()
+    reg, classes = build_classes(specs)
+    schema = RuntimeSchema(
+        version=version,
+        registry=reg,
+        entities={s.slug: s for s in specs},
+        classes=classes,
+        by_id={s.id: s for s in specs},
+    )
+    for hook in REBUILD_HOOKS:
+        hook(schema)
+    return schema
+
+
+def current(app: Flask | None = None) -> RuntimeSchema:
+    """This process's schema, built on first use."""
+    app = app or current_app._get_current_object()
+    schema = app.extensions.get(EXTENSION_KEY)
+    if schema is None:
+        schema = refresh(app, force=True)
+    return schema
+
+
+def refresh(app: Flask | None = None, *, force: bool = False) -> RuntimeSchema:
+    """Rebuild when the database holds a newer schema version than this process (one SELECT otherwise)."""
+    app = app or current_app._get_current_object()
+    version = read_version()
+    schema = app.extensions.get(EXTENSION_KEY)
+    if schema is not None and schema.version == version and not force:
+        return schema
+    with _build_lock:
+        schema = app.extensions.get(EXTENSION_KEY)
+        if schema is not None and schema.version == version and not force:
+            return schema
+        new = build_schema(version)
+        if schema is not None:
+            if schema.previous is not None:
+                schema.previous.registry.dispose()
+                schema.previous = None
+            new.previous = schema
+        app.extensions[EXTENSION_KEY] = new
+        return new
+
+
+# --- lookups the field types use ---------------------------------------------------------------------------
+
+
+def entity_exists(entity_id: int) -> bool:
+    return (
+        db.session.scalar(select(exists().where(Entity.id == entity_id, Entity.archived_at.is_(None))))
+        or False
+    )
+
+
+def table_name_of(entity_id: int) -> str:
+    spec = current().by_id.get(entity_id)
+    if spec is None:
+        name = db.session.scalar(select(Entity.table_name).where(Entity.id == entity_id))
+        if name is None:
+            raise LookupError(entity_id)
+        return name
+    return spec.table_name
+
+
+def record_exists(table_name: str, record_id: int) -> bool:
+    tbl = table(table_name, column("id"))
+    return db.session.scalar(select(exists().where(tbl.c.id == record_id))) or False
+
+
+def _memo() -> dict:
+    if has_request_context():
+        return g.setdefault("tabula_labels", {})
+    return {}
+
+
+def record_label(entity_id: int, record_id: int) -> str:
+    key = ("record", entity_id, record_id)
+    memo = _memo()
+    if key not in memo:
+        model = current().model(entity_id)
+        item = db.session.get(model, record_id) if model is not None else None
+        memo[key] = str(item) if item is not None else f"#{record_id}"
+    return memo[key]
+
+
+def record_link(entity_id: int, record_id: int) -> Markup:
+    spec = current().by_id.get(entity_id)
+    label = record_label(entity_id, record_id)
+    if spec is None:
+        return Markup("{}").format(label)
+    href = url_for("TableView.show", slug=spec.slug, pk=record_id)
+    return Markup('<a href="{}">{}</a>').format(href, label)
+
+
+USERS = table("ab_user", column("id"), column("username"), column("first_name"), column("last_name"))
+
+
+def _user_row(user_id: int) -> Any:
+    key = ("user", user_id)
+    memo = _memo()
+    if key not in memo:
+        memo[key] = db.session.execute(select(USERS).where(USERS.c.id == user_id)).first()
+    return memo[key]
+
+
+def user_label(user_id: int) -> str:
+    row = _user_row(user_id)
+    if row is None:
+        return f"#{user_id}"
+    name = " ".join(p for p in (row.first_name, row.last_name) if p)
+    return f"{name} ({row.username})" if name else row.username
+
+
+def username_of(user_id: int) -> str:
+    row = _user_row(user_id)
+    return row.username if row is not None else str(user_id)
+
+
+def user_id_by_username(username: str) -> int | None:
+    return db.session.scalar(select(USERS.c.id).where(USERS.c.username == username))
+
+
+def lookup_url(ftype: FieldType, spec: FieldSpec) -> str:
+    if ftype.name == "user":
+        return url_for("TableView.users_lookup")
+    target = current().by_id.get(int(spec.settings["target"]))
+    return url_for("TableView.lookup", slug=target.slug) if target else ""
+
+
+def value_taken(spec: FieldSpec, value: Any, exclude_pk: Any = None) -> bool:
+    """Whether another record of the field's table already holds ``value`` (the form's unique check)."""
+    model = current().model(spec.entity_id)
+    if model is None:
+        return False
+    attribute = getattr(model, spec.name)
+    query = select(exists().where(attribute == value, *([model.id != int(exclude_pk)] if exclude_pk else [])))
+    return db.session.scalar(query) or False

@@ -1,0 +1,648 @@
+"""Schema changes an admin makes in the browser: tables and fields. Each change is one transaction holding
+the metadata, the DDL, the schema version bump and the audit record, so it happens whole or not at all
+(PostgreSQL and SQLite both run DDL inside transactions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import Column, MetaData, Table, bindparam, func, select, table, update
+from sqlalchemy import column as sql_column
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from app.extensions import db
+from custom_fields import ddl
+from custom_fields.spec import FieldSpec
+from custom_fields.types import REGISTRY, FieldValueError, SettingsError
+from models import Entity, Field, SchemaChange, SchemaState
+
+MAX_FIELDS_PER_TABLE = 200
+MAX_TABLES = 500
+LABEL_LENGTH = 100
+HELP_LENGTH = 500
+MAX_OFFENDERS = 20
+BATCH = 2000
+ICON_CHOICES = (
+    "fa-table", "fa-building", "fa-user", "fa-users", "fa-truck", "fa-briefcase", "fa-cube", "fa-tag",
+    "fa-file-text", "fa-handshake-o", "fa-calendar", "fa-star", "fa-book", "fa-envelope", "fa-phone",
+)  # fmt: skip
+
+#: Called with (field id, field name, entity slug) after a field is purged, by features that name fields
+#: (saved views, filters, templates, schedules), so nothing keeps pointing at a column that is gone.
+FIELD_PURGE_HOOKS: list[Callable[[int, str, str], None]] = []
+
+
+class SchemaError(Exception):
+    """A change that cannot be made; the message is for the admin, and nothing was changed."""
+
+
+@dataclass
+class ConversionRefused(SchemaError):  # noqa: N818 (a refusal, not a failure)
+    message: str
+    offenders: list[tuple[int, str, str]] = field(default_factory=list)  # (record id, value, reason)
+    total: int = 0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+def clean_label(raw: Any, what: str = "label") -> str:
+    label = " ".join(str(raw or "").split())
+    if not label:
+        raise SchemaError(_("The %(what)s may not be empty.", what=_(what)))
+    if len(label) > LABEL_LENGTH:
+        raise SchemaError(_("The %(what)s may have at most %(n)d characters.", what=_(what), n=LABEL_LENGTH))
+    if "\x00" in label:
+        raise SchemaError(_("Input may not contain NUL characters."))
+    return label
+
+
+def clean_help(raw: Any) -> str:
+    text = str(raw or "").strip()
+    if len(text) > HELP_LENGTH:
+        raise SchemaError(_("The help text may have at most %(n)d characters.", n=HELP_LENGTH))
+    return text
+
+
+def _bump(user_id: int | None, action: str, summary: str, entity_id: int | None, field_id: int | None) -> int:
+    """Bump the schema version first thing (it also serialises concurrent schema changes) and record it."""
+    ddl.set_lock_timeout(db.session.connection())
+    # Incremented in SQL: the row lock (PostgreSQL) or write lock (SQLite) orders concurrent changes.
+    db.session.execute(update(SchemaState).where(SchemaState.id == 1).values(version=SchemaState.version + 1))
+    version = db.session.scalar(select(SchemaState.version).where(SchemaState.id == 1))
+    if version is None:
+        raise SchemaError("the schema state row is missing; run `tabula init`")
+    db.session.add(
+        SchemaChange(
+            user_id=user_id,
+            entity_id=entity_id,
+            field_id=field_id,
+            action=action,
+            summary=summary[:2000],
+            version=version,
+        )
+    )
+    return version
+
+
+def _run(change: Callable[[], Any]) -> Any:
+    """Run a schema change as one transaction; turn database refusals into clear messages."""
+    try:
+        result = change()
+        db.session.commit()
+        return result
+    except SchemaError:
+        db.session.rollback()
+        raise
+    except OperationalError as exc:
+        db.session.rollback()
+        if _is_lock_problem(exc):
+            raise SchemaError(
+                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
+            ) from exc
+        raise
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise SchemaError(
+            _("Existing records conflict with this change: %(reason)s", reason=_reason(exc))
+        ) from exc
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _is_lock_problem(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "lock" in text or "locked" in text or getattr(exc.orig, "sqlstate", "") == "55P03"
+
+
+def _reason(exc: DBAPIError) -> str:
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0][:200] if lines else exc.__class__.__name__
+
+
+def _entity(entity_id: int) -> Entity:
+    entity = db.session.get(Entity, entity_id)
+    if entity is None:
+        raise SchemaError(_("No such table."))
+    return entity
+
+
+def _field(field_id: int) -> Field:
+    row = db.session.get(Field, field_id)
+    if row is None:
+        raise SchemaError(_("No such field."))
+    return row
+
+
+def _settings(
+    type_name: str, raw: dict[str, Any] | None, existing: FieldSpec | None = None
+) -> dict[str, Any]:
+    try:
+        return REGISTRY[type_name].clean_settings(dict(raw or {}), existing)
+    except SettingsError as exc:
+        raise SchemaError(str(exc)) from None
+
+
+def _link_target_table(type_name: str, settings: dict[str, Any]) -> str | None:
+    if type_name == "user":
+        return "ab_user"
+    if type_name == "link":
+        target = db.session.get(Entity, int(settings["target"]))
+        return target.table_name if target else None
+    return None
+
+
+def _spec_of(row: Field) -> FieldSpec:
+    return FieldSpec.of(row)
+
+
+def _check_default(type_name: str, spec: FieldSpec, raw: Any) -> str | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    try:
+        value = REGISTRY[type_name].parse(raw, spec)
+    except FieldValueError as exc:
+        raise SchemaError(_("The default value does not fit: %(reason)s", reason=str(exc))) from None
+    return REGISTRY[type_name].to_text(value, spec)
+
+
+# --- tables ------------------------------------------------------------------------------------------------
+
+
+def create_entity(
+    label: str, plural_label: str = "", icon: str = "fa-table", *, user_id: int | None = None
+) -> Entity:
+    """A new real table ``t_<id>`` with a first text field "Name" that is its display field."""
+    label = clean_label(label)
+    plural = clean_label(plural_label or label, "plural label")
+    icon = icon if icon in ICON_CHOICES else "fa-table"
+
+    def change() -> Entity:
+        if db.session.scalar(select(func.count()).select_from(Entity)) >= MAX_TABLES:
+            raise SchemaError(_("At most %(n)d tables.", n=MAX_TABLES))
+        version = _bump(user_id, "create_table", f"Created table “{label}”", None, None)
+        position = (db.session.scalar(select(func.max(Entity.position))) or 0) + 1
+        entity = Entity(
+            slug=f"pending_{version}", table_name=f"pending_{version}", label=label, plural_label=plural,
+            icon=icon, position=position,
+        )  # fmt: skip
+        db.session.add(entity)
+        db.session.flush()
+        entity.table_name = ddl.table_name_for(entity.id)
+        entity.slug = entity.table_name
+        db.session.flush()
+        ddl.create_table(db.session.connection(), entity.table_name)
+        name_field = _add_field(entity, _("Name"), "text", settings={"max_length": 255}, required=True)
+        entity.display_field_id = name_field.id
+        db.session.execute(
+            update(SchemaChange).where(SchemaChange.version == version).values(entity_id=entity.id)
+        )
+        return entity
+
+    entity = _run(change)
+    sync_entity_permissions(entity)
+    return entity
+
+
+def update_entity(
+    entity_id: int,
+    *,
+    label: str,
+    plural_label: str,
+    icon: str,
+    display_field_id: int | None = None,
+    user_id: int | None = None,
+) -> Entity:
+    def change() -> Entity:
+        entity = _entity(entity_id)
+        entity.label = clean_label(label)
+        entity.plural_label = clean_label(plural_label or label, "plural label")
+        entity.icon = icon if icon in ICON_CHOICES else entity.icon
+        if display_field_id is not None:
+            chosen = db.session.get(Field, display_field_id)
+            if chosen is None or chosen.entity_id != entity.id or chosen.archived_at is not None:
+                raise SchemaError(_("The display field must be a field of this table."))
+            entity.display_field_id = chosen.id
+        _bump(user_id, "update_table", f"Table “{entity.label}”: labels and display field", entity.id, None)
+        return entity
+
+    return _run(change)
+
+
+def archive_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
+    def change() -> Entity:
+        entity = _entity(entity_id)
+        if entity.is_system:
+            raise SchemaError(_("Core tables cannot be archived."))
+        if entity.archived_at is None:
+            entity.archived_at = dt.datetime.now(dt.UTC)
+            _bump(user_id, "archive_table", f"Archived table “{entity.label}”", entity.id, None)
+        return entity
+
+    return _run(change)
+
+
+def restore_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
+    def change() -> Entity:
+        entity = _entity(entity_id)
+        if entity.archived_at is not None:
+            entity.archived_at = None
+            _bump(user_id, "restore_table", f"Restored table “{entity.label}”", entity.id, None)
+        return entity
+
+    return _run(change)
+
+
+# --- fields ------------------------------------------------------------------------------------------------
+
+
+def _add_field(
+    entity: Entity,
+    label: str,
+    type_name: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    required: bool = False,
+    unique: bool = False,
+    default: Any = None,
+    help_text: str = "",
+    position: int | None = None,
+    show_in_list: bool = True,
+    searchable: bool = True,
+) -> Field:
+    if type_name not in REGISTRY:
+        raise SchemaError(_("Unknown field type."))
+    ftype = REGISTRY[type_name]
+    label = clean_label(label)
+    siblings = db.session.scalars(select(Field).where(Field.entity_id == entity.id)).all()
+    if len(siblings) >= MAX_FIELDS_PER_TABLE:
+        raise SchemaError(_("A table may have at most %(n)d fields.", n=MAX_FIELDS_PER_TABLE))
+    if any(f.label.casefold() == label.casefold() and f.archived_at is None for f in siblings):
+        raise SchemaError(_("This table already has a field “%(label)s”.", label=label))
+    if unique and not ftype.can_unique:
+        raise SchemaError(_("Fields of this type cannot be unique."))
+    cleaned = _settings(type_name, settings)
+    row = Field(
+        entity_id=entity.id, name="pending", column_name="pending", label=label, type=type_name,
+        required=bool(required), unique=bool(unique), help_text=clean_help(help_text), settings=cleaned,
+        position=position if position is not None else max((f.position for f in siblings), default=0) + 1,
+        show_in_list=bool(show_in_list), searchable=bool(searchable),
+    )  # fmt: skip
+    db.session.add(row)
+    db.session.flush()
+    row.column_name = ddl.column_name_for(row.id)
+    row.name = row.column_name
+    row.default = _check_default(type_name, _spec_of(row), default)
+    db.session.flush()
+    conn = db.session.connection()
+    spec = _spec_of(row)
+    ddl.add_column(
+        conn,
+        entity.table_name,
+        row.column_name,
+        ftype.column_type(spec),
+        _link_target_table(type_name, cleaned),
+    )
+    if unique:
+        ddl.create_index(conn, entity.table_name, row.column_name, unique=True)
+    elif type_name in ("link", "user"):
+        ddl.create_index(conn, entity.table_name, row.column_name, unique=False)
+    return row
+
+
+def add_field(
+    entity_id: int, label: str, type_name: str, *, user_id: int | None = None, **options: Any
+) -> Field:
+    """Add a real column (NULL-able, so no table rewrite) to the entity's table."""
+
+    def change() -> Field:
+        entity = _entity(entity_id)
+        _bump(
+            user_id,
+            "add_field",
+            f"Table “{entity.label}”: added field “{label}” ({type_name})",
+            entity.id,
+            None,
+        )
+        row = _add_field(entity, label, type_name, **options)
+        _tag_change(row)
+        return row
+
+    return _run(change)
+
+
+def _tag_change(row: Field) -> None:
+    version = db.session.scalar(select(SchemaState.version).where(SchemaState.id == 1))
+    db.session.execute(update(SchemaChange).where(SchemaChange.version == version).values(field_id=row.id))
+
+
+def update_field(
+    field_id: int,
+    *,
+    label: str | None = None,
+    help_text: str | None = None,
+    options: list[dict[str, Any]] | None = None,
+    position: int | None = None,
+    show_in_list: bool | None = None,
+    searchable: bool | None = None,
+    required: bool | None = None,
+    default: Any = ...,
+    user_id: int | None = None,
+) -> Field:
+    """Labels, help, order, visibility, required, default and select options: no data changes."""
+
+    def change() -> Field:
+        row = _field(field_id)
+        changes: list[str] = []
+        if label is not None and clean_label(label) != row.label:
+            new_label = clean_label(label)
+            clash = db.session.scalar(
+                select(Field.id).where(
+                    Field.entity_id == row.entity_id, Field.id != row.id, Field.archived_at.is_(None),
+                    func.lower(Field.label) == new_label.lower(),
+                )
+            )  # fmt: skip
+            if clash:
+                raise SchemaError(_("This table already has a field “%(label)s”.", label=new_label))
+            changes.append(f"label “{row.label}” → “{new_label}”")
+            row.label = new_label
+        if help_text is not None:
+            row.help_text = clean_help(help_text)
+        if position is not None:
+            row.position = int(position)
+        if show_in_list is not None:
+            row.show_in_list = bool(show_in_list)
+        if searchable is not None:
+            row.searchable = bool(searchable)
+        if required is not None and not row.is_system:
+            row.required = bool(required)
+        if options is not None:
+            if row.type not in ("single_select", "multi_select"):
+                raise SchemaError(_("Only select fields have options."))
+            new_options = _settings(row.type, {"options": options})["options"]
+            _refuse_removed_options_in_use(row, new_options)
+            row.settings = {**row.settings, "options": new_options}
+            changes.append("options")
+        if default is not ...:
+            row.default = _check_default(row.type, _spec_of(row), default)
+        entity = row.entity
+        what = ", ".join(changes) or "settings"
+        _bump(
+            user_id, "update_field", f"Table “{entity.label}”: field “{row.label}” {what}", entity.id, row.id
+        )
+        return row
+
+    return _run(change)
+
+
+def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]) -> None:
+    kept = {o["id"] for o in new_options}
+    removed = [o for o in row.settings.get("options", []) if o["id"] not in kept]
+    if not removed:
+        return
+    tbl = table(row.entity.table_name, sql_column("id"), sql_column(row.column_name))
+    col = tbl.c[row.column_name]
+    for option in removed:
+        condition = col == option["id"] if row.type == "single_select" else col.like(f"%,{option['id']},%")
+        count = db.session.scalar(select(func.count()).select_from(tbl).where(condition))
+        if count:
+            raise SchemaError(
+                _("The option “%(label)s” is used by %(n)d records; change them first, or keep the option.",
+                  label=option["label"], n=count)
+            )  # fmt: skip
+
+
+def archive_field(field_id: int, *, user_id: int | None = None) -> Field:
+    """Hide a field everywhere; its column and data stay until an explicit purge."""
+
+    def change() -> Field:
+        row = _field(field_id)
+        if row.is_system:
+            raise SchemaError(_("Core fields cannot be archived."))
+        entity = row.entity
+        if entity.display_field_id == row.id:
+            raise SchemaError(_("This is the table's display field; choose another display field first."))
+        if row.archived_at is None:
+            row.archived_at = dt.datetime.now(dt.UTC)
+            _bump(
+                user_id,
+                "archive_field",
+                f"Table “{entity.label}”: archived field “{row.label}”",
+                entity.id,
+                row.id,
+            )
+        return row
+
+    return _run(change)
+
+
+def restore_field(field_id: int, *, user_id: int | None = None) -> Field:
+    def change() -> Field:
+        row = _field(field_id)
+        if row.archived_at is not None:
+            clash = db.session.scalar(
+                select(Field.id).where(
+                    Field.entity_id == row.entity_id, Field.id != row.id, Field.archived_at.is_(None),
+                    func.lower(Field.label) == row.label.lower(),
+                )
+            )  # fmt: skip
+            if clash:
+                raise SchemaError(
+                    _("Another field is now called “%(label)s”; rename it first.", label=row.label)
+                )
+            row.archived_at = None
+            _bump(user_id, "restore_field", f"Table “{row.entity.label}”: restored field “{row.label}”",
+                  row.entity_id, row.id)  # fmt: skip
+        return row
+
+    return _run(change)
+
+
+def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None) -> None:
+    """Drop an archived field's column and data for good; the admin confirms by typing its label."""
+
+    def change() -> tuple[int, str, str]:
+        row = _field(field_id)
+        if row.archived_at is None:
+            raise SchemaError(_("Archive the field before purging it."))
+        if (confirm_label or "").strip() != row.label:
+            raise SchemaError(_("Type the field's label exactly to confirm the purge."))
+        entity = row.entity
+        _bump(user_id, "purge_field", f"Table “{entity.label}”: purged field “{row.label}” and its data",
+              entity.id, None)  # fmt: skip
+        conn = db.session.connection()
+        ddl.drop_index(conn, entity.table_name, row.column_name, unique=True)
+        ddl.drop_index(conn, entity.table_name, row.column_name, unique=False)
+        ddl.drop_column(conn, entity.table_name, row.column_name)
+        purged = (row.id, row.name, entity.slug)
+        db.session.delete(row)
+        return purged
+
+    purged = _run(change)
+    for hook in FIELD_PURGE_HOOKS:
+        hook(*purged)
+
+
+def change_type(
+    field_id: int, new_type: str, settings: dict[str, Any] | None = None, *, user_id: int | None = None
+) -> Field:
+    """Convert a field to another type (or new settings such as a shorter text) in the database.
+
+    Every stored value is converted through the registry; if any does not convert, nothing changes and
+    ``ConversionRefused`` lists up to 20 offending records. Otherwise a new column is filled, the old one
+    dropped, and the field points at the new column, all in one transaction.
+    """
+    if new_type not in REGISTRY:
+        raise SchemaError(_("Unknown field type."))
+
+    def change() -> Field:
+        row = _field(field_id)
+        if row.is_system:
+            raise SchemaError(_("The type of a core field cannot be changed."))
+        entity = row.entity
+        old_spec = _spec_of(row)
+        new_settings = _settings(new_type, settings, old_spec)
+        if row.unique and not REGISTRY[new_type].can_unique:
+            raise SchemaError(_("Fields of this type cannot be unique."))
+        generation = _generation(row.column_name) + 1
+        new_column = ddl.column_name_for(row.id, generation)
+        new_spec = FieldSpec(**{**old_spec.__dict__, "type": new_type, "settings": new_settings,
+                                "column_name": new_column})  # fmt: skip
+        summary = f"Table “{entity.label}”: field “{row.label}” {row.type} → {new_type}"
+        _bump(user_id, "change_type", summary, entity.id, row.id)
+        converted = _convert_values(entity.table_name, old_spec, new_spec)
+        conn = db.session.connection()
+        ddl.add_column(conn, entity.table_name, new_column, REGISTRY[new_type].column_type(new_spec),
+                       _link_target_table(new_type, new_settings))  # fmt: skip
+        _write_values(entity.table_name, new_column, new_spec, converted)
+        for unique in (True, False):
+            ddl.drop_index(conn, entity.table_name, row.column_name, unique=unique)
+        ddl.drop_column(conn, entity.table_name, row.column_name)
+        if row.unique:
+            ddl.create_index(conn, entity.table_name, new_column, unique=True)
+        elif new_type in ("link", "user"):
+            ddl.create_index(conn, entity.table_name, new_column, unique=False)
+        row.type = new_type
+        row.settings = new_settings
+        row.column_name = new_column
+        if row.default is not None:
+            try:
+                row.default = _check_default(new_type, new_spec, row.default)
+            except SchemaError:
+                row.default = None
+        return row
+
+    return _run(change)
+
+
+def _generation(column_name: str) -> int:
+    parts = column_name.split("_")
+    return int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else 1
+
+
+def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tuple[int, Any]]:
+    """Every non-empty value converted, or ConversionRefused with the first offenders."""
+    source, target = REGISTRY[old.type], REGISTRY[new.type]
+    tbl = table(table_name, sql_column("id"), sql_column(old.column_name))
+    col = tbl.c[old.column_name]
+    typed = Table(table_name, MetaData(), Column("id"), Column(old.column_name, source.column_type(old)))
+    converted: list[tuple[int, Any]] = []
+    offenders: list[tuple[int, str, str]] = []
+    failed = 0
+    last_id = 0
+    while True:
+        rows = db.session.execute(
+            select(typed.c.id, typed.c[old.column_name])
+            .where(typed.c.id > last_id, col.is_not(None))
+            .order_by(typed.c.id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            break
+        for record_id, value in rows:
+            last_id = record_id
+            try:
+                new_value = target.convert(value, source, old, new)
+                if new.type in ("link", "user"):
+                    target.check_exists(new_value, new)
+            except FieldValueError as exc:
+                failed += 1
+                if len(offenders) < MAX_OFFENDERS:
+                    offenders.append((record_id, source.to_text(value, old)[:100], str(exc)))
+                continue
+            if new_value is not None:
+                converted.append((record_id, new_value))
+    if failed:
+        raise ConversionRefused(
+            _("%(n)d records have values that cannot become “%(type)s”; fix them first. Nothing was changed.",
+              n=failed, type=str(target.label)),
+            offenders,
+            failed,
+        )  # fmt: skip
+    return converted
+
+
+def _write_values(table_name: str, column_name: str, spec: FieldSpec, values: list[tuple[int, Any]]) -> None:
+    typed = Table(
+        table_name, MetaData(), Column("id"), Column(column_name, REGISTRY[spec.type].column_type(spec))
+    )
+    statement = update(typed).where(typed.c.id == bindparam("_id")).values({column_name: bindparam("_value")})
+    for start in range(0, len(values), BATCH):
+        chunk = values[start : start + BATCH]
+        db.session.execute(statement, [{"_id": i, "_value": v} for i, v in chunk])
+
+
+def duplicates_for_unique(table_name: str, column_name: str) -> int:
+    tbl = table(table_name, sql_column(column_name))
+    col = tbl.c[column_name]
+    subquery = select(col).where(col.is_not(None)).group_by(col).having(func.count() > 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(subquery)) or 0
+
+
+# --- permissions -------------------------------------------------------------------------------------------
+
+ENTITY_PERMISSIONS = ["can_read", "can_add", "can_edit", "can_delete", "menu_access"]
+TABLES_MENU = "Tables"
+
+
+def sync_entity_permissions(entity: Entity | None = None) -> None:
+    """Create each table's FAB permissions and seed them to the built-in roles once (an admin's
+    revocation in the role editor stays). Admins grant them to other roles in the browser."""
+    from flask import current_app
+
+    from app.security import AUDIENCE_ROLES
+    from models import SeededGrant
+
+    sm = current_app.appbuilder.sm
+    entities = [entity] if entity is not None else db.session.scalars(select(Entity)).all()
+    menus = [(TABLES_MENU, "menu_access"), ("CRM", "menu_access")]
+    for item in entities:
+        sm.add_permissions_view(ENTITY_PERMISSIONS, item.permission_name)
+    for menu, perm in menus:
+        if sm.find_permission_view_menu(perm, menu) is None:
+            sm.add_permission_view_menu(perm, menu)
+    wanted = [(p, e.permission_name) for e in entities for p in ENTITY_PERMISSIONS] + menus
+    for role_name in AUDIENCE_ROLES["staff"]:
+        role = sm.find_role(role_name)
+        if role is None:
+            continue
+        seeded = {
+            (g.permission, g.view_menu)
+            for g in db.session.scalars(select(SeededGrant).filter_by(role_name=role_name))
+        }
+        for perm, view_menu in wanted:
+            if (perm, view_menu) in seeded:
+                continue
+            pvm = sm.find_permission_view_menu(perm, view_menu)
+            if pvm is not None and pvm not in role.permissions:
+                role.permissions.append(pvm)
+            db.session.add(SeededGrant(role_name=role_name, permission=perm, view_menu=view_menu))
+    db.session.commit()

@@ -1,0 +1,1009 @@
+"""The field-type registry: the only place that knows what a field type is.
+
+Each type knows its SQL column type, how to parse and validate a value from any source (form, API, pasted
+cell, Excel cell), how to show it (text, JSON, HTML in lists, Excel format), its form field, its filter
+operators and its conversion from other types. Nothing else in Tabula switches on type names: ask
+``REGISTRY[name]``. A new type (formula, lookup, rollup) is one more class registered here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    or_,
+)
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
+
+from custom_fields.spec import FieldSpec
+
+MAX_TEXT_LENGTH = 10_000
+MAX_LONG_TEXT_LENGTH = 1_000_000
+MAX_OPTIONS = 200
+OPTION_LABEL_LENGTH = 100
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+DEFAULT_COLORS = ["#e3f2fd", "#e8f5e9", "#fff3e0", "#fce4ec", "#ede7f6", "#e0f7fa", "#f9fbe7", "#efebe9"]
+
+
+class FieldValueError(ValueError):
+    """A value that does not fit its field; the message is shown to the user as is."""
+
+
+class SettingsError(ValueError):
+    """Field settings an admin gave that cannot work; the message is shown on the form."""
+
+
+# --- filter operators --------------------------------------------------------------------------------------
+
+Op = Callable[[ColumnElement, Any], ColumnElement]
+
+
+def _lower(column: ColumnElement) -> ColumnElement:
+    return func.lower(column)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+OPERATORS: dict[str, tuple[Any, Op, bool]] = {
+    # arg name: (label, build(column, parsed value), takes a value)
+    "eq": (_l("Equal to"), lambda c, v: c == v, True),
+    "neq": (_l("Not equal to"), lambda c, v: or_(c != v, c.is_(None)), True),
+    "ct": (_l("Contains"), lambda c, v: _lower(c).like(f"%{_like_escape(v.lower())}%", escape="\\"), True),
+    "nct": (
+        _l("Does not contain"),
+        lambda c, v: or_(~_lower(c).like(f"%{_like_escape(v.lower())}%", escape="\\"), c.is_(None)),
+        True,
+    ),
+    "sw": (_l("Starts with"), lambda c, v: _lower(c).like(f"{_like_escape(v.lower())}%", escape="\\"), True),
+    "gt": (_l("Greater than"), lambda c, v: c > v, True),
+    "lt": (_l("Less than"), lambda c, v: c < v, True),
+    "ge": (_l("At least"), lambda c, v: c >= v, True),
+    "le": (_l("At most"), lambda c, v: c <= v, True),
+    "has": (_l("Has"), lambda c, v: c.like(f"%,{_like_escape(v)},%", escape="\\"), True),
+    "nhas": (
+        _l("Does not have"),
+        lambda c, v: or_(~c.like(f"%,{_like_escape(v)},%", escape="\\"), c.is_(None)),
+        True,
+    ),
+    "empty": (_l("Is empty"), lambda c, v: c.is_(None), False),
+    "nempty": (_l("Is not empty"), lambda c, v: c.is_not(None), False),
+}
+
+TEXT_OPS = ("ct", "nct", "eq", "neq", "sw", "empty", "nempty")
+NUMBER_OPS = ("eq", "neq", "gt", "lt", "ge", "le", "empty", "nempty")
+CHOICE_OPS = ("eq", "neq", "empty", "nempty")
+
+
+# --- helpers for parsing -----------------------------------------------------------------------------------
+
+_SPACES = re.compile(r"[\s\u00a0\u202f']")
+
+
+def _blank(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and raw.strip() == "")
+
+
+def parse_decimal_text(text: str) -> Decimal:
+    """'1 234,56', '1,234.56', '1234.56', '12,5' -> Decimal. The last of ',' and '.' is the decimal mark."""
+    cleaned = _SPACES.sub("", text.strip())
+    if cleaned.count(",") and cleaned.count("."):
+        mark = "," if cleaned.rfind(",") > cleaned.rfind(".") else "."
+        other = "." if mark == "," else ","
+        cleaned = cleaned.replace(other, "").replace(mark, ".")
+    elif cleaned.count(",") == 1:
+        cleaned = cleaned.replace(",", ".")
+    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?", cleaned):
+        raise InvalidOperation(text)
+    return Decimal(cleaned)
+
+
+DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d.%m.%y", "%d/%m/%Y", "%Y/%m/%d")
+DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%Y-%m-%d",
+)
+
+
+def local_timezone() -> dt.tzinfo:
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app, has_app_context
+
+    name = current_app.config.get("BABEL_DEFAULT_TIMEZONE", "UTC") if has_app_context() else "UTC"
+    return ZoneInfo(name)
+
+
+# --- the base type -----------------------------------------------------------------------------------------
+
+
+class FieldType:
+    """One field type. Subclasses override what differs; every method takes the field's ``FieldSpec``."""
+
+    name: ClassVar[str]
+    label: ClassVar[Any]
+    operators: ClassVar[tuple[str, ...]] = TEXT_OPS
+    can_unique: ClassVar[bool] = True
+    #: Settings keys an admin may give, with their defaults.
+    setting_defaults: ClassVar[dict[str, Any]] = {}
+    #: Python types of the stored value, for the API schema.
+    json_type: ClassVar[str] = "string"
+
+    # settings
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        """Validate settings from the admin; keep only known keys, fill defaults."""
+        return {key: settings.get(key, default) for key, default in self.setting_defaults.items()}
+
+    # storage
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        raise NotImplementedError
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        """A value from any source -> the stored value (None when empty); raises FieldValueError."""
+        raise NotImplementedError
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        """The stored value as plain text a person would type back in (also the route between types)."""
+        return "" if value is None else str(value)
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return value
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        return escape(self.to_text(value, spec))
+
+    def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
+        """A stored value of another type -> this type, through its text; raises FieldValueError."""
+        return self.parse(source.to_text(value, source_spec), spec)
+
+    # presentation
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {}
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "text", "align": "left"}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.text_field(self, spec, search=search)
+
+    def filter_value(self, raw: str, spec: FieldSpec) -> Any:
+        """A filter's typed-in value -> what the operator compares with; raises FieldValueError."""
+        return self.parse(raw, spec)
+
+
+def _check_length(text: str, limit: int) -> str:
+    if len(text) > limit:
+        raise FieldValueError(_("At most %(n)d characters (this has %(m)d).", n=limit, m=len(text)))
+    return text
+
+
+def _excel_number_text(raw: Any) -> str:
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw)
+
+
+class TextType(FieldType):
+    name = "text"
+    label = _l("Text")
+    setting_defaults = {"max_length": 255}
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        raw = settings.get("max_length") or 255
+        try:
+            max_length = int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(_("Maximum length must be a whole number.")) from None
+        if not 1 <= max_length <= MAX_TEXT_LENGTH:
+            raise SettingsError(_("Maximum length must be between 1 and %(n)d.", n=MAX_TEXT_LENGTH))
+        return {"max_length": max_length}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(int(spec.settings.get("max_length") or 255))
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal | dt.date):
+            raise FieldValueError(_("Expected text."))
+        text = _excel_number_text(raw).strip()
+        return _check_length(text, int(spec.settings.get("max_length") or 255))
+
+    def filter_value(self, raw: str, spec: FieldSpec) -> Any:
+        return str(raw)
+
+
+class LongTextType(TextType):
+    name = "long_text"
+    label = _l("Long text")
+    setting_defaults = {}
+    operators = ("ct", "nct", "empty", "nempty")
+    can_unique = False
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Text()
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal | dt.date):
+            raise FieldValueError(_("Expected text."))
+        return _check_length(_excel_number_text(raw).strip("\r\n "), MAX_LONG_TEXT_LENGTH)
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.long_text_field(self, spec, search=search)
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "textarea", "align": "left"}
+
+
+class IntegerType(FieldType):
+    name = "integer"
+    label = _l("Integer")
+    operators = NUMBER_OPS
+    json_type = "integer"
+    LIMIT = 2**63 - 1
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return BigInteger()
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError(_("Expected a whole number."))
+        try:
+            number = Decimal(raw) if isinstance(raw, int | float | Decimal) else parse_decimal_text(str(raw))
+        except (InvalidOperation, ValueError):
+            raise FieldValueError(_("Expected a whole number.")) from None
+        if not number.is_finite() or number != number.to_integral_value():
+            raise FieldValueError(_("Expected a whole number."))
+        value = int(number)
+        if abs(value) > self.LIMIT:
+            raise FieldValueError(_("The number is too large."))
+        return value
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else str(int(value))
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"num_format": "0"}
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "number", "align": "right"}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.number_field(self, spec, search=search)
+
+
+class DecimalType(FieldType):
+    name = "decimal"
+    label = _l("Decimal")
+    operators = NUMBER_OPS
+    setting_defaults = {"scale": 2}
+    json_type = "string"
+    PRECISION = 18
+    MAX_SCALE = 8
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        raw = settings.get("scale")
+        try:
+            scale = 2 if raw in (None, "") else int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(_("Decimal places must be a whole number.")) from None
+        if not 0 <= scale <= self.MAX_SCALE:
+            raise SettingsError(_("Decimal places must be between 0 and %(n)d.", n=self.MAX_SCALE))
+        return {"scale": scale}
+
+    def scale(self, spec: FieldSpec) -> int:
+        return int(spec.settings.get("scale", 2))
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Numeric(self.PRECISION, self.scale(spec), asdecimal=True)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError(_("Expected a number."))
+        try:
+            if isinstance(raw, float):
+                number = Decimal(repr(raw))
+            elif isinstance(raw, int | Decimal):
+                number = Decimal(raw)
+            else:
+                number = parse_decimal_text(str(raw).rstrip("%").strip())
+        except (InvalidOperation, ValueError):
+            raise FieldValueError(_("Expected a number, e.g. 1234,56.")) from None
+        if not number.is_finite():
+            raise FieldValueError(_("Expected a number, e.g. 1234,56."))
+        scale = self.scale(spec)
+        value = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        if abs(value) >= Decimal(10) ** (self.PRECISION - scale):
+            raise FieldValueError(_("The number is too large."))
+        return value
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        if value is None:
+            return ""
+        return str(Decimal(value).quantize(Decimal(1).scaleb(-self.scale(spec))))
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else self.to_text(value, spec)
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        scale = self.scale(spec)
+        return {"num_format": "#,##0" + ("." + "0" * scale if scale else "")}
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "number", "align": "right", "scale": self.scale(spec)}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.number_field(self, spec, search=search)
+
+
+class MoneyType(DecimalType):
+    name = "money"
+    label = _l("Money")
+    setting_defaults = {"currency": "RUB"}
+    CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        currency = str(settings.get("currency") or "RUB").strip().upper()
+        if not self.CURRENCY_RE.match(currency):
+            raise SettingsError(_("Currency must be a three-letter code such as RUB, USD or EUR."))
+        return {"currency": currency}
+
+    def scale(self, spec: FieldSpec) -> int:
+        return 2
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if isinstance(raw, str):
+            raw = re.sub(r"(?i)(₽|руб\.?|р\.|\$|€|[A-Z]{3})", "", raw)
+        return super().parse(raw, spec)
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if value is None:
+            return Markup("")
+        currency = spec.settings.get("currency", "RUB")
+        return escape(f"{Decimal(value):,.2f}".replace(",", "\u00a0") + f" {currency}")
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"num_format": f'#,##0.00 "{spec.settings.get("currency", "RUB")}"'}
+
+
+class PercentType(DecimalType):
+    name = "percent"
+    label = _l("Percent")
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        return escape("" if value is None else f"{self.to_text(value, spec)} %")
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        scale = self.scale(spec)
+        return {"num_format": "0" + ("." + "0" * scale if scale else "") + '" %"'}
+
+
+TRUE_WORDS = {"1", "true", "t", "yes", "y", "on", "да", "д", "истина", "✓", "✔", "x", "+"}
+FALSE_WORDS = {"0", "false", "f", "no", "n", "off", "нет", "н", "ложь", "-", "✗"}
+
+
+class BooleanType(FieldType):
+    name = "boolean"
+    label = _l("Yes / no")
+    operators = ("eq", "empty", "nempty")
+    can_unique = False
+    json_type = "boolean"
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Boolean()
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int | float | Decimal) and raw in (0, 1):
+            return bool(raw)
+        word = str(raw).strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise FieldValueError(_("Expected yes or no."))
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else ("true" if value else "false")
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if value is None:
+            return Markup("")
+        return Markup('<i class="fa fa-check text-success"></i>') if value else Markup("&mdash;")
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "checkbox", "align": "center"}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.boolean_field(self, spec, search=search)
+
+
+class DateType(FieldType):
+    name = "date"
+    label = _l("Date")
+    operators = NUMBER_OPS
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Date()
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, dt.datetime):
+            return raw.date()
+        if isinstance(raw, dt.date):
+            return raw
+        if not isinstance(raw, str):
+            raise FieldValueError(_("Expected a date such as 31.12.2025."))
+        text = raw.strip()
+        for fmt in DATE_FORMATS:
+            try:
+                return dt.datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+        try:
+            return dt.datetime.fromisoformat(text).date()  # an ISO date-time, as APIs send
+        except ValueError:
+            raise FieldValueError(_("Expected a date such as 31.12.2025.")) from None
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else value.isoformat()
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        return escape("" if value is None else value.strftime("%d.%m.%Y"))
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"num_format": "dd.mm.yyyy"}
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "date", "align": "right"}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.date_field(self, spec, search=search)
+
+
+class DateTimeType(FieldType):
+    name = "datetime"
+    label = _l("Date and time")
+    operators = NUMBER_OPS
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return DateTime(timezone=True)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, dt.datetime):
+            value = raw
+        elif isinstance(raw, dt.date):
+            value = dt.datetime.combine(raw, dt.time())
+        elif isinstance(raw, str):
+            value = self._parse_text(raw.strip())
+        else:
+            raise FieldValueError(_("Expected a date and time such as 31.12.2025 14:30."))
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=local_timezone())
+        return value.astimezone(dt.UTC)
+
+    def _parse_text(self, text: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        for fmt in DATETIME_FORMATS:
+            try:
+                return dt.datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+        raise FieldValueError(_("Expected a date and time such as 31.12.2025 14:30."))
+
+    def _aware(self, value: dt.datetime) -> dt.datetime:
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else self._aware(value).isoformat()
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if value is None:
+            return Markup("")
+        return escape(self._aware(value).astimezone(local_timezone()).strftime("%d.%m.%Y %H:%M"))
+
+    def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"num_format": "dd.mm.yyyy hh:mm"}
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "datetime", "align": "right"}
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.datetime_field(self, spec, search=search)
+
+
+def new_option_id() -> str:
+    return secrets.token_hex(4)
+
+
+class SingleSelectType(FieldType):
+    """Stores the option's generated id, so renaming an option never touches the data."""
+
+    name = "single_select"
+    label = _l("Single select")
+    operators = CHOICE_OPS
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {"options": clean_options(settings.get("options"))}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(16)
+
+    def option_by_id(self, spec: FieldSpec) -> dict[str, dict[str, str]]:
+        return {o["id"]: o for o in spec.options}
+
+    def match_option(self, raw: Any, spec: FieldSpec) -> str:
+        text = str(raw).strip()
+        by_id = self.option_by_id(spec)
+        if text in by_id:
+            return text
+        folded = text.casefold()
+        for option in spec.options:
+            if option["label"].strip().casefold() == folded:
+                return option["id"]
+        choices = ", ".join(o["label"] for o in spec.options[:10])
+        raise FieldValueError(
+            _("“%(value)s” is not one of the options: %(choices)s.", value=text[:50], choices=choices)
+        )
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool) or isinstance(raw, list | dict):
+            raise FieldValueError(_("Expected one of the options."))
+        return self.match_option(raw, spec)
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        option = self.option_by_id(spec).get(value) if value else None
+        return option["label"] if option else ""
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        option = self.option_by_id(spec).get(value) if value else None
+        return option_badge(option) if option else Markup("")
+
+    def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
+        if isinstance(source, MultiSelectType):
+            ids = source.ids(value)
+            if len(ids) > 1:
+                raise FieldValueError(_("Has more than one option."))
+            value = ids[0] if ids else None
+            return self.parse(source.option_by_id(source_spec).get(value, {}).get("label"), spec)
+        return super().convert(value, source, source_spec, spec)
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.select_field(self, spec, search=search)
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "select", "align": "left", "options": spec.options}
+
+
+class MultiSelectType(SingleSelectType):
+    """Stores ``,id1,id2,`` (ids in the options' order), which both databases can filter with LIKE."""
+
+    name = "multi_select"
+    label = _l("Multiple select")
+    operators = ("has", "nhas", "empty", "nempty")
+    can_unique = False
+    json_type = "array"
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Text()
+
+    def ids(self, value: Any) -> list[str]:
+        return [part for part in (value or "").split(",") if part]
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, str):
+            parts = [p for p in re.split(r"[;,\n]", raw) if p.strip()]
+            if len(parts) > 1 or raw.strip() not in self.option_by_id(spec):
+                # One whole label may itself contain a comma.
+                try:
+                    parts = [self.match_option(raw, spec)]
+                except FieldValueError:
+                    pass
+        elif isinstance(raw, list | tuple | set):
+            parts = list(raw)
+        else:
+            raise FieldValueError(_("Expected a list of options."))
+        if any(isinstance(p, bool) or not isinstance(p, str | int) for p in parts):
+            raise FieldValueError(_("Expected a list of options."))
+        chosen = {self.match_option(p, spec) for p in parts if str(p).strip()}
+        ordered = [o["id"] for o in spec.options if o["id"] in chosen]
+        return f",{','.join(ordered)}," if ordered else None
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        by_id = self.option_by_id(spec)
+        return ", ".join(by_id[i]["label"] for i in self.ids(value) if i in by_id)
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return self.ids(value)
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        by_id = self.option_by_id(spec)
+        return Markup(" ").join(option_badge(by_id[i]) for i in self.ids(value) if i in by_id)
+
+    def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
+        if isinstance(source, SingleSelectType):
+            text = source.to_text(value, source_spec)
+            labels = [p.strip() for p in text.split(",")] if isinstance(source, MultiSelectType) else [text]
+            return self.parse([lab for lab in labels if lab], spec)
+        return super().convert(value, source, source_spec, spec)
+
+    def filter_value(self, raw: str, spec: FieldSpec) -> Any:
+        return self.match_option(raw, spec)
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.multi_select_field(self, spec, search=search)
+
+
+def option_badge(option: dict[str, str]) -> Markup:
+    color = option.get("color") if COLOR_RE.match(option.get("color") or "") else "#eeeeee"
+    return Markup('<span class="label tabula-option" style="background:{};color:#222">{}</span>').format(
+        color, option["label"]
+    )
+
+
+def clean_options(raw: Any) -> list[dict[str, str]]:
+    """Options from the admin: [{"id"?, "label", "color"?}] -> validated, ids kept or generated."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise SettingsError(_("Options must be a list."))
+    if len(raw) > MAX_OPTIONS:
+        raise SettingsError(_("At most %(n)d options.", n=MAX_OPTIONS))
+    cleaned: list[dict[str, str]] = []
+    seen_labels: set[str] = set()
+    seen_ids: set[str] = set()
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"label": item}
+        if not isinstance(item, dict):
+            raise SettingsError(_("Option %(n)d is not valid.", n=index + 1))
+        label = str(item.get("label") or "").strip()
+        if not label:
+            continue
+        if len(label) > OPTION_LABEL_LENGTH:
+            raise SettingsError(_("An option may have at most %(n)d characters.", n=OPTION_LABEL_LENGTH))
+        if label.casefold() in seen_labels:
+            raise SettingsError(_("The option “%(label)s” appears twice.", label=label))
+        seen_labels.add(label.casefold())
+        option_id = str(item.get("id") or "")
+        if not re.fullmatch(r"[0-9a-f]{8}", option_id) or option_id in seen_ids:
+            option_id = new_option_id()
+        seen_ids.add(option_id)
+        color = str(item.get("color") or "")
+        if not COLOR_RE.match(color):
+            color = DEFAULT_COLORS[index % len(DEFAULT_COLORS)]
+        cleaned.append({"id": option_id, "label": label, "color": color.lower()})
+    return cleaned
+
+
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
+
+
+class EmailType(TextType):
+    name = "email"
+    label = _l("E-mail")
+    setting_defaults = {}
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(320)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if not isinstance(raw, str):
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+        text = raw.strip()
+        if text.lower().startswith("mailto:"):
+            text = text[7:]
+        if len(text) > 320 or not EMAIL_RE.match(text):
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+        local, _at, domain = text.rpartition("@")
+        return f"{local}@{domain.lower()}"
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if not value:
+            return Markup("")
+        return Markup('<a href="mailto:{0}">{0}</a>').format(value)
+
+
+class PhoneType(TextType):
+    name = "phone"
+    label = _l("Phone")
+    setting_defaults = {}
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(32)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
+        text = _excel_number_text(raw).strip()
+        if not re.fullmatch(r"\+?[\d\s\-().\u00a0]+", text):
+            raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
+        digits = re.sub(r"\D", "", text)
+        if not 5 <= len(digits) <= 15:
+            raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
+        if len(digits) == 11 and digits[0] == "8" and not text.startswith("+"):
+            return "+7" + digits[1:]
+        if text.startswith("+") or len(digits) >= 11:
+            return "+" + digits
+        return digits
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if not value:
+            return Markup("")
+        return Markup('<a href="tel:{0}">{0}</a>').format(value)
+
+
+class UrlType(TextType):
+    name = "url"
+    label = _l("Web address")
+    setting_defaults = {}
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(2048)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if not isinstance(raw, str):
+            raise FieldValueError(_("Expected a web address such as https://example.com."))
+        text = raw.strip()
+        if "://" not in text:
+            text = "https://" + text
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            raise FieldValueError(_("Expected a web address such as https://example.com.")) from None
+        host = parts.hostname or ""
+        if (
+            parts.scheme.lower() not in ("http", "https")
+            or "." not in host
+            or re.search(r"[\s<>\"]", text)
+            or len(text) > 2048
+        ):
+            raise FieldValueError(_("Expected a web address such as https://example.com."))
+        return text
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        if not value:
+            return Markup("")
+        return Markup('<a href="{0}" rel="noopener noreferrer nofollow" target="_blank">{0}</a>').format(
+            value
+        )
+
+
+class LinkType(FieldType):
+    """Many-to-one link to a record of any table: a real foreign key to the target's id."""
+
+    name = "link"
+    label = _l("Link to a record")
+    operators = CHOICE_OPS
+    json_type = "integer"
+    can_unique = True
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        from custom_fields.runtime import entity_exists
+
+        try:
+            target = int(settings.get("target") or 0)
+        except (TypeError, ValueError):
+            target = 0
+        if existing is not None and existing.type == self.name:
+            target = int(existing.settings.get("target") or target)
+        if not target or not entity_exists(target):
+            raise SettingsError(_("Choose the table this field links to."))
+        return {"target": target}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return Integer()
+
+    def target_table(self, spec: FieldSpec) -> str:
+        from custom_fields.runtime import table_name_of
+
+        return table_name_of(int(spec.settings["target"]))
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError(_("Expected the number of a record."))
+        if isinstance(raw, dict) and "id" in raw:
+            raw = raw["id"]
+        try:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            value = int(raw)
+        except (TypeError, ValueError, OverflowError):
+            raise FieldValueError(_("Expected the number of a record.")) from None
+        if not 0 < value < 2**31:
+            raise FieldValueError(_("No such record."))
+        return value
+
+    def check_exists(self, value: Any, spec: FieldSpec) -> None:
+        from custom_fields.runtime import record_exists
+
+        if value is not None and not record_exists(self.target_table(spec), value):
+            raise FieldValueError(_("Record %(id)s does not exist.", id=value))
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        from custom_fields.runtime import record_link
+
+        return record_link(int(spec.settings["target"]), value) if value else Markup("")
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else str(value)
+
+    def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
+        from custom_fields import forms
+
+        return forms.link_field(self, spec, search=search)
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "link", "align": "left", "target": spec.settings.get("target")}
+
+
+class UserType(LinkType):
+    """A user of Tabula (e.g. a responsible manager): a foreign key to ``ab_user``."""
+
+    name = "user"
+    label = _l("User")
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        return {}
+
+    def target_table(self, spec: FieldSpec) -> str:
+        return "ab_user"
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if isinstance(raw, str) and raw.strip() and not raw.strip().isdigit():
+            from custom_fields.runtime import user_id_by_username
+
+            found = user_id_by_username(raw.strip())
+            if found is None:
+                raise FieldValueError(_("No user “%(name)s”.", name=raw.strip()[:50]))
+            return found
+        return super().parse(raw, spec)
+
+    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+        from custom_fields.runtime import user_label
+
+        return escape(user_label(value)) if value else Markup("")
+
+    def to_text(self, value: Any, spec: FieldSpec) -> str:
+        from custom_fields.runtime import username_of
+
+        return username_of(value) if value else ""
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"editor": "user", "align": "left"}
+
+
+REGISTRY: dict[str, FieldType] = {}
+
+
+def register(field_type: FieldType) -> FieldType:
+    if field_type.name in REGISTRY:
+        raise ValueError(f"field type {field_type.name!r} is registered twice")
+    REGISTRY[field_type.name] = field_type
+    return field_type
+
+
+for _type in (
+    TextType(),
+    LongTextType(),
+    IntegerType(),
+    DecimalType(),
+    MoneyType(),
+    PercentType(),
+    BooleanType(),
+    DateType(),
+    DateTimeType(),
+    SingleSelectType(),
+    MultiSelectType(),
+    EmailType(),
+    PhoneType(),
+    UrlType(),
+    LinkType(),
+    UserType(),
+):
+    register(_type)
+
+
+def field_type(name: str) -> FieldType:
+    return REGISTRY[name]
+
+
+def type_choices() -> list[tuple[str, Any]]:
+    return [(t.name, t.label) for t in REGISTRY.values()]
+
+
+def parse_all(values: dict[str, Any], specs: Iterable[FieldSpec]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parse a dict of raw values by field name; returns (parsed, errors by field name)."""
+    parsed: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for spec in specs:
+        if spec.name not in values:
+            continue
+        try:
+            parsed[spec.name] = REGISTRY[spec.type].parse(values[spec.name], spec)
+        except FieldValueError as exc:
+            errors[spec.name] = str(exc)
+    return parsed, errors

@@ -1,0 +1,316 @@
+"""Admin screens for the metadata: tables, their fields, type changes, archive/restore/purge, and the log
+of schema changes. Every change goes through ``custom_fields.service``; refusals come back as messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from app.extensions import db
+from custom_fields import service
+from custom_fields.runtime import refresh
+from custom_fields.service import ICON_CHOICES, ConversionRefused, SchemaError
+from custom_fields.types import REGISTRY, type_choices
+from models import Entity, Field, SchemaChange
+from views.generator import display_label
+
+TYPE_SETTINGS = {  # which settings inputs a type's form shows
+    "text": ("max_length",),
+    "decimal": ("scale",),
+    "percent": ("scale",),
+    "money": ("currency",),
+    "single_select": ("options",),
+    "multi_select": ("options",),
+    "link": ("target",),
+}
+MAX_NEW_OPTION_ROWS = 5
+
+
+def _flag(name: str) -> bool:
+    return request.form.get(name) in ("y", "on", "true", "1")
+
+
+def _options_from_form() -> list[dict[str, str]]:
+    """Option rows from the form (id, label, colour, position), in the order of their positions."""
+    ids = request.form.getlist("opt_id")
+    labels = request.form.getlist("opt_label")
+    colors = request.form.getlist("opt_color")
+    positions = request.form.getlist("opt_pos")
+    rows = []
+    for index, label in enumerate(labels):
+        try:
+            position = (
+                float(positions[index]) if index < len(positions) and positions[index] else index + 1000
+            )
+        except ValueError:
+            position = index + 1000
+        rows.append(
+            (
+                position,
+                index,
+                {
+                    "id": ids[index] if index < len(ids) else "",
+                    "label": label,
+                    "color": colors[index] if index < len(colors) else "",
+                },
+            )
+        )
+    return [row for _p, _i, row in sorted(rows, key=lambda r: (r[0], r[1])) if row["label"].strip()]
+
+
+def _settings_from_form(type_name: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for key in TYPE_SETTINGS.get(type_name, ()):
+        if key == "options":
+            settings["options"] = _options_from_form()
+        else:
+            settings[key] = request.form.get(key, "").strip()
+    return settings
+
+
+class SchemaAdminView(BaseView):
+    route_base = "/admin/tables"
+    default_view = "tables"
+    class_permission_name = "SchemaAdmin"
+    method_permission_name = {
+        "tables": "read", "table": "read", "changes": "read", "field": "read",
+        "create_table": "write", "update_table": "write", "archive_table": "write", "restore_table": "write",
+        "add_field": "write", "update_field": "write", "change_field_type": "write", "archive_field": "write",
+        "restore_field": "write", "purge_field": "write",
+    }  # fmt: skip
+
+    def _user_id(self) -> int | None:
+        return getattr(g.user, "id", None)
+
+    def _render(self, template: str, **context: Any) -> Any:
+        return self.render_template(
+            template,
+            display_label=display_label,
+            type_choices=type_choices(),
+            registry=REGISTRY,
+            icons=ICON_CHOICES,
+            type_settings=TYPE_SETTINGS,
+            new_option_rows=MAX_NEW_OPTION_ROWS,
+            **context,
+        )
+
+    # tables
+
+    @expose("/")
+    @has_access
+    def tables(self) -> Any:
+        entities = db.session.scalars(
+            select(Entity).order_by(Entity.archived_at.is_not(None), Entity.position)
+        ).all()
+        counts = dict(
+            db.session.execute(
+                select(Field.entity_id, func.count())
+                .where(Field.archived_at.is_(None))
+                .group_by(Field.entity_id)
+            ).all()
+        )
+        return self._render("tabula/schema/tables.html", entities=entities, counts=counts)
+
+    @expose("/create", methods=["POST"])
+    @has_access
+    def create_table(self) -> Any:
+        try:
+            entity = service.create_entity(
+                request.form.get("label", ""),
+                request.form.get("plural_label", ""),
+                request.form.get("icon", "fa-table"),
+                user_id=self._user_id(),
+            )
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for("SchemaAdminView.tables"))
+        refresh()
+        flash(_("Table “%(label)s” created.", label=entity.label), "success")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity.id))
+
+    @expose("/<int:entity_id>/")
+    @has_access
+    def table(self, entity_id: int) -> Any:
+        entity = db.session.get(Entity, entity_id) or abort(404)
+        fields = db.session.scalars(
+            select(Field).where(Field.entity_id == entity_id).order_by(Field.position, Field.id)
+        ).all()
+        targets = db.session.scalars(
+            select(Entity).where(Entity.archived_at.is_(None)).order_by(Entity.position)
+        )
+        return self._render(
+            "tabula/schema/table.html",
+            entity=entity,
+            live=[f for f in fields if f.archived_at is None],
+            archived=[f for f in fields if f.archived_at is not None],
+            targets=list(targets),
+        )
+
+    @expose("/<int:entity_id>/update", methods=["POST"])
+    @has_access
+    def update_table(self, entity_id: int) -> Any:
+        display = request.form.get("display_field_id", "")
+        try:
+            service.update_entity(
+                entity_id,
+                label=request.form.get("label", ""),
+                plural_label=request.form.get("plural_label", ""),
+                icon=request.form.get("icon", ""),
+                display_field_id=int(display) if display.isdigit() else None,
+                user_id=self._user_id(),
+            )
+            flash(_("Saved."), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    @expose("/<int:entity_id>/archive", methods=["POST"])
+    @has_access
+    def archive_table(self, entity_id: int) -> Any:
+        try:
+            service.archive_entity(entity_id, user_id=self._user_id())
+            flash(_("Table archived; its data is kept and it can be restored."), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    @expose("/<int:entity_id>/restore", methods=["POST"])
+    @has_access
+    def restore_table(self, entity_id: int) -> Any:
+        try:
+            service.restore_entity(entity_id, user_id=self._user_id())
+            flash(_("Table restored."), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    # fields
+
+    @expose("/<int:entity_id>/fields/add", methods=["POST"])
+    @has_access
+    def add_field(self, entity_id: int) -> Any:
+        type_name = request.form.get("type", "")
+        position = request.form.get("position", "").strip()
+        try:
+            row = service.add_field(
+                entity_id,
+                request.form.get("label", ""),
+                type_name,
+                settings=_settings_from_form(type_name),
+                required=_flag("required"),
+                unique=_flag("unique"),
+                default=request.form.get("default"),
+                help_text=request.form.get("help_text", ""),
+                position=int(position) if position.lstrip("-").isdigit() and len(position) < 9 else None,
+                show_in_list=_flag("show_in_list"),
+                searchable=_flag("searchable"),
+                user_id=self._user_id(),
+            )
+            flash(_("Field “%(label)s” added.", label=row.label), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    @expose("/fields/<int:field_id>/")
+    @has_access
+    def field(self, field_id: int) -> Any:
+        row = db.session.get(Field, field_id) or abort(404)
+        targets = db.session.scalars(
+            select(Entity).where(Entity.archived_at.is_(None)).order_by(Entity.position)
+        )
+        return self._render("tabula/schema/field.html", field=row, entity=row.entity, targets=list(targets))
+
+    @expose("/fields/<int:field_id>/update", methods=["POST"])
+    @has_access
+    def update_field(self, field_id: int) -> Any:
+        row = db.session.get(Field, field_id) or abort(404)
+        position = request.form.get("position", "").strip()
+        try:
+            service.update_field(
+                field_id,
+                label=request.form.get("label", ""),
+                help_text=request.form.get("help_text", ""),
+                options=_options_from_form() if row.type in ("single_select", "multi_select") else None,
+                position=int(position) if position.lstrip("-").isdigit() and len(position) < 9 else None,
+                show_in_list=_flag("show_in_list"),
+                searchable=_flag("searchable"),
+                required=_flag("required"),
+                default=request.form.get("default"),
+                user_id=self._user_id(),
+            )
+            flash(_("Saved."), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.field", field_id=field_id))
+
+    @expose("/fields/<int:field_id>/type", methods=["POST"])
+    @has_access
+    def change_field_type(self, field_id: int) -> Any:
+        row = db.session.get(Field, field_id) or abort(404)
+        type_name = request.form.get("type", "")
+        try:
+            service.change_type(field_id, type_name, _settings_from_form(type_name), user_id=self._user_id())
+            flash(_("Type changed; every value was converted."), "success")
+        except ConversionRefused as exc:
+            db.session.expire_all()
+            targets = db.session.scalars(select(Entity).where(Entity.archived_at.is_(None)))
+            return self._render(
+                "tabula/schema/field.html",
+                field=db.session.get(Field, field_id),
+                entity=row.entity,
+                targets=list(targets),
+                refused=exc,
+            ), 409
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.field", field_id=field_id))
+
+    @expose("/fields/<int:field_id>/archive", methods=["POST"])
+    @has_access
+    def archive_field(self, field_id: int) -> Any:
+        return self._field_action(field_id, service.archive_field, _("Field archived; its data is kept."))
+
+    @expose("/fields/<int:field_id>/restore", methods=["POST"])
+    @has_access
+    def restore_field(self, field_id: int) -> Any:
+        return self._field_action(field_id, service.restore_field, _("Field restored."))
+
+    @expose("/fields/<int:field_id>/purge", methods=["POST"])
+    @has_access
+    def purge_field(self, field_id: int) -> Any:
+        row = db.session.get(Field, field_id) or abort(404)
+        entity_id = row.entity_id
+        try:
+            service.purge_field(
+                field_id, confirm_label=request.form.get("confirm", ""), user_id=self._user_id()
+            )
+            flash(_("Field and its data purged."), "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    def _field_action(self, field_id: int, action: Any, done: str) -> Any:
+        row = db.session.get(Field, field_id) or abort(404)
+        entity_id = row.entity_id
+        try:
+            action(field_id, user_id=self._user_id())
+            flash(done, "success")
+        except SchemaError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    @expose("/changes")
+    @has_access
+    def changes(self) -> Any:
+        page = request.args.get("page", "1")
+        page_number = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+        rows = db.session.scalars(
+            select(SchemaChange).order_by(SchemaChange.id.desc()).offset((page_number - 1) * 50).limit(51)
+        ).all()
+        return self._render(
+            "tabula/schema/changes.html", rows=rows[:50], page=page_number, more=len(rows) > 50
+        )

@@ -1,0 +1,205 @@
+"""The dispatcher: fixed routes registered once at start-up that serve every table's generated screens and
+API, including tables created after the first request (Flask takes no new blueprints then).
+
+``/t/<slug>/list/``, ``/show/<pk>``, ``/add``, ``/edit/<pk>``, ``/delete/<pk>`` and ``/lookup`` for the
+screens; ``/api/v1/t/<slug>/`` (GET, POST), ``/<pk>`` (GET, PUT, DELETE) and ``/_info`` for the API. The
+generated views' own FAB permission checks (``has_access`` / ``protect``) apply to every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask_appbuilder import BaseView, expose
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import String, cast, func, or_, select
+
+from app.extensions import db
+from custom_fields import runtime
+
+SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
+CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
+LOOKUP_LIMIT = 20
+VIEW_METHODS = {"list", "show", "add", "edit", "delete"}
+
+
+def _view(slug: str) -> Any:
+    view = runtime.current().views.get(slug)
+    if view is None:
+        abort(404)
+    return view
+
+
+class TableView(BaseView):
+    """Routes only; each call is delegated to the table's generated ModelView and its permission checks."""
+
+    route_base = "/t"
+    default_view = "lookup"
+
+    @expose("/<slug>/list/")
+    def list(self, slug: str) -> Any:
+        return _view(slug).list()
+
+    @expose("/<slug>/show/<int:pk>")
+    def show(self, slug: str, pk: int) -> Any:
+        return _view(slug).show(pk)
+
+    @expose("/<slug>/add", methods=["GET", "POST"])
+    def add(self, slug: str) -> Any:
+        return _view(slug).add()
+
+    @expose("/<slug>/edit/<int:pk>", methods=["GET", "POST"])
+    def edit(self, slug: str, pk: int) -> Any:
+        return _view(slug).edit(pk)
+
+    @expose("/<slug>/delete/<int:pk>", methods=["POST"])
+    def delete(self, slug: str, pk: int) -> Any:
+        return _view(slug).delete(pk)
+
+    @expose("/<slug>/lookup")
+    def lookup(self, slug: str) -> Any:
+        """Search-as-you-type for link fields: ``{"results": [{"id", "text"}]}`` by the display field."""
+        schema = runtime.current()
+        entity = schema.entity(slug)
+        if entity is None or entity.archived:
+            abort(404)
+        _require("can_read", entity.permission_name)
+        model = schema.classes[slug]
+        term = request.args.get("q", "")[:100].strip()
+        query = select(model)
+        shown = entity.display_field
+        if term:
+            conditions = [cast(model.id, String) == term]
+            if shown is not None:
+                conditions.append(func.lower(cast(getattr(model, shown.name), String)).contains(term.lower()))
+            query = query.where(or_(*conditions))
+        order = getattr(model, shown.name) if shown is not None and shown.type != "multi_select" else model.id
+        items = db.session.scalars(query.order_by(order).limit(LOOKUP_LIMIT)).all()
+        return jsonify(results=[{"id": item.id, "text": str(item)} for item in items])
+
+    @expose("/_users/lookup")
+    def users_lookup(self) -> Any:
+        _require(None, None)
+        users = runtime.USERS
+        term = request.args.get("q", "")[:100].strip().lower()
+        query = select(users)
+        if term:
+            like = f"%{term}%"
+            query = query.where(
+                or_(
+                    func.lower(users.c.username).like(like),
+                    func.lower(users.c.first_name).like(like),
+                    func.lower(users.c.last_name).like(like),
+                )
+            )
+        rows = db.session.execute(query.order_by(users.c.username).limit(LOOKUP_LIMIT)).all()
+        return jsonify(results=[{"id": row.id, "text": runtime.user_label(row.id)} for row in rows])
+
+
+def _require(permission: str | None, view_menu: str | None) -> None:
+    if not current_user.is_authenticated:
+        abort(401)
+    if permission and not current_app.appbuilder.sm.has_access(permission, view_menu):
+        abort(403)
+
+
+api = Blueprint("table_api", __name__, url_prefix="/api/v1/t")
+
+
+def _api(slug: str) -> Any:
+    handler = runtime.current().apis.get(slug)
+    if handler is None:
+        abort(404)
+    return handler
+
+
+@api.route("/<slug>/", methods=["GET"])
+def api_list(slug: str) -> Any:
+    return _api(slug).get_list()
+
+
+@api.route("/<slug>/", methods=["POST"])
+def api_post(slug: str) -> Any:
+    return _api(slug).post()
+
+
+@api.route("/<slug>/_info", methods=["GET"])
+def api_info(slug: str) -> Any:
+    return _api(slug).info()
+
+
+@api.route("/<slug>/<int:pk>", methods=["GET"])
+def api_get(slug: str, pk: int) -> Any:
+    return _api(slug).get(pk)
+
+
+@api.route("/<slug>/<int:pk>", methods=["PUT"])
+def api_put(slug: str, pk: int) -> Any:
+    return _api(slug).put(pk)
+
+
+@api.route("/<slug>/<int:pk>", methods=["DELETE"])
+def api_delete(slug: str, pk: int) -> Any:
+    return _api(slug).delete(pk)
+
+
+# --- links to generated views and the menu -----------------------------------------------------------------
+
+
+def build_url_for_generated_view(error: Exception, endpoint: str, values: dict[str, Any]) -> str:
+    """FAB's templates build links as ``url_for('<view class>.<method>')``: send those to the dispatcher."""
+    view_name, _dot, method = endpoint.partition(".")
+    if view_name.startswith("TableView_") and method in VIEW_METHODS:
+        slug = view_name[len("TableView_") :]
+        values = {k: v for k, v in values.items() if k not in ("_external", "_anchor", "_method", "_scheme")}
+        return url_for(f"TableView.{method}", slug=slug, **values)
+    raise error
+
+
+def install(schema: runtime.RuntimeSchema) -> None:
+    """Swap the new generated views into FAB's registry of views (templates and OpenAPI look there) and
+    rebuild this process's menu entries for tables."""
+    appbuilder = current_app.appbuilder
+    generated = (*schema.views.values(), *schema.apis.values())
+    appbuilder.baseviews[:] = [
+        v for v in appbuilder.baseviews if not getattr(v, "tabula_generated", False)
+    ] + list(generated)
+    for item in generated:
+        item.tabula_generated = True
+    _rebuild_menu(appbuilder, schema)
+
+
+def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema) -> None:
+    from views.generator import display_label
+
+    menu = appbuilder.menu
+    for name, _label, _icon in (SYSTEM_CATEGORY, CUSTOM_CATEGORY):
+        category = menu.find(name)
+        if category is not None:
+            category.childs = [c for c in category.childs if not str(c.name).startswith("Table ")]
+    for entity in sorted(schema.entities.values(), key=lambda e: (not e.is_system, e.id)):
+        if entity.archived or entity.slug not in schema.views:
+            continue
+        name, label, icon = SYSTEM_CATEGORY if entity.is_system else CUSTOM_CATEGORY
+        menu.add_link(
+            entity.permission_name,
+            href=f"/t/{entity.slug}/list/",
+            icon=entity.icon,
+            label=display_label(entity.plural_label, entity.is_system),
+            category=name,
+            category_icon=icon,
+            category_label=label,
+        )
+    menu.menu[:] = [m for m in menu.menu if m.childs or m.href or m.name not in ("CRM", "Tables")]
+
+
+def register(appbuilder: Any) -> None:
+    from app.extensions import csrf
+
+    appbuilder.add_view_no_menu(TableView)
+    app = current_app._get_current_object()
+    app.register_blueprint(api)
+    csrf.exempt(api)
+    app.url_build_error_handlers.append(build_url_for_generated_view)
