@@ -21,12 +21,12 @@ from custom_fields.spec import FieldSpec
 from custom_fields.types import FieldType, FieldValueError
 
 
-def tag(name: str, content: Any = None, **attrs: Any) -> Markup:
+def tag(element: str, content: Any = None, /, **attrs: Any) -> Markup:
     """An HTML element; ``html_params`` escapes every attribute, ``content`` is escaped unless Markup."""
-    opening = Markup(f"<{name} ") + Markup(html_params(**attrs)) + Markup(">")  # noqa: S704
+    opening = Markup(f"<{element} ") + Markup(html_params(**attrs)) + Markup(">")  # noqa: S704
     if content is None:
         return opening
-    return opening + content + Markup(f"</{name}>")  # noqa: S704
+    return opening + content + Markup(f"</{element}>")  # noqa: S704
 
 
 class RegistryField(Field):

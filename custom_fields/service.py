@@ -551,16 +551,15 @@ def _generation(column_name: str) -> int:
 def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tuple[int, Any]]:
     """Every non-empty value converted, or ConversionRefused with the first offenders."""
     source, target = REGISTRY[old.type], REGISTRY[new.type]
-    tbl = table(table_name, sql_column("id"), sql_column(old.column_name))
-    col = tbl.c[old.column_name]
     typed = Table(table_name, MetaData(), Column("id"), Column(old.column_name, source.column_type(old)))
+    col = typed.c[old.column_name]
     converted: list[tuple[int, Any]] = []
     offenders: list[tuple[int, str, str]] = []
     failed = 0
     last_id = 0
     while True:
         rows = db.session.execute(
-            select(typed.c.id, typed.c[old.column_name])
+            select(typed.c.id, col)
             .where(typed.c.id > last_id, col.is_not(None))
             .order_by(typed.c.id)
             .limit(BATCH)

@@ -18,3 +18,20 @@ def fail(run: JobRun, message: str) -> None:
 def die(run: JobRun) -> None:
     """The work horse kills itself, as an out-of-memory kill would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app_job
+def describe_table(run: JobRun, slug: str) -> dict:
+    """What this worker sees of a table: its live fields and its row count (follows schema changes)."""
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from custom_fields.runtime import current
+
+    schema = current()
+    model = schema.classes[slug]
+    return {
+        "version": schema.version,
+        "fields": [f.name for f in schema.entities[slug].live_fields],
+        "count": db.session.scalar(select(func.count()).select_from(model)),
+    }
