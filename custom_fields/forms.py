@@ -220,8 +220,11 @@ def unique_value(form: Any, field: RegistryField) -> None:
 
 
 def _make(cls: type[RegistryField], widget: Any, ftype: FieldType, spec: FieldSpec, search: bool) -> Any:
+    from custom_fields.runtime import column_default
+
     return cls(
         spec.label,
+        default=None if search else column_default(spec),
         validators=_validators(ftype, spec, search),
         description=spec.help_text,
         widget=widget,

@@ -21,6 +21,7 @@ from app.extensions import db
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType
 from models import Entity, SchemaState
+from models.system import utcnow
 
 EXTENSION_KEY = "tabula_schema"
 _build_lock = threading.Lock()
@@ -70,6 +71,19 @@ def _display(spec: EntitySpec) -> Callable[[Any], str]:
     return __str__
 
 
+def column_default(spec: FieldSpec) -> Any:
+    """What a new record gets when it names no value: now, for automatic timestamps; else the admin's
+    default (checked when it was set, so it parses)."""
+    if spec.settings.get("auto"):
+        return utcnow
+    if spec.default is None:
+        return None
+    try:
+        return REGISTRY[spec.type].parse(spec.default, spec)
+    except ValueError:
+        return None
+
+
 def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
     """One mapped class per table, with a column per field (archived ones too: their data stays)."""
     reg = registry(metadata=MetaData())
@@ -78,7 +92,10 @@ def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
     for spec in specs:
         columns = [Column("id", Integer, primary_key=True)]
         for fld in spec.fields:
-            columns.append(Column(fld.column_name, REGISTRY[fld.type].column_type(fld), key=fld.name))
+            ftype = REGISTRY[fld.type]
+            columns.append(
+                Column(fld.column_name, ftype.column_type(fld), key=fld.name, default=column_default(fld))
+            )
         tbl = Table(spec.table_name, reg.metadata, *columns)
         classes[spec.slug] = type(
             f"T_{spec.slug}",

@@ -497,6 +497,9 @@ class DateType(FieldType):
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else value.isoformat()
 
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else self.to_text(value, spec)
+
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         return escape("" if value is None else value.strftime("%d.%m.%Y"))
 
@@ -552,6 +555,9 @@ class DateTimeType(FieldType):
 
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else self._aware(value).isoformat()
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else self.to_text(value, spec)
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if value is None:

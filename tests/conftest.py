@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -89,12 +90,23 @@ def env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFact
     return environment
 
 
+class IsolatedClient(FlaskClient):
+    """Each request in an app context of its own, as in production: a test that holds an app context
+    (``app_ctx``) would otherwise share ``g`` (and the signed-in user Flask-Login caches there) between
+    requests of different clients."""
+
+    def open(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app(env: dict[str, str]):  # noqa: ANN201
     from app import create_app
     from app.bootstrap import initialize
 
     application = create_app(env)
+    application.test_client_class = IsolatedClient
     initialize(application, echo=lambda _msg: None)
     return application
 
