@@ -13,7 +13,7 @@ from app.extensions import db
 from custom_fields.runtime import current, refresh
 from custom_fields.types import REGISTRY
 from models import Entity, Field
-from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, csrf_token
+from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, csrf_token, login, signed_in
 from tests.tables_helpers import insert, new_field, new_table, unique_label
 
 
@@ -71,7 +71,8 @@ def test_admin_builds_a_table_in_the_browser_and_uses_it(app_ctx, admin_client) 
     rating = add_field_in_browser(admin_client, entity, "Рейтинг", "integer")
     status = add_field_in_browser(
         admin_client, entity, "Статус", "single_select",
-        opt_id=["", ""], opt_label=["Новый", "Проверен"], opt_pos=["1", "2"], opt_color=["#ff0000", "#00ff00"],
+        opt_id=["", ""], opt_label=["Новый", "Проверен"], opt_pos=["1", "2"],
+        opt_color=["#ff0000", "#00ff00"],
     )  # fmt: skip
     tags = add_field_in_browser(admin_client, entity, "Теги", "multi_select", opt_id=[""], opt_label=["VIP"])
     active = add_field_in_browser(admin_client, entity, "Активен", "boolean")
@@ -254,10 +255,7 @@ def test_revoked_table_permission_holds_for_screens_and_api(app_ctx, client) -> 
         pvm = sm.find_permission_view_menu(perm, entity.permission_name)
         sm.del_permission_role(staff, pvm)
     staff_client = client.application.test_client()
-    page = staff_client.get("/login/")
-    staff_client.post(
-        "/login/", data={"username": "staff1", "password": DEMO_PASSWORD, "csrf_token": csrf_token(page.get_data(as_text=True))}
-    )  # fmt: skip
+    assert signed_in(login(staff_client, "staff1", DEMO_PASSWORD))
     assert staff_client.get(f"/t/{entity.slug}/list/").status_code in (302, 403)
     assert entity.plural_label not in staff_client.get("/").get_data(as_text=True)
     headers = token(client, "staff1", DEMO_PASSWORD)
