@@ -71,6 +71,17 @@ PATHS = [
     "/roles/list/",
     "/system/jobs/1",
     "/system/jobs/1/state",
+    "/admin/tables/",
+    "/admin/tables/1/",
+    "/admin/tables/fields/1/",
+    "/admin/tables/changes",
+    "/t/contacts/list/",
+    "/t/companies/list/",
+    "/t/contacts/add",
+    "/t/contacts/lookup",
+    "/t/_users/lookup",
+    "/api/v1/t/contacts/",
+    "/api/v1/t/contacts/_info",
 ]
 
 
@@ -91,6 +102,10 @@ def test_path_segments_never_give_500(admin_client, segment) -> None:  # noqa: A
         "/system/jobs/{}/state",
         "/jobs/show/{}",
         "/users/show/{}",
+        "/t/{}/list/",
+        "/t/contacts/show/{}",
+        "/admin/tables/{}/",
+        "/api/v1/t/{}/",
     ):
         response = admin_client.get(template.format(quote(segment, safe="")))
         assert response.status_code < 500, (template, segment)

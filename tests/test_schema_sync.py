@@ -90,7 +90,9 @@ def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx
         # Several calls, so both gunicorn workers answer at least once each.
         for _ in range(4):
             info = requests.get(f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=5)
-            contact_info = requests.get(f"{other_process}/api/v1/t/contacts/_info", headers=headers, timeout=5)
+            contact_info = requests.get(
+                f"{other_process}/api/v1/t/contacts/_info", headers=headers, timeout=5
+            )
             if info.status_code != 200 or contact_info.status_code != 200:
                 return False
             if rating.name not in {c["name"] for c in info.json()["add_columns"]}:
@@ -114,7 +116,9 @@ def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx
     service.archive_field(rating.id)
 
     def archived() -> bool:
-        info = requests.get(f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=5).json()
+        info = requests.get(
+            f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=5
+        ).json()
         return rating.name not in {c["name"] for c in info["add_columns"]}
 
     assert wait_until(archived, 2.0) < 2.0

@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app, request
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -19,6 +20,7 @@ from marshmallow import ValidationError
 from marshmallow import fields as mm_fields
 from marshmallow_sqlalchemy import SQLAlchemySchema
 from sqlalchemy import false
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
 from custom_fields import runtime
@@ -80,6 +82,30 @@ class TableInterface(SQLAInterface):
         self.tabula_fields = {f.name: f for f in entity.live_fields}
         super().__init__(model, db.session)
 
+    # FAB shows a database error's own text (SQL included) or answers 500; say what happened instead.
+    def add(self, item: Any, commit: bool = True) -> None:
+        self._guarded(super().add, item, commit)
+
+    def edit(self, item: Any, commit: bool = True) -> None:
+        self._guarded(super().edit, item, commit)
+
+    def delete(self, item: Any, commit: bool = True) -> None:
+        self._guarded(super().delete, item, commit)
+
+    def _guarded(self, write: Any, item: Any, commit: bool) -> None:
+        try:
+            write(item, commit)
+        except (SQLAlchemyError, DatabaseException) as exc:
+            self.session.rollback()
+            cause = exc.__cause__ if isinstance(exc, DatabaseException) else exc
+            if isinstance(cause, IntegrityError):
+                message = _(
+                    "Not saved: another record already has this value, or a linked record is missing."
+                )
+            else:
+                message = _("Not saved: the database refused the change. Please try again.")
+            raise DatabaseException(message) from ValueError(message)
+
 
 # --- API schemas from the registry -------------------------------------------------------------------------
 
@@ -97,7 +123,8 @@ class RegistryValue(mm_fields.Field):
         metadata["type"] = json_type
         if json_type == "array":
             metadata["items"] = {"type": "string"}
-        super().__init__(allow_none=True, metadata=metadata, **kwargs)
+        # A required field refuses null outright (marshmallow never passes None to _deserialize).
+        super().__init__(allow_none=not spec.required, metadata=metadata, **kwargs)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return self.ftype.to_json(value, self.spec)

@@ -132,7 +132,7 @@ class SchemaAdminView(BaseView):
         flash(_("Table “%(label)s” created.", label=entity.label), "success")
         return redirect(url_for("SchemaAdminView.table", entity_id=entity.id))
 
-    @expose("/<int:entity_id>/")
+    @expose("/<int(max=2147483647):entity_id>/")
     @has_access
     def table(self, entity_id: int) -> Any:
         entity = db.session.get(Entity, entity_id) or abort(404)
@@ -150,7 +150,7 @@ class SchemaAdminView(BaseView):
             targets=list(targets),
         )
 
-    @expose("/<int:entity_id>/update", methods=["POST"])
+    @expose("/<int(max=2147483647):entity_id>/update", methods=["POST"])
     @has_access
     def update_table(self, entity_id: int) -> Any:
         display = request.form.get("display_field_id", "")
@@ -168,7 +168,7 @@ class SchemaAdminView(BaseView):
             flash(str(exc), "danger")
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
-    @expose("/<int:entity_id>/archive", methods=["POST"])
+    @expose("/<int(max=2147483647):entity_id>/archive", methods=["POST"])
     @has_access
     def archive_table(self, entity_id: int) -> Any:
         try:
@@ -178,7 +178,7 @@ class SchemaAdminView(BaseView):
             flash(str(exc), "danger")
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
-    @expose("/<int:entity_id>/restore", methods=["POST"])
+    @expose("/<int(max=2147483647):entity_id>/restore", methods=["POST"])
     @has_access
     def restore_table(self, entity_id: int) -> Any:
         try:
@@ -190,7 +190,7 @@ class SchemaAdminView(BaseView):
 
     # fields
 
-    @expose("/<int:entity_id>/fields/add", methods=["POST"])
+    @expose("/<int(max=2147483647):entity_id>/fields/add", methods=["POST"])
     @has_access
     def add_field(self, entity_id: int) -> Any:
         type_name = request.form.get("type", "")
@@ -215,7 +215,7 @@ class SchemaAdminView(BaseView):
             flash(str(exc), "danger")
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
-    @expose("/fields/<int:field_id>/")
+    @expose("/fields/<int(max=2147483647):field_id>/")
     @has_access
     def field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
@@ -224,7 +224,7 @@ class SchemaAdminView(BaseView):
         )
         return self._render("tabula/schema/field.html", field=row, entity=row.entity, targets=list(targets))
 
-    @expose("/fields/<int:field_id>/update", methods=["POST"])
+    @expose("/fields/<int(max=2147483647):field_id>/update", methods=["POST"])
     @has_access
     def update_field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
@@ -247,7 +247,7 @@ class SchemaAdminView(BaseView):
             flash(str(exc), "danger")
         return redirect(url_for("SchemaAdminView.field", field_id=field_id))
 
-    @expose("/fields/<int:field_id>/type", methods=["POST"])
+    @expose("/fields/<int(max=2147483647):field_id>/type", methods=["POST"])
     @has_access
     def change_field_type(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
@@ -269,17 +269,17 @@ class SchemaAdminView(BaseView):
             flash(str(exc), "danger")
         return redirect(url_for("SchemaAdminView.field", field_id=field_id))
 
-    @expose("/fields/<int:field_id>/archive", methods=["POST"])
+    @expose("/fields/<int(max=2147483647):field_id>/archive", methods=["POST"])
     @has_access
     def archive_field(self, field_id: int) -> Any:
         return self._field_action(field_id, service.archive_field, _("Field archived; its data is kept."))
 
-    @expose("/fields/<int:field_id>/restore", methods=["POST"])
+    @expose("/fields/<int(max=2147483647):field_id>/restore", methods=["POST"])
     @has_access
     def restore_field(self, field_id: int) -> Any:
         return self._field_action(field_id, service.restore_field, _("Field restored."))
 
-    @expose("/fields/<int:field_id>/purge", methods=["POST"])
+    @expose("/fields/<int(max=2147483647):field_id>/purge", methods=["POST"])
     @has_access
     def purge_field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)

@@ -42,7 +42,7 @@ class TableView(BaseView):
     def list(self, slug: str) -> Any:
         return _view(slug).list()
 
-    @expose("/<slug>/show/<int:pk>")
+    @expose("/<slug>/show/<int(max=2147483647):pk>")
     def show(self, slug: str, pk: int) -> Any:
         return _view(slug).show(pk)
 
@@ -50,11 +50,11 @@ class TableView(BaseView):
     def add(self, slug: str) -> Any:
         return _view(slug).add()
 
-    @expose("/<slug>/edit/<int:pk>", methods=["GET", "POST"])
+    @expose("/<slug>/edit/<int(max=2147483647):pk>", methods=["GET", "POST"])
     def edit(self, slug: str, pk: int) -> Any:
         return _view(slug).edit(pk)
 
-    @expose("/<slug>/delete/<int:pk>", methods=["POST"])
+    @expose("/<slug>/delete/<int(max=2147483647):pk>", methods=["POST"])
     def delete(self, slug: str, pk: int) -> Any:
         return _view(slug).delete(pk)
 
@@ -130,17 +130,17 @@ def api_info(slug: str) -> Any:
     return _api(slug).info()
 
 
-@api.route("/<slug>/<int:pk>", methods=["GET"])
+@api.route("/<slug>/<int(max=2147483647):pk>", methods=["GET"])
 def api_get(slug: str, pk: int) -> Any:
     return _api(slug).get(pk)
 
 
-@api.route("/<slug>/<int:pk>", methods=["PUT"])
+@api.route("/<slug>/<int(max=2147483647):pk>", methods=["PUT"])
 def api_put(slug: str, pk: int) -> Any:
     return _api(slug).put(pk)
 
 
-@api.route("/<slug>/<int:pk>", methods=["DELETE"])
+@api.route("/<slug>/<int(max=2147483647):pk>", methods=["DELETE"])
 def api_delete(slug: str, pk: int) -> Any:
     return _api(slug).delete(pk)
 
