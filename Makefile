@@ -37,7 +37,7 @@ translations: $(MO_FILES)
 
 # Re-extract the UI strings after changing them, then translate the new entries in the .po files.
 extract-messages: setup
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o app/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ -o app/translations/messages.pot .
 	$(BIN)/pybabel update -N -i app/translations/messages.pot -d app/translations
 
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt-get).

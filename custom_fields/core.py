@@ -14,31 +14,38 @@ from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, 
 from app.extensions import db
 from models import Company, Contact, Entity, Field, SchemaState
 
+
+def N_(text: str) -> str:  # noqa: N802
+    """Marks a core label for translation (``make extract-messages``); it is stored in English and shown
+    translated, unless an admin renames it."""
+    return text
+
+
 # slug -> (model, label, plural label, icon, display column, {column: field settings})
 CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
     "companies": (
-        Company, "Company", "Companies", "fa-building", "name",
+        Company, N_("Company"), N_("Companies"), "fa-building", "name",
         {
-            "name": {"label": "Name", "required": True},
-            "tax_id": {"label": "Tax ID"},
-            "email": {"label": "E-mail", "type": "email"},
-            "phone": {"label": "Phone", "type": "phone"},
-            "website": {"label": "Website", "type": "url"},
-            "notes": {"label": "Notes", "show_in_list": False},
-            "created_at": {"label": "Created", "auto": True},
+            "name": {"label": N_("Name"), "required": True},
+            "tax_id": {"label": N_("Tax ID")},
+            "email": {"label": N_("E-mail"), "type": "email"},
+            "phone": {"label": N_("Phone"), "type": "phone"},
+            "website": {"label": N_("Website"), "type": "url"},
+            "notes": {"label": N_("Notes"), "show_in_list": False},
+            "created_at": {"label": N_("Created"), "auto": True},
         },
     ),
     "contacts": (
-        Contact, "Contact", "Contacts", "fa-user", "first_name",
+        Contact, N_("Contact"), N_("Contacts"), "fa-user", "first_name",
         {
-            "first_name": {"label": "First name", "required": True},
-            "last_name": {"label": "Last name"},
-            "company_id": {"label": "Company", "type": "link", "target": "companies"},
-            "position": {"label": "Position"},
-            "email": {"label": "E-mail", "type": "email"},
-            "phone": {"label": "Phone", "type": "phone"},
-            "birthday": {"label": "Birthday", "show_in_list": False},
-            "created_at": {"label": "Created", "auto": True},
+            "first_name": {"label": N_("First name"), "required": True},
+            "last_name": {"label": N_("Last name")},
+            "company_id": {"label": N_("Company"), "type": "link", "target": "companies"},
+            "position": {"label": N_("Position")},
+            "email": {"label": N_("E-mail"), "type": "email"},
+            "phone": {"label": N_("Phone"), "type": "phone"},
+            "birthday": {"label": N_("Birthday"), "show_in_list": False},
+            "created_at": {"label": N_("Created"), "auto": True},
         },
     ),
 }  # fmt: skip

@@ -86,3 +86,17 @@ def has_column(conn: Connection, table_name: str, column_name: str) -> bool:
     from sqlalchemy import inspect
 
     return any(c["name"] == column_name for c in inspect(conn).get_columns(table_name))
+
+
+def is_fixed_schema(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object``: what the runtime created (``t_*`` tables, ``f_*`` columns and their
+    indexes) is not part of the fixed schema that migrations manage."""
+    if not reflected or compare_to is not None:
+        return True
+    if type_ == "table":
+        return not (name or "").startswith("t_")
+    if type_ == "column":
+        return not (name or "").startswith("f_")
+    if type_ == "index":
+        return not re.match(r"^(ix|uq)_.+_f_\d+", name or "")
+    return True

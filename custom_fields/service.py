@@ -53,12 +53,14 @@ class ConversionRefused(SchemaError):  # noqa: N818 (a refusal, not a failure)
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-def clean_label(raw: Any, what: str = "label") -> str:
+def clean_label(raw: Any, plural: bool = False) -> str:
     label = " ".join(str(raw or "").split())
     if not label:
-        raise SchemaError(_("The %(what)s may not be empty.", what=_(what)))
+        raise SchemaError(
+            _("The plural name may not be empty.") if plural else _("The name may not be empty.")
+        )
     if len(label) > LABEL_LENGTH:
-        raise SchemaError(_("The %(what)s may have at most %(n)d characters.", what=_(what), n=LABEL_LENGTH))
+        raise SchemaError(_("A name may have at most %(n)d characters.", n=LABEL_LENGTH))
     if "\x00" in label:
         raise SchemaError(_("Input may not contain NUL characters."))
     return label
@@ -182,7 +184,7 @@ def create_entity(
 ) -> Entity:
     """A new real table ``t_<id>`` with a first text field "Name" that is its display field."""
     label = clean_label(label)
-    plural = clean_label(plural_label or label, "plural label")
+    plural = clean_label(plural_label or label, plural=True)
     icon = icon if icon in ICON_CHOICES else "fa-table"
 
     def change() -> Entity:
@@ -224,7 +226,7 @@ def update_entity(
     def change() -> Entity:
         entity = _entity(entity_id)
         entity.label = clean_label(label)
-        entity.plural_label = clean_label(plural_label or label, "plural label")
+        entity.plural_label = clean_label(plural_label or label, plural=True)
         entity.icon = icon if icon in ICON_CHOICES else entity.icon
         if display_field_id is not None:
             chosen = db.session.get(Field, display_field_id)
@@ -622,10 +624,10 @@ def sync_entity_permissions(entity: Entity | None = None) -> None:
 
     sm = current_app.appbuilder.sm
     entities = [entity] if entity is not None else db.session.scalars(select(Entity)).all()
-    menus = [(TABLES_MENU, "menu_access"), ("CRM", "menu_access")]
+    menus = [("menu_access", TABLES_MENU), ("menu_access", "CRM")]
     for item in entities:
         sm.add_permissions_view(ENTITY_PERMISSIONS, item.permission_name)
-    for menu, perm in menus:
+    for perm, menu in menus:
         if sm.find_permission_view_menu(perm, menu) is None:
             sm.add_permission_view_menu(perm, menu)
     wanted = [(p, e.permission_name) for e in entities for p in ENTITY_PERMISSIONS] + menus

@@ -6,6 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from custom_fields.ddl import is_fixed_schema
 from models import Model
 
 config = context.config
@@ -15,18 +16,7 @@ if config.config_file_name is not None and not logging.getLogger().handlers:
 target_metadata = Model.metadata
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
-    # Tables, columns and indexes created at run time for custom tables and fields (``t_*``, ``f_*`` and
-    # their ``ix_``/``uq_`` indexes) are not part of the fixed schema.
-    if not reflected or compare_to is not None:
-        return True
-    if type_ == "table":
-        return not name.startswith("t_")
-    if type_ == "column":
-        return not name.startswith("f_")
-    if type_ == "index":
-        return not (name or "").startswith(("ix_t_", "uq_t_", "ix_crm_", "uq_crm_")) or "_f_" not in name
-    return True
+include_object = is_fixed_schema
 
 
 def run_migrations_offline() -> None:

@@ -4,14 +4,8 @@ already running sees them in its next job."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import select
 
@@ -23,41 +17,6 @@ from models import Entity, JobStatus
 from tests.conftest import ADMIN_PASSWORD
 from tests.tables_helpers import insert, new_table, unique_label
 from tests.test_jobs import wait_done
-
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def other_process(app, env: dict[str, str]) -> Iterator[str]:  # noqa: ANN001
-    port = free_port()
-    process = subprocess.Popen(
-        [GUNICORN, "-w", "2", "-b", f"127.0.0.1:{port}", "app:create_app()"],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/login/", timeout=10).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(process.communicate()[1][-2000:])
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def api_headers(base: str) -> dict[str, str]:

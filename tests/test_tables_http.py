@@ -297,3 +297,21 @@ def test_missing_records_and_tables_are_not_500(app_ctx, admin_client, path) -> 
     entity = db.session.scalar(select(Entity).where(Entity.slug == "contacts"))
     response = admin_client.get(path.format(slug=entity.slug))
     assert response.status_code < 500
+
+
+def test_api_column_selection_uses_the_same_formats(app_ctx, client) -> None:  # noqa: ANN001
+    entity = new_table(unique_label("Выбор колонок"))
+    amount = new_field(entity, "Сумма", "money")
+    when = new_field(entity, "Дата", "date")
+    headers = token(client)
+    name = f"f_{entity.display_field_id}"
+    client.post(
+        f"/api/v1/t/{entity.slug}/",
+        json={name: "Один", amount.name: "10", when.name: "2025-01-02"},
+        headers=headers,
+    )
+    query = prison.dumps({"columns": [amount.name, when.name, "id"]})
+    listed = client.get(f"/api/v1/t/{entity.slug}/?q={query}", headers=headers)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    row = listed.get_json()["result"][0]
+    assert row[amount.name] == "10.00" and row[when.name] == "2025-01-02" and name not in row

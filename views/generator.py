@@ -77,7 +77,8 @@ class RegistryFilterConverter(SQLAFilterConverter):
 class TableInterface(SQLAInterface):
     filter_converter_class = RegistryFilterConverter
 
-    def __init__(self, model: type, entity: EntitySpec) -> None:
+    def __init__(self, model: type, entity: EntitySpec | None = None) -> None:
+        entity = entity or model.__tabula_entity__  # FAB re-creates interfaces from the model alone
         self.tabula_entity = entity
         self.tabula_fields = {f.name: f for f in entity.live_fields}
         super().__init__(model, db.session)
@@ -162,6 +163,21 @@ def record_schema(model: type, fields: list[FieldSpec], name: str, *, for_add: b
 # --- the generated classes ---------------------------------------------------------------------------------
 
 
+class RegistrySchemaConverter:
+    """FAB builds schemas for a request's ``columns`` selection with this: build them from the registry too,
+    so selected columns look exactly like the default ones."""
+
+    def __init__(self, datamodel: TableInterface, validators_columns: Any) -> None:
+        self.datamodel = datamodel
+
+    def convert(self, columns: list[str], model: type | None = None, **kwargs: Any) -> Any:
+        fields = self.datamodel.tabula_fields
+        chosen = [fields[c] for c in columns if c in fields]
+        return record_schema(
+            self.datamodel.obj, chosen, f"{self.datamodel.obj.__name__}Selected", for_add=False
+        )()
+
+
 class GeneratedModelView(ModelView):
     """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint."""
 
@@ -185,6 +201,7 @@ class GeneratedApi(ModelRestApi):
     }  # fmt: skip
     max_page_size = 500
     page_size = PAGE_SIZE
+    model2schemaconverter = RegistrySchemaConverter
 
 
 def _formatter(spec: FieldSpec) -> Any:
