@@ -291,6 +291,8 @@ class IntegerType(FieldType):
             raise FieldValueError(_("Expected a whole number.")) from None
         if not number.is_finite() or number != number.to_integral_value():
             raise FieldValueError(_("Expected a whole number."))
+        if number and number.adjusted() > 19:
+            raise FieldValueError(_("The number is too large."))
         value = int(number)
         if abs(value) > self.LIMIT:
             raise FieldValueError(_("The number is too large."))
@@ -353,6 +355,8 @@ class DecimalType(FieldType):
         if not number.is_finite():
             raise FieldValueError(_("Expected a number, e.g. 1234,56."))
         scale = self.scale(spec)
+        if number and number.adjusted() >= self.PRECISION - scale:
+            raise FieldValueError(_("The number is too large."))
         value = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         if abs(value) >= Decimal(10) ** (self.PRECISION - scale):
             raise FieldValueError(_("The number is too large."))
@@ -440,6 +444,8 @@ class BooleanType(FieldType):
             return None
         if isinstance(raw, bool):
             return raw
+        if isinstance(raw, Decimal) and not raw.is_finite():  # a signalling NaN may not even be compared
+            raise FieldValueError(_("Expected yes or no."))
         if isinstance(raw, int | float | Decimal) and raw in (0, 1):
             return bool(raw)
         word = str(raw).strip().lower()
