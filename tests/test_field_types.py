@@ -11,7 +11,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import column as sa_column
+from sqlalchemy import insert, select
+from sqlalchemy import table as sa_table
 
 from app.extensions import db
 from custom_fields import service
@@ -128,7 +130,8 @@ VALUES = st.one_of(
 )
 ROUND_TRIP_TYPES = [
     ("text", {"max_length": 50}), ("long_text", {}), ("integer", {}), ("decimal", {"scale": 3}),
-    ("money", {"currency": "RUB"}), ("percent", {"scale": 2}), ("boolean", {}), ("date", {}), ("datetime", {}),
+    ("money", {"currency": "RUB"}), ("percent", {"scale": 2}), ("boolean", {}), ("date", {}),
+    ("datetime", {}),
     ("single_select", {"options": OPTIONS}), ("multi_select", {"options": OPTIONS}), ("email", {}),
     ("phone", {}), ("url", {}),
 ]  # fmt: skip
@@ -183,10 +186,11 @@ def test_schema_change_gives_up_behind_an_open_transaction(app, app_ctx) -> None
     entity = new_table("Занятая таблица")
     holder = db.engine.connect()
     holding = holder.begin()
+    table = sa_table(entity.table_name, sa_column("id"))
     if db.engine.dialect.name == "postgresql":
-        holder.execute(text(f"SELECT * FROM {entity.table_name}"))  # a reader in an open transaction
+        holder.execute(select(table))  # a reader in an open transaction
     else:
-        holder.execute(text(f"INSERT INTO {entity.table_name} DEFAULT VALUES"))  # SQLite: the write lock
+        holder.execute(insert(table).values(id=None))  # SQLite: the write lock
     started = time.monotonic()
     try:
         with pytest.raises(SchemaError, match="in use"):
