@@ -12,7 +12,7 @@ from flask_appbuilder import AppBuilder
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
-from app.guards import reject_nul_characters
+from app.guards import reject_nul_characters, reject_out_of_range_ids
 from app.security import TabulaSecurityManager
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
@@ -27,6 +27,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
 
     app.before_request(reject_nul_characters)
+    app.before_request(reject_out_of_range_ids)
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     sqlite_unicode_functions()

@@ -30,3 +30,16 @@ def reject_nul_characters() -> None:
             candidates.append(request.get_json(silent=True))
     if any(_has_nul(value) for value in candidates):
         abort(400, description=_("Input may not contain NUL characters."))
+
+
+MAX_ID = 2**31 - 1
+
+
+def reject_out_of_range_ids() -> None:
+    """Record ids in URLs (FAB's ``<pk>`` is any string) beyond what an id column holds are a 404, not a
+    database overflow."""
+    for key, value in (request.view_args or {}).items():
+        if key == "pk" or key.endswith("_id"):
+            text = str(value).strip()
+            if len(text) > 12 or (text.lstrip("-").isdigit() and abs(int(text)) > MAX_ID):
+                abort(404)

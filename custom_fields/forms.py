@@ -107,7 +107,7 @@ class CheckboxInput:
 class ChoiceWidget(Select2Widget):
     def __call__(self, field: SelectField, **kwargs: Any) -> Markup:
         kwargs.setdefault("id", field.id)
-        kwargs.setdefault("class", "my_select2 form-control")
+        kwargs.setdefault("class", "tabula-select form-control")
         multiple = {"multiple": True} if field.multiple else {}
         options = [] if field.multiple else [Markup('<option value=""></option>')]
         chosen = field.chosen_ids()

@@ -356,13 +356,16 @@ def update_field(
     show_in_list: bool | None = None,
     searchable: bool | None = None,
     required: bool | None = None,
+    unique: bool | None = None,
     default: Any = ...,
     user_id: int | None = None,
 ) -> Field:
-    """Labels, help, order, visibility, required, default and select options: no data changes."""
+    """Labels, help, order, visibility, required, unique, default and select options: no data changes
+    (making a field unique is refused while values repeat)."""
 
     def change() -> Field:
         row = _field(field_id)
+        version = _bump(user_id, "update_field", "", row.entity_id, row.id)
         changes: list[str] = []
         if label is not None and clean_label(label) != row.label:
             new_label = clean_label(label)
@@ -395,14 +398,38 @@ def update_field(
             changes.append("options")
         if default is not ...:
             row.default = _check_default(row.type, _spec_of(row), default)
+        if unique is not None and bool(unique) != row.unique and not row.is_system:
+            _set_unique(row, bool(unique))
+            changes.append("unique" if unique else "not unique")
         entity = row.entity
         what = ", ".join(changes) or "settings"
-        _bump(
-            user_id, "update_field", f"Table “{entity.label}”: field “{row.label}” {what}", entity.id, row.id
+        summary = f"Table “{entity.label}”: field “{row.label}” {what}"
+        db.session.execute(
+            update(SchemaChange).where(SchemaChange.version == version).values(summary=summary)
         )
         return row
 
     return _run(change)
+
+
+def _set_unique(row: Field, unique: bool) -> None:
+    table_name = row.entity.table_name
+    conn = db.session.connection()
+    if unique:
+        if not REGISTRY[row.type].can_unique:
+            raise SchemaError(_("Fields of this type cannot be unique."))
+        repeated = duplicates_for_unique(table_name, row.column_name)
+        if repeated:
+            raise SchemaError(
+                _("%(n)d values occur in more than one record; make them unique first.", n=repeated)
+            )
+        ddl.drop_index(conn, table_name, row.column_name, unique=False)
+        ddl.create_index(conn, table_name, row.column_name, unique=True)
+    else:
+        ddl.drop_index(conn, table_name, row.column_name, unique=True)
+        if row.type in ("link", "user"):
+            ddl.create_index(conn, table_name, row.column_name, unique=False)
+    row.unique = unique
 
 
 def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]) -> None:

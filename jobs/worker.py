@@ -8,8 +8,14 @@ from rq import Worker
 
 from jobs.runtime import worker_app
 
+#: An idle RQ worker only renews its heartbeat when its blocking dequeue times out (``worker_ttl - 15`` s,
+#: 405 s by default). /health counts a worker as alive while its heartbeat is younger than
+#: TABULA_WORKER_STALE_SECONDS (120 s), so an idle worker must wake up more often than that.
+MAX_WORKER_TTL = 60
+
 
 class TabulaWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         worker_app()
         super().__init__(*args, **kwargs)
+        self.worker_ttl = min(self.worker_ttl, MAX_WORKER_TTL)

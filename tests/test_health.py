@@ -8,7 +8,7 @@ from tests.conftest import start_worker, stop_worker, wait_for_workers
 
 def test_healthy_with_a_worker(client, worker) -> None:  # noqa: ANN001
     response = client.get("/health")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["status"] == "ok"
     assert body["checks"]["worker"]["count"] >= 1
@@ -63,3 +63,12 @@ def _other_db(redis_url: str) -> str:
         return redis_url + "?db=9"
     base, _, db = redis_url.rpartition("/")
     return f"{base}/{(int(db or 0) + 1) % 16}"
+
+
+def test_an_idle_worker_renews_its_heartbeat_before_it_counts_as_stale(app) -> None:  # noqa: ANN001
+    from jobs import redis_connection
+    from jobs.worker import TabulaWorker
+
+    with app.app_context():
+        idle = TabulaWorker(["default"], connection=redis_connection())
+    assert idle.dequeue_timeout + 15 < app.config["TABULA_WORKER_STALE_SECONDS"]

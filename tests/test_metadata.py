@@ -309,3 +309,25 @@ def test_schema_version_is_bumped_by_every_change(app_ctx) -> None:  # noqa: ANN
     assert refresh().version >= before + 3
     assert refresh().entity(entity.slug).field_by_name(field.name).label == "Поле 2"
     assert unique_label() != unique_label()
+
+
+def test_unique_can_be_switched_on_when_values_do_not_repeat(app_ctx) -> None:  # noqa: ANN001
+    entity = new_table()
+    code = new_field(entity, "Артикул", "text")
+    insert(entity, **{code.name: "A-1"})
+    insert(entity, **{code.name: "A-1"})
+    with pytest.raises(SchemaError, match="1"):
+        service.update_field(code.id, unique=True)
+    assert not db.session.get(Field, code.id).unique
+    model = current().classes[entity.slug]
+    first = db.session.scalars(select(model)).first()
+    setattr(first, code.name, "A-2")
+    db.session.commit()
+    assert service.update_field(code.id, unique=True).unique
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        insert(entity, **{code.name: "A-2"})
+    db.session.rollback()
+    assert not service.update_field(code.id, unique=False).unique
+    insert(entity, **{code.name: "A-2"})

@@ -239,6 +239,7 @@ class SchemaAdminView(BaseView):
                 show_in_list=_flag("show_in_list"),
                 searchable=_flag("searchable"),
                 required=_flag("required"),
+                unique=_flag("unique"),
                 default=request.form.get("default"),
                 user_id=self._user_id(),
             )

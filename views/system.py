@@ -62,13 +62,13 @@ class SystemView(BaseView):
             return redirect(url_for("SystemView.status"))
         return redirect(url_for("SystemView.job", run_id=run.id))
 
-    @expose("/jobs/<int:run_id>")
+    @expose("/jobs/<int(max=2147483647):run_id>")
     @has_access
     def job(self, run_id: int):  # noqa: ANN201
         run = db.session.get(JobRun, run_id) or abort(404)
         return self.render_template("tabula/job.html", run=reconcile(run), state=job_state(run))
 
-    @expose("/jobs/<int:run_id>/state")
+    @expose("/jobs/<int(max=2147483647):run_id>/state")
     @has_access
     def job_state_json(self, run_id: int):  # noqa: ANN201
         run = db.session.get(JobRun, run_id) or abort(404)

@@ -17,3 +17,10 @@ $(function () {
     });
   });
 });
+
+// Select fields: options with search, an empty choice for single selects.
+$(function () {
+  $("select.tabula-select").each(function () {
+    $(this).select2({theme: "bootstrap", allowClear: !this.multiple, placeholder: ""});
+  });
+});
