@@ -315,3 +315,24 @@ def test_api_column_selection_uses_the_same_formats(app_ctx, client) -> None:  #
     assert listed.status_code == 200, listed.get_data(as_text=True)
     row = listed.get_json()["result"][0]
     assert row[amount.name] == "10.00" and row[when.name] == "2025-01-02" and name not in row
+
+
+def test_archive_and_purge_a_field_in_the_browser(app_ctx, admin_client) -> None:  # noqa: ANN001
+    entity = create_table_in_browser(admin_client, unique_label("Чистка"))
+    extra = add_field_in_browser(admin_client, entity, "Временное", "text")
+    field_id, column = extra.id, extra.column_name
+    admin_client.post(
+        f"/admin/tables/fields/{field_id}/archive", data={"csrf_token": admin_token(admin_client)}
+    )
+    assert extra.name not in admin_client.get(f"/t/{entity.slug}/add").get_data(as_text=True)
+    wrong = {"confirm": "не то", "csrf_token": admin_token(admin_client)}
+    admin_client.post(f"/admin/tables/fields/{field_id}/purge", data=wrong)
+    db.session.expire_all()
+    assert db.session.get(Field, field_id) is not None
+    right = {"confirm": "Временное", "csrf_token": admin_token(admin_client)}
+    admin_client.post(f"/admin/tables/fields/{field_id}/purge", data=right)
+    db.session.expire_all()
+    assert db.session.get(Field, field_id) is None
+    from sqlalchemy import inspect
+
+    assert column not in {c["name"] for c in inspect(db.engine).get_columns(entity.table_name)}

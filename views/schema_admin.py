@@ -171,21 +171,18 @@ class SchemaAdminView(BaseView):
     @expose("/<int(max=2147483647):entity_id>/archive", methods=["POST"])
     @has_access
     def archive_table(self, entity_id: int) -> Any:
-        try:
-            service.archive_entity(entity_id, user_id=self._user_id())
-            flash(_("Table archived; its data is kept and it can be restored."), "success")
-        except SchemaError as exc:
-            flash(str(exc), "danger")
+        self._attempt(
+            lambda: service.archive_entity(entity_id, user_id=self._user_id()),
+            _("Table archived; its data is kept and it can be restored."),
+        )
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
     @expose("/<int(max=2147483647):entity_id>/restore", methods=["POST"])
     @has_access
     def restore_table(self, entity_id: int) -> Any:
-        try:
-            service.restore_entity(entity_id, user_id=self._user_id())
-            flash(_("Table restored."), "success")
-        except SchemaError as exc:
-            flash(str(exc), "danger")
+        self._attempt(
+            lambda: service.restore_entity(entity_id, user_id=self._user_id()), _("Table restored.")
+        )
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
     # fields
@@ -285,24 +282,27 @@ class SchemaAdminView(BaseView):
     def purge_field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
         entity_id = row.entity_id
-        try:
-            service.purge_field(
-                field_id, confirm_label=request.form.get("confirm", ""), user_id=self._user_id()
-            )
-            flash(_("Field and its data purged."), "success")
-        except SchemaError as exc:
-            flash(str(exc), "danger")
+        confirm = request.form.get("confirm", "")
+        self._attempt(
+            lambda: service.purge_field(field_id, confirm_label=confirm, user_id=self._user_id()),
+            _("Field and its data purged."),
+        )
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
     def _field_action(self, field_id: int, action: Any, done: str) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
         entity_id = row.entity_id
+        self._attempt(lambda: action(field_id, user_id=self._user_id()), done)
+        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
+
+    @staticmethod
+    def _attempt(change: Any, done: str) -> None:
+        """Make a schema change; flash what happened, or the service's reason for refusing."""
         try:
-            action(field_id, user_id=self._user_id())
+            change()
             flash(done, "success")
         except SchemaError as exc:
             flash(str(exc), "danger")
-        return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
     @expose("/changes")
     @has_access
