@@ -41,7 +41,7 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "first_name": {"label": N_("First name"), "required": True},
             "last_name": {"label": N_("Last name")},
             "company_id": {"label": N_("Company"), "type": "link", "target": "companies"},
-            "position": {"label": N_("Position")},
+            "position": {"label": N_("Job title")},
             "email": {"label": N_("E-mail"), "type": "email"},
             "phone": {"label": N_("Phone"), "type": "phone"},
             "birthday": {"label": N_("Birthday"), "show_in_list": False},
