@@ -52,7 +52,7 @@ class RegistryFilter(BaseFilter):
         parsed = None
         if takes_value:
             try:
-                parsed = ftype.filter_value(value if isinstance(value, str) else value, spec)
+                parsed = ftype.filter_value(value, spec)
             except (FieldValueError, TypeError, ValueError):
                 return query.filter(false())
             if parsed is None:
