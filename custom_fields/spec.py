@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import Entity, Field
+from models.metadata import table_permission
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class EntitySpec:
 
     @property
     def permission_name(self) -> str:
-        return f"Table {self.slug}"
+        return table_permission(self.slug)
 
     @property
     def live_fields(self) -> tuple[FieldSpec, ...]:

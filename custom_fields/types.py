@@ -217,6 +217,8 @@ class TextType(FieldType):
     setting_defaults = {"max_length": 255}
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        if "max_length" not in self.setting_defaults:  # text-like types of a fixed length
+            return super().clean_settings(settings, existing)
         raw = settings.get("max_length") or 255
         try:
             max_length = int(raw)
@@ -247,9 +249,6 @@ class LongTextType(TextType):
     setting_defaults = {}
     operators = ("ct", "nct", "empty", "nempty")
     can_unique = False
-
-    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
-        return {}
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return Text()
@@ -762,9 +761,6 @@ class EmailType(TextType):
     label = _l("E-mail")
     setting_defaults = {}
 
-    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
-        return {}
-
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(320)
 
@@ -791,9 +787,6 @@ class PhoneType(TextType):
     name = "phone"
     label = _l("Phone")
     setting_defaults = {}
-
-    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
-        return {}
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(32)
@@ -825,9 +818,6 @@ class UrlType(TextType):
     name = "url"
     label = _l("Web address")
     setting_defaults = {}
-
-    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
-        return {}
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(2048)

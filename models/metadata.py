@@ -24,6 +24,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.system import utcnow
 
 
+def table_permission(slug: str) -> str:
+    """The FAB view-menu that holds a table's permissions (shared by its screens, API and menu entry)."""
+    return f"Table {slug}"
+
+
 class Entity(Model):
     """A table users work with: a core CRM model (``is_system``) or one an admin created in the browser."""
 
@@ -50,8 +55,7 @@ class Entity(Model):
 
     @property
     def permission_name(self) -> str:
-        """The FAB view-menu that holds this table's permissions (shared by its screens, API and menu)."""
-        return f"Table {self.slug}"
+        return table_permission(self.slug)
 
     def __repr__(self) -> str:
         return f"<Entity {self.slug}>"
