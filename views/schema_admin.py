@@ -30,6 +30,12 @@ TYPE_SETTINGS = {  # which settings inputs a type's form shows
 MAX_NEW_OPTION_ROWS = 5
 
 
+def _form_int(name: str) -> int | None:
+    """A whole number from the form, or None; never more digits than an id or position column holds."""
+    text = request.form.get(name, "").strip()
+    return int(text) if text.lstrip("-").isdigit() and len(text) < 10 else None
+
+
 def _flag(name: str) -> bool:
     return request.form.get(name) in ("y", "on", "true", "1")
 
@@ -153,19 +159,17 @@ class SchemaAdminView(BaseView):
     @expose("/<int(max=2147483647):entity_id>/update", methods=["POST"])
     @has_access
     def update_table(self, entity_id: int) -> Any:
-        display = request.form.get("display_field_id", "")
-        try:
-            service.update_entity(
+        self._attempt(
+            lambda: service.update_entity(
                 entity_id,
                 label=request.form.get("label", ""),
                 plural_label=request.form.get("plural_label", ""),
                 icon=request.form.get("icon", ""),
-                display_field_id=int(display) if display.isdigit() else None,
+                display_field_id=_form_int("display_field_id"),
                 user_id=self._user_id(),
-            )
-            flash(_("Saved."), "success")
-        except SchemaError as exc:
-            flash(str(exc), "danger")
+            ),
+            _("Saved."),
+        )
         return redirect(url_for("SchemaAdminView.table", entity_id=entity_id))
 
     @expose("/<int(max=2147483647):entity_id>/archive", methods=["POST"])
@@ -191,7 +195,6 @@ class SchemaAdminView(BaseView):
     @has_access
     def add_field(self, entity_id: int) -> Any:
         type_name = request.form.get("type", "")
-        position = request.form.get("position", "").strip()
         try:
             row = service.add_field(
                 entity_id,
@@ -202,7 +205,7 @@ class SchemaAdminView(BaseView):
                 unique=_flag("unique"),
                 default=request.form.get("default"),
                 help_text=request.form.get("help_text", ""),
-                position=int(position) if position.lstrip("-").isdigit() and len(position) < 9 else None,
+                position=_form_int("position"),
                 show_in_list=_flag("show_in_list"),
                 searchable=_flag("searchable"),
                 user_id=self._user_id(),
@@ -225,24 +228,22 @@ class SchemaAdminView(BaseView):
     @has_access
     def update_field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
-        position = request.form.get("position", "").strip()
-        try:
-            service.update_field(
+        self._attempt(
+            lambda: service.update_field(
                 field_id,
                 label=request.form.get("label", ""),
                 help_text=request.form.get("help_text", ""),
                 options=_options_from_form() if row.type in ("single_select", "multi_select") else None,
-                position=int(position) if position.lstrip("-").isdigit() and len(position) < 9 else None,
+                position=_form_int("position"),
                 show_in_list=_flag("show_in_list"),
                 searchable=_flag("searchable"),
                 required=_flag("required"),
                 unique=_flag("unique"),
                 default=request.form.get("default"),
                 user_id=self._user_id(),
-            )
-            flash(_("Saved."), "success")
-        except SchemaError as exc:
-            flash(str(exc), "danger")
+            ),
+            _("Saved."),
+        )
         return redirect(url_for("SchemaAdminView.field", field_id=field_id))
 
     @expose("/fields/<int(max=2147483647):field_id>/type", methods=["POST"])
