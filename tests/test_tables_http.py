@@ -336,3 +336,13 @@ def test_archive_and_purge_a_field_in_the_browser(app_ctx, admin_client) -> None
     from sqlalchemy import inspect
 
     assert column not in {c["name"] for c in inspect(db.engine).get_columns(entity.table_name)}
+
+
+def test_out_of_range_pages_are_400(app_ctx, client) -> None:  # noqa: ANN001
+    headers = token(client)
+    for query in ({"page": -(10**27)}, {"page": 10**20}, {"page_size": -1}):
+        response = client.get(f"/api/v1/t/companies/?q={prison.dumps(query)}", headers=headers)
+        assert response.status_code == 400, query
+    assert (
+        client.get(f"/api/v1/t/companies/?q={prison.dumps({'page': 0})}", headers=headers).status_code == 200
+    )

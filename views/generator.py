@@ -202,6 +202,16 @@ class GeneratedApi(ModelRestApi):
     max_page_size = 500
     page_size = PAGE_SIZE
     model2schemaconverter = RegistrySchemaConverter
+    MAX_PAGE = 10**6
+
+    def get_list_headless(self, **kwargs: Any) -> Any:
+        # FAB's rison schema takes any integer as page; a huge one overflows the database's OFFSET.
+        query = kwargs.get("rison") or {}
+        for key in ("page", "page_size"):
+            value = query.get(key)
+            if isinstance(value, int) and not 0 <= value <= self.MAX_PAGE:
+                return self.response_400(message=f"{key} must be between 0 and {self.MAX_PAGE}")
+        return super().get_list_headless(**kwargs)
 
 
 def _formatter(spec: FieldSpec) -> Any:
