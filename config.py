@@ -170,6 +170,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "FAB_UPDATE_PERMS": False,  # `tabula init` syncs permissions once, not every process
         "FAB_ADD_SECURITY_API": False,  # roles and users are managed in the browser
         "FAB_API_SWAGGER_UI": True,
+        "FAB_ADD_OPENAPI_VIEWS": False,  # views.tables registers a per-user OpenAPI document instead
         "FAB_BASE_TEMPLATE": "tabula/base.html",
         "FAB_PASSWORD_COMPLEXITY_ENABLED": False,
         # i18n

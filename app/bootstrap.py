@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 import config
 from app.extensions import db
 from app.security import MANAGER, STAFF
+from custom_fields.access import seed_defaults
 from custom_fields.core import sync_core_entities
-from custom_fields.service import sync_entity_permissions
 from models import AppSetting
 
 DEMO_SETTING = "demo_loaded_at"
@@ -98,7 +98,7 @@ def initialize(app: Flask, *, demo: bool | None = None, echo: Callable[[str], No
             appbuilder.add_permissions(update_perms=True)
             report.grants = appbuilder.sm.sync_roles()
             sync_core_entities()
-            sync_entity_permissions()
+            seed_defaults()
             report.admin_created, report.admin_password = ensure_admin()
             want_demo = app.config["TABULA_DEMO"] if demo is None else demo
             if want_demo and get_setting(DEMO_SETTING) is None:

@@ -12,6 +12,7 @@ from flask_appbuilder.security.sqla.manager import SecurityManager
 from sqlalchemy import select
 
 from app.security_api import TabulaSecurityApi
+from models.metadata import TABLE_PERMISSION_PREFIX
 
 ADMIN = "Admin"
 MANAGER = "Manager"
@@ -41,6 +42,20 @@ class TabulaSecurityManager(SecurityManager):
     """Flask-AppBuilder's SQLAlchemy security manager; the place for Tabula's role and row rules."""
 
     security_api = TabulaSecurityApi
+
+    def has_access(self, permission_name: str, view_name: str) -> bool:
+        """Tables' rights come from the access rules (``custom_fields.access``), everything else from FAB."""
+        if view_name.startswith(TABLE_PERMISSION_PREFIX):
+            from custom_fields.access import table_allowed
+
+            return table_allowed(view_name, permission_name)
+        return super().has_access(permission_name, view_name)
+
+    def get_user_menu_access(self, menu_names: list[str] | None = None) -> set[str]:
+        allowed = set(super().get_user_menu_access(menu_names))
+        from custom_fields.access import table_menu_access
+
+        return allowed | table_menu_access(menu_names or [])
 
     def view_audiences(self) -> dict[str, str]:
         """View and menu permission names -> audience, as recorded by ``views.add_view``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Column, Integer, MetaData, Table, text
+from sqlalchemy import Column, Index, Integer, MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, DropIndex
 from sqlalchemy.types import TypeEngine
@@ -45,8 +45,23 @@ def _quote(conn: Connection, name: str) -> str:
 
 
 def create_table(conn: Connection, table_name: str) -> None:
-    tbl = Table(check_identifier(table_name), MetaData(), Column("id", Integer, primary_key=True))
+    """A new table with its id and the write path's record columns (version, recycle-bin mark, owner)."""
+    from sqlalchemy import ForeignKeyConstraint
+
+    from models.records import record_columns
+
+    name = check_identifier(table_name)
+    metadata = MetaData()
+    Table("ab_user", metadata, Column("id", Integer, primary_key=True))
+    tbl = Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        *record_columns(),
+        ForeignKeyConstraint(["owner_id"], ["ab_user.id"], name=f"fk_{name}_owner_id", ondelete="SET NULL"),
+    )
     conn.execute(CreateTable(tbl))
+    conn.execute(CreateIndex(Index(f"ix_{name}_owner_id", tbl.c.owner_id)))
 
 
 def add_column(
@@ -69,8 +84,6 @@ def drop_column(conn: Connection, table_name: str, column_name: str) -> None:
 def _index(table_name: str, column_name: str, unique: bool):  # noqa: ANN202
     col = Column(check_identifier(column_name), Integer)
     tbl = Table(check_identifier(table_name), MetaData(), col)
-    from sqlalchemy import Index
-
     return Index(index_name(table_name, column_name, unique), tbl.c[column_name], unique=unique)
 
 

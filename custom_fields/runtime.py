@@ -18,9 +18,11 @@ from sqlalchemy import Column, Integer, MetaData, Table, column, exists, select,
 from sqlalchemy.orm import registry, selectinload
 
 from app.extensions import db
+from custom_fields.access import AccessSnapshot, load_snapshot
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType
 from models import Entity, SchemaState
+from models.records import record_columns
 from models.system import utcnow
 
 EXTENSION_KEY = "tabula_schema"
@@ -37,8 +39,11 @@ class RuntimeSchema:
     entities: dict[str, EntitySpec]  # by slug
     classes: dict[str, type]  # by slug
     by_id: dict[int, EntitySpec] = field(default_factory=dict)
-    views: dict[str, Any] = field(default_factory=dict)
-    apis: dict[str, Any] = field(default_factory=dict)
+    access: AccessSnapshot = field(default_factory=AccessSnapshot)
+    # Generated screens and APIs, per table and per access signature (hidden, read-only fields): users whose
+    # rules hide or lock the same fields share one; built on first use by ``views.generator``.
+    views: dict[tuple[str, Any], Any] = field(default_factory=dict)
+    apis: dict[tuple[str, Any], Any] = field(default_factory=dict)
     previous: RuntimeSchema | None = None
 
     def entity(self, slug: str) -> EntitySpec | None:
@@ -85,7 +90,8 @@ def column_default(spec: FieldSpec) -> Any:
 
 
 def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
-    """One mapped class per table, with a column per field (archived ones too: their data stays)."""
+    """One mapped class per table, with a column per field (archived ones too: their data stays) and the
+    write path's record columns (``row_version``, ``deleted_at``, ``owner_id``)."""
     reg = registry(metadata=MetaData())
     base = reg.generate_base()
     classes: dict[str, type] = {}
@@ -96,7 +102,7 @@ def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
             columns.append(
                 Column(fld.column_name, ftype.column_type(fld), key=fld.name, default=column_default(fld))
             )
-        tbl = Table(spec.table_name, reg.metadata, *columns)
+        tbl = Table(spec.table_name, reg.metadata, *columns, *record_columns())
         classes[spec.slug] = type(
             f"T_{spec.slug}",
             (base,),
@@ -114,6 +120,7 @@ def build_schema(version: int) -> RuntimeSchema:
         entities={s.slug: s for s in specs},
         classes=classes,
         by_id={s.id: s for s in specs},
+        access=load_snapshot(),
     )
     for hook in REBUILD_HOOKS:
         hook(schema)

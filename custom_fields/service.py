@@ -209,9 +209,7 @@ def create_entity(
         )
         return entity
 
-    entity = _run(change)
-    sync_entity_permissions(entity)
-    return entity
+    return _run(change)
 
 
 def update_entity(
@@ -637,40 +635,5 @@ def duplicates_for_unique(table_name: str, column_name: str) -> int:
 
 # --- permissions -------------------------------------------------------------------------------------------
 
+#: The permission names a table's generated screens and API declare; ``custom_fields.access`` answers them.
 ENTITY_PERMISSIONS = ["can_read", "can_add", "can_edit", "can_delete", "menu_access"]
-TABLES_MENU = "Tables"
-
-
-def sync_entity_permissions(entity: Entity | None = None) -> None:
-    """Create each table's FAB permissions and seed them to the built-in roles once (an admin's
-    revocation in the role editor stays). Admins grant them to other roles in the browser."""
-    from flask import current_app
-
-    from app.security import AUDIENCE_ROLES
-    from models import SeededGrant
-
-    sm = current_app.appbuilder.sm
-    entities = [entity] if entity is not None else db.session.scalars(select(Entity)).all()
-    menus = [("menu_access", TABLES_MENU), ("menu_access", "CRM")]
-    for item in entities:
-        sm.add_permissions_view(ENTITY_PERMISSIONS, item.permission_name)
-    for perm, menu in menus:
-        if sm.find_permission_view_menu(perm, menu) is None:
-            sm.add_permission_view_menu(perm, menu)
-    wanted = [(p, e.permission_name) for e in entities for p in ENTITY_PERMISSIONS] + menus
-    for role_name in AUDIENCE_ROLES["staff"]:
-        role = sm.find_role(role_name)
-        if role is None:
-            continue
-        seeded = {
-            (g.permission, g.view_menu)
-            for g in db.session.scalars(select(SeededGrant).filter_by(role_name=role_name))
-        }
-        for perm, view_menu in wanted:
-            if (perm, view_menu) in seeded:
-                continue
-            pvm = sm.find_permission_view_menu(perm, view_menu)
-            if pvm is not None and pvm not in role.permissions:
-                role.permissions.append(pvm)
-            db.session.add(SeededGrant(role_name=role_name, permission=perm, view_menu=view_menu))
-    db.session.commit()

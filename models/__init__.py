@@ -6,6 +6,7 @@ from flask_appbuilder import Model
 
 from models.crm import Company, Contact
 from models.metadata import Entity, Field, SchemaChange, SchemaState
+from models.records import FieldRule, RecordChange, TableRule
 from models.system import AppSetting, JobRun, JobStatus, SeededGrant
 
 __all__ = [
@@ -15,9 +16,12 @@ __all__ = [
     "Contact",
     "Entity",
     "Field",
+    "FieldRule",
     "JobRun",
     "JobStatus",
+    "RecordChange",
     "SchemaChange",
     "SchemaState",
     "SeededGrant",
+    "TableRule",
 ]

@@ -9,10 +9,11 @@ from flask_appbuilder import Model
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from models.records import RecordColumns
 from models.system import utcnow
 
 
-class Company(Model):
+class Company(RecordColumns, Model):
     """A counterparty: customer, supplier, partner."""
 
     __tablename__ = "crm_company"
@@ -27,7 +28,7 @@ class Company(Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
-class Contact(Model):
+class Contact(RecordColumns, Model):
     """A person at a counterparty."""
 
     __tablename__ = "crm_contact"

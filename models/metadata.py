@@ -23,10 +23,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.system import utcnow
 
+TABLE_PERMISSION_PREFIX = "Table "
+
 
 def table_permission(slug: str) -> str:
-    """The FAB view-menu that holds a table's permissions (shared by its screens, API and menu entry)."""
-    return f"Table {slug}"
+    """The FAB view-menu name a table's screens, API and menu entry check (answered by
+    ``custom_fields.access`` from the access rules, not from FAB's permission tables)."""
+    return f"{TABLE_PERMISSION_PREFIX}{slug}"
 
 
 class Entity(Model):

@@ -5,25 +5,25 @@ process rebuilds them whenever the schema version changes; ``views.tables`` serv
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
-from flask import current_app, request
+from flask import abort, current_app, flash, g, request
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
-from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from marshmallow import ValidationError
+from marshmallow import Schema
 from marshmallow import fields as mm_fields
-from marshmallow_sqlalchemy import SQLAlchemySchema
 from sqlalchemy import false
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from wtforms import HiddenField
 
 from app.extensions import db
-from custom_fields import runtime
+from custom_fields import access, history, records, runtime
+from custom_fields.access import Actor, Grants
 from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
@@ -75,6 +75,9 @@ class RegistryFilterConverter(SQLAFilterConverter):
 
 
 class TableInterface(SQLAInterface):
+    """FAB's data interface for reading a generated table (filters from the registry). Writes never go
+    through it: they go through ``custom_fields.records``."""
+
     filter_converter_class = RegistryFilterConverter
 
     def __init__(self, model: type, entity: EntitySpec | None = None) -> None:
@@ -83,29 +86,20 @@ class TableInterface(SQLAInterface):
         self.tabula_fields = {f.name: f for f in entity.live_fields}
         super().__init__(model, db.session)
 
-    # FAB shows a database error's own text (SQL included) or answers 500; say what happened instead.
-    def add(self, item: Any, commit: bool = True) -> None:
-        self._guarded(super().add, item, commit)
 
-    def edit(self, item: Any, commit: bool = True) -> None:
-        self._guarded(super().edit, item, commit)
+class VisibleRows(BaseFilter):
+    """The base filter of every generated screen and API: only rows the user may see (not in the recycle
+    bin; row scopes join in ``access.row_filter``). Applies to lists, counts, show, edit and delete."""
 
-    def delete(self, item: Any, commit: bool = True) -> None:
-        self._guarded(super().delete, item, commit)
+    name = "visible"
+    arg_name = "visible"
 
-    def _guarded(self, write: Any, item: Any, commit: bool) -> None:
-        try:
-            write(item, commit)
-        except (SQLAlchemyError, DatabaseException) as exc:
-            self.session.rollback()
-            cause = exc.__cause__ if isinstance(exc, DatabaseException) else exc
-            if isinstance(cause, IntegrityError):
-                message = _(
-                    "Not saved: another record already has this value, or a linked record is missing."
-                )
-            else:
-                message = _("Not saved: the database refused the change. Please try again.")
-            raise DatabaseException(message) from ValueError(message)
+    def apply(self, query: Any, value: Any) -> Any:
+        rights = access.current_grants(self.datamodel.tabula_entity)
+        return query.filter(access.row_filter(self.model, rights))
+
+
+BASE_FILTERS = [["id", VisibleRows, None]]
 
 
 # --- API schemas from the registry -------------------------------------------------------------------------
@@ -114,7 +108,8 @@ JSON_TYPES = {"string": "string", "integer": "integer", "boolean": "boolean", "a
 
 
 class RegistryValue(mm_fields.Field):
-    """A marshmallow field that parses and dumps through the field's type."""
+    """A marshmallow field that dumps through the field's type and documents it in OpenAPI. Incoming
+    values are not loaded here: the write path parses and validates them (``custom_fields.records``)."""
 
     def __init__(self, spec: FieldSpec, **kwargs: Any) -> None:
         self.spec = spec
@@ -124,40 +119,26 @@ class RegistryValue(mm_fields.Field):
         metadata["type"] = json_type
         if json_type == "array":
             metadata["items"] = {"type": "string"}
-        # A required field refuses null outright (marshmallow never passes None to _deserialize).
         super().__init__(allow_none=not spec.required, metadata=metadata, **kwargs)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return self.ftype.to_json(value, self.spec)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        try:
-            parsed = self.ftype.parse(value, self.spec)
-            if self.spec.type in ("link", "user"):
-                self.ftype.check_exists(parsed, self.spec)
-        except FieldValueError as exc:
-            raise ValidationError(str(exc)) from None
-        if parsed is None and self.spec.required:
-            raise ValidationError(_("This field is required."))
-        if parsed is not None and self.spec.unique:
-            pk = (request.view_args or {}).get("pk") if request else None
-            if runtime.value_taken(self.spec, parsed, pk):
-                raise ValidationError(_("Another record already has this value."))
-        return parsed
+
+VERSION_DOC = "The record's version: send it back with PUT (or as If-Match); a stale one is refused with 409."
 
 
-def record_schema(model: type, fields: list[FieldSpec], name: str, *, for_add: bool) -> type:
-    class Meta:
-        load_instance = True
-        sqla_session = db.session
-
-    Meta.model = model
-    declared: dict[str, Any] = {"Meta": Meta}
+def record_schema(fields: list[FieldSpec], name: str, *, for_add: bool, version: bool = True) -> type:
+    declared: dict[str, Any] = {}
     if not for_add:
         declared["id"] = mm_fields.Integer(dump_only=True)
+        if version:
+            declared["row_version"] = mm_fields.Integer(
+                data_key="_version", metadata={"description": VERSION_DOC}
+            )
     for spec in fields:
         declared[spec.name] = RegistryValue(spec, required=for_add and spec.required)
-    return type(name, (SQLAlchemySchema,), declared)
+    return type(name, (Schema,), declared)
 
 
 # --- the generated classes ---------------------------------------------------------------------------------
@@ -173,13 +154,29 @@ class RegistrySchemaConverter:
     def convert(self, columns: list[str], model: type | None = None, **kwargs: Any) -> Any:
         fields = self.datamodel.tabula_fields
         chosen = [fields[c] for c in columns if c in fields]
-        return record_schema(
-            self.datamodel.obj, chosen, f"{self.datamodel.obj.__name__}Selected", for_add=False
-        )()
+        name = f"{self.datamodel.obj.__name__}Selected"
+        return record_schema(chosen, name, for_add=False, version="row_version" in columns)()
+
+
+def _attach_errors(form: Any, errors: dict[str, str]) -> None:
+    """The write path's refusals, shown at the fields they concern (the user's input stays in the form)."""
+    for name, message in errors.items():
+        if name in form:
+            form[name].errors = [*form[name].errors, message]
+        else:
+            flash(message, "danger")
+
+
+def _form_version(form: Any) -> int:
+    try:
+        return int(form.row_version.data)
+    except (TypeError, ValueError):
+        return -1  # a form without its version is treated as stale: the user sees the current values
 
 
 class GeneratedModelView(ModelView):
-    """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint."""
+    """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint; every
+    write goes through ``custom_fields.records``."""
 
     base_permissions = ENTITY_PERMISSIONS
     method_permission_name = {
@@ -190,6 +187,82 @@ class GeneratedModelView(ModelView):
     }  # fmt: skip
     page_size = PAGE_SIZE
     base_order = ("id", "desc")
+    base_filters = BASE_FILTERS
+    show_template = "tabula/record_show.html"
+    edit_template = "tabula/record_edit.html"
+    tabula_entity: EntitySpec
+
+    def _write(self, attempt: Any, form: Any) -> bool:
+        """Run one write; True when it was saved, else the form shows why."""
+        try:
+            attempt()
+        except records.StaleRecord as stale:
+            form.row_version.data = stale.version
+            g.tabula_conflict = stale
+            g.tabula_conflict_labels = self.label_columns
+        except records.RecordInvalid as refused:
+            _attach_errors(form, refused.errors)
+        except records.AccessDenied:
+            abort(403)
+        except records.RecordNotFound:
+            abort(404)
+        except records.RecordError as refused:
+            flash(str(refused), "danger")
+        else:
+            return True
+        return False
+
+    def _add(self) -> Any:
+        form = self.add_form.refresh()
+        if request.method == "POST" and form.validate():
+            values = {c: form[c].data for c in self.add_columns}
+            slug = self.tabula_entity.slug
+            if self._write(lambda: records.create(slug, values, Actor.current("ui")), form):
+                flash(self.add_row_message, "success")
+                return None
+        elif request.method != "POST":
+            self.update_redirect()
+        return self._get_add_widget(form=form, exclude_cols=[])
+
+    def _edit(self, pk: Any) -> Any:
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        if request.method == "POST":
+            form = self.edit_form.refresh(request.form)
+            form._id = pk
+            if form.validate():
+                values = {c: form[c].data for c in self.edit_columns}
+                slug, version = self.tabula_entity.slug, _form_version(form)
+
+                def attempt() -> Any:
+                    actor = Actor.current("ui")
+                    return records.update(slug, int(pk), values, actor, expected_version=version)
+
+                if self._write(attempt, form):
+                    flash(self.edit_row_message, "success")
+                    return None
+        else:
+            form = self.edit_form.refresh(obj=item)
+        return self._get_edit_widget(form=form, exclude_cols=[])
+
+    def _delete(self, pk: Any) -> None:
+        if not self.datamodel.get(pk, self._base_filters):
+            abort(404)
+        try:
+            records.delete(self.tabula_entity.slug, int(pk), Actor.current("ui"))
+        except records.AccessDenied:
+            abort(403)
+        except records.RecordError as refused:
+            flash(str(refused), "danger")
+        else:
+            flash(_("Moved to the recycle bin."), "success")
+        self.update_redirect()
+
+    def _show(self, pk: Any) -> Any:
+        widgets = super()._show(pk)
+        g.tabula_timeline = history.timeline(access.current_grants(self.tabula_entity), int(pk))
+        return widgets
 
 
 class GeneratedApi(ModelRestApi):
@@ -202,7 +275,9 @@ class GeneratedApi(ModelRestApi):
     max_page_size = 500
     page_size = PAGE_SIZE
     model2schemaconverter = RegistrySchemaConverter
+    base_filters = BASE_FILTERS
     MAX_PAGE = 10**6
+    tabula_entity: EntitySpec
 
     def get_list_headless(self, **kwargs: Any) -> Any:
         # FAB's rison schema takes any integer as page; a huge one overflows the database's OFFSET.
@@ -212,6 +287,69 @@ class GeneratedApi(ModelRestApi):
             if isinstance(value, int) and not 0 <= value <= self.MAX_PAGE:
                 return self.response_400(message=f"{key} must be between 0 and {self.MAX_PAGE}")
         return super().get_list_headless(**kwargs)
+
+    def _json_body(self) -> dict[str, Any] | None:
+        data = request.get_json(silent=True) if request.is_json else None
+        return data if isinstance(data, dict) else None
+
+    def _refusal(self, refused: records.RecordError) -> Any:
+        if isinstance(refused, records.StaleRecord):
+            return self.response(
+                409, message=str(refused), current=refused.current, **{"_version": refused.version}
+            )
+        if isinstance(refused, records.RecordInvalid):
+            return self.response_422(message={k: [v] for k, v in refused.errors.items()} or str(refused))
+        if isinstance(refused, records.AccessDenied):
+            return self.response(403, message=str(refused))
+        if isinstance(refused, records.RecordNotFound):
+            return self.response_404()
+        return self.response_422(message=str(refused))
+
+    def _dump(self, record_id: int) -> Any:
+        item = self.datamodel.get(record_id, self._base_filters)
+        return self.show_model_schema.dump(item) if item is not None else {}
+
+    def post_headless(self) -> Any:
+        data = self._json_body()
+        if data is None:
+            return self.response_400(message="Send a JSON object")
+        try:
+            saved = records.create(self.tabula_entity.slug, data, Actor.current("api"))
+        except records.RecordError as refused:
+            return self._refusal(refused)
+        return self.response(201, id=saved.id, result=self._dump(saved.id))
+
+    def put_headless(self, pk: Any) -> Any:
+        if not self.datamodel.get(pk, self._base_filters):
+            return self.response_404()
+        data = self._json_body()
+        if data is None:
+            return self.response_400(message="Send a JSON object")
+        version = data.pop("_version", None)
+        if version is None and request.if_match.as_set():
+            version = next(iter(request.if_match.as_set()))
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            return self.response(
+                428, message="Send the _version you last read (in the body or as If-Match); it guards "
+                "against overwriting someone else's change."
+            )  # fmt: skip
+        try:
+            actor = Actor.current("api")
+            records.update(self.tabula_entity.slug, int(pk), data, actor, expected_version=version)
+        except records.RecordError as refused:
+            return self._refusal(refused)
+        return self.response(200, result=self._dump(int(pk)))
+
+    def delete_headless(self, pk: Any) -> Any:
+        if not self.datamodel.get(pk, self._base_filters):
+            return self.response_404()
+        try:
+            records.delete(self.tabula_entity.slug, int(pk), Actor.current("api"))
+        except records.RecordError as refused:
+            return self._refusal(refused)
+        return self.response(200, message="OK")
 
 
 def _formatter(spec: FieldSpec) -> Any:
@@ -223,9 +361,11 @@ def _sortable(spec: FieldSpec) -> bool:
     return spec.type not in ("long_text", "multi_select")
 
 
-def build_view(entity: EntitySpec, model: type) -> ModelView:
-    fields = list(entity.live_fields)
-    editable = [f for f in fields if not f.settings.get("auto")]
+def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
+    """The screens of one table for users with ``rights``' signature (hidden fields left out everywhere,
+    read-only ones left out of the forms)."""
+    fields = list(rights.visible_fields)
+    editable = list(rights.editable_fields)
     labels = {f.name: display_label(f.label, f.is_system) for f in fields}
     labels["id"] = _l("No.")
     title = display_label(entity.plural_label, entity.is_system)
@@ -253,34 +393,38 @@ def build_view(entity: EntitySpec, model: type) -> ModelView:
     }
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)
     view = cls()
+    # The version the form was opened at travels with it (optimistic locking), filled from the record.
+    view.edit_form = type(view.edit_form.__name__, (view.edit_form,), {"row_version": HiddenField()})
     view.appbuilder = current_app.appbuilder
     view.endpoint = cls.__name__
     view.route_base = f"/t/{entity.slug}"
     return view
 
 
-def build_api(entity: EntitySpec, model: type) -> ModelRestApi:
-    fields = list(entity.live_fields)
-    editable = [f for f in fields if not f.settings.get("auto")]
+def build_api(entity: EntitySpec, model: type, rights: Grants) -> ModelRestApi:
+    fields = list(rights.visible_fields)
+    editable = list(rights.editable_fields)
     name = api_class_name(entity.slug)
+    columns = ["id", "row_version", *[f.name for f in fields]]
     attrs: dict[str, Any] = {
         "datamodel": TableInterface(model, entity),
         "class_permission_name": entity.permission_name,
         "resource_name": entity.slug,
         "route_base": f"/api/v1/t/{entity.slug}",
         "openapi_spec_tag": f"{entity.plural_label} ({entity.slug})",
-        "list_columns": ["id", *[f.name for f in fields]],
-        "show_columns": ["id", *[f.name for f in fields]],
+        "list_columns": columns,
+        "show_columns": columns,
         "add_columns": [f.name for f in editable],
         "edit_columns": [f.name for f in editable],
         "search_columns": [f.name for f in fields if f.searchable],
         "order_columns": ["id", *[f.name for f in fields if _sortable(f)]],
-        "label_columns": {f.name: f.label for f in fields},
+        "label_columns": {"row_version": "_version", **{f.name: f.label for f in fields}},
         "description_columns": {f.name: f.help_text for f in fields if f.help_text},
-        "list_model_schema": record_schema(model, fields, f"{name}List", for_add=False)(),
-        "show_model_schema": record_schema(model, fields, f"{name}Show", for_add=False)(),
-        "add_model_schema": record_schema(model, editable, f"{name}Post", for_add=True)(),
-        "edit_model_schema": record_schema(model, editable, f"{name}Put", for_add=False)(),
+        "list_model_schema": record_schema(fields, f"{name}List", for_add=False)(),
+        "show_model_schema": record_schema(fields, f"{name}Show", for_add=False)(),
+        "add_model_schema": record_schema(editable, f"{name}Post", for_add=True)(),
+        "edit_model_schema": record_schema(editable, f"{name}Put", for_add=False)(),
+        "tabula_entity": entity,
     }
     cls = type(name, (GeneratedApi,), attrs)
     api = cls()
@@ -297,17 +441,51 @@ def api_class_name(slug: str) -> str:
     return f"TableApi_{slug}"
 
 
+_build_lock = threading.Lock()
+
+
+def _generated(kind: str, slug: str, rights: Grants | None = None) -> Any:
+    """The screens (``views``) or API (``apis``) of a table for the signed-in user's field rights, built
+    once per schema version and access signature."""
+    schema = runtime.current()
+    entity = schema.entity(slug)
+    if entity is None or entity.archived:
+        return None
+    rights = rights or access.current_grants(entity)
+    cache = getattr(schema, kind)
+    key = (slug, rights.signature)
+    built = cache.get(key)
+    if built is None:
+        with _build_lock:
+            built = cache.get(key)
+            if built is None:
+                build = build_view if kind == "views" else build_api
+                built = cache[key] = build(entity, schema.classes[slug], rights)
+    return built
+
+
+def view_for(slug: str) -> ModelView | None:
+    return _generated("views", slug)
+
+
+def api_for(slug: str, rights: Grants | None = None) -> ModelRestApi | None:
+    return _generated("apis", slug, rights)
+
+
 def build_all(schema: runtime.RuntimeSchema) -> None:
-    """Rebuild hook: fresh view and API objects for every live table, swapped in with the schema."""
+    """Rebuild hook: every live table's screens and API with all fields (what FAB's registry of views,
+    used by its templates, holds), swapped in with the schema."""
+    full = {}
     for slug, entity in schema.entities.items():
         if entity.archived:
             continue
         model = schema.classes[slug]
-        schema.views[slug] = build_view(entity, model)
-        schema.apis[slug] = build_api(entity, model)
+        rights = access.grants(access.Actor.system_job(), entity, schema.access)
+        schema.views[(slug, rights.signature)] = full[slug] = build_view(entity, model, rights)
+        schema.apis[(slug, rights.signature)] = build_api(entity, model, rights)
     from views.tables import install
 
-    install(schema)
+    install(schema, list(full.values()))
 
 
 runtime.REBUILD_HOOKS.append(build_all)

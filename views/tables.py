@@ -12,12 +12,16 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from flask_appbuilder import BaseView, expose
+from flask_appbuilder.api import BaseApi, protect, safe
+from flask_appbuilder.api import expose as api_expose
+from flask_appbuilder.api.manager import OpenApi, SwaggerView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
-from custom_fields import runtime
+from custom_fields import access, runtime
+from custom_fields.spec import EntitySpec
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
@@ -26,7 +30,9 @@ VIEW_METHODS = {"list", "show", "add", "edit", "delete"}
 
 
 def _view(slug: str) -> Any:
-    view = runtime.current().views.get(slug)
+    from views.generator import view_for
+
+    view = view_for(slug)
     if view is None:
         abort(404)
     return view
@@ -68,11 +74,11 @@ class TableView(BaseView):
         _require("can_read", entity.permission_name)
         model = schema.classes[slug]
         term = request.args.get("q", "")[:100].strip()
-        query = select(model)
+        query = select(model).where(access.row_filter(model, access.current_grants(entity)))
         shown = entity.display_field
         if term:
             conditions = [cast(model.id, String) == term]
-            if shown is not None:
+            if shown is not None and access.current_grants(entity).mode(shown.name) != "hidden":
                 conditions.append(func.lower(cast(getattr(model, shown.name), String)).contains(term.lower()))
             query = query.where(or_(*conditions))
         order = getattr(model, shown.name) if shown is not None and shown.type != "multi_select" else model.id
@@ -109,7 +115,9 @@ api = Blueprint("table_api", __name__, url_prefix="/api/v1/t")
 
 
 def _api(slug: str) -> Any:
-    handler = runtime.current().apis.get(slug)
+    from views.generator import api_for
+
+    handler = api_for(slug)
     if handler is None:
         abort(404)
     return handler
@@ -158,17 +166,23 @@ def build_url_for_generated_view(error: Exception, endpoint: str, values: dict[s
     raise error
 
 
-def install(schema: runtime.RuntimeSchema) -> None:
-    """Swap the new generated views into FAB's registry of views (templates and OpenAPI look there) and
-    rebuild this process's menu entries for tables."""
+def install(schema: runtime.RuntimeSchema, views: list[Any]) -> None:
+    """Swap the new generated screens into FAB's registry of views (its templates look there) and rebuild
+    this process's menu entries for tables. APIs are not registered there: the OpenAPI document is built
+    per user (``TableOpenApi``), so hidden fields stay out of it."""
     appbuilder = current_app.appbuilder
-    generated = (*schema.views.values(), *schema.apis.values())
+    generated = tuple(views)
     appbuilder.baseviews[:] = [
         v for v in appbuilder.baseviews if not getattr(v, "tabula_generated", False)
     ] + list(generated)
     for item in generated:
         item.tabula_generated = True
     _rebuild_menu(appbuilder, schema)
+
+
+def category_of(entity: EntitySpec) -> str:
+    """The menu category a table is listed under."""
+    return SYSTEM_CATEGORY[0] if entity.is_system else CUSTOM_CATEGORY[0]
 
 
 def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema) -> None:
@@ -195,10 +209,62 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema) -> None:
     menu.menu[:] = [m for m in menu.menu if m.childs or m.href or m.name not in ("CRM", "Tables")]
 
 
+class TableOpenApi(OpenApi):
+    """FAB's OpenAPI document, plus each table's API as the signed-in user may use it: tables they may
+    not read are left out, and so are fields hidden from them."""
+
+    class_permission_name = "OpenApi"
+
+    @api_expose("/<version>/_openapi")
+    @protect()
+    @safe
+    def get(self, version: str) -> Any:
+        """Endpoint that renders the OpenAPI document for one API version
+        ---
+        get:
+          description: >-
+            Get the OpenAPI spec for a specific API version
+          parameters:
+          - in: path
+            schema:
+              type: string
+            name: version
+          responses:
+            200:
+              description: The OpenAPI spec
+              content:
+                application/json:
+                  schema:
+                    type: object
+            404:
+              $ref: '#/components/responses/404'
+        """
+        from views.generator import api_for
+
+        api_spec = self._create_api_spec(version)
+        apis = [v for v in current_app.appbuilder.baseviews if isinstance(v, BaseApi)]
+        for slug, entity in sorted(runtime.current().entities.items()):
+            if entity.archived:
+                continue
+            rights = access.current_grants(entity)
+            if rights.can("read"):
+                apis.append(api_for(slug, rights))
+        found = False
+        for item in apis:
+            if item.version == version:
+                item.add_api_spec(api_spec)
+                found = True
+        return self.response(200, **api_spec.to_dict()) if found else self.response_404()
+
+
 def register(appbuilder: Any) -> None:
     from app.extensions import csrf
+    from views.generator import display_label
 
     appbuilder.add_view_no_menu(TableView)
+    appbuilder.add_api(TableOpenApi)
+    current_app.jinja_env.globals["table_label"] = lambda e: display_label(e.label, e.is_system)
+    appbuilder.add_view_no_menu(SwaggerView)
     app = current_app._get_current_object()
     app.register_blueprint(api)
     csrf.exempt(api)

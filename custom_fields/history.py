@@ -1,0 +1,185 @@
+"""Reading record history: a record's timeline, the admin audit log, and replaying history into values.
+
+Lines are written by ``custom_fields.records``; values are each field type's JSON form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import Select, select
+
+from app.extensions import db
+from custom_fields import runtime
+from custom_fields.access import Grants
+from custom_fields.core import N_
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import REGISTRY
+from models.records import RecordChange
+
+TIMELINE_LIMIT = 200
+ACTION_LABELS = {
+    "create": N_("Created"),
+    "update": N_("Changed"),
+    "delete": N_("Moved to the recycle bin"),
+    "restore": N_("Restored from the recycle bin"),
+    "purge": N_("Deleted for good"),
+}
+SOURCE_LABELS = {"ui": N_("Screen"), "api": N_("API"), "import": N_("Import"), "job": N_("Background job")}
+
+
+def action_label(action: str) -> str:
+    return _(ACTION_LABELS.get(action, action))
+
+
+def source_label(source: str) -> str:
+    return _(SOURCE_LABELS.get(source, source))
+
+
+@dataclass
+class ChangeLine:
+    field: str
+    old: str
+    new: str
+
+
+@dataclass
+class ChangeSet:
+    """One save (or delete, restore ...) of one record, as a person reads it."""
+
+    at: dt.datetime
+    user: str
+    source: str
+    action: str
+    entity: EntitySpec | None
+    record_id: int
+    lines: list[ChangeLine] = field(default_factory=list)
+
+    @property
+    def action_label(self) -> str:
+        return action_label(self.action)
+
+    @property
+    def source_label(self) -> str:
+        return source_label(self.source)
+
+
+def _field_spec(entity: EntitySpec | None, field_id: int | None) -> FieldSpec | None:
+    if entity is None or field_id is None:
+        return None
+    return next((f for f in entity.fields if f.id == field_id), None)
+
+
+def _text(spec: FieldSpec | None, value: Any) -> str:
+    """A stored JSON value as the field's text (falls back to the raw value for fields since changed)."""
+    if value is None:
+        return ""
+    if spec is None:
+        return str(value)
+    try:
+        return REGISTRY[spec.type].to_text(REGISTRY[spec.type].parse(value, spec), spec)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
+    """Change lines -> change sets, newest first; ``visible(entity, spec)`` drops what the reader may
+    not see."""
+    from views.generator import display_label
+
+    schema = runtime.current()
+    sets: dict[str, ChangeSet] = {}
+    for row in rows:
+        entity = schema.by_id.get(row.entity_id)
+        key = f"{row.changeset}:{row.entity_id}:{row.record_id}"
+        change = sets.get(key)
+        if change is None:
+            user = runtime.user_label(row.user_id) if row.user_id else _("System")
+            change = sets[key] = ChangeSet(row.at, user, row.source, row.action, entity, row.record_id)
+        if row.field_id is None:
+            continue
+        spec = _field_spec(entity, row.field_id)
+        if not visible(entity, spec):
+            continue
+        if spec is None:
+            name = _("Deleted field #%(id)s", id=row.field_id)
+        else:
+            name = display_label(spec.label, spec.is_system)
+        change.lines.append(ChangeLine(name, _text(spec, row.old_value), _text(spec, row.new_value)))
+    return list(sets.values())
+
+
+def timeline(rights: Grants, record_id: int, limit: int = TIMELINE_LIMIT) -> list[ChangeSet]:
+    """A record's history, newest first, without fields hidden from the reader."""
+    ids = (
+        select(RecordChange.id)
+        .where(RecordChange.entity_id == rights.entity.id, RecordChange.record_id == record_id)
+        .order_by(RecordChange.id.desc())
+        .limit(limit * 20)
+    )
+    rows = list(
+        db.session.scalars(
+            select(RecordChange).where(RecordChange.id.in_(ids)).order_by(RecordChange.id.desc())
+        )
+    )
+
+    def visible(entity: EntitySpec | None, spec: FieldSpec | None) -> bool:
+        return spec is None or rights.mode(spec.name) != "hidden"
+
+    return _group(rows, visible)[:limit]
+
+
+def audit_query(
+    *,
+    user_id: int | None = None,
+    entity_id: int | None = None,
+    source: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Select:
+    query = select(RecordChange)
+    if user_id is not None:
+        query = query.where(RecordChange.user_id == user_id)
+    if entity_id is not None:
+        query = query.where(RecordChange.entity_id == entity_id)
+    if source:
+        query = query.where(RecordChange.source == source)
+    if since is not None:
+        query = query.where(RecordChange.at >= since)
+    if until is not None:
+        query = query.where(RecordChange.at < until)
+    return query
+
+
+def audit_page(query: Select, page: int, per_page: int) -> tuple[list[ChangeSet], bool]:
+    """One page of the audit log (admins see every field); returns the change sets and whether more follow."""
+    rows = list(
+        db.session.scalars(query.order_by(RecordChange.id.desc()).offset(page * per_page).limit(per_page + 1))
+    )
+    more = len(rows) > per_page
+    return _group(rows[:per_page], lambda entity, spec: True), more
+
+
+def replay(entity_id: int, record_id: int) -> tuple[dict[int, Any], bool] | None:
+    """The values (JSON form, by field id) and deleted flag that a record's history adds up to; None if
+    it has no history or was purged."""
+    values: dict[int, Any] = {}
+    deleted = False
+    seen = False
+    rows = db.session.scalars(
+        select(RecordChange)
+        .where(RecordChange.entity_id == entity_id, RecordChange.record_id == record_id)
+        .order_by(RecordChange.id)
+    )
+    for row in rows:
+        seen = True
+        if row.action == "purge":
+            return None
+        if row.action in ("delete", "restore"):
+            deleted = row.action == "delete"
+        elif row.field_id is not None:
+            values[row.field_id] = row.new_value
+    return (values, deleted) if seen else None

@@ -1,0 +1,506 @@
+"""The one write path: every create, update, delete and restore, from a form, the API, an import or a job.
+
+Each call checks the actor's rights (``custom_fields.access``), parses and validates every value through
+the field-type registry (one message per refused value; nothing is written unless everything is valid),
+refuses a stale update (optimistic locking on ``row_version``), writes the history of every changed field,
+and commits once. Deleting is soft (the recycle bin); ``purge_expired`` removes for good.
+
+The ``*_many`` variants take batches: one query per batch for reads and checks and one executemany for
+writes, so the grid and import never pay a round trip per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.extensions import db
+from custom_fields import runtime
+from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import REGISTRY, FieldValueError
+from models.records import RecordChange
+from models.system import utcnow
+
+BATCH = 500
+#: Field types whose values point at rows of another table.
+LINK_TYPES = ("link", "user")
+
+
+class RecordError(Exception):
+    """A write that was refused; the message is for the user, and nothing was changed."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AccessDenied(RecordError):  # noqa: N818 (refusals, not failures)
+    pass
+
+
+class RecordNotFound(RecordError):  # noqa: N818 (refusals, not failures)
+    pass
+
+
+class RecordInvalid(RecordError):  # noqa: N818 (refusals, not failures)
+    """Values that do not fit: ``errors`` maps a field name to its message; ``rows`` does the same per row
+    index for a batch."""
+
+    def __init__(self, errors: dict[str, str] | None = None, rows: dict[int, dict[str, str]] | None = None):
+        self.errors = errors or {}
+        self.rows = rows or ({0: self.errors} if self.errors else {})
+        first = next(iter(self.rows.values()), {})
+        super().__init__("; ".join(f"{name}: {text}" for name, text in list(first.items())[:5]))
+
+
+class StaleRecord(RecordError):  # noqa: N818 (refusals, not failures)
+    """Someone saved the record after the actor read it: nothing was applied. ``current`` holds the values
+    now stored (the fields the actor may see, as text), ``version`` the version to send with a retry."""
+
+    def __init__(
+        self, record_id: int, version: int, current: dict[str, str], by: str, at: dt.datetime | None
+    ):
+        self.record_id = record_id
+        self.version = version
+        self.current = current
+        self.changed_by = by
+        self.changed_at = at
+        super().__init__(
+            _("Someone else changed this record since you opened it; your changes were not saved.")
+        )
+
+
+@dataclass(frozen=True)
+class Saved:
+    id: int
+    version: int
+
+
+@dataclass
+class _Context:
+    entity: EntitySpec
+    model: type
+    table: Table
+    grants: Grants
+    actor: Actor
+    changeset: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: dt.datetime = field(default_factory=utcnow)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(
+        self, record_id: int, action: str, spec: FieldSpec | None = None, old: Any = None, new: Any = None
+    ):
+        self.history.append(
+            {
+                "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
+                "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
+                "action": action, "field_id": spec.id if spec else None, "old_value": old, "new_value": new,
+            }
+        )  # fmt: skip
+
+    def flush_history(self) -> None:
+        for chunk in _chunks(self.history, BATCH):
+            db.session.execute(sa.insert(RecordChange.__table__), chunk)
+        self.history.clear()
+
+
+def _context(slug: str, actor: Actor, action: str) -> _Context:
+    schema = runtime.current()
+    entity = schema.entity(slug)
+    if entity is None or entity.archived:
+        raise RecordNotFound(_("No such table."))
+    rights = grants(actor, entity, schema.access)
+    if not rights.can(action):
+        raise AccessDenied(_("You may not do this in this table."))
+    model = schema.classes[slug]
+    return _Context(entity, model, model.__table__, rights, actor)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _json(spec: FieldSpec, value: Any) -> Any:
+    return REGISTRY[spec.type].to_json(value, spec)
+
+
+def _transaction(work: Any) -> Any:
+    """Run ``work`` and commit, or roll everything back; database refusals become clear messages."""
+    try:
+        result = work()
+        db.session.commit()
+        return result
+    except RecordError:
+        db.session.rollback()
+        raise
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise RecordError(
+            _("Not saved: another record already has this value, or a linked record is missing.")
+        ) from exc
+    except OperationalError as exc:
+        db.session.rollback()
+        raise RecordError(_("Not saved: the database is busy. Please try again.")) from exc
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def _parse(
+    ctx: _Context, values: Mapping[str, Any], *, creating: bool
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Raw values by field name -> (stored values, errors by field name), field rights included."""
+    parsed: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, raw in values.items():
+        spec = ctx.entity.field_by_name(name)
+        mode = ctx.grants.mode(name)
+        if spec is None or spec.archived or mode == "hidden":
+            errors[str(name)[:100]] = _("No such field.")
+        elif spec.settings.get("auto"):
+            errors[name] = _("This field is filled in automatically.")
+        elif mode != "edit":
+            errors[name] = _("You may not change this field.")
+        else:
+            try:
+                parsed[name] = REGISTRY[spec.type].parse(raw, spec)
+            except FieldValueError as exc:
+                errors[name] = str(exc)
+    if creating:
+        for spec in ctx.entity.live_fields:
+            if spec.name in parsed or spec.settings.get("auto"):
+                continue
+            default = runtime.column_default(spec)
+            parsed[spec.name] = default() if callable(default) else default
+    for spec in ctx.entity.live_fields:
+        if spec.required and spec.name in parsed and parsed[spec.name] is None and spec.name not in errors:
+            errors[spec.name] = _("This field is required.")
+    return parsed, errors
+
+
+def _check_references_and_unique(
+    ctx: _Context, rows: list[dict[str, Any]], pks: list[int | None]
+) -> dict[int, dict[str, str]]:
+    """Links that point nowhere and values a unique field already holds, for a whole batch: one query
+    per field, not per row."""
+    errors: dict[int, dict[str, str]] = {}
+    for spec in ctx.entity.live_fields:
+        ftype = REGISTRY[spec.type]
+        wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
+        if not wanted:
+            continue
+        if spec.type in LINK_TYPES:
+            target_name = ftype.target_table(spec)
+            target = _reference_table(spec, target_name)
+            ids = set(wanted.values())
+            conditions = [target.c.id.in_(ids)]
+            if "deleted_at" in target.c:
+                conditions.append(target.c.deleted_at.is_(None))
+            found = set(db.session.scalars(select(target.c.id).where(*conditions)))
+            for i, value in wanted.items():
+                if value not in found:
+                    errors.setdefault(i, {})[spec.name] = _("Record %(id)s does not exist.", id=value)
+        if spec.unique:
+            column = ctx.table.c[spec.column_name]
+            holders: dict[Any, tuple[int, bool]] = {}
+            values = list(set(wanted.values()))
+            for chunk in _chunks(values, BATCH):
+                for rid, value, deleted in db.session.execute(
+                    select(ctx.table.c.id, column, ctx.table.c.deleted_at).where(column.in_(chunk))
+                ):
+                    holders[value] = (rid, deleted is not None)
+            seen: dict[Any, int] = {}
+            for i, value in wanted.items():
+                holder = holders.get(value)
+                if value in seen or (holder is not None and holder[0] != pks[i]):
+                    message = (
+                        _("A record in the recycle bin already has this value.")
+                        if holder is not None and holder[1] and value not in seen
+                        else _("Another record already has this value.")
+                    )
+                    errors.setdefault(i, {})[spec.name] = message
+                seen[value] = i
+    return errors
+
+
+def _reference_table(spec: FieldSpec, table_name: str) -> Table:
+    if spec.type == "user":
+        return runtime.USERS
+    target = runtime.current().model(int(spec.settings["target"]))
+    if target is None:
+        raise RecordError(_("The linked table no longer exists."))
+    return target.__table__
+
+
+# --- create ------------------------------------------------------------------------------------------------
+
+
+def create(slug: str, values: Mapping[str, Any], actor: Actor) -> Saved:
+    """One new record; raises RecordInvalid (errors by field), AccessDenied or RecordError."""
+    return create_many(slug, [values], actor)[0]
+
+
+def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> list[Saved]:
+    """New records, all or none: any invalid row refuses the whole batch (errors per row index)."""
+    ctx = _context(slug, actor, "add")
+    parsed_rows: list[dict[str, Any]] = []
+    errors: dict[int, dict[str, str]] = {}
+    for i, values in enumerate(rows):
+        parsed, row_errors = _parse(ctx, values, creating=True)
+        parsed_rows.append(parsed)
+        if row_errors:
+            errors[i] = row_errors
+    for i, row_errors in _check_references_and_unique(ctx, parsed_rows, [None] * len(parsed_rows)).items():
+        errors.setdefault(i, {}).update({k: v for k, v in row_errors.items() if k not in errors.get(i, {})})
+    if errors:
+        raise _invalid(errors)
+    specs = {f.name: f for f in ctx.entity.live_fields}
+
+    def work() -> list[Saved]:
+        saved: list[Saved] = []
+        for chunk in _chunks(parsed_rows, BATCH):
+            # Parameters by column key, which is the field name.
+            params = [{**row, "row_version": 1, "owner_id": actor.user_id} for row in chunk]
+            statement = sa.insert(ctx.table).returning(ctx.table.c.id, sort_by_parameter_order=True)
+            ids = list(db.session.scalars(statement, params))
+            for record_id, row in zip(ids, chunk, strict=True):
+                ctx.log(record_id, "create")
+                for name, value in row.items():
+                    if value is not None:
+                        ctx.log(record_id, "create", specs[name], None, _json(specs[name], value))
+                saved.append(Saved(record_id, 1))
+        ctx.flush_history()
+        return saved
+
+    return _transaction(work)
+
+
+def _invalid(errors: dict[int, dict[str, str]]) -> RecordInvalid:
+    if list(errors) == [0]:
+        return RecordInvalid(errors[0])
+    return RecordInvalid(rows=errors)
+
+
+# --- update ------------------------------------------------------------------------------------------------
+
+
+def update(
+    slug: str, record_id: int, values: Mapping[str, Any], actor: Actor, *, expected_version: int | None
+) -> Saved:
+    """Change some fields of one record. ``expected_version`` is the ``row_version`` the actor's values
+    were based on; if the record changed since, StaleRecord is raised and nothing applied. Only jobs that
+    own their data pass None."""
+    return update_many(slug, [(record_id, values, expected_version)], actor)[0]
+
+
+def update_many(
+    slug: str, changes: Sequence[tuple[int, Mapping[str, Any], int | None]], actor: Actor
+) -> list[Saved]:
+    """Updates of many records, all or none (a stale record refuses the batch with StaleRecord)."""
+    ctx = _context(slug, actor, "edit")
+    specs = {f.name: f for f in ctx.entity.live_fields}
+    parsed_rows: list[dict[str, Any]] = []
+    errors: dict[int, dict[str, str]] = {}
+    for i, (_pk, values, _version) in enumerate(changes):
+        parsed, row_errors = _parse(ctx, values, creating=False)
+        parsed_rows.append(parsed)
+        if row_errors:
+            errors[i] = row_errors
+    if errors:
+        raise _invalid(errors)
+
+    def work() -> list[Saved]:
+        current = _load(ctx, [pk for pk, _v, _e in changes], lock=True)
+        diffs: list[dict[str, Any]] = []
+        for (pk, _values, expected), parsed in zip(changes, parsed_rows, strict=True):
+            row = current.get(pk)
+            if row is None:
+                raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+            if expected is not None and row["row_version"] != expected:
+                raise _stale(ctx, row)
+            diffs.append({n: v for n, v in parsed.items() if _json(specs[n], v) != _json(specs[n], row[n])})
+        check = _check_references_and_unique(ctx, diffs, [pk for pk, _v, _e in changes])
+        if check:
+            raise _invalid(check)
+        saved: list[Saved] = []
+        for (pk, _values, _expected), diff in zip(changes, diffs, strict=True):
+            row = current[pk]
+            if not diff:
+                saved.append(Saved(pk, row["row_version"]))
+                continue
+            version = row["row_version"]
+            result = db.session.execute(
+                sa.update(ctx.table)
+                .where(
+                    ctx.table.c.id == pk, ctx.table.c.row_version == version, ctx.table.c.deleted_at.is_(None)
+                )
+                .values(**diff, row_version=version + 1)
+            )
+            if result.rowcount != 1:
+                raise _stale(ctx, _load(ctx, [pk], lock=False).get(pk) or row)
+            for name, value in diff.items():
+                ctx.log(pk, "update", specs[name], _json(specs[name], row[name]), _json(specs[name], value))
+            saved.append(Saved(pk, version + 1))
+        ctx.flush_history()
+        return saved
+
+    return _transaction(work)
+
+
+def _load(ctx: _Context, pks: list[int], *, lock: bool, deleted: bool = False) -> dict[int, dict[str, Any]]:
+    """Current rows by id (live ones, or those in the recycle bin), values keyed by field name."""
+    rows: dict[int, dict[str, Any]] = {}
+    condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants)
+    for chunk in _chunks(sorted(set(pks)), BATCH):
+        query = select(ctx.table).where(ctx.table.c.id.in_(chunk), condition)
+        if lock:
+            query = query.with_for_update()
+        for row in db.session.execute(query).mappings():
+            rows[row["id"]] = {ctx.table.c[c].key if c in ctx.table.c else c: v for c, v in row.items()}
+    return rows
+
+
+def _stale(ctx: _Context, row: dict[str, Any]) -> StaleRecord:
+    shown = {
+        f.name: REGISTRY[f.type].to_text(row.get(f.name), f)
+        for f in ctx.entity.live_fields
+        if ctx.grants.mode(f.name) != "hidden"
+    }
+    last = db.session.execute(
+        select(RecordChange.user_id, RecordChange.at)
+        .where(RecordChange.entity_id == ctx.entity.id, RecordChange.record_id == row["id"])
+        .order_by(RecordChange.id.desc())
+        .limit(1)
+    ).first()
+    by = runtime.user_label(last.user_id) if last and last.user_id else ""
+    return StaleRecord(row["id"], row["row_version"], shown, by, last.at if last else None)
+
+
+# --- delete, restore, purge --------------------------------------------------------------------------------
+
+
+def delete(slug: str, record_id: int, actor: Actor, *, expected_version: int | None = None) -> None:
+    """Move a record to the recycle bin (its data and history stay until the purge)."""
+    delete_many(
+        slug, [record_id], actor, expected_versions=None if expected_version is None else [expected_version]
+    )
+
+
+def delete_many(
+    slug: str, record_ids: Sequence[int], actor: Actor, *, expected_versions: Sequence[int] | None = None
+) -> int:
+    ctx = _context(slug, actor, "delete")
+
+    def work() -> int:
+        current = _load(ctx, list(record_ids), lock=True)
+        for i, pk in enumerate(record_ids):
+            row = current.get(pk)
+            if row is None:
+                raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+            if expected_versions is not None and row["row_version"] != expected_versions[i]:
+                raise _stale(ctx, row)
+        _mark(ctx, current, deleted=True)
+        return len(current)
+
+    return _transaction(work)
+
+
+def restore(slug: str, record_id: int, actor: Actor) -> None:
+    """Bring a record back from the recycle bin, with its history. Admins may restore any record; others
+    the records they own, if they may delete in the table."""
+    schema = runtime.current()
+    entity = schema.entity(slug)
+    if entity is None or entity.archived:
+        raise RecordNotFound(_("No such table."))
+    rights = grants(actor, entity, schema.access)
+    model = schema.classes[slug]
+    ctx = _Context(entity, model, model.__table__, rights, actor)
+
+    def work() -> None:
+        row = _load(ctx, [record_id], lock=True, deleted=True).get(record_id)
+        if row is None:
+            raise RecordNotFound(_("Record %(id)s is not in the recycle bin.", id=record_id))
+        if not can_restore(rights, actor, row.get("owner_id")):
+            raise AccessDenied(_("Only an administrator or the record's owner may restore it."))
+        _mark(ctx, {record_id: row}, deleted=False)
+
+    _transaction(work)
+
+
+def can_restore(rights: Grants, actor: Actor, owner_id: int | None) -> bool:
+    return rights.is_admin or (owner_id is not None and owner_id == actor.user_id and rights.can("delete"))
+
+
+def _mark(ctx: _Context, rows: dict[int, dict[str, Any]], *, deleted: bool) -> None:
+    if not rows:
+        return
+    tbl = ctx.table
+    statement = (
+        sa.update(tbl)
+        .where(tbl.c.id == bindparam("_id"), tbl.c.row_version == bindparam("_version"))
+        .values(deleted_at=ctx.at if deleted else None, row_version=bindparam("_new_version"))
+    )
+    params = [
+        {"_id": pk, "_version": row["row_version"], "_new_version": row["row_version"] + 1}
+        for pk, row in rows.items()
+    ]
+    for chunk in _chunks(params, BATCH):
+        db.session.execute(statement, chunk)
+    for pk in rows:
+        ctx.log(pk, "delete" if deleted else "restore")
+    ctx.flush_history()
+
+
+def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
+    """Remove for good what has been in the recycle bin longer than ``older_than``, table by table, in
+    batches (each one committed). History stays, with a "purge" line."""
+    schema = runtime.current()
+    cutoff = utcnow() - older_than
+    actor = Actor.system_job()
+    total = 0
+    for slug, entity in schema.entities.items():
+        model = schema.classes[slug]
+        tbl = model.__table__
+        while True:
+            ids = list(
+                db.session.scalars(
+                    select(tbl.c.id)
+                    .where(tbl.c.deleted_at.is_not(None), tbl.c.deleted_at < cutoff)
+                    .order_by(tbl.c.id)
+                    .limit(BATCH)
+                )
+            )
+            if not ids:
+                break
+            ctx = _Context(entity, model, tbl, grants(actor, entity, schema.access), actor)
+
+            def work(ids: list[int] = ids, ctx: _Context = ctx) -> int:
+                tbl = ctx.table
+                result = db.session.execute(
+                    sa.delete(tbl).where(and_(tbl.c.id.in_(ids), tbl.c.deleted_at < cutoff))
+                )
+                for pk in ids:
+                    ctx.log(pk, "purge")
+                ctx.flush_history()
+                return result.rowcount
+
+            total += _transaction(work)
+            if progress is not None:
+                progress(total)
+    return total
