@@ -51,6 +51,14 @@ class TabulaSecurityManager(SecurityManager):
             return table_allowed(view_name, permission_name)
         return super().has_access(permission_name, view_name)
 
+    def add_permissions_view(self, base_permissions: list[str], view_menu: str) -> None:
+        if not view_menu.startswith(TABLE_PERMISSION_PREFIX):  # tables' rights are not FAB permissions
+            super().add_permissions_view(base_permissions, view_menu)
+
+    def add_permissions_menu(self, view_menu_name: str) -> None:
+        if not str(view_menu_name).startswith(TABLE_PERMISSION_PREFIX):
+            super().add_permissions_menu(view_menu_name)
+
     def get_user_menu_access(self, menu_names: list[str] | None = None) -> set[str]:
         allowed = set(super().get_user_menu_access(menu_names))
         from custom_fields.access import table_menu_access

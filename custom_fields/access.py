@@ -176,16 +176,18 @@ def grants(actor: Actor, entity: EntitySpec, snapshot: AccessSnapshot | None = N
 
 
 def current_grants(entity: EntitySpec, source: str = "ui") -> Grants:
-    """The signed-in user's rights on a table, computed once per request."""
+    """The signed-in user's rights on a table, computed once per request and user (FAB asks as anonymous
+    first, then again once it has verified an API token)."""
     from custom_fields import runtime
 
     schema = runtime.current()
+    actor = Actor.current(source)
     if not has_request_context():
-        return grants(Actor.current(source), entity, schema.access)
+        return grants(actor, entity, schema.access)
     memo = g.setdefault("tabula_grants", {})
-    key = (schema.version, entity.slug)
+    key = (schema.version, entity.slug, actor.user_id)
     if key not in memo:
-        memo[key] = grants(Actor.current(source), entity, schema.access)
+        memo[key] = grants(actor, entity, schema.access)
     return memo[key]
 
 
@@ -243,3 +245,75 @@ def seed_defaults() -> int:
             added += 1
     db.session.commit()
     return added
+
+
+# --- changing the rules (the access screen) ----------------------------------------------------------------
+
+
+def set_table_rights(
+    role_id: int, entity_id: int | None, rights: dict[str, bool | None], *, user_id: int | None = None
+) -> None:
+    """Set a role's rights on one table (``entity_id``) or its default for all tables (None); None for an
+    action means "as the default". Bumps the schema version, so every process applies it at once."""
+    from custom_fields.service import SchemaError, _bump, _run
+
+    def change() -> None:
+        role = _role(role_id)
+        if entity_id is None and any(v is None for v in rights.values()):
+            raise SchemaError("The default for all tables must allow or deny each action.")
+        rule = db.session.scalar(
+            select(TableRule).where(
+                TableRule.role_id == role_id,
+                TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
+            )
+        )
+        if rule is None:
+            rule = TableRule(role_id=role_id, entity_id=entity_id)
+            db.session.add(rule)
+        for action, value in rights.items():
+            if action not in TABLE_ACTIONS:
+                raise SchemaError(f"unknown action {action!r}")
+            rule.set(action, value)
+        where = "all tables" if entity_id is None else f"table #{entity_id}"
+        summary = ", ".join(f"{a}={'inherit' if v is None else v}" for a, v in rights.items())
+        _bump(user_id, "access_table", f"Role “{role.name}”, {where}: {summary}", entity_id, None)
+
+    _run(change)
+
+
+def set_field_mode(role_id: int, field_id: int, mode: str | None, *, user_id: int | None = None) -> None:
+    """Set a role's mode for one field (``edit``, ``view``, ``hidden``; None = as the table allows)."""
+    from custom_fields.service import SchemaError, _bump, _field, _run
+
+    def change() -> None:
+        role = _role(role_id)
+        row = _field(field_id)
+        if mode is not None and mode not in FIELD_MODES:
+            raise SchemaError(f"unknown field mode {mode!r}")
+        rule = db.session.scalar(
+            select(FieldRule).where(FieldRule.role_id == role_id, FieldRule.field_id == field_id)
+        )
+        if mode is None or mode == "edit":
+            if rule is not None:
+                db.session.delete(rule)
+        elif rule is None:
+            db.session.add(FieldRule(role_id=role_id, field_id=field_id, mode=mode))
+        else:
+            rule.mode = mode
+        summary = f"Role “{role.name}”, field “{row.label}”: {mode or 'edit'}"
+        _bump(user_id, "access_field", summary, row.entity_id, row.id)
+
+    _run(change)
+
+
+def _role(role_id: int) -> Any:
+    from flask_appbuilder.security.sqla.models import Role
+
+    from custom_fields.service import SchemaError
+
+    role = db.session.get(Role, role_id)
+    if role is None:
+        raise SchemaError("No such role.")
+    if role.name == ADMIN_ROLE:
+        raise SchemaError("The Admin role may always do everything.")
+    return role

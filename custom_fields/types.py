@@ -359,7 +359,7 @@ class DecimalType(FieldType):
         value = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         if abs(value) >= Decimal(10) ** (self.PRECISION - scale):
             raise FieldValueError(_("The number is too large."))
-        return value
+        return value if value else abs(value)  # -0.00 is 0.00 (databases do not keep the sign)
 
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         if value is None:

@@ -24,6 +24,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+from models.records import RECORD_COLUMN_NAMES  # noqa: E402
+
 
 def columns(table_name: str) -> dict[str, str]:
     return {c["name"]: str(c["type"]) for c in inspect(db.engine).get_columns(table_name)}
@@ -41,7 +43,7 @@ def test_custom_table_is_a_real_table_with_a_name_field(app_ctx) -> None:  # noq
     assert entity.table_name == f"t_{entity.id}" and entity.slug == entity.table_name
     name_field = db.session.get(Field, entity.display_field_id)
     assert name_field.type == "text" and name_field.required
-    assert set(columns(entity.table_name)) == {"id", name_field.column_name}
+    assert set(columns(entity.table_name)) == {"id", name_field.column_name, *RECORD_COLUMN_NAMES}
     change = db.session.scalars(select(SchemaChange).where(SchemaChange.entity_id == entity.id)).first()
     assert change.action == "create_table" and "Поставщик" in change.summary
 
@@ -254,6 +256,7 @@ def test_limits_and_bad_settings_are_clear_refusals(app_ctx) -> None:  # noqa: A
         new_field(entity, "дубль", "text")
     assert set(columns(entity.table_name)) == {
         "id",
+        *RECORD_COLUMN_NAMES,
         *(f.column_name for f in db.session.get(Entity, entity.id).fields),
     }
 

@@ -202,8 +202,11 @@ def test_rest_api_crud_filters_and_validation(app_ctx, client) -> None:  # noqa:
     missing = client.post(base, json={amount.name: 5}, headers=headers)
     assert missing.status_code == 422 and name.name in missing.get_json()["message"]
 
-    updated = client.put(f"{base}{record}", json={amount.name: 99}, headers=headers)
+    without_version = client.put(f"{base}{record}", json={amount.name: 99}, headers=headers)
+    assert without_version.status_code == 428
+    updated = client.put(f"{base}{record}", json={amount.name: 99, "_version": 1}, headers=headers)
     assert updated.status_code == 200 and updated.get_json()["result"][amount.name] == "99.00"
+    assert updated.get_json()["result"]["_version"] == 2
     fetched = client.get(f"{base}{record}", headers=headers).get_json()["result"]
     assert fetched[name.name] == "Первый" and fetched[kind.name] == kind.settings["options"][1]["id"]
 
@@ -248,12 +251,11 @@ def test_staff_uses_tables_but_not_the_admin_screens(app_ctx, staff_client, clie
 
 
 def test_revoked_table_permission_holds_for_screens_and_api(app_ctx, client) -> None:  # noqa: ANN001
+    from custom_fields import access
+
     entity = new_table(unique_label("Закрытая"))
-    sm = client.application.appbuilder.sm
-    staff = sm.find_role("Staff")
-    for perm in ("can_read", "can_add", "menu_access"):
-        pvm = sm.find_permission_view_menu(perm, entity.permission_name)
-        sm.del_permission_role(staff, pvm)
+    staff = client.application.appbuilder.sm.find_role("Staff")
+    access.set_table_rights(staff.id, entity.id, {"read": False, "add": False})
     staff_client = client.application.test_client()
     assert signed_in(login(staff_client, "staff1", DEMO_PASSWORD))
     assert staff_client.get(f"/t/{entity.slug}/list/").status_code in (302, 403)
