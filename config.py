@@ -144,6 +144,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REDIS_URL": redis_url(env),
         "TABULA_EMBEDDED_REDIS": uses_embedded_redis(env),
         "RQ_QUEUES": ["default"],
+        # Deleted records stay in the recycle bin this many days, then the daily purge removes them.
+        "RECYCLE_BIN_DAYS": _int(env, "TABULA_RECYCLE_BIN_DAYS", 30),
         # A worker counts as alive while its heartbeat is younger than this.
         "TABULA_WORKER_STALE_SECONDS": _int(env, "TABULA_WORKER_STALE_SECONDS", 120),
         "TABULA_HOST": env.get("TABULA_HOST", "").strip() or "127.0.0.1",

@@ -112,6 +112,41 @@ def worker_command(with_scheduler: bool, burst: bool, queues: tuple[str, ...]) -
     os.execv(rq_path, args)  # noqa: S606 (the argument list is ours)
 
 
+@cli.command("cron", with_appcontext=False)
+def cron_command() -> None:
+    """Replace this process with RQ's cron scheduler running Tabula's schedule (jobs/cron.py): the daily
+    recycle-bin purge. One per installation is enough; a second one only enqueues the same idempotent jobs."""
+    from app.runner import check_redis
+
+    url = config.redis_url(os.environ)
+    check_redis(url)
+    rq = Path(sys.executable).with_name("rq")
+    rq_path = str(rq) if rq.exists() else shutil.which("rq")
+    if rq_path is None:
+        raise click.ClickException("the `rq` command is not installed; run `make setup`")
+    sys.stdout.flush()
+    os.execv(rq_path, [rq_path, "cron", "--url", url, "jobs.cron"])  # noqa: S606 (the argument list is ours)
+
+
+@cli.command("purge-recycle-bin")
+@with_appcontext
+def purge_command() -> None:
+    """Delete for good what has been in the recycle bin longer than TABULA_RECYCLE_BIN_DAYS (now, here)."""
+    import datetime as dt
+
+    from flask import current_app
+
+    from custom_fields import records
+    from custom_fields.runtime import refresh
+
+    refresh()
+    days = int(current_app.config["RECYCLE_BIN_DAYS"])
+    purged = records.purge_expired(
+        dt.timedelta(days=days), progress=lambda done: click.echo(f"\r{done} purged", nl=False)
+    )
+    click.echo(f"\rPurged {purged} record(s) older than {days} days from the recycle bin.")
+
+
 @cli.command("run", with_appcontext=False)
 @click.option("--host", default=None, help="Default: TABULA_HOST or 127.0.0.1.")
 @click.option("--port", type=int, default=None, help="Default: TABULA_PORT or 5000.")

@@ -1,4 +1,5 @@
-"""``tabula run``: the whole CRM on one machine — embedded Redis, one RQ worker, the web app.
+"""``tabula run``: the whole CRM on one machine — embedded Redis, one RQ worker, RQ's cron scheduler (the
+daily recycle-bin purge), the web app.
 
 Ctrl-C (or SIGTERM) stops the web server, then the worker (warm: it finishes its current job), then Redis.
 """
@@ -49,9 +50,11 @@ def check_port(host: str, port: int) -> None:
         ) from None
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen:
+def start_worker(env: dict[str, str], command: str = "worker") -> subprocess.Popen:
+    """``tabula worker`` (or ``tabula cron``, the daily schedule) in its own process."""
+    args = ["worker", "--with-scheduler"] if command == "worker" else [command]
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--with-scheduler"],
+        [sys.executable, "-m", "app.cli", *args],
         env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches us only; we ask the worker for a warm shutdown
@@ -83,6 +86,7 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
         check_redis(app.config["REDIS_URL"])
     redis: EmbeddedRedis | None = None
     worker: subprocess.Popen | None = None
+    scheduler: subprocess.Popen | None = None
     try:
         if app.config["TABULA_EMBEDDED_REDIS"]:
             redis = EmbeddedRedis(
@@ -92,12 +96,14 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
         initialize(app, echo=click.echo)
         if with_worker:
             worker = start_worker(env)
+            scheduler = start_worker(env, "cron")
         click.echo(f"Tabula CRM is running at http://{host}:{port}/  (Ctrl-C stops it)")
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     except KeyboardInterrupt:
         pass
     finally:
         click.echo("Stopping Tabula CRM ...")
+        stop_process(scheduler, timeout=10)
         stop_process(worker, timeout=30)
         if redis is not None:
             redis.stop()
