@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import g, has_request_context
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from app.extensions import db
@@ -156,6 +157,12 @@ class Grants:
         )
 
 
+def is_admin(actor: Actor) -> bool:
+    from custom_fields import runtime
+
+    return actor.system or bool(actor.role_ids & runtime.current().access.admin_role_ids)
+
+
 def grants(actor: Actor, entity: EntitySpec, snapshot: AccessSnapshot | None = None) -> Grants:
     if snapshot is None:
         from custom_fields import runtime
@@ -253,55 +260,68 @@ def seed_defaults() -> int:
 def set_table_rights(
     role_id: int, entity_id: int | None, rights: dict[str, bool | None], *, user_id: int | None = None
 ) -> None:
-    """Set a role's rights on one table (``entity_id``) or its default for all tables (None); None for an
-    action means "as the default". Bumps the schema version, so every process applies it at once."""
-    from custom_fields.service import SchemaError, _bump, _run
-
-    def change() -> None:
-        role = _role(role_id)
-        if entity_id is None and any(v is None for v in rights.values()):
-            raise SchemaError("The default for all tables must allow or deny each action.")
-        rule = db.session.scalar(
-            select(TableRule).where(
-                TableRule.role_id == role_id,
-                TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
-            )
-        )
-        if rule is None:
-            rule = TableRule(role_id=role_id, entity_id=entity_id)
-            db.session.add(rule)
-        for action, value in rights.items():
-            if action not in TABLE_ACTIONS:
-                raise SchemaError(f"unknown action {action!r}")
-            rule.set(action, value)
-        where = "all tables" if entity_id is None else f"table #{entity_id}"
-        summary = ", ".join(f"{a}={'inherit' if v is None else v}" for a, v in rights.items())
-        _bump(user_id, "access_table", f"Role “{role.name}”, {where}: {summary}", entity_id, None)
-
-    _run(change)
+    """Set a role's rights on one table (``entity_id``) or its default for all tables (None)."""
+    save_rules(role_id, tables={entity_id: rights}, user_id=user_id)
 
 
 def set_field_mode(role_id: int, field_id: int, mode: str | None, *, user_id: int | None = None) -> None:
-    """Set a role's mode for one field (``edit``, ``view``, ``hidden``; None = as the table allows)."""
+    """Set a role's mode for one field (``edit``, ``view``, ``hidden``; None = edit, as the table allows)."""
+    save_rules(role_id, fields={field_id: mode}, user_id=user_id)
+
+
+def save_rules(
+    role_id: int,
+    *,
+    tables: dict[int | None, dict[str, bool | None]] | None = None,
+    fields: dict[int, str | None] | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Change a role's rules in one transaction. For a table, None for an action means "as the default
+    for all tables"; the default itself must allow or deny each action. Bumps the schema version, so
+    every process (web and worker) applies the change at once."""
     from custom_fields.service import SchemaError, _bump, _field, _run
 
     def change() -> None:
         role = _role(role_id)
-        row = _field(field_id)
-        if mode is not None and mode not in FIELD_MODES:
-            raise SchemaError(f"unknown field mode {mode!r}")
-        rule = db.session.scalar(
-            select(FieldRule).where(FieldRule.role_id == role_id, FieldRule.field_id == field_id)
-        )
-        if mode is None or mode == "edit":
-            if rule is not None:
-                db.session.delete(rule)
-        elif rule is None:
-            db.session.add(FieldRule(role_id=role_id, field_id=field_id, mode=mode))
-        else:
-            rule.mode = mode
-        summary = f"Role “{role.name}”, field “{row.label}”: {mode or 'edit'}"
-        _bump(user_id, "access_field", summary, row.entity_id, row.id)
+        changes: list[str] = []
+        for entity_id, rights in (tables or {}).items():
+            if entity_id is None and any(v is None for v in rights.values()):
+                raise SchemaError(_("The default for all tables must allow or deny each action."))
+            rule = db.session.scalar(
+                select(TableRule).where(
+                    TableRule.role_id == role_id,
+                    TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
+                )
+            )
+            if rule is None:
+                rule = TableRule(role_id=role_id, entity_id=entity_id)
+                db.session.add(rule)
+            for action, value in rights.items():
+                if action not in TABLE_ACTIONS:
+                    raise SchemaError(f"unknown action {action!r}")
+                if rule.get(action) != value:
+                    changes.append(f"{'*' if entity_id is None else f'#{entity_id}'}.{action}={value}")
+                rule.set(action, value)
+        for field_id, mode in (fields or {}).items():
+            row = _field(field_id)
+            if mode is not None and mode not in FIELD_MODES:
+                raise SchemaError(f"unknown field mode {mode!r}")
+            rule = db.session.scalar(
+                select(FieldRule).where(FieldRule.role_id == role_id, FieldRule.field_id == field_id)
+            )
+            before = rule.mode if rule is not None else "edit"
+            if mode is None or mode == "edit":
+                if rule is not None:
+                    db.session.delete(rule)
+            elif rule is None:
+                db.session.add(FieldRule(role_id=role_id, field_id=field_id, mode=mode))
+            else:
+                rule.mode = mode
+            if before != (mode or "edit"):
+                changes.append(f"{row.label}={mode or 'edit'}")
+        if changes:
+            summary = f"Access of role “{role.name}”: " + ", ".join(changes)
+            _bump(user_id, "access", summary[:2000], None, None)
 
     _run(change)
 
@@ -313,7 +333,7 @@ def _role(role_id: int) -> Any:
 
     role = db.session.get(Role, role_id)
     if role is None:
-        raise SchemaError("No such role.")
+        raise SchemaError(_("No such role."))
     if role.name == ADMIN_ROLE:
-        raise SchemaError("The Admin role may always do everything.")
+        raise SchemaError(_("The Admin role may always do everything."))
     return role

@@ -41,6 +41,7 @@ def register_views(appbuilder: AppBuilder) -> None:
         generator,  # noqa: F401  (registers the view generator as a schema rebuild hook)
         tables,
     )
+    from views.records_admin import AccessView, AuditLogView, RecycleBinView
     from views.schema_admin import SchemaAdminView
     from views.system import JobRunView, SystemView
 
@@ -57,6 +58,36 @@ def register_views(appbuilder: AppBuilder) -> None:
         category_icon="fa-cogs",
     )
 
+    add_view(
+        appbuilder,
+        AccessView,
+        "Access rules",
+        label=_l("Access rules"),
+        icon="fa-lock",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
+    add_view(
+        appbuilder,
+        AuditLogView,
+        "Audit log",
+        label=_l("Audit log"),
+        icon="fa-history",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
+    add_view(
+        appbuilder,
+        RecycleBinView,
+        "Recycle bin",
+        label=_l("Recycle bin"),
+        icon="fa-trash",
+        audience="staff",
+    )
     add_view(
         appbuilder,
         SystemView,
