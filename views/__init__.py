@@ -24,7 +24,7 @@ def add_view(
     """Register a view and record who it is for; ``sync_roles`` grants from these records."""
     if audience not in AUDIENCE_ROLES:
         raise ValueError(f"unknown audience {audience!r}")
-    instance = appbuilder.add_view(view, name, category=category, **kwargs)
+    instance = appbuilder.add_view(view, name, category=category or "", **kwargs)
     audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
     audiences[instance.class_permission_name] = audience
     for menu_name in (name, category):

@@ -270,6 +270,9 @@ def register(appbuilder: Any) -> None:
     appbuilder.add_api(TableOpenApi)
     current_app.jinja_env.globals["table_label"] = lambda e: display_label(e.label, e.is_system)
     appbuilder.add_view_no_menu(SwaggerView)
+    # Every signed-in user may read the API document: it describes only what they may use.
+    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
+    audiences.update({"OpenApi": "staff", "SwaggerView": "staff"})
     app = current_app._get_current_object()
     app.register_blueprint(api)
     csrf.exempt(api)
