@@ -11,6 +11,7 @@ from typing import Any
 from flask import abort, current_app, flash, g, request
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -287,6 +288,20 @@ class GeneratedApi(ModelRestApi):
             if isinstance(value, int) and not 0 <= value <= self.MAX_PAGE:
                 return self.response_400(message=f"{key} must be between 0 and {self.MAX_PAGE}")
         return super().get_list_headless(**kwargs)
+
+    def _handle_filters_args(self, rison_args: dict[str, Any]) -> Any:
+        """FAB looks a filter's operator up in a process-wide map first, where any view's filter of the same
+        name (e.g. FAB's own ``gt``) may win; resolve it among this column's registry filters only."""
+        self._filters.clear_filters()
+        for item in rison_args.get("filters", []):
+            col, opr = item.get("col"), item.get("opr")
+            if col not in self.search_columns:
+                raise InvalidColumnFilterFABException(f"Filter column: {col} not allowed to filter")
+            chosen = next((f for f in self._filters._search_filters.get(col, []) if f.arg_name == opr), None)
+            if chosen is None:
+                raise InvalidOperationFilterFABException(f"Filter operation: {opr} not allowed on {col}")
+            self._filters.add_filter(col, type(chosen), item.get("value"))
+        return self._filters.get_joined_filters(self._base_filters)
 
     def _json_body(self) -> dict[str, Any] | None:
         data = request.get_json(silent=True) if request.is_json else None
