@@ -49,6 +49,12 @@ class TabulaSecurityManager(SecurityManager):
             from custom_fields.access import table_allowed
 
             return table_allowed(view_name, permission_name)
+        from views.tables import TABLE_CATEGORIES
+
+        if permission_name == "menu_access" and view_name in TABLE_CATEGORIES:
+            from custom_fields.access import table_menu_access
+
+            return view_name in table_menu_access(None)
         return super().has_access(permission_name, view_name)
 
     def add_permissions_view(self, base_permissions: list[str], view_menu: str) -> None:
@@ -63,7 +69,7 @@ class TabulaSecurityManager(SecurityManager):
         allowed = set(super().get_user_menu_access(menu_names))
         from custom_fields.access import table_menu_access
 
-        return allowed | table_menu_access(menu_names or [])
+        return allowed | table_menu_access(menu_names)
 
     def view_audiences(self) -> dict[str, str]:
         """View and menu permission names -> audience, as recorded by ``views.add_view``."""

@@ -209,14 +209,15 @@ def table_allowed(view_menu: str, permission: str) -> bool:
     return current_grants(entity).can(action)
 
 
-def table_menu_access(menu_names: list[str]) -> set[str]:
-    """The menu entries of tables the user may read, and the categories holding them."""
+def table_menu_access(menu_names: list[str] | None) -> set[str]:
+    """The menu entries of tables the user may read (among ``menu_names``, or all), and the categories
+    holding them."""
     from custom_fields import runtime
     from views.tables import category_of
 
     allowed: set[str] = set()
     for entity in runtime.current().entities.values():
-        if entity.archived or entity.permission_name not in menu_names:
+        if entity.archived or (menu_names is not None and entity.permission_name not in menu_names):
             continue
         if current_grants(entity).can("read"):
             allowed.add(entity.permission_name)

@@ -183,3 +183,24 @@ def replay(entity_id: int, record_id: int) -> tuple[dict[int, Any], bool] | None
         elif row.field_id is not None:
             values[row.field_id] = row.new_value
     return (values, deleted) if seen else None
+
+
+def values_at(entity_id: int, record_id: int, version: int) -> dict[int, Any] | None:
+    """The values (JSON form, by field id) a record had at ``row_version`` = ``version``: each change set
+    (create, update, delete, restore) raised the version by one. None when the history does not reach
+    back that far (records written before history was kept)."""
+    values: dict[int, Any] = {}
+    changesets: list[str] = []
+    rows = db.session.execute(
+        select(RecordChange.changeset, RecordChange.field_id, RecordChange.new_value)
+        .where(RecordChange.entity_id == entity_id, RecordChange.record_id == record_id)
+        .order_by(RecordChange.id)
+    )
+    for changeset, field_id, new_value in rows:
+        if not changesets or changesets[-1] != changeset:
+            if len(changesets) == version:
+                break
+            changesets.append(changeset)
+        if field_id is not None:
+            values[field_id] = new_value
+    return values if len(changesets) == version else None

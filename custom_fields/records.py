@@ -281,9 +281,9 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
             ids = list(db.session.scalars(statement, params))
             for record_id, row in zip(ids, chunk, strict=True):
                 ctx.log(record_id, "create")
-                for name, value in row.items():
-                    if value is not None:
-                        ctx.log(record_id, "create", specs[name], None, _json(specs[name], value))
+                for name, spec in specs.items():  # in the fields' order
+                    if row.get(name) is not None:
+                        ctx.log(record_id, "create", spec, None, _json(spec, row[name]))
                 saved.append(Saved(record_id, 1))
         ctx.flush_history()
         return saved

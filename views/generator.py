@@ -33,9 +33,10 @@ READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
 
 
-def display_label(text: str, is_system: bool) -> str:
-    """Core tables' and fields' labels are msgids (translated); an admin's own labels are shown as typed."""
-    return _(text) if is_system else text
+def display_label(text: str, is_system: bool) -> Any:
+    """Core tables' and fields' labels are msgids, translated when shown (lazily: a view built during one
+    user's request serves others, in their languages); an admin's own labels are shown as typed."""
+    return _l(text) if is_system else text
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
@@ -198,9 +199,7 @@ class GeneratedModelView(ModelView):
         try:
             attempt()
         except records.StaleRecord as stale:
-            form.row_version.data = stale.version
-            g.tabula_conflict = stale
-            g.tabula_conflict_labels = self.label_columns
+            self._merge_conflict(form, stale)
         except records.RecordInvalid as refused:
             _attach_errors(form, refused.errors)
         except records.AccessDenied:
@@ -212,6 +211,36 @@ class GeneratedModelView(ModelView):
         else:
             return True
         return False
+
+    def _merge_conflict(self, form: Any, stale: records.StaleRecord) -> None:
+        """Someone saved in between: the form keeps what this user changed and takes the rest from the record
+        as saved now, so saving again loses nobody's work; fields both changed are named."""
+        entity = self.tabula_entity
+        base = history.values_at(entity.id, stale.record_id, _form_version(form))
+        db.session.expire_all()
+        item = self.datamodel.get(stale.record_id)
+        both: list[str] = []
+        for name in self.edit_columns:
+            spec = self.datamodel.tabula_fields[name]
+            ftype = REGISTRY[spec.type]
+            mine = ftype.to_json(form[name].data, spec)
+            saved = ftype.to_json(getattr(item, name), spec)
+            before = base.get(spec.id) if base is not None else saved
+            if base is not None and mine == before:
+                form[name].data = getattr(item, name)  # untouched here: take the saved value
+                form[name].raw = None
+            elif saved != before and mine != saved:
+                both.append(self.label_columns.get(name, name))
+        form.row_version.data = stale.version
+        g.tabula_conflict = stale
+        g.tabula_conflict_saved = [
+            (
+                self.label_columns.get(name, name),
+                _formatter(self.datamodel.tabula_fields[name])(getattr(item, name)),
+            )
+            for name in self.edit_columns
+        ]
+        g.tabula_conflict_both = both
 
     def _add(self) -> Any:
         form = self.add_form.refresh()
@@ -402,8 +431,8 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
         "search_form_extra_fields": {f.name: REGISTRY[f.type].form_field(f, search=True) for f in fields},
         "list_title": title,
         "show_title": single,
-        "add_title": _("New: %(table)s", table=single),
-        "edit_title": _("Edit: %(table)s", table=single),
+        "add_title": _l("New: %(table)s", table=single),
+        "edit_title": _l("Edit: %(table)s", table=single),
         "tabula_entity": entity,
     }
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)

@@ -25,6 +25,8 @@ from custom_fields.spec import EntitySpec
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
+#: Menu categories that list tables: shown to whoever may read one of their tables.
+TABLE_CATEGORIES = (SYSTEM_CATEGORY[0], CUSTOM_CATEGORY[0])
 LOOKUP_LIMIT = 20
 VIEW_METHODS = {"list", "show", "add", "edit", "delete"}
 
@@ -182,7 +184,7 @@ def install(schema: runtime.RuntimeSchema, views: list[Any]) -> None:
     ] + list(generated)
     for item in generated:
         item.tabula_generated = True
-    _rebuild_menu(appbuilder, schema)
+    _rebuild_menu(appbuilder, schema, {v.tabula_entity.slug for v in views})
 
 
 def category_of(entity: EntitySpec) -> str:
@@ -190,7 +192,7 @@ def category_of(entity: EntitySpec) -> str:
     return SYSTEM_CATEGORY[0] if entity.is_system else CUSTOM_CATEGORY[0]
 
 
-def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema) -> None:
+def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
     from views.generator import display_label
 
     menu = appbuilder.menu
@@ -199,7 +201,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema) -> None:
         if category is not None:
             category.childs = [c for c in category.childs if not str(c.name).startswith("Table ")]
     for entity in sorted(schema.entities.values(), key=lambda e: (not e.is_system, e.id)):
-        if entity.archived or entity.slug not in schema.views:
+        if entity.archived or entity.slug not in built:
             continue
         name, label, icon = SYSTEM_CATEGORY if entity.is_system else CUSTOM_CATEGORY
         menu.add_link(
