@@ -8,7 +8,7 @@ import functools
 import threading
 from typing import Any
 
-from flask import abort, current_app, flash, g, request
+from flask import abort, current_app, flash, g, request, url_for
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
@@ -291,7 +291,13 @@ class GeneratedModelView(ModelView):
 
     def _show(self, pk: Any) -> Any:
         widgets = super()._show(pk)
-        g.tabula_timeline = history.timeline(access.current_grants(self.tabula_entity), int(pk))
+        rights = access.current_grants(self.tabula_entity)
+        slug = self.tabula_entity.slug
+        g.tabula_timeline = history.timeline(rights, int(pk))
+        g.tabula_record_links = {
+            "edit": url_for("TableView.edit", slug=slug, pk=pk) if rights.can("edit") else None,
+            "delete": url_for("TableView.delete", slug=slug, pk=pk) if rights.can("delete") else None,
+        }
         return widgets
 
 
