@@ -62,7 +62,11 @@ class TabulaSecurityManager(SecurityManager):
             super().add_permissions_view(base_permissions, view_menu)
 
     def add_permissions_menu(self, view_menu_name: str) -> None:
-        if not str(view_menu_name).startswith(TABLE_PERMISSION_PREFIX):
+        """Menu entries of tables and their categories are answered by ``has_access``, not FAB's tables."""
+        from views.tables import TABLE_CATEGORIES
+
+        name = str(view_menu_name)
+        if not name.startswith(TABLE_PERMISSION_PREFIX) and name not in TABLE_CATEGORIES:
             super().add_permissions_menu(view_menu_name)
 
     def get_user_menu_access(self, menu_names: list[str] | None = None) -> set[str]:
