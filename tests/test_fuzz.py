@@ -75,6 +75,10 @@ PATHS = [
     "/admin/tables/1/",
     "/admin/tables/fields/1/",
     "/admin/tables/changes",
+    "/admin/access/",
+    "/admin/access/3/fields/contacts",
+    "/admin/history/",
+    "/recycle-bin/",
     "/t/contacts/list/",
     "/t/companies/list/",
     "/t/contacts/add",
@@ -105,10 +109,38 @@ def test_path_segments_never_give_500(admin_client, segment) -> None:  # noqa: A
         "/t/{}/list/",
         "/t/contacts/show/{}",
         "/admin/tables/{}/",
+        "/admin/access/{}/fields/contacts",
+        "/admin/access/3/fields/{}",
         "/api/v1/t/{}/",
     ):
         response = admin_client.get(template.format(quote(segment, safe="")))
         assert response.status_code < 500, (template, segment)
+
+
+@pytest.fixture
+def throwaway_role(app) -> int:  # noqa: ANN001
+    """A role of its own: fuzzed access forms must not change what other tests' users may do."""
+    with app.app_context():
+        sm = app.appbuilder.sm
+        role = sm.find_role("Fuzz") or sm.add_role("Fuzz")
+        return role.id
+
+
+FORM_KEYS = st.sampled_from(["default.read", "t1.add", "t2.mail", "field.1", "field.x", "t9.x"]) | text
+
+
+@FUZZ
+@given(
+    form=st.dictionaries(
+        FORM_KEYS, st.sampled_from(["allow", "deny", "inherit", "hidden"]) | text, max_size=5
+    )
+)
+def test_access_forms_never_give_500(admin_client, throwaway_role, form) -> None:  # noqa: ANN001
+    token = csrf_token(admin_client.get("/admin/access/").get_data(as_text=True))
+    for role in (throwaway_role, 99999):
+        for path in (f"/admin/access/{role}/tables", f"/admin/access/{role}/fields/contacts"):
+            response = admin_client.post(path, data={**form, "csrf_token": token})
+            assert response.status_code < 500, (path, form)
 
 
 @FUZZ
