@@ -28,7 +28,7 @@ ACTION_LABELS = {
     "restore": N_("Restored from the recycle bin"),
     "purge": N_("Deleted for good"),
 }
-SOURCE_LABELS = {"ui": N_("Screen"), "api": N_("API"), "import": N_("Import"), "job": N_("Background job")}
+SOURCE_LABELS = {"ui": N_("Browser"), "api": N_("API"), "import": N_("Import"), "job": N_("Background job")}
 
 
 def action_label(action: str) -> str:

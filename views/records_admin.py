@@ -23,10 +23,10 @@ from models.records import FIELD_MODES, TABLE_ACTIONS, RecordChange, TableRule
 from views.generator import display_label
 
 ACTION_LABELS = {
-    "read": N_("View"), "add": N_("Create"), "edit": N_("Edit"), "delete": N_("Delete"),
+    "read": N_("Viewing"), "add": N_("Creating"), "edit": N_("Editing"), "delete": N_("Deleting"),
     "export": N_("Export"), "import": N_("Import"), "mail": N_("Mass mail"),
 }  # fmt: skip
-MODE_LABELS = {"edit": N_("Edit"), "view": N_("View only"), "hidden": N_("Hidden")}
+MODE_LABELS = {"edit": N_("Can edit"), "view": N_("View only"), "hidden": N_("Hidden")}
 BIN_LIMIT = 200
 AUDIT_PAGE = 50
 
