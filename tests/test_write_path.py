@@ -105,6 +105,13 @@ def test_hidden_and_view_only_fields_on_every_route(guarded_table, app, admin_cl
     # Filters and sorting by the hidden field are ignored in HTML and refused in the API.
     filtered = staff.get(f"{base}/list/?_flt_0_{secret.name}=тайна").get_data(as_text=True)
     assert "Переименовано" in filtered  # the filter did not apply (and did not leak)
+    records.create(entity.slug, {name.name: "Вторая", secret.name: "а-первая"}, admin_actor())
+    view = f"TableView_{entity.slug}"
+    for direction in ("asc", "desc"):  # sorting by the hidden field is ignored: the order stays by number
+        listed = staff.get(f"{base}/list/?_oc_{view}={secret.name}&_od_{view}={direction}").get_data(
+            as_text=True
+        )
+        assert listed.index("Вторая") < listed.index("Переименовано")
     headers = token(app.test_client(), "staff1", DEMO_PASSWORD)
     api = app.test_client()
     query = prison.dumps({"filters": [{"col": secret.name, "opr": "eq", "value": "тайна-42"}]})

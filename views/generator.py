@@ -194,6 +194,12 @@ class GeneratedModelView(ModelView):
     edit_template = "tabula/record_edit.html"
     tabula_entity: EntitySpec
 
+    def _get_list_widget(self, filters: Any, order_column: str = "", **kwargs: Any) -> Any:
+        # FAB sorts by any column named in the URL; only sortable, visible ones are allowed here.
+        if order_column not in self.order_columns:
+            order_column, kwargs["order_direction"] = "", ""
+        return super()._get_list_widget(filters, order_column=order_column, **kwargs)
+
     def _write(self, attempt: Any, form: Any) -> bool:
         """Run one write; True when it was saved, else the form shows why."""
         try:
