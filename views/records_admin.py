@@ -43,7 +43,9 @@ def _date_arg(value: str | None) -> dt.date | None:
 
 
 def _editable_roles() -> list[Role]:
-    return [r for r in db.session.scalars(select(Role).order_by(Role.name)) if r.name != access.ADMIN_ROLE]
+    """Roles whose rules an admin sets: not Admin (always everything), not Public (never any table)."""
+    fixed = {access.ADMIN_ROLE, current_app.config.get("AUTH_ROLE_PUBLIC", "Public")}
+    return [r for r in db.session.scalars(select(Role).order_by(Role.name)) if r.name not in fixed]
 
 
 class AccessView(BaseView):
@@ -58,7 +60,7 @@ class AccessView(BaseView):
 
     def _role(self, role_id: int) -> Role:
         role = db.session.get(Role, role_id)
-        if role is None or role.name == access.ADMIN_ROLE:
+        if role is None or role not in _editable_roles():
             abort(404)
         return role
 

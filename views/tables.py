@@ -76,15 +76,19 @@ class TableView(BaseView):
         _require("can_read", entity.permission_name)
         model = schema.classes[slug]
         term = request.args.get("q", "")[:100].strip()
-        query = select(model).where(access.row_filter(model, access.current_grants(entity)))
+        rights = access.current_grants(entity)
+        query = select(model).where(access.row_filter(model, rights))
         shown = entity.display_field
         if term:
             conditions = [cast(model.id, String) == term]
-            if shown is not None and access.current_grants(entity).mode(shown.name) != "hidden":
+            if shown is not None and rights.mode(shown.name) != "hidden":
                 conditions.append(func.lower(cast(getattr(model, shown.name), String)).contains(term.lower()))
             query = query.where(or_(*conditions))
-        order = getattr(model, shown.name) if shown is not None and shown.type != "multi_select" else model.id
+        sortable = shown is not None and shown.type != "multi_select" and rights.mode(shown.name) != "hidden"
+        order = getattr(model, shown.name) if sortable else model.id
         items = db.session.scalars(query.order_by(order).limit(LOOKUP_LIMIT)).all()
+        if shown is not None and rights.mode(shown.name) == "hidden":  # the label would show a hidden value
+            return jsonify(results=[{"id": item.id, "text": f"#{item.id}"} for item in items])
         return jsonify(results=[{"id": item.id, "text": str(item)} for item in items])
 
     @expose("/_users/lookup")
