@@ -133,3 +133,52 @@ def test_run_on_a_busy_port_says_so_before_starting_anything(fresh_env) -> None:
         if fresh_env["TABULA_INSTANCE_DIR"] in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_purge_recycle_bin_command_and_the_scheduled_job(app, env, worker) -> None:  # noqa: ANN001
+    """`tabula purge-recycle-bin` purges what expired, with a counter; what `tabula cron` enqueues daily
+    becomes a tracked purge job that a real worker finishes."""
+    import datetime as dt
+    import time
+
+    from sqlalchemy import select, update
+
+    from app.extensions import db
+    from custom_fields import records
+    from custom_fields.access import Actor
+    from custom_fields.runtime import current
+    from jobs.queues import get_queue
+    from jobs.records import scheduled_purge
+    from models import JobRun, JobStatus
+    from tests.tables_helpers import new_table, unique_label
+
+    with app.app_context():
+        slug = new_table(unique_label("Чистка")).slug
+        name = current().entity(slug).display_field
+        actor = Actor.system_job()
+        pk = records.create(slug, {name.name: "Просроченная"}, actor).id
+        records.delete(slug, pk, actor)
+        table = current().classes[slug].__table__
+        expired = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
+        db.session.execute(update(table).where(table.c.id == pk).values(deleted_at=expired))
+        db.session.commit()
+        last_run = db.session.scalar(select(JobRun.id).order_by(JobRun.id.desc())) or 0
+
+    result = tabula(env, "purge-recycle-bin")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Purged 1 record(s) older than 30 days" in result.stdout
+    with app.app_context():
+        assert db.session.get(current().classes[slug], pk) is None
+
+    deadline = time.monotonic() + 30
+    with app.app_context():
+        get_queue().enqueue(scheduled_purge)  # what the cron scheduler does at 03:30
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            run = db.session.scalar(
+                select(JobRun).where(JobRun.id > last_run, JobRun.kind == "purge_recycle_bin")
+            )
+            if run is not None and run.status == JobStatus.finished:
+                break
+            time.sleep(0.2)
+        assert run is not None and run.status == JobStatus.finished and run.result["days"] == 30
