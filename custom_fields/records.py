@@ -312,13 +312,20 @@ def update(
 def update_many(
     slug: str, changes: Sequence[tuple[int, Mapping[str, Any], int | None]], actor: Actor
 ) -> list[Saved]:
-    """Updates of many records, all or none (a stale record refuses the batch with StaleRecord)."""
+    """Updates of many records, all or none (a stale record refuses the batch with StaleRecord). The same
+    record named twice gets both changes, the later winning. One UPDATE statement per set of changed
+    columns, executed for all its records at once."""
     ctx = _context(slug, actor, "edit")
     specs = {f.name: f for f in ctx.entity.live_fields}
+    merged: dict[int, tuple[dict[str, Any], int | None]] = {}
+    for pk, values, expected in changes:
+        before, first_expected = merged.get(pk, ({}, expected))
+        merged[pk] = ({**before, **values}, first_expected)
+    pks = list(merged)
     parsed_rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, str]] = {}
-    for i, (_pk, values, _version) in enumerate(changes):
-        parsed, row_errors = _parse(ctx, values, creating=False)
+    for i, pk in enumerate(pks):
+        parsed, row_errors = _parse(ctx, merged[pk][0], creating=False)
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
@@ -326,37 +333,62 @@ def update_many(
         raise _invalid(errors)
 
     def work() -> list[Saved]:
-        current = _load(ctx, [pk for pk, _v, _e in changes], lock=True)
+        current = _load(ctx, pks, lock=True)
         diffs: list[dict[str, Any]] = []
-        for (pk, _values, expected), parsed in zip(changes, parsed_rows, strict=True):
+        for pk, parsed in zip(pks, parsed_rows, strict=True):
             row = current.get(pk)
             if row is None:
                 raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+            expected = merged[pk][1]
             if expected is not None and row["row_version"] != expected:
                 raise _stale(ctx, row)
             diffs.append({n: v for n, v in parsed.items() if _json(specs[n], v) != _json(specs[n], row[n])})
-        check = _check_references_and_unique(ctx, diffs, [pk for pk, _v, _e in changes])
+        check = _check_references_and_unique(ctx, diffs, pks)
         if check:
             raise _invalid(check)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         saved: list[Saved] = []
-        for (pk, _values, _expected), diff in zip(changes, diffs, strict=True):
-            row = current[pk]
+        for pk, diff in zip(pks, diffs, strict=True):
+            version = current[pk]["row_version"]
             if not diff:
-                saved.append(Saved(pk, row["row_version"]))
+                saved.append(Saved(pk, version))
                 continue
-            version = row["row_version"]
-            result = db.session.execute(
-                sa.update(ctx.table)
-                .where(
-                    ctx.table.c.id == pk, ctx.table.c.row_version == version, ctx.table.c.deleted_at.is_(None)
-                )
-                .values(**diff, row_version=version + 1)
-            )
-            if result.rowcount != 1:
-                raise _stale(ctx, _load(ctx, [pk], lock=False).get(pk) or row)
+            params = {"_id": pk, "_version": version, "_new_version": version + 1}
+            params.update({f"_v_{name}": value for name, value in diff.items()})
+            groups.setdefault(tuple(sorted(diff)), []).append(params)
             for name, value in diff.items():
-                ctx.log(pk, "update", specs[name], _json(specs[name], row[name]), _json(specs[name], value))
+                ctx.log(
+                    pk,
+                    "update",
+                    specs[name],
+                    _json(specs[name], current[pk][name]),
+                    _json(specs[name], value),
+                )
             saved.append(Saved(pk, version + 1))
+        tbl = ctx.table
+        for names, group in groups.items():
+            statement = (
+                sa.update(tbl)
+                .where(
+                    tbl.c.id == bindparam("_id"),
+                    tbl.c.row_version == bindparam("_version"),
+                    tbl.c.deleted_at.is_(None),
+                )
+                .values(
+                    {
+                        **{name: bindparam(f"_v_{name}") for name in names},
+                        "row_version": bindparam("_new_version"),
+                    }
+                )
+            )
+            for chunk in _chunks(group, BATCH):
+                if db.session.execute(statement, chunk).rowcount != len(chunk):
+                    # Someone changed one of them after we read it (the locks make this rare).
+                    now = _load(ctx, [p["_id"] for p in chunk], lock=False)
+                    moved = next(
+                        p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"]
+                    )
+                    raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
         ctx.flush_history()
         return saved
 

@@ -481,6 +481,11 @@ def test_batches_are_all_or_nothing_with_errors_per_row(app_ctx) -> None:  # noq
     assert db.session.scalar(select(model.id).where(getattr(model, count.name) == 50000).limit(1)) is None
     updated = records.update_many(entity.slug, changes[:-1], admin_actor("job"))
     assert {s.version for s in updated} == {2}
+    twice = [(saved[0].id, {count.name: 1}, 2), (saved[0].id, {name.name: "Дважды"}, 2)]
+    assert records.update_many(entity.slug, twice, admin_actor("job")) == [records.Saved(saved[0].id, 3)]
+    row = db.session.get(model, saved[0].id)
+    db.session.refresh(row)
+    assert (getattr(row, count.name), getattr(row, name.name)) == (1, "Дважды")
     assert records.delete_many(entity.slug, [s.id for s in saved[:10]], admin_actor()) == 10
 
 
