@@ -23,24 +23,19 @@ import cProfile
 import datetime as dt
 import io
 import json
-import os
 import pstats
 import random
 import resource
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, text
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
@@ -48,9 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
-ADMIN_PASSWORD = "bench-" + secrets.token_hex(8)
+from bench.scratch import ADMIN_PASSWORD, log, scratch_app  # noqa: E402
+
 SEED = 42
 PROGRESS_EVERY = 100_000
 WARMUP = 2
@@ -99,54 +93,6 @@ SCORE_LABEL = "Score"
 
 class ApiError(RuntimeError):
     """The API answered something other than 200."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# --- scratch database ---------------------------------------------------------------------------------------
-
-
-def _admin_engine(base_url: str):  # noqa: ANN202
-    url = make_url(base_url).set(drivername="postgresql+psycopg")
-    return create_engine(url, isolation_level="AUTOCOMMIT")
-
-
-def create_scratch_database(base_url: str) -> tuple[str, str]:
-    url = make_url(base_url).set(drivername="postgresql+psycopg")
-    if url.get_backend_name() != "postgresql":
-        raise SystemExit(f"BENCH_DATABASE_URL must name a PostgreSQL database, got {url.drivername}")
-    name = f"tabula_bench_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine(base_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_scratch_database(base_url: str, name: str) -> None:
-    engine = _admin_engine(base_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
-def app_environment(database_url: str, redis_url: str, instance_dir: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        TABULA_INSTANCE_DIR=instance_dir,
-        SECRET_KEY="bench-" + secrets.token_hex(32),
-        TABULA_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        TABULA_DEMO="false",
-    )
-    return env
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -477,28 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rows must be at least {PAGE_SIZE * 20} (the filtered page must fill)")
 
     started = time.perf_counter()
-    base_url = os.environ.get("BENCH_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("BENCH_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
-    database_url, database = create_scratch_database(base_url)
-    log(f"scratch database {database}")
-    app = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="tabula-bench-") as instance_dir:
-            from app import create_app
-            from app.bootstrap import initialize
-
-            app = create_app(app_environment(database_url, redis_url, instance_dir))
-            initialize(app, echo=lambda _message: None)
-            figures = run(app, args.rows, args.explain, args.profile)
-    finally:
-        if app is not None:
-            from app.extensions import db
-
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
-        drop_scratch_database(base_url, database)
-        log(f"dropped {database}")
+    with scratch_app() as app:
+        figures = run(app, args.rows, args.explain, args.profile)
     result = report(args.rows, figures, time.perf_counter() - started)
     print(json.dumps(result), flush=True)
     return 0
