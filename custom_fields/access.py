@@ -157,10 +157,12 @@ class Grants:
         )
 
 
-def is_admin(actor: Actor) -> bool:
-    from custom_fields import runtime
+def is_admin(actor: Actor, snapshot: AccessSnapshot | None = None) -> bool:
+    if snapshot is None:
+        from custom_fields import runtime
 
-    return actor.system or bool(actor.role_ids & runtime.current().access.admin_role_ids)
+        snapshot = runtime.current().access
+    return actor.system or bool(actor.role_ids & snapshot.admin_role_ids)
 
 
 def grants(actor: Actor, entity: EntitySpec, snapshot: AccessSnapshot | None = None) -> Grants:
@@ -169,7 +171,7 @@ def grants(actor: Actor, entity: EntitySpec, snapshot: AccessSnapshot | None = N
 
         snapshot = runtime.current().access
     live = entity.live_fields
-    if actor.system or actor.role_ids & snapshot.admin_role_ids:
+    if is_admin(actor, snapshot):
         return Grants(entity, frozenset(TABLE_ACTIONS), {f.name: "edit" for f in live}, is_admin=True)
     actions = frozenset(
         a for a in TABLE_ACTIONS if any(snapshot.allowed(r, entity.id, a) for r in actor.role_ids)

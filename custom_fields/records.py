@@ -116,13 +116,15 @@ class _Context:
         self.history.clear()
 
 
-def _context(slug: str, actor: Actor, action: str) -> _Context:
+def _context(slug: str, actor: Actor, action: str | None) -> _Context:
+    """The table, its rights for ``actor`` and a new change set; refuses when ``action`` is not allowed
+    (None: the caller checks rights itself)."""
     schema = runtime.current()
     entity = schema.entity(slug)
     if entity is None or entity.archived:
         raise RecordNotFound(_("No such table."))
     rights = grants(actor, entity, schema.access)
-    if not rights.can(action):
+    if action is not None and not rights.can(action):
         raise AccessDenied(_("You may not do this in this table."))
     model = schema.classes[slug]
     return _Context(entity, model, model.__table__, rights, actor)
@@ -201,13 +203,11 @@ def _check_references_and_unique(
     per field, not per row."""
     errors: dict[int, dict[str, str]] = {}
     for spec in ctx.entity.live_fields:
-        ftype = REGISTRY[spec.type]
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
         if spec.type in LINK_TYPES:
-            target_name = ftype.target_table(spec)
-            target = _reference_table(spec, target_name)
+            target = _reference_table(spec)
             ids = set(wanted.values())
             conditions = [target.c.id.in_(ids)]
             if "deleted_at" in target.c:
@@ -239,7 +239,7 @@ def _check_references_and_unique(
     return errors
 
 
-def _reference_table(spec: FieldSpec, table_name: str) -> Table:
+def _reference_table(spec: FieldSpec) -> Table:
     if spec.type == "user":
         return runtime.USERS
     target = runtime.current().model(int(spec.settings["target"]))
@@ -456,19 +456,13 @@ def delete_many(
 def restore(slug: str, record_id: int, actor: Actor) -> None:
     """Bring a record back from the recycle bin, with its history. Admins may restore any record; others
     the records they own, if they may delete in the table."""
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None or entity.archived:
-        raise RecordNotFound(_("No such table."))
-    rights = grants(actor, entity, schema.access)
-    model = schema.classes[slug]
-    ctx = _Context(entity, model, model.__table__, rights, actor)
+    ctx = _context(slug, actor, None)
 
     def work() -> None:
         row = _load(ctx, [record_id], lock=True, deleted=True).get(record_id)
         if row is None:
             raise RecordNotFound(_("Record %(id)s is not in the recycle bin.", id=record_id))
-        if not can_restore(rights, actor, row.get("owner_id")):
+        if not can_restore(ctx.grants, actor, row.get("owner_id")):
             raise AccessDenied(_("Only an administrator or the record's owner may restore it."))
         _mark(ctx, {record_id: row}, deleted=False)
 
@@ -493,7 +487,8 @@ def _mark(ctx: _Context, rows: dict[int, dict[str, Any]], *, deleted: bool) -> N
         for pk, row in rows.items()
     ]
     for chunk in _chunks(params, BATCH):
-        db.session.execute(statement, chunk)
+        if db.session.execute(statement, chunk).rowcount != len(chunk):
+            raise RecordError(_("Someone else changed these records at the same time; nothing was changed."))
     for pk in rows:
         ctx.log(pk, "delete" if deleted else "restore")
     ctx.flush_history()
