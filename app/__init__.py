@@ -11,6 +11,7 @@ from flask_appbuilder import AppBuilder
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
+from app import crm
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import reject_nul_characters, reject_out_of_range_ids
 from app.security import TabulaSecurityManager
@@ -31,6 +32,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     sqlite_unicode_functions()
+    crm.register()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
 

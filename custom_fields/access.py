@@ -1,5 +1,4 @@
-"""Who may do what with which table, field and (later) row: the one place every screen, API, query and
-job asks.
+"""Who may do what with which table, field and row: the one place every screen, API, query and job asks.
 
 The rules (``models.records.TableRule`` / ``FieldRule``) cascade per role: the role's default for every
 table, overridden per table action by action, overridden per field (edit, view only, hidden). A user with
@@ -15,12 +14,13 @@ from typing import Any
 
 from flask import g, has_request_context
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import and_, false, or_, select
 
 from app.extensions import db
 from custom_fields.spec import EntitySpec, FieldSpec
 from models.metadata import TABLE_PERMISSION_PREFIX
-from models.records import FIELD_MODES, TABLE_ACTIONS, FieldRule, TableRule
+from models.records import FIELD_MODES, SCOPED_ACTIONS, SCOPES, TABLE_ACTIONS, FieldRule, TableRule
+from models.teams import team_member
 
 ADMIN_ROLE = "Admin"
 SOURCES = ("ui", "api", "import", "job")
@@ -37,6 +37,9 @@ SEEDED_DEFAULTS = {
     "Manager": dict.fromkeys(TABLE_ACTIONS, True),
     "Staff": {**dict.fromkeys(TABLE_ACTIONS, False), "read": True, "add": True, "edit": True, "delete": True},
 }
+#: How far built-in roles reach by default (seeded once, as EspoCRM does: staff their own book, managers
+#: their team's).
+SEEDED_SCOPES = {"Manager": "team", "Staff": "own"}
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ class AccessSnapshot:
     """Every rule, as plain data, for one schema version."""
 
     tables: dict[tuple[int, int | None], dict[str, bool | None]] = field(default_factory=dict)
+    scopes: dict[tuple[int, int | None], dict[str, str | None]] = field(default_factory=dict)
     fields: dict[tuple[int, int], str] = field(default_factory=dict)
     admin_role_ids: frozenset[int] = frozenset()
+    # user id -> the users sharing a team with them (themselves included)
+    team_mates: dict[int, frozenset[int]] = field(default_factory=dict)
 
     def allowed(self, role_id: int, entity_id: int, action: str) -> bool:
         own = self.tables.get((role_id, entity_id), {}).get(action)
@@ -53,17 +59,36 @@ class AccessSnapshot:
             return own
         return bool(self.tables.get((role_id, None), {}).get(action))
 
+    def scope(self, role_id: int, entity_id: int, action: str) -> str:
+        """How far ``action`` reaches for the role in the table (when the role may do it at all)."""
+        own = self.scopes.get((role_id, entity_id), {}).get(action)
+        if own is not None:
+            return own
+        return self.scopes.get((role_id, None), {}).get(action) or "all"
+
 
 def load_snapshot() -> AccessSnapshot:
     from flask_appbuilder.security.sqla.models import Role
 
-    tables = {
-        (rule.role_id, rule.entity_id): {a: rule.get(a) for a in TABLE_ACTIONS}
-        for rule in db.session.scalars(select(TableRule))
-    }
+    rules = list(db.session.scalars(select(TableRule)))
+    tables = {(r.role_id, r.entity_id): {a: r.get(a) for a in TABLE_ACTIONS} for r in rules}
+    scopes = {(r.role_id, r.entity_id): {a: r.get_scope(a) for a in SCOPED_ACTIONS} for r in rules}
     fields = {(r.role_id, r.field_id): r.mode for r in db.session.scalars(select(FieldRule))}
     admins = frozenset(db.session.scalars(select(Role.id).where(Role.name == ADMIN_ROLE)))
-    return AccessSnapshot(tables=tables, fields=fields, admin_role_ids=admins)
+    teams: dict[int, set[int]] = {}
+    for team_id, user_id in db.session.execute(select(team_member.c.team_id, team_member.c.user_id)):
+        teams.setdefault(team_id, set()).add(user_id)
+    mates: dict[int, set[int]] = {}
+    for members in teams.values():
+        for user_id in members:
+            mates.setdefault(user_id, {user_id}).update(members)
+    return AccessSnapshot(
+        tables=tables,
+        scopes=scopes,
+        fields=fields,
+        admin_role_ids=admins,
+        team_mates={u: frozenset(m) for u, m in mates.items()},
+    )
 
 
 # --- who is acting -----------------------------------------------------------------------------------------
@@ -125,9 +150,18 @@ class Grants:
     actions: frozenset[str]
     modes: dict[str, str]  # live field name -> edit | view | hidden
     is_admin: bool = False
+    actor: Actor | None = None
+    scopes: dict[str, str] = field(default_factory=dict)  # read/edit/delete -> own | team | all
+    mates: frozenset[int] = frozenset()  # the actor and everyone sharing a team with them
 
     def can(self, action: str) -> bool:
         return action in self.actions
+
+    def scope(self, action: str) -> str | None:
+        """How far ``action`` reaches (own, team, all), or None when the actor may not do it at all."""
+        if not self.can(action):
+            return None
+        return self.scopes.get(action, "all")
 
     def mode(self, name: str) -> str:
         return self.modes.get(name, "hidden")
@@ -172,16 +206,28 @@ def grants(actor: Actor, entity: EntitySpec, snapshot: AccessSnapshot | None = N
         snapshot = runtime.current().access
     live = entity.live_fields
     if is_admin(actor, snapshot):
-        return Grants(entity, frozenset(TABLE_ACTIONS), {f.name: "edit" for f in live}, is_admin=True)
+        return Grants(
+            entity, frozenset(TABLE_ACTIONS), {f.name: "edit" for f in live}, is_admin=True, actor=actor
+        )
     actions = frozenset(
         a for a in TABLE_ACTIONS if any(snapshot.allowed(r, entity.id, a) for r in actor.role_ids)
     )
+    scopes: dict[str, str] = {}
+    for action in SCOPED_ACTIONS:
+        reaches = [snapshot.scope(r, entity.id, action) for r in actor.role_ids]
+        allowed = [
+            s for r, s in zip(actor.role_ids, reaches, strict=True) if snapshot.allowed(r, entity.id, action)
+        ]
+        if allowed:
+            scopes[action] = max(allowed, key=SCOPES.index)
+    mates = snapshot.team_mates.get(actor.user_id, frozenset()) if actor.user_id is not None else frozenset()
     readers = [r for r in actor.role_ids if snapshot.allowed(r, entity.id, "read")]
     modes: dict[str, str] = {}
     for spec in live:
         found = [snapshot.fields.get((r, spec.id), "edit") for r in readers]
         modes[spec.name] = min(found, key=FIELD_MODES.index) if found else "hidden"
-    return Grants(entity, actions, modes)
+    own = frozenset({actor.user_id}) if actor.user_id is not None else frozenset()
+    return Grants(entity, actions, modes, actor=actor, scopes=scopes, mates=mates | own)
 
 
 def current_grants(entity: EntitySpec, source: str = "ui") -> Grants:
@@ -227,34 +273,125 @@ def table_menu_access(menu_names: list[str] | None) -> set[str]:
     return allowed
 
 
-def row_filter(model: type, grants: Grants) -> Any:
-    """The rows an actor may see: not in the recycle bin (row scopes join here with the core CRM)."""
-    return model.deleted_at.is_(None)
+def row_filter(model: type, rights: Grants, action: str = "read") -> Any:
+    """The rows ``action`` may reach: not in the recycle bin, and within the actor's scope."""
+    live = model.deleted_at.is_(None)
+    scope = rights.scope(action)
+    if scope == "all":
+        return live
+    if scope is None or rights.actor is None or rights.actor.user_id is None:
+        return false()
+    parent = next((f for f in rights.entity.live_fields if f.settings.get("scope_parent")), None)
+    if parent is not None:
+        return and_(live, _parent_visible(model, parent, rights.actor, action))
+    users = rights.mates if scope == "team" else frozenset({rights.actor.user_id})
+    holders = [model.owner_id, *(getattr(model, f.name) for f in scope_user_fields(rights.entity))]
+    return and_(live, or_(*(column.in_(sorted(users)) for column in holders)))
+
+
+def scope_user_fields(entity: EntitySpec) -> list[FieldSpec]:
+    """The user fields (besides the owner) that make a record someone's own, e.g. a task's assignee."""
+    return [f for f in entity.live_fields if f.type == "user" and f.name != "owner_id"]
+
+
+def _parent_visible(model: type, link: FieldSpec, actor: Actor, action: str) -> Any:
+    from custom_fields import runtime
+
+    schema = runtime.current()
+    parent_entity = schema.by_id.get(int(link.settings["target"]))
+    parent_model = schema.model(parent_entity.id) if parent_entity else None
+    if parent_model is None:
+        return false()
+    parent_rights = grants(actor, parent_entity, schema.access)
+    parent_action = "read" if action == "read" else "edit"
+    visible = select(parent_model.id).where(row_filter(parent_model, parent_rights, parent_action))
+    return getattr(model, link.name).in_(visible)
 
 
 # --- seeding -----------------------------------------------------------------------------------------------
 
 
 def seed_defaults() -> int:
-    """Give each built-in role its default for every table, once: an admin's later change stays."""
+    """Give the built-in roles their defaults once: for every table (actions and scopes), for the reference
+    tables and fields ``custom_fields.core`` names. What an admin later changes stays changed (each seed is
+    remembered in ``SeededGrant``). Returns how many seeds were applied."""
     from flask_appbuilder.security.sqla.models import Role
 
-    added = 0
-    for name, rights in SEEDED_DEFAULTS.items():
-        role_id = db.session.scalar(select(Role.id).where(Role.name == name))
-        if role_id is None:
-            continue
-        exists = db.session.scalar(
-            select(TableRule.id).where(TableRule.role_id == role_id, TableRule.entity_id.is_(None))
+    from custom_fields.core import SEEDED_FIELD_MODES, SEEDED_TABLE_RULES
+    from models import Entity, Field
+
+    applied = 0
+    roles = {name: rid for name, rid in db.session.execute(select(Role.name, Role.id))}
+    entities = {slug: eid for slug, eid in db.session.execute(select(Entity.slug, Entity.id))}
+
+    def rule_of(role_id: int, entity_id: int | None) -> TableRule:
+        rule = db.session.scalar(
+            select(TableRule).where(
+                TableRule.role_id == role_id,
+                TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
+            )
         )
-        if exists is None:
-            rule = TableRule(role_id=role_id, entity_id=None)
-            for action, value in rights.items():
-                rule.set(action, value)
+        if rule is None:
+            rule = TableRule(role_id=role_id, entity_id=entity_id)
             db.session.add(rule)
-            added += 1
+        return rule
+
+    for name, rights in SEEDED_DEFAULTS.items():
+        if name not in roles:
+            continue
+        if _seed_once(name, "default"):
+            rule = rule_of(roles[name], None)
+            for action, value in rights.items():
+                if rule.get(action) is None:
+                    rule.set(action, value)
+            applied += 1
+        if _seed_once(name, "default-scope"):
+            rule = rule_of(roles[name], None)
+            for action in SCOPED_ACTIONS:
+                if rule.get_scope(action) is None:
+                    rule.set_scope(action, SEEDED_SCOPES[name])
+            applied += 1
+    for (name, slug), rights in SEEDED_TABLE_RULES.items():
+        if name in roles and slug in entities and _seed_once(name, f"table:{slug}"):
+            rule = rule_of(roles[name], entities[slug])
+            for key, value in rights.items():
+                if key.endswith("_scope"):
+                    rule.set_scope(key.removesuffix("_scope"), value)
+                else:
+                    rule.set(key, value)
+            applied += 1
+    for (name, slug, field_name), mode in SEEDED_FIELD_MODES.items():
+        field_id = db.session.scalar(
+            select(Field.id).where(Field.entity_id == entities.get(slug), Field.name == field_name)
+        )
+        if name in roles and field_id is not None and _seed_once(name, f"field:{slug}.{field_name}"):
+            if (
+                db.session.scalar(
+                    select(FieldRule.id).where(
+                        FieldRule.role_id == roles[name], FieldRule.field_id == field_id
+                    )
+                )
+                is None
+            ):
+                db.session.add(FieldRule(role_id=roles[name], field_id=field_id, mode=mode))
+            applied += 1
+    if applied:
+        from custom_fields.service import _bump
+
+        _bump(None, "access", f"Seeded the built-in roles' access ({applied})", None, None)
     db.session.commit()
-    return added
+    return applied
+
+
+def _seed_once(role_name: str, what: str) -> bool:
+    """True (and remembered) the first time ``what`` is seeded for the role."""
+    from models import SeededGrant
+
+    key = {"role_name": role_name, "permission": "tabula-access", "view_menu": what}
+    if db.session.scalar(select(SeededGrant.id).filter_by(**key)) is not None:
+        return False
+    db.session.add(SeededGrant(**key))
+    return True
 
 
 # --- changing the rules (the access screen) ----------------------------------------------------------------

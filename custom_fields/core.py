@@ -12,7 +12,22 @@ from typing import Any
 from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, select, update
 
 from app.extensions import db
-from models import Company, Contact, Entity, Field, SchemaState
+from models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    DealLine,
+    Entity,
+    Field,
+    Invoice,
+    Lead,
+    Pipeline,
+    Product,
+    SchemaState,
+    Stage,
+    Task,
+)
 
 
 def N_(text: str) -> str:  # noqa: N802
@@ -21,34 +36,305 @@ def N_(text: str) -> str:  # noqa: N802
     return text
 
 
+COLORS = ("#dbeafe", "#dcfce7", "#fef9c3", "#fee2e2", "#ede9fe", "#fce7f3", "#e0f2fe", "#f3f4f6")
+
+
+def _options(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    """Options of a core choice field: readable ids that code and reports can rely on, English labels
+    (shown translated)."""
+    return [
+        {"id": oid, "label": label, "color": COLORS[i % len(COLORS)]} for i, (oid, label) in enumerate(pairs)
+    ]
+
+
+CURRENCIES = _options(*((code.lower(), code) for code in ("RUB", "USD", "EUR", "CNY", "KZT", "BYN")))
+SOURCES = _options(
+    ("web_form", N_("Web form")),
+    ("call", N_("Call")),
+    ("email", N_("E-mail")),
+    ("import", N_("Import")),
+    ("manual", N_("Manual")),
+    ("referral", N_("Referral")),
+    ("exhibition", N_("Exhibition")),
+)
+ACTIVITY_KINDS = _options(
+    ("call", N_("Call")),
+    ("email", N_("Letter")),
+    ("meeting", N_("Meeting")),
+    ("note", N_("Note")),
+    ("sms", N_("SMS")),
+    ("complaint", N_("Complaint")),
+)
+TASK_STATUSES = _options(
+    ("open", N_("Open")),
+    ("in_progress", N_("In progress")),
+    ("done", N_("Done")),
+    ("cancelled", N_("Cancelled")),
+)
+INVOICE_STATUSES = _options(
+    ("draft", N_("Draft")),
+    ("issued", N_("Issued")),
+    ("partly_paid", N_("Partly paid")),
+    ("paid", N_("Paid")),
+    ("cancelled", N_("Cancelled")),
+)
+CURRENCY = {"label": N_("Currency"), "type": "single_select", "default": "rub", "options": CURRENCIES}
+OWNER = {"label": N_("Owner"), "type": "user"}
+CREATED = {"label": N_("Created"), "auto": True}
+
+
+def _to(label: str, target: str, *, hidden: bool = False, **hints: Any) -> dict[str, Any]:
+    """A link to another core table."""
+    return {"label": label, "type": "link", "target": target, "show_in_list": not hidden, **hints}
+
+
+def _derived(label: str, **hints: Any) -> dict[str, Any]:
+    return {"label": label, "auto": True, "derived": True, **hints}
+
+
 # slug -> (model, label, plural label, icon, display column, {column: field settings})
 CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
     "companies": (
         Company, N_("Company"), N_("Companies"), "fa-building", "name",
         {
             "name": {"label": N_("Name"), "required": True},
+            "kind": {"label": N_("Kind"), "type": "single_select", "options": _options(
+                ("customer", N_("Customer")), ("supplier", N_("Supplier")), ("partner", N_("Partner")),
+                ("competitor", N_("Competitor")), ("other", N_("Other")))},
             "tax_id": {"label": N_("Tax ID")},
+            "industry": {"label": N_("Industry"), "type": "single_select", "options": _options(
+                ("retail", N_("Retail")), ("wholesale", N_("Wholesale")),
+                ("manufacturing", N_("Manufacturing")),
+                ("construction", N_("Construction")), ("it", N_("IT")), ("services", N_("Services")),
+                ("logistics", N_("Logistics")), ("finance", N_("Finance")), ("public", N_("Public sector")),
+                ("other", N_("Other")))},
+            "region": {"label": N_("Region")},
             "email": {"label": N_("E-mail"), "type": "email"},
             "phone": {"label": N_("Phone"), "type": "phone"},
-            "website": {"label": N_("Website"), "type": "url"},
+            "phone2": {"label": N_("Other phone"), "type": "phone", "show_in_list": False},
+            "website": {"label": N_("Website"), "type": "url", "show_in_list": False},
+            "address": {"label": N_("Address"), "show_in_list": False},
+            "tags": {"label": N_("Tags"), "type": "multi_select", "options": _options(
+                ("vip", N_("VIP")), ("key", N_("Key account")), ("new", N_("New")),
+                ("at_risk", N_("At risk")), ("dormant", N_("Dormant")))},
             "notes": {"label": N_("Notes"), "show_in_list": False},
-            "created_at": {"label": N_("Created"), "auto": True},
+            "owner_id": OWNER,
+            "created_at": CREATED,
         },
     ),
     "contacts": (
-        Contact, N_("Contact"), N_("Contacts"), "fa-user", "first_name",
+        Contact, N_("Contact"), N_("Contacts"), "fa-user", "full_name",
         {
-            "first_name": {"label": N_("First name"), "required": True},
-            "last_name": {"label": N_("Last name")},
-            "company_id": {"label": N_("Company"), "type": "link", "target": "companies"},
+            "full_name": _derived(N_("Full name")),
+            "last_name": {"label": N_("Last name"), "show_in_list": False},
+            "first_name": {"label": N_("First name"), "required": True, "show_in_list": False},
+            "middle_name": {"label": N_("Middle name"), "show_in_list": False},
+            "company_id": _to(N_("Company"), "companies"),
             "position": {"label": N_("Job title")},
             "email": {"label": N_("E-mail"), "type": "email"},
+            "email2": {"label": N_("Other e-mail"), "type": "email", "show_in_list": False},
             "phone": {"label": N_("Phone"), "type": "phone"},
+            "mobile": {"label": N_("Mobile"), "type": "phone"},
             "birthday": {"label": N_("Birthday"), "show_in_list": False},
-            "created_at": {"label": N_("Created"), "auto": True},
+            "preferred_channel": {"label": N_("Preferred channel"), "type": "single_select",
+                                  "show_in_list": False, "options": _options(
+                ("phone", N_("Phone")), ("email", N_("E-mail")), ("sms", N_("SMS")),
+                ("messenger", N_("Messenger")), ("meeting", N_("Meeting")))},
+            "email_consent": {"label": N_("Agrees to e-mails"), "show_in_list": False},
+            "email_consent_at": {"label": N_("E-mail consent given"), "show_in_list": False},
+            "email_consent_source": {"label": N_("E-mail consent source"), "show_in_list": False},
+            "sms_consent": {"label": N_("Agrees to SMS"), "show_in_list": False},
+            "sms_consent_at": {"label": N_("SMS consent given"), "show_in_list": False},
+            "sms_consent_source": {"label": N_("SMS consent source"), "show_in_list": False},
+            "notes": {"label": N_("Notes"), "show_in_list": False},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "leads": (
+        Lead, N_("Lead"), N_("Leads"), "fa-inbox", "title",
+        {
+            "title": {"label": N_("Request"), "required": True},
+            "source": {"label": N_("Source"), "type": "single_select", "options": SOURCES},
+            "status": {"label": N_("Status"), "type": "single_select", "default": "new", "options": _options(
+                ("new", N_("New")), ("in_progress", N_("In progress")), ("converted", N_("Converted")),
+                ("rejected", N_("Rejected")))},
+            "contact_name": {"label": N_("Contact person")},
+            "company_name": {"label": N_("Company name")},
+            "email": {"label": N_("E-mail"), "type": "email"},
+            "phone": {"label": N_("Phone"), "type": "phone"},
+            "tax_id": {"label": N_("Tax ID"), "show_in_list": False},
+            "message": {"label": N_("Message"), "show_in_list": False},
+            "company_id": _to(N_("Company"), "companies", hidden=True),
+            "contact_id": _to(N_("Contact"), "contacts", hidden=True),
+            "deal_id": _to(N_("Deal"), "deals", hidden=True),
+            "converted_at": _derived(N_("Converted"), show_in_list=False),
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "pipelines": (
+        Pipeline, N_("Pipeline"), N_("Pipelines"), "fa-filter", "name",
+        {
+            "name": {"label": N_("Name"), "required": True},
+            "position": {"label": N_("Order")},
+            "active": {"label": N_("Active"), "default": "true"},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "stages": (
+        Stage, N_("Stage"), N_("Stages"), "fa-columns", "name",
+        {
+            "name": {"label": N_("Name"), "required": True},
+            "pipeline_id": _to(N_("Pipeline"), "pipelines", required=True),
+            "position": {"label": N_("Order")},
+            "probability": {"label": N_("Probability"), "type": "percent"},
+            "is_won": {"label": N_("Won"), "default": "false"},
+            "is_lost": {"label": N_("Lost"), "default": "false"},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "products": (
+        Product, N_("Product"), N_("Products"), "fa-cube", "name",
+        {
+            "name": {"label": N_("Name"), "required": True},
+            "sku": {"label": N_("SKU"), "unique": True},
+            "unit": {"label": N_("Unit")},
+            "price": {"label": N_("Price"), "scale": 2},
+            "currency": CURRENCY,
+            "active": {"label": N_("Active"), "default": "true"},
+            "description": {"label": N_("Description"), "show_in_list": False},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "deals": (
+        Deal, N_("Deal"), N_("Deals"), "fa-handshake-o", "title",
+        {
+            "title": {"label": N_("Title"), "required": True},
+            "company_id": _to(N_("Company"), "companies"),
+            "contact_id": _to(N_("Contact"), "contacts", hidden=True),
+            "pipeline_id": _derived(N_("Pipeline"), type="link", target="pipelines", show_in_list=False),
+            "stage_id": _to(N_("Stage"), "stages", required=True),
+            "amount": {"label": N_("Amount"), "scale": 2,
+                       "help": N_("Computed from the deal's lines when it has any.")},
+            "currency": CURRENCY,
+            "probability": {"label": N_("Probability"), "type": "percent",
+                            "help": N_("Taken from the stage when left empty.")},
+            "expected_close": {"label": N_("Expected close")},
+            "source": {"label": N_("Source"), "type": "single_select", "show_in_list": False,
+                       "options": SOURCES},
+            "lost_reason": {"label": N_("Lost reason"), "show_in_list": False},
+            "closed_at": _derived(N_("Closed"), show_in_list=False),
+            "notes": {"label": N_("Notes"), "show_in_list": False},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "deal_lines": (
+        DealLine, N_("Deal line"), N_("Deal lines"), "fa-list-ol", "description",
+        {
+            "deal_id": _to(N_("Deal"), "deals", required=True, scope_parent=True),
+            "product_id": _to(N_("Product"), "products"),
+            "description": {"label": N_("Description")},
+            "quantity": {"label": N_("Quantity"), "required": True, "default": "1"},
+            "price": {"label": N_("Price"), "scale": 2,
+                      "help": N_("Taken from the product when left empty.")},
+            "discount": {"label": N_("Discount"), "type": "percent"},
+            "total": _derived(N_("Total")),
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "activities": (
+        Activity, N_("Activity"), N_("Activities"), "fa-comments", "subject",
+        {
+            "kind": {"label": N_("Type"), "type": "single_select", "required": True, "default": "call",
+                     "options": ACTIVITY_KINDS},
+            "direction": {"label": N_("Direction"), "type": "single_select", "default": "outbound",
+                          "options": _options(("inbound", N_("Inbound")), ("outbound", N_("Outbound")))},
+            "outcome": {"label": N_("Outcome"), "type": "single_select", "default": "done",
+                        "options": _options(
+                ("done", N_("Done")), ("no_answer", N_("No answer")), ("busy", N_("Busy")),
+                ("failed", N_("Failed")))},
+            "occurred_at": {"label": N_("When"), "help": N_("Now, when left empty.")},
+            "duration_min": {"label": N_("Duration, min"), "show_in_list": False},
+            "subject": {"label": N_("Subject")},
+            "body": {"label": N_("Details"), "show_in_list": False},
+            "company_id": _to(N_("Company"), "companies"),
+            "contact_id": _to(N_("Contact"), "contacts"),
+            "deal_id": _to(N_("Deal"), "deals", hidden=True),
+            "complaint_category": {"label": N_("Complaint category"), "type": "single_select",
+                                   "show_in_list": False, "options": _options(
+                ("quality", N_("Quality")), ("delivery", N_("Delivery")), ("billing", N_("Billing")),
+                ("service", N_("Service")), ("other", N_("Other")))},
+            "resolution": {"label": N_("Resolution"), "type": "single_select", "show_in_list": False,
+                           "options": _options(
+                ("open", N_("Open")), ("in_progress", N_("In progress")), ("resolved", N_("Resolved")),
+                ("rejected", N_("Rejected")))},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "tasks": (
+        Task, N_("Task"), N_("Tasks"), "fa-check-square-o", "title",
+        {
+            "title": {"label": N_("Title"), "required": True},
+            "due_at": {"label": N_("Due")},
+            "assignee_id": {"label": N_("Assignee"), "type": "user",
+                            "help": N_("Whoever creates the task, when left empty.")},
+            "status": {"label": N_("Status"), "type": "single_select", "default": "open",
+                       "options": TASK_STATUSES},
+            "priority": {"label": N_("Priority"), "type": "single_select", "default": "normal",
+                         "options": _options(("low", N_("Low")), ("normal", N_("Normal")),
+                                             ("high", N_("High")), ("urgent", N_("Urgent")))},
+            "company_id": _to(N_("Company"), "companies"),
+            "contact_id": _to(N_("Contact"), "contacts", hidden=True),
+            "deal_id": _to(N_("Deal"), "deals", hidden=True),
+            "reminder_at": {"label": N_("Remind at"), "show_in_list": False},
+            "description": {"label": N_("Description"), "show_in_list": False},
+            "completed_at": _derived(N_("Completed"), show_in_list=False),
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
+    "invoices": (
+        Invoice, N_("Invoice"), N_("Invoices"), "fa-file-text-o", "number",
+        {
+            "number": {"label": N_("Number"), "required": True, "unique": True},
+            "company_id": _to(N_("Company"), "companies"),
+            "deal_id": _to(N_("Deal"), "deals", hidden=True),
+            "amount": {"label": N_("Amount"), "scale": 2, "required": True},
+            "currency": CURRENCY,
+            "issued_on": {"label": N_("Issued")},
+            "due_on": {"label": N_("Due")},
+            "paid_amount": {"label": N_("Paid"), "scale": 2},
+            "status": {"label": N_("Status"), "type": "single_select", "default": "issued",
+                       "help": N_("Becomes “Paid” by itself once the paid amount covers the invoice."),
+                       "options": INVOICE_STATUSES},
+            "balance": _derived(N_("Balance due"), scale=2),
+            "overdue_days": _derived(N_("Days overdue")),
+            "owner_id": OWNER,
+            "created_at": CREATED,
         },
     ),
 }  # fmt: skip
+
+#: Rights the built-in roles get on reference tables, once (see ``access.seed_defaults``): everyone reads
+#: every pipeline, stage and product; only admins change pipelines; managers keep the price list.
+_READ_ONLY_ALL = {"read": True, "add": False, "edit": False, "delete": False, "read_scope": "all"}
+SEEDED_TABLE_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("Staff", "pipelines"): _READ_ONLY_ALL,
+    ("Staff", "stages"): _READ_ONLY_ALL,
+    ("Staff", "products"): _READ_ONLY_ALL,
+    ("Manager", "pipelines"): _READ_ONLY_ALL,
+    ("Manager", "stages"): _READ_ONLY_ALL,
+    ("Manager", "products"): {"read_scope": "all", "edit_scope": "all", "delete_scope": "all"},
+}
+#: Staff see who owns a record but may not hand it over; managers reassign owners.
+SEEDED_FIELD_MODES: dict[tuple[str, str, str], str] = {("Staff", slug, "owner_id"): "view" for slug in CORE}
 
 
 def _type_of(col: Any, hints: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -96,13 +382,17 @@ def sync_core_entities() -> int:
             type_name, settings = _type_of(col, hints)
             if type_name == "link":
                 settings = {"target": slugs[hints["target"]].id}
-            if hints.get("auto"):
-                settings["auto"] = True
+            if "options" in hints:
+                settings = {"options": hints["options"]}
+            for key in ("scale", "auto", "derived", "scope_parent"):
+                if key in hints:
+                    settings[key] = hints[key]
             row = Field(
                 entity_id=entity.id, name=name, column_name=name, label=hints["label"], type=type_name,
-                required=bool(hints.get("required")), unique=False, settings=settings, position=position,
-                show_in_list=hints.get("show_in_list", True), searchable=not hints.get("auto"),
-                is_system=True,
+                required=bool(hints.get("required")), unique=bool(hints.get("unique")),
+                default=hints.get("default"), help_text=hints.get("help", ""), settings=settings,
+                position=position, show_in_list=hints.get("show_in_list", True),
+                searchable=not hints.get("auto"), is_system=True,
             )  # fmt: skip
             db.session.add(row)
             db.session.flush()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,16 @@ class _Context:
         for chunk in _chunks(self.history, BATCH):
             db.session.execute(sa.insert(RecordChange.__table__), chunk)
         self.history.clear()
+
+
+#: Per table (slug), rules no single field type knows, run inside the write's transaction (registered by
+#: ``app.crm.derive``): ``derive(ctx, rows, befores)`` fills derived fields of complete records (the new
+#: values over the stored ones; ``befores`` holds the stored ones, None when creating) in place and returns
+#: errors by row index; ``after(ctx, records)`` gets the records a write touched (before and after) and
+#: updates what depends on them elsewhere through ``cascade_update``.
+Deriver = Callable[[_Context, list[dict[str, Any]], list[dict[str, Any] | None]], dict[int, dict[str, str]]]
+DERIVERS: dict[str, Deriver] = {}
+AFTER_WRITE: dict[str, Callable[[_Context, list[dict[str, Any]]], None]] = {}
 
 
 def _context(slug: str, actor: Actor, action: str | None) -> _Context:
@@ -273,10 +283,14 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
     specs = {f.name: f for f in ctx.entity.live_fields}
 
     def work() -> list[Saved]:
+        _derive(ctx, parsed_rows, [None] * len(parsed_rows))
         saved: list[Saved] = []
         for chunk in _chunks(parsed_rows, BATCH):
-            # Parameters by column key, which is the field name.
-            params = [{**row, "row_version": 1, "owner_id": actor.user_id} for row in chunk]
+            # Parameters by column key, which is the field name. The owner is whoever creates the record,
+            # unless the table has an Owner field and it was given.
+            params = [
+                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id} for row in chunk
+            ]
             statement = sa.insert(ctx.table).returning(ctx.table.c.id, sort_by_parameter_order=True)
             ids = list(db.session.scalars(statement, params))
             for record_id, row in zip(ids, chunk, strict=True):
@@ -285,10 +299,25 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
                     if row.get(name) is not None:
                         ctx.log(record_id, "create", spec, None, _json(spec, row[name]))
                 saved.append(Saved(record_id, 1))
+        _after(ctx, [{**row, "id": s.id} for row, s in zip(parsed_rows, saved, strict=True)])
         ctx.flush_history()
         return saved
 
     return _transaction(work)
+
+
+def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
+    derive = DERIVERS.get(ctx.entity.slug)
+    if derive is not None:
+        errors = derive(ctx, rows, befores)
+        if errors:
+            raise _invalid(errors)
+
+
+def _after(ctx: _Context, touched: list[dict[str, Any]]) -> None:
+    after = AFTER_WRITE.get(ctx.entity.slug)
+    if after is not None and touched:
+        after(ctx, touched)
 
 
 def _invalid(errors: dict[int, dict[str, str]]) -> RecordInvalid:
@@ -316,7 +345,6 @@ def update_many(
     record named twice gets both changes, the later winning. One UPDATE statement per set of changed
     columns, executed for all its records at once."""
     ctx = _context(slug, actor, "edit")
-    specs = {f.name: f for f in ctx.entity.live_fields}
     merged: dict[int, tuple[dict[str, Any], int | None]] = {}
     for pk, values, expected in changes:
         before, first_expected = merged.get(pk, ({}, expected))
@@ -332,73 +360,104 @@ def update_many(
     if errors:
         raise _invalid(errors)
 
-    def work() -> list[Saved]:
-        current = _load(ctx, pks, lock=True)
-        diffs: list[dict[str, Any]] = []
-        for pk, parsed in zip(pks, parsed_rows, strict=True):
-            row = current.get(pk)
-            if row is None:
-                raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
-            expected = merged[pk][1]
-            if expected is not None and row["row_version"] != expected:
-                raise _stale(ctx, row)
-            diffs.append({n: v for n, v in parsed.items() if _json(specs[n], v) != _json(specs[n], row[n])})
-        check = _check_references_and_unique(ctx, diffs, pks)
-        if check:
-            raise _invalid(check)
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        saved: list[Saved] = []
-        for pk, diff in zip(pks, diffs, strict=True):
-            version = current[pk]["row_version"]
-            if not diff:
-                saved.append(Saved(pk, version))
-                continue
-            params = {"_id": pk, "_version": version, "_new_version": version + 1}
-            params.update({f"_v_{name}": value for name, value in diff.items()})
-            groups.setdefault(tuple(sorted(diff)), []).append(params)
-            for name, value in diff.items():
-                ctx.log(
-                    pk,
-                    "update",
-                    specs[name],
-                    _json(specs[name], current[pk][name]),
-                    _json(specs[name], value),
-                )
-            saved.append(Saved(pk, version + 1))
-        tbl = ctx.table
-        for names, group in groups.items():
-            statement = (
-                sa.update(tbl)
-                .where(
-                    tbl.c.id == bindparam("_id"),
-                    tbl.c.row_version == bindparam("_version"),
-                    tbl.c.deleted_at.is_(None),
-                )
-                .values(
-                    {
-                        **{name: bindparam(f"_v_{name}") for name in names},
-                        "row_version": bindparam("_new_version"),
-                    }
-                )
+    expected = {pk: merged[pk][1] for pk in pks}
+    return _transaction(lambda: _apply(ctx, pks, parsed_rows, expected))
+
+
+def _apply(
+    ctx: _Context, pks: list[int], parsed_rows: list[dict[str, Any]], expected: Mapping[int, int | None]
+) -> list[Saved]:
+    """Write parsed changes to records (inside the caller's transaction): optimistic lock, derived fields,
+    one UPDATE per set of changed columns, history, and what depends on the records elsewhere."""
+    specs = {f.name: f for f in ctx.entity.live_fields}
+    current = _load(ctx, pks, lock=True, action="edit")
+    full_rows: list[dict[str, Any]] = []
+    for pk, parsed in zip(pks, parsed_rows, strict=True):
+        row = current.get(pk)
+        if row is None:
+            raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+        if expected.get(pk) is not None and row["row_version"] != expected[pk]:
+            raise _stale(ctx, row)
+        full_rows.append({**row, **parsed})
+    _derive(ctx, full_rows, [current[pk] for pk in pks])
+    diffs = [
+        {
+            n: v
+            for n, v in full.items()
+            if n in specs and _json(specs[n], v) != _json(specs[n], current[pk][n])
+        }
+        for pk, full in zip(pks, full_rows, strict=True)
+    ]
+    check = _check_references_and_unique(ctx, diffs, pks)
+    if check:
+        raise _invalid(check)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    saved: list[Saved] = []
+    for pk, diff in zip(pks, diffs, strict=True):
+        version = current[pk]["row_version"]
+        if not diff:
+            saved.append(Saved(pk, version))
+            continue
+        params = {"_id": pk, "_version": version, "_new_version": version + 1}
+        params.update({f"_v_{name}": value for name, value in diff.items()})
+        groups.setdefault(tuple(sorted(diff)), []).append(params)
+        for name, value in diff.items():
+            ctx.log(
+                pk, "update", specs[name], _json(specs[name], current[pk][name]), _json(specs[name], value)
             )
-            for chunk in _chunks(group, BATCH):
-                if db.session.execute(statement, chunk).rowcount != len(chunk):
-                    # Someone changed one of them after we read it (the locks make this rare).
-                    now = _load(ctx, [p["_id"] for p in chunk], lock=False)
-                    moved = next(
-                        p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"]
-                    )
-                    raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
-        ctx.flush_history()
-        return saved
+        saved.append(Saved(pk, version + 1))
+    tbl = ctx.table
+    for names, group in groups.items():
+        statement = (
+            sa.update(tbl)
+            .where(
+                tbl.c.id == bindparam("_id"),
+                tbl.c.row_version == bindparam("_version"),
+                tbl.c.deleted_at.is_(None),
+            )
+            .values(
+                {
+                    **{name: bindparam(f"_v_{name}") for name in names},
+                    "row_version": bindparam("_new_version"),
+                }
+            )
+        )
+        for chunk in _chunks(group, BATCH):
+            if db.session.execute(statement, chunk).rowcount != len(chunk):
+                # Someone changed one of them after we read it (the locks make this rare).
+                now = _load(ctx, [p["_id"] for p in chunk], lock=False, action="edit")
+                moved = next(
+                    p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"]
+                )
+                raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
+    changed = [pk for pk, diff in zip(pks, diffs, strict=True) if diff]
+    _after(ctx, [current[pk] for pk in changed] + [f for f, d in zip(full_rows, diffs, strict=True) if d])
+    ctx.flush_history()
+    return saved
 
-    return _transaction(work)
+
+def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _Context) -> list[Saved]:
+    """Apply changes that follow from ``cause`` (stored values, already parsed) to records of another
+    table, in the same transaction and change set, whatever the actor's rights on that table: e.g. a
+    deal's amount when someone edits its lines."""
+    schema = runtime.current()
+    entity = schema.entity(slug)
+    model = schema.classes[slug]
+    rights = grants(Actor.system_job(), entity, schema.access)
+    ctx = _Context(
+        entity, model, model.__table__, rights, cause.actor, changeset=cause.changeset, at=cause.at
+    )
+    pks = list(changes)
+    return _apply(ctx, pks, [dict(changes[pk]) for pk in pks], {})
 
 
-def _load(ctx: _Context, pks: list[int], *, lock: bool, deleted: bool = False) -> dict[int, dict[str, Any]]:
-    """Current rows by id (live ones, or those in the recycle bin), values keyed by field name."""
+def _load(
+    ctx: _Context, pks: list[int], *, lock: bool, action: str = "read", deleted: bool = False
+) -> dict[int, dict[str, Any]]:
+    """Current rows by id that ``action`` may reach (or those in the recycle bin), values keyed by field
+    name; a row out of the actor's scope is not there, as if it did not exist."""
     rows: dict[int, dict[str, Any]] = {}
-    condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants)
+    condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants, action)
     for chunk in _chunks(sorted(set(pks)), BATCH):
         query = select(ctx.table).where(ctx.table.c.id.in_(chunk), condition)
         if lock:
@@ -440,7 +499,7 @@ def delete_many(
     ctx = _context(slug, actor, "delete")
 
     def work() -> int:
-        current = _load(ctx, list(record_ids), lock=True)
+        current = _load(ctx, list(record_ids), lock=True, action="delete")
         for i, pk in enumerate(record_ids):
             row = current.get(pk)
             if row is None:
@@ -491,6 +550,7 @@ def _mark(ctx: _Context, rows: dict[int, dict[str, Any]], *, deleted: bool) -> N
             raise RecordError(_("Someone else changed these records at the same time; nothing was changed."))
     for pk in rows:
         ctx.log(pk, "delete" if deleted else "restore")
+    _after(ctx, list(rows.values()))
     ctx.flush_history()
 
 

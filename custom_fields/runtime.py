@@ -79,6 +79,8 @@ def _display(spec: EntitySpec) -> Callable[[Any], str]:
 def column_default(spec: FieldSpec) -> Any:
     """What a new record gets when it names no value: now, for automatic timestamps; else the admin's
     default (checked when it was set, so it parses)."""
+    if spec.settings.get("derived"):
+        return None  # computed by the write path (``app.crm.derive``)
     if spec.settings.get("auto"):
         return utcnow
     if spec.default is None:
@@ -102,7 +104,9 @@ def build_classes(specs: list[EntitySpec]) -> tuple[registry, dict[str, type]]:
             columns.append(
                 Column(fld.column_name, ftype.column_type(fld), key=fld.name, default=column_default(fld))
             )
-        tbl = Table(spec.table_name, reg.metadata, *columns, *record_columns())
+        named = {c.name for c in columns}  # a core table's owner is also a field ("Owner")
+        extra = [c for c in record_columns() if c.name not in named]
+        tbl = Table(spec.table_name, reg.metadata, *columns, *extra)
         classes[spec.slug] = type(
             f"T_{spec.slug}",
             (base,),

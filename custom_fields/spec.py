@@ -54,6 +54,15 @@ class FieldSpec:
 
     @property
     def options(self) -> list[dict[str, str]]:
+        """The choices, with a core field's labels in the user's language (unless an admin renamed them)."""
+        if not self.is_system:
+            return self.stored_options
+        from flask_babel import gettext
+
+        return [{**o, "label": gettext(o["label"])} for o in self.stored_options]
+
+    @property
+    def stored_options(self) -> list[dict[str, str]]:
         return list(self.settings.get("options") or [])
 
 

@@ -607,7 +607,7 @@ class SingleSelectType(FieldType):
         if text in by_id:
             return text
         folded = text.casefold()
-        for option in spec.options:
+        for option in (*spec.options, *spec.stored_options):
             if option["label"].strip().casefold() == folded:
                 return option["id"]
         choices = ", ".join(o["label"] for o in spec.options[:10])
@@ -743,7 +743,8 @@ def clean_options(raw: Any) -> list[dict[str, str]]:
             raise SettingsError(_("The option “%(label)s” appears twice.", label=label))
         seen_labels.add(label.casefold())
         option_id = str(item.get("id") or "")
-        if not re.fullmatch(r"[0-9a-f]{8}", option_id) or option_id in seen_ids:
+        # Generated ids, or the readable ones core fields ship with ("customer").
+        if not re.fullmatch(r"[0-9a-f]{8}|[a-z][a-z0-9_]{0,15}", option_id) or option_id in seen_ids:
             option_id = new_option_id()
         seen_ids.add(option_id)
         color = str(item.get("color") or "")

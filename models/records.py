@@ -28,6 +28,10 @@ from models.system import utcnow
 
 #: Table-level actions a role may be allowed, in the order the access screen shows them.
 TABLE_ACTIONS = ("read", "add", "edit", "delete", "export", "import", "mail")
+#: Actions that reach existing rows, and how far: the user's own rows (owner, or named in a user field),
+#: their teams' rows, or all rows. Listed from the narrowest to the widest.
+SCOPED_ACTIONS = ("read", "edit", "delete")
+SCOPES = ("own", "team", "all")
 #: Field-level modes, from the most to the least permissive.
 FIELD_MODES = ("edit", "view", "hidden")
 
@@ -50,12 +54,22 @@ class TableRule(Model):
     export: Mapped[bool | None] = mapped_column(Boolean)
     import_: Mapped[bool | None] = mapped_column("import", Boolean)
     mail: Mapped[bool | None] = mapped_column(Boolean)
+    # How far read/edit/delete reach (own, team, all; NULL = inherit, or "all" on a role's default).
+    read_scope: Mapped[str | None] = mapped_column(String(8))
+    edit_scope: Mapped[str | None] = mapped_column(String(8))
+    delete_scope: Mapped[str | None] = mapped_column(String(8))
 
     def get(self, action: str) -> bool | None:
         return getattr(self, "import_" if action == "import" else action)
 
     def set(self, action: str, value: bool | None) -> None:
         setattr(self, "import_" if action == "import" else action, value)
+
+    def get_scope(self, action: str) -> str | None:
+        return getattr(self, f"{action}_scope")
+
+    def set_scope(self, action: str, scope: str | None) -> None:
+        setattr(self, f"{action}_scope", scope)
 
 
 class FieldRule(Model):

@@ -1,0 +1,271 @@
+"""The CRM's computed fields and cross-field rules, run by the write path inside each write's transaction
+(``custom_fields.records.DERIVERS`` / ``AFTER_WRITE``), so a form, the API, an import and a job all get
+the same results:
+
+- a contact's full name from its parts; consent dates when consent is given or withdrawn;
+- a deal's pipeline from its stage, its probability from the stage unless set, ``closed_at`` when it
+  reaches a won or lost stage, its amount from its lines when it has any;
+- a deal line's price from its product and its total; the deal's amount after any line changes;
+- an activity's time (now) and company (from its contact or deal) when left empty;
+- a task's assignee (its creator) and ``completed_at``;
+- an invoice's balance, status (paid, partly paid) and days overdue (also refreshed nightly);
+- a lead's ``converted_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import bindparam, func, select, update
+
+from app.extensions import db
+from custom_fields import records, runtime
+from custom_fields.records import _Context
+from custom_fields.types import local_timezone
+from models.system import utcnow
+
+Rows = list[dict[str, Any]]
+Befores = list[dict[str, Any] | None]
+Errors = dict[int, dict[str, str]]
+HUNDRED = Decimal(100)
+CENT = Decimal("0.01")
+#: Invoice statuses that never count as overdue.
+SETTLED = ("paid", "cancelled", "draft")
+
+
+def _changed(row: dict[str, Any], before: dict[str, Any] | None, name: str) -> bool:
+    return before is None or row.get(name) != before.get(name)
+
+
+def _table(slug: str) -> Any:
+    return runtime.current().classes[slug].__table__
+
+
+def _by_id(slug: str, ids: Iterable[Any], *columns: str) -> dict[int, Any]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    tbl = _table(slug)
+    query = select(tbl.c.id, *(tbl.c[c] for c in columns)).where(tbl.c.id.in_(wanted))
+    return {row.id: row for row in db.session.execute(query)}
+
+
+def _percent_errors(rows: Rows, name: str) -> Errors:
+    errors: Errors = {}
+    for i, row in enumerate(rows):
+        value = row.get(name)
+        if value is not None and not 0 <= value <= HUNDRED:
+            errors[i] = {name: _("Must be between 0 and 100.")}
+    return errors
+
+
+def today() -> dt.date:
+    return dt.datetime.now(local_timezone()).date()
+
+
+# --- contacts, leads -------------------------------------------------------------------------------------
+
+
+def contacts(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    now = utcnow()
+    for row, before in zip(rows, befores, strict=True):
+        parts = (row.get("first_name"), row.get("middle_name"), row.get("last_name"))
+        row["full_name"] = " ".join(p.strip() for p in parts if p and p.strip()) or None
+        for channel in ("email", "sms"):
+            if _changed(row, before, f"{channel}_consent") and row.get(f"{channel}_consent") is not None:
+                if before is None or row.get(f"{channel}_consent_at") == before.get(f"{channel}_consent_at"):
+                    row[f"{channel}_consent_at"] = now
+    return {}
+
+
+def leads(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    for row, before in zip(rows, befores, strict=True):
+        if row.get("status") == "converted" and _changed(row, before, "status"):
+            row["converted_at"] = utcnow()
+        elif row.get("status") != "converted":
+            row["converted_at"] = None
+    return {}
+
+
+# --- pipelines, stages, deals, lines ---------------------------------------------------------------------
+
+
+def stages(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    errors = _percent_errors(rows, "probability")
+    for i, row in enumerate(rows):
+        if row.get("is_won") and row.get("is_lost"):
+            errors.setdefault(i, {})["is_lost"] = _("A stage cannot be both won and lost.")
+    return errors
+
+
+def line_totals(deal_ids: Iterable[int]) -> dict[int, Decimal]:
+    """The sum of each deal's live lines (deals without lines are left out)."""
+    wanted = {i for i in deal_ids if i is not None}
+    if not wanted:
+        return {}
+    tbl = _table("deal_lines")
+    query = (
+        select(tbl.c.deal_id, func.coalesce(func.sum(tbl.c.total), 0))
+        .where(tbl.c.deal_id.in_(wanted), tbl.c.deleted_at.is_(None))
+        .group_by(tbl.c.deal_id)
+    )
+    return {deal_id: Decimal(total).quantize(CENT) for deal_id, total in db.session.execute(query)}
+
+
+def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    errors = _percent_errors(rows, "probability")
+    found = _by_id(
+        "stages", (r.get("stage_id") for r in rows), "pipeline_id", "probability", "is_won", "is_lost"
+    )
+    sums = line_totals(r["id"] for r in rows if r.get("id") is not None)
+    now = utcnow()
+    for i, (row, before) in enumerate(zip(rows, befores, strict=True)):
+        stage = found.get(row.get("stage_id"))
+        if stage is None:
+            continue  # the write path names the missing stage
+        row["pipeline_id"] = stage.pipeline_id
+        if _changed(row, before, "stage_id") and (
+            row.get("probability") is None or not _changed(row, before, "probability")
+        ):
+            row["probability"] = stage.probability
+        if stage.is_won or stage.is_lost:
+            row["closed_at"] = row.get("closed_at") or now
+        else:
+            row["closed_at"] = None
+        if row.get("id") in sums:
+            total = sums[row["id"]]
+            if _changed(row, before, "amount") and row.get("amount") not in (None, total):
+                errors.setdefault(i, {})["amount"] = _(
+                    "The amount is the sum of the deal's lines (%(total)s); change the lines instead.",
+                    total=total,
+                )
+            row["amount"] = total
+    return errors
+
+
+def deal_lines(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    errors = _percent_errors(rows, "discount")
+    prices = _by_id("products", (r.get("product_id") for r in rows if r.get("price") is None), "price")
+    for i, row in enumerate(rows):
+        if row.get("price") is None and row.get("product_id") in prices:
+            row["price"] = prices[row["product_id"]].price
+        quantity = row.get("quantity")
+        if quantity is not None and quantity <= 0:
+            errors.setdefault(i, {})["quantity"] = _("Must be more than zero.")
+            continue
+        price, discount = row.get("price"), row.get("discount") or Decimal(0)
+        if quantity is None or price is None:
+            row["total"] = None
+        else:
+            row["total"] = (quantity * price * (HUNDRED - discount) / HUNDRED).quantize(CENT)
+    return errors
+
+
+def after_deal_lines(ctx: _Context, touched: Rows) -> None:
+    """Every deal whose lines changed gets the sum of its live lines as its amount."""
+    deal_ids = {r.get("deal_id") for r in touched} - {None}
+    sums = line_totals(deal_ids)
+    stored = _by_id("deals", deal_ids, "amount", "deleted_at")
+    changes = {
+        deal_id: {"amount": total}
+        for deal_id, total in sums.items()
+        if deal_id in stored and stored[deal_id].deleted_at is None and stored[deal_id].amount != total
+    }
+    if changes:
+        records.cascade_update("deals", changes, ctx)
+
+
+# --- activities, tasks ---------------------------------------------------------------------------------
+
+
+def activities(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    contacts_found = _by_id("contacts", (r.get("contact_id") for r in rows), "company_id")
+    deals_found = _by_id("deals", (r.get("deal_id") for r in rows), "company_id")
+    for row, before in zip(rows, befores, strict=True):
+        if before is None and row.get("occurred_at") is None:
+            row["occurred_at"] = utcnow()
+        if row.get("company_id") is None:
+            source = contacts_found.get(row.get("contact_id")) or deals_found.get(row.get("deal_id"))
+            row["company_id"] = source.company_id if source is not None else None
+        if row.get("kind") == "complaint" and row.get("resolution") is None:
+            row["resolution"] = "open"
+    return {}
+
+
+def tasks(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    for row, before in zip(rows, befores, strict=True):
+        if before is None and row.get("assignee_id") is None:
+            row["assignee_id"] = ctx.actor.user_id
+        if row.get("status") == "done":
+            row["completed_at"] = row.get("completed_at") or utcnow()
+        else:
+            row["completed_at"] = None
+    return {}
+
+
+# --- invoices --------------------------------------------------------------------------------------------
+
+
+def overdue_days(due_on: dt.date | None, status: str | None, balance: Decimal | None, on: dt.date) -> int:
+    """Whole days past the due date of an unpaid, issued invoice (0 when it is not overdue)."""
+    if due_on is None or status in SETTLED or not balance or balance <= 0 or due_on >= on:
+        return 0
+    return (on - due_on).days
+
+
+def invoices(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    errors: Errors = {}
+    on = today()
+    for i, row in enumerate(rows):
+        amount, paid = row.get("amount"), row.get("paid_amount") or Decimal(0)
+        if paid < 0:
+            errors.setdefault(i, {})["paid_amount"] = _("Cannot be negative.")
+        if amount is None:
+            continue
+        status = row.get("status")
+        if status not in ("cancelled", "draft"):
+            if paid >= amount > 0:
+                status = "paid"
+            elif 0 < paid < amount:
+                status = "partly_paid"
+            elif status in ("paid", "partly_paid"):
+                status = "issued"
+        row["status"] = status
+        row["balance"] = (amount - paid).quantize(CENT)
+        row["overdue_days"] = overdue_days(row.get("due_on"), status, row["balance"], on)
+    return errors
+
+
+def refresh_overdue(on: dt.date | None = None) -> int:
+    """Recount every invoice's days overdue for ``on`` (today): a derived value that changes with the
+    calendar, not with an edit, so it is written without a history line or a new version."""
+    on = on or today()
+    tbl = _table("invoices")
+    rows = db.session.execute(
+        select(tbl.c.id, tbl.c.due_on, tbl.c.status, tbl.c.balance, tbl.c.overdue_days).where(
+            tbl.c.deleted_at.is_(None)
+        )
+    ).all()
+    changes = [
+        {"_id": r.id, "_days": days}
+        for r in rows
+        if (days := overdue_days(r.due_on, r.status, r.balance, on)) != (r.overdue_days or 0)
+    ]
+    if changes:
+        db.session.execute(
+            update(tbl).where(tbl.c.id == bindparam("_id")).values(overdue_days=bindparam("_days")), changes
+        )
+    db.session.commit()
+    return len(changes)
+
+
+def register() -> None:
+    records.DERIVERS.update(
+        contacts=contacts, leads=leads, stages=stages, deals=deals, deal_lines=deal_lines,
+        activities=activities, tasks=tasks, invoices=invoices,
+    )  # fmt: skip
+    records.AFTER_WRITE["deal_lines"] = after_deal_lines
