@@ -416,8 +416,9 @@ def save_rules(
     fields: dict[int, str | None] | None = None,
     user_id: int | None = None,
 ) -> None:
-    """Change a role's rules in one transaction. For a table, None for an action means "as the default
-    for all tables"; the default itself must allow or deny each action. Bumps the schema version, so
+    """Change a role's rules in one transaction. ``tables`` maps a table (None: the default for all) to
+    actions (True/False) and scopes (``read_scope`` ... : own, team, all). For a table, None means "as the
+    default for all tables"; the default itself must allow or deny each action it names. Bumps the schema version, so
     every process (web and worker) applies the change at once."""
     from custom_fields.service import SchemaError, _bump, _field, _run
 
@@ -425,7 +426,7 @@ def save_rules(
         role = _role(role_id)
         changes: list[str] = []
         for entity_id, rights in (tables or {}).items():
-            if entity_id is None and any(v is None for v in rights.values()):
+            if entity_id is None and any(v is None for k, v in rights.items() if not k.endswith("_scope")):
                 raise SchemaError(_("The default for all tables must allow or deny each action."))
             rule = db.session.scalar(
                 select(TableRule).where(
@@ -437,10 +438,19 @@ def save_rules(
                 rule = TableRule(role_id=role_id, entity_id=entity_id)
                 db.session.add(rule)
             for action, value in rights.items():
+                where = "*" if entity_id is None else f"#{entity_id}"
+                if action.endswith("_scope") and action.removesuffix("_scope") in SCOPED_ACTIONS:
+                    scoped = action.removesuffix("_scope")
+                    if value is not None and value not in SCOPES:
+                        raise SchemaError(f"unknown scope {value!r}")
+                    if rule.get_scope(scoped) != value:
+                        changes.append(f"{where}.{action}={value}")
+                    rule.set_scope(scoped, value)
+                    continue
                 if action not in TABLE_ACTIONS:
                     raise SchemaError(f"unknown action {action!r}")
                 if rule.get(action) != value:
-                    changes.append(f"{'*' if entity_id is None else f'#{entity_id}'}.{action}={value}")
+                    changes.append(f"{where}.{action}={value}")
                 rule.set(action, value)
         for field_id, mode in (fields or {}).items():
             row = _field(field_id)

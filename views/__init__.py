@@ -46,6 +46,10 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.system import JobRunView, SystemView
 
     tables.register(appbuilder)
+    from views import board, leads, my_tasks, search, teams
+
+    for crm_screens in (board, my_tasks, search, leads, teams):
+        crm_screens.register(appbuilder)
     add_view(
         appbuilder,
         SchemaAdminView,

@@ -28,6 +28,7 @@ from custom_fields.access import Actor, Grants
 from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
+from views import related
 
 READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
@@ -191,6 +192,7 @@ class GeneratedModelView(ModelView):
     base_order = ("id", "desc")
     base_filters = BASE_FILTERS
     show_template = "tabula/record_show.html"
+    add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
     tabula_entity: EntitySpec
 
@@ -253,12 +255,32 @@ class GeneratedModelView(ModelView):
         if request.method == "POST" and form.validate():
             values = {c: form[c].data for c in self.add_columns}
             slug = self.tabula_entity.slug
-            if self._write(lambda: records.create(slug, values, Actor.current("ui")), form):
+            if not request.form.get("_save_duplicate"):
+                from app.crm import duplicates
+
+                g.tabula_duplicates = duplicates.find(slug, values, access.current_grants(self.tabula_entity))
+            if g.get("tabula_duplicates"):
+                flash(_("This looks like a record that already exists. Check before saving."), "warning")
+            elif self._write(lambda: records.create(slug, values, Actor.current("ui")), form):
                 flash(self.add_row_message, "success")
                 return None
         elif request.method != "POST":
             self.update_redirect()
+            self._prefill(form)
         return self._get_add_widget(form=form, exclude_cols=[])
+
+    def _prefill(self, form: Any) -> None:
+        """A new record's values from the address (``?company_id=5&kind=call``): quick actions and "add"
+        links from related lists open the form already filled; values that do not parse are ignored."""
+        for name in self.add_columns:
+            raw = request.args.get(name)
+            spec = self.datamodel.tabula_fields.get(name)
+            if raw is None or spec is None:
+                continue
+            try:
+                form[name].data = REGISTRY[spec.type].parse(raw, spec)
+            except ValueError:
+                continue
 
     def _edit(self, pk: Any) -> Any:
         item = self.datamodel.get(pk, self._base_filters)
@@ -300,6 +322,7 @@ class GeneratedModelView(ModelView):
         rights = access.current_grants(self.tabula_entity)
         slug = self.tabula_entity.slug
         g.tabula_timeline = history.timeline(rights, int(pk))
+        g.tabula_related = related.show_context(self.tabula_entity, rights, int(pk))
         g.tabula_record_links = {
             "edit": url_for("TableView.edit", slug=slug, pk=pk) if rights.can("edit") else None,
             "delete": url_for("TableView.delete", slug=slug, pk=pk) if rights.can("delete") else None,
