@@ -418,15 +418,16 @@ def save_rules(
 ) -> None:
     """Change a role's rules in one transaction. ``tables`` maps a table (None: the default for all) to
     actions (True/False) and scopes (``read_scope`` ... : own, team, all). For a table, None means "as the
-    default for all tables"; the default itself must allow or deny each action it names. Bumps the schema version, so
-    every process (web and worker) applies the change at once."""
+    default for all tables"; the default itself must allow or deny each action it names. Bumps the schema
+    version, so every process (web and worker) applies the change at once."""
     from custom_fields.service import SchemaError, _bump, _field, _run
 
     def change() -> None:
         role = _role(role_id)
         changes: list[str] = []
         for entity_id, rights in (tables or {}).items():
-            if entity_id is None and any(v is None for k, v in rights.items() if not k.endswith("_scope")):
+            unset = [k for k, v in rights.items() if v is None]
+            if entity_id is None and unset:
                 raise SchemaError(_("The default for all tables must allow or deny each action."))
             rule = db.session.scalar(
                 select(TableRule).where(
