@@ -90,6 +90,8 @@ def env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFact
         TABULA_INSTANCE_DIR=str(tmp_path_factory.mktemp("instance")),
         TABULA_ADMIN_PASSWORD=ADMIN_PASSWORD,
         TABULA_DEMO_PASSWORD=DEMO_PASSWORD,
+        # A small demo book (the full one is loaded by `tabula run` and checked by tests/test_demo.py).
+        TABULA_DEMO_SCALE="0.02",
         SECRET_KEY="test-secret-" + uuid.uuid4().hex,
     )
     return environment
