@@ -15,6 +15,7 @@ from flask_appbuilder.fieldwidgets import (
 from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms import Field, ValidationError
+from wtforms.validators import StopValidation
 from wtforms.widgets import html_params
 
 from custom_fields.spec import FieldSpec
@@ -201,6 +202,8 @@ def _validators(ftype: FieldType, spec: FieldSpec, search: bool) -> list[Any]:
 
 def required(form: Any, field: RegistryField) -> None:
     if field.data is None or field.data == "":
+        if field.raw not in (None, "") and field.errors:
+            raise StopValidation()  # something was typed: its own message ("Expected a number") says why
         field.errors[:] = []
         raise ValidationError(_("This field is required."))
 

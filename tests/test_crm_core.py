@@ -1,0 +1,305 @@
+"""The core CRM tables through the generated screens (every entity: add, show, edit, delete, refused
+values) and the rules the write path computes for them (deal amount from lines, stage probability and
+closing, overdue invoices, contact names and consent, task completion), on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy import select
+
+from app.crm import derive
+from app.extensions import db
+from custom_fields import records, runtime
+from custom_fields.access import Actor
+from models import JobRun, JobStatus, RecordChange
+from tests.conftest import csrf_token
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def actor(username: str) -> Actor:
+    return Actor.of_user(db.session.scalar(select(User).where(User.username == username)))
+
+
+def row(slug: str, pk: int) -> Any:
+    db.session.expire_all()
+    return db.session.get(runtime.current().classes[slug], pk)
+
+
+@pytest.fixture
+def book(app_ctx) -> dict[str, int]:  # noqa: ANN001
+    """A pipeline with an open, a won and a lost stage, a company, a contact, a product, a deal."""
+    admin = actor("admin")
+    t = tag()
+    pipeline = records.create("pipelines", {"name": f"Воронка {t}"}, admin).id
+    stages = records.create_many(
+        "stages",
+        [
+            {"name": "Новая", "pipeline_id": pipeline, "position": 1, "probability": "10"},
+            {
+                "name": "Выиграна",
+                "pipeline_id": pipeline,
+                "position": 2,
+                "probability": "100",
+                "is_won": True,
+            },
+            {
+                "name": "Проиграна",
+                "pipeline_id": pipeline,
+                "position": 3,
+                "probability": "0",
+                "is_lost": True,
+            },
+        ],
+        admin,
+    )
+    company = records.create("companies", {"name": f"ООО «Ромашка {t}»", "kind": "customer"}, admin).id
+    contact = records.create("contacts", {"first_name": "Иван", "company_id": company}, admin).id
+    product = records.create("products", {"name": f"Кирпич {t}", "sku": f"K-{t}", "price": "12,50"}, admin).id
+    deal = records.create(
+        "deals", {"title": f"Поставка {t}", "stage_id": stages[0].id, "company_id": company}, admin
+    ).id
+    return {
+        "pipeline": pipeline, "open": stages[0].id, "won": stages[1].id, "lost": stages[2].id,
+        "company": company, "contact": contact, "product": product, "deal": deal, "tag": t,
+    }  # fmt: skip
+
+
+def minimal_form(slug: str, book: dict[str, Any], t: str) -> dict[str, str]:
+    """The fewest values a user types to add a record of each core table."""
+    return {
+        "companies": {"name": f"АО Тест {t}", "kind": "supplier", "phone": "8 (916) 123-45-67"},
+        "contacts": {"first_name": f"Пётр {t}", "last_name": "Сидоров", "company_id": str(book["company"])},
+        "leads": {"title": f"Заявка с сайта {t}", "source": "web_form", "email": f"lead-{t}@example.com"},
+        "pipelines": {"name": f"Тендеры {t}"},
+        "stages": {"name": f"Квалификация {t}", "pipeline_id": str(book["pipeline"]), "probability": "20"},
+        "products": {"name": f"Цемент {t}", "sku": f"C-{t}", "price": "450,00", "currency": "rub"},
+        "deals": {"title": f"Сделка {t}", "stage_id": str(book["open"]), "amount": "1 000,50"},
+        "deal_lines": {
+            "deal_id": str(book["deal"]),
+            "description": f"Строка {t}",
+            "quantity": "2",
+            "price": "10",
+        },
+        "activities": {"kind": "call", "subject": f"Звонок {t}", "outcome": "no_answer"},
+        "tasks": {"title": f"Перезвонить {t}", "status": "open", "priority": "high"},
+        "invoices": {"number": f"СЧ-{t}", "amount": "5000", "company_id": str(book["company"])},
+    }[slug]
+
+
+SLUGS = (
+    "companies", "contacts", "leads", "pipelines", "stages", "products", "deals", "deal_lines", "activities",
+    "tasks", "invoices",
+)  # fmt: skip
+
+
+def newest(slug: str) -> int:
+    model = runtime.current().classes[slug]
+    return db.session.scalar(select(model.id).order_by(model.id.desc()).limit(1))
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_every_core_table_through_its_screens(slug: str, book, admin_client) -> None:  # noqa: ANN001
+    t = tag()
+    page = admin_client.get(f"/t/{slug}/add")
+    assert page.status_code == 200
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True)), **minimal_form(slug, book, t)}
+    saved = admin_client.post(f"/t/{slug}/add", data=form)
+    assert saved.status_code == 302, re.findall(r'class="help-block">([^<]*)', saved.get_data(as_text=True))
+    pk = newest(slug)
+    assert t in admin_client.get(f"/t/{slug}/show/{pk}").get_data(as_text=True)
+    assert t in admin_client.get(f"/t/{slug}/list/").get_data(as_text=True)
+    named = next(name for name, value in form.items() if t in value and name != "csrf_token")
+
+    # Edit: change the value naming the record, with the version the page was opened at.
+    edit = admin_client.get(f"/t/{slug}/edit/{pk}").get_data(as_text=True)
+    version = re.search(r'name="row_version"[^>]*value="(\d+)"', edit) or re.search(
+        r'value="(\d+)"[^>]*name="row_version"', edit
+    )
+    changed = dict(form, csrf_token=csrf_token(edit), row_version=version.group(1))
+    changed[named] = f"{form[named]} изменено"
+    assert admin_client.post(f"/t/{slug}/edit/{pk}", data=changed).status_code == 302
+    assert "изменено" in admin_client.get(f"/t/{slug}/show/{pk}").get_data(as_text=True).lower()
+
+    # Delete: to the recycle bin, gone from the list, kept in history.
+    page = admin_client.get(f"/t/{slug}/show/{pk}").get_data(as_text=True)
+    assert (
+        admin_client.post(f"/t/{slug}/delete/{pk}", data={"csrf_token": csrf_token(page)}).status_code == 302
+    )
+    assert row(slug, pk).deleted_at is not None
+    assert admin_client.get(f"/t/{slug}/show/{pk}").status_code == 404
+    entity = runtime.current().entity(slug)
+    actions = set(
+        db.session.scalars(
+            select(RecordChange.action).where(
+                RecordChange.entity_id == entity.id, RecordChange.record_id == pk
+            )
+        )
+    )
+    assert {"create", "update", "delete"} <= actions
+
+
+REFUSALS = [
+    ("companies", {"name": ""}, "This field is required"),
+    ("contacts", {"first_name": "Анна", "email": "не-почта"}, "Expected an e-mail address"),
+    ("stages", {"name": "Двойная", "is_won": "y", "is_lost": "y"}, "cannot be both won and lost"),
+    ("stages", {"name": "Сверх", "probability": "150"}, "between 0 and 100"),
+    ("deals", {"title": "Без этапа"}, "This field is required"),
+    ("deal_lines", {"description": "Ноль", "quantity": "0"}, "more than zero"),
+    ("activities", {"kind": "телепатия"}, "is not one of the options"),
+    ("invoices", {"number": "СЧ-неверный", "amount": "много"}, "Expected a number"),
+]
+
+
+@pytest.mark.parametrize(("slug", "values", "message"), REFUSALS)
+def test_refused_values_are_explained_and_save_nothing(slug, values, message, book, admin_client) -> None:  # noqa: ANN001
+    if slug == "stages":
+        values = {**values, "pipeline_id": str(book["pipeline"])}
+    if slug == "deal_lines":
+        values = {**values, "deal_id": str(book["deal"])}
+    before = newest(slug)
+    page = admin_client.get(f"/t/{slug}/add").get_data(as_text=True)
+    response = admin_client.post(f"/t/{slug}/add", data={"csrf_token": csrf_token(page), **values})
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert newest(slug) == before
+
+
+def test_deal_amount_follows_its_lines(book) -> None:  # noqa: ANN001
+    admin = actor("admin")
+    deal = book["deal"]
+    first = records.create(
+        "deal_lines", {"deal_id": deal, "product_id": book["product"], "quantity": "10"}, admin
+    )
+    assert row("deal_lines", first.id).price == Decimal("12.50")  # from the product
+    assert row("deal_lines", first.id).total == Decimal("125.00")
+    records.create("deal_lines", {"deal_id": deal, "quantity": "3", "price": "100", "discount": "10"}, admin)
+    assert row("deals", deal).amount == Decimal("395.00")  # 125 + 270
+    records.update("deal_lines", first.id, {"quantity": "2"}, admin, expected_version=1)
+    assert row("deals", deal).amount == Decimal("295.00")
+    records.delete("deal_lines", first.id, admin)
+    assert row("deals", deal).amount == Decimal("270.00")
+    # The amount of a deal with lines is theirs; typing another is refused, nothing changes.
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.update("deals", deal, {"amount": "1"}, admin, expected_version=None)
+    assert "amount" in refused.value.errors and row("deals", deal).amount == Decimal("270.00")
+    # The deal's history names who changed the amount, in the same change set as the line.
+    entity = runtime.current().entity("deals")
+    amount_field = entity.field_by_name("amount")
+    lines = db.session.scalars(
+        select(RecordChange).where(
+            RecordChange.entity_id == entity.id,
+            RecordChange.record_id == deal,
+            RecordChange.field_id == amount_field.id,
+        )
+    ).all()
+    assert [c.new_value for c in lines][-1] == "270.00" and all(c.user_id == admin.user_id for c in lines)
+
+
+def test_stage_moves_set_probability_pipeline_and_closing(book) -> None:  # noqa: ANN001
+    admin = actor("admin")
+    deal = book["deal"]
+    assert row("deals", deal).probability == Decimal("10.00")
+    assert row("deals", deal).pipeline_id == book["pipeline"]
+    version = row("deals", deal).row_version
+    records.update("deals", deal, {"stage_id": book["won"]}, admin, expected_version=version)
+    won = row("deals", deal)
+    assert won.probability == Decimal("100.00") and won.closed_at is not None
+    records.update(
+        "deals", deal, {"stage_id": book["open"], "probability": "35"}, admin, expected_version=None
+    )
+    reopened = row("deals", deal)
+    assert reopened.closed_at is None and reopened.probability == Decimal("35.00")  # typed beats the stage
+
+
+def test_invoices_balance_status_and_days_overdue(app_ctx) -> None:  # noqa: ANN001
+    admin = actor("admin")
+    t = tag()
+    today = derive.today()
+    late = records.create(
+        "invoices",
+        {
+            "number": f"П-{t}",
+            "amount": "1000",
+            "due_on": (today - dt.timedelta(days=12)).isoformat(),
+            "paid_amount": "400",
+        },
+        admin,
+    ).id
+    invoice = row("invoices", late)
+    assert (invoice.status, invoice.balance, invoice.overdue_days) == ("partly_paid", Decimal("600.00"), 12)
+    records.update("invoices", late, {"paid_amount": "1000"}, admin, expected_version=None)
+    invoice = row("invoices", late)
+    assert (invoice.status, invoice.balance, invoice.overdue_days) == ("paid", Decimal("0.00"), 0)
+    due_today = records.create(
+        "invoices", {"number": f"С-{t}", "amount": "10", "due_on": today.isoformat()}, admin
+    ).id
+    assert row("invoices", due_today).overdue_days == 0
+    # Tomorrow it is one day overdue: the nightly recount sees that without anyone editing it.
+    assert derive.refresh_overdue(today + dt.timedelta(days=1)) >= 1
+    assert row("invoices", due_today).overdue_days == 1
+    derive.refresh_overdue(today)
+    assert row("invoices", due_today).overdue_days == 0
+
+
+def test_nightly_overdue_job_runs_on_a_real_worker(app, worker) -> None:  # noqa: ANN001
+    from jobs.crm import scheduled_overdue
+    from jobs.queues import get_queue
+
+    with app.app_context():
+        t = tag()
+        pk = records.create(
+            "invoices", {"number": f"Н-{t}", "amount": "10", "due_on": "2020-01-01"}, actor("admin")
+        ).id
+        table = runtime.current().classes["invoices"].__table__
+        db.session.execute(table.update().where(table.c.id == pk).values(overdue_days=0))  # as if yesterday
+        db.session.commit()
+        last_run = db.session.scalar(select(JobRun.id).order_by(JobRun.id.desc())) or 0
+        get_queue().enqueue(scheduled_overdue)  # what `tabula cron` enqueues at 00:05
+        deadline = time.monotonic() + 30
+        run = None
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            run = db.session.scalar(
+                select(JobRun).where(JobRun.id > last_run, JobRun.kind == "refresh_overdue_invoices")
+            )
+            if run is not None and run.status in (JobStatus.finished, JobStatus.failed):
+                break
+            time.sleep(0.2)
+        assert run is not None and run.status == JobStatus.finished
+        assert row("invoices", pk).overdue_days == (derive.today() - dt.date(2020, 1, 1)).days
+
+
+def test_contacts_tasks_activities_fill_in_what_follows(book) -> None:  # noqa: ANN001
+    staff = actor("staff1")
+    contact = records.create(
+        "contacts",
+        {"first_name": "Мария", "middle_name": "Ивановна", "last_name": "Петрова", "email_consent": True},
+        staff,
+    ).id
+    person = row("contacts", contact)
+    assert person.full_name == "Мария Ивановна Петрова" and person.email_consent_at is not None
+    assert person.owner_id == staff.user_id
+    task = records.create("tasks", {"title": "Отправить КП", "status": "open"}, staff).id
+    assert row("tasks", task).assignee_id == staff.user_id and row("tasks", task).completed_at is None
+    records.update("tasks", task, {"status": "done"}, staff, expected_version=1)
+    assert row("tasks", task).completed_at is not None
+    call = records.create(
+        "activities", {"kind": "complaint", "contact_id": book["contact"]}, actor("admin")
+    ).id
+    logged = row("activities", call)
+    assert (
+        logged.company_id == book["company"]
+        and logged.resolution == "open"
+        and logged.occurred_at is not None
+    )
