@@ -114,6 +114,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.replace(",", "."))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number such as 0.5, got {raw!r}") from None
+    if not value > minimum or value != value or value == float("inf"):
+        raise ConfigError(f"{name} must be a number above {minimum:g}, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -155,6 +168,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_ADMIN_EMAIL": env.get("TABULA_ADMIN_EMAIL", "").strip() or "admin@example.com",
         "TABULA_DEMO": _bool(env, "TABULA_DEMO", True),
         "TABULA_DEMO_PASSWORD": env.get("TABULA_DEMO_PASSWORD", ""),
+        # Size of the demo book: 1.0 is 2,000 companies, 5,000 contacts, 3,000 deals, 20,000 activities ...
+        "TABULA_DEMO_SCALE": _float(env, "TABULA_DEMO_SCALE", 1.0),
         # Outgoing mail (mailings, reminders).
         "SMTP_HOST": env.get("SMTP_HOST", "").strip() or "localhost",
         "SMTP_PORT": _int(env, "SMTP_PORT", 25),

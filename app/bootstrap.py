@@ -19,19 +19,27 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 import config
+from app.crm.demo import DemoResult
 from app.extensions import db
 from app.security import MANAGER, STAFF
-from custom_fields.access import seed_defaults
+from custom_fields.access import Actor, seed_defaults
 from custom_fields.core import sync_core_entities
 from models import AppSetting
 
 DEMO_SETTING = "demo_loaded_at"
-# Demo users: (username, first name, last name, role). Names are Cyrillic on purpose.
+# Demo users: (username, first name, last name, role). Names are Cyrillic on purpose. Their teams are in
+# ``app.crm.demo.TEAMS``.
 DEMO_USERS = [
     ("manager", "Мария", "Иванова", MANAGER),
     ("staff1", "Пётр", "Смирнов", STAFF),
-    ("staff2", "Anna", "Kuznetsova", STAFF),
+    ("staff2", "Анна", "Кузнецова", STAFF),
+    ("staff3", "Дмитрий", "Орлов", STAFF),
+    ("manager2", "Олег", "Волков", MANAGER),
+    ("staff4", "Екатерина", "Соколова", STAFF),
+    ("staff5", "Илья", "Новиков", STAFF),
 ]
+#: Progress of a long step: (table, rows done, rows in all).
+Progress = Callable[[str, int, int], None]
 _INIT_LOCK_KEY = 7_305_911  # PostgreSQL advisory lock id of `tabula init`
 
 
@@ -41,6 +49,9 @@ class InitReport:
     admin_password: str | None = None
     demo_loaded: bool = False
     demo_password: str | None = None
+    demo_counts: dict[str, int] = field(default_factory=dict)
+    demo_seconds: float = 0.0
+    pipeline_created: str | None = None
     grants: dict[str, int] = field(default_factory=dict)
 
 
@@ -86,8 +97,15 @@ def init_lock(app: Flask) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def initialize(app: Flask, *, demo: bool | None = None, echo: Callable[[str], None] = print) -> InitReport:
-    """Upgrade the schema, sync permissions and roles, create the first admin, load demo data once."""
+def initialize(
+    app: Flask,
+    *,
+    demo: bool | None = None,
+    echo: Callable[[str], None] = print,
+    progress: Progress | None = None,
+) -> InitReport:
+    """Upgrade the schema, sync permissions and roles, create the first admin, load demo data once, and
+    make sure a pipeline exists so deals can be created."""
     check_database(app)
     report = InitReport()
     with app.app_context():
@@ -102,8 +120,10 @@ def initialize(app: Flask, *, demo: bool | None = None, echo: Callable[[str], No
             report.admin_created, report.admin_password = ensure_admin()
             want_demo = app.config["TABULA_DEMO"] if demo is None else demo
             if want_demo and get_setting(DEMO_SETTING) is None:
-                report.demo_password = load_demo()
+                report.demo_password, result = load_demo(progress=progress)
                 report.demo_loaded = True
+                report.demo_counts, report.demo_seconds = result.counts, result.seconds
+            report.pipeline_created = ensure_pipeline()
     _announce(report, echo)
     return report
 
@@ -118,9 +138,12 @@ def _announce(report: InitReport, echo: Callable[[str], None]) -> None:
             )
         else:
             echo(f"Created admin '{report.admin_created}' with the password from TABULA_ADMIN_PASSWORD")
+    if report.pipeline_created:
+        echo(f"Created the pipeline '{report.pipeline_created}' with its stages")
     if report.demo_loaded:
         names = ", ".join(u[0] for u in DEMO_USERS)
         echo(f"Loaded demo data; demo users {names} share the password: {report.demo_password}")
+        echo(f"  {demo_summary(report.demo_counts)} in {report.demo_seconds:.1f} s")
 
 
 def get_setting(key: str) -> str | None:
@@ -164,13 +187,47 @@ def create_user(
         raise config.ConfigError(f"could not create user {username!r}; is the e-mail {email!r} taken?")
 
 
-def load_demo() -> str:
-    """Demo users (one manager, two staff) with one shared generated password; grows with the CRM."""
+def ensure_pipeline() -> str | None:
+    """Every install has a pipeline with stages (named in the default language); returns the name of the one
+    created, or None when one existed."""
+    from app.crm.demo import DEFAULT_STAGES, ensure_default_pipeline
+
+    locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    if ensure_default_pipeline(locale, _admin_actor()):
+        return DEFAULT_STAGES["ru" if locale == "ru" else "en"][0]
+    return None
+
+
+def _admin_id() -> int | None:
+    user = current_app.appbuilder.sm.find_user(username=current_app.config["TABULA_ADMIN_USER"])
+    return user.id if user is not None else None
+
+
+def _admin_actor() -> Actor:
+    user = current_app.appbuilder.sm.find_user(username=current_app.config["TABULA_ADMIN_USER"])
+    return Actor.of_user(user, "import") if user is not None else Actor.system_job()
+
+
+def demo_summary(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {slug.replace('_', ' ')}" for slug, n in counts.items())
+
+
+def load_demo(*, progress: Progress | None = None, scale: float | None = None) -> tuple[str, DemoResult]:
+    """Demo users (two managers, five staff) with one shared password, their two teams, and the demo book
+    (``app.crm.demo``) at ``scale`` (default: TABULA_DEMO_SCALE). Returns (password, what was loaded)."""
+    from app.crm.demo import ensure_teams, load_book
+
     sm = current_app.appbuilder.sm
     password = current_app.config.get("TABULA_DEMO_PASSWORD") or generate_password()
+    user_ids: dict[str, int] = {}
     for username, first, last, role in DEMO_USERS:
         if sm.find_user(username=username) is None:
             create_user(username, first, last, f"{username}@demo.tabula.local", role, password)
+        user_ids[username] = sm.find_user(username=username).id
+    ensure_teams(user_ids)
+    if scale is None:
+        scale = float(current_app.config["TABULA_DEMO_SCALE"])
+    result = load_book(scale, user_ids, admin_id=_admin_id(), progress=progress)
     set_setting(DEMO_SETTING, dt.datetime.now(dt.UTC).isoformat())
     db.session.commit()
-    return password
+    return password, result

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -39,8 +40,17 @@ def init_command(demo: bool | None) -> None:
     """Upgrade the database, sync permissions and roles, create the first admin; idempotent."""
     from app.bootstrap import initialize
 
-    initialize(current_app._get_current_object(), demo=demo, echo=click.echo)
+    initialize(current_app._get_current_object(), demo=demo, echo=click.echo, progress=_progress())
     click.echo("Database is up to date.")
+
+
+def _progress() -> Callable[[str, int, int], None]:
+    """A counter per table on one line, each table ending on a line of its own."""
+
+    def show(table: str, done: int, total: int) -> None:
+        click.echo(f"\r  {table}: {done}/{total}", nl=done >= total)
+
+    return show
 
 
 @cli.command("create-admin")
@@ -75,13 +85,31 @@ def create_admin_command(username: str | None, password: str | None, email: str 
 
 
 @cli.command("demo")
+@click.option(
+    "--scale",
+    type=float,
+    default=None,
+    help="Size of the book, 1.0 = 2,000 companies (default: TABULA_DEMO_SCALE).",
+)
 @with_appcontext
-def demo_command() -> None:
-    """Load the demo data (users now; companies, deals and more as the CRM grows)."""
-    from app.bootstrap import load_demo
+def demo_command(scale: float | None) -> None:
+    """Load the demo book (users, teams, companies, contacts, deals, activities ...) into a database
+    that holds no CRM data yet."""
+    from app.bootstrap import DEMO_SETTING, demo_summary, get_setting, init_lock, load_demo
+    from app.crm.demo import has_book
 
-    password = load_demo()
-    click.echo(f"Demo data loaded; demo users share the password: {password}")
+    if scale is not None and not scale > 0:
+        raise click.BadParameter("must be above 0", param_hint="--scale")
+    app = current_app._get_current_object()
+    with init_lock(app):
+        if get_setting(DEMO_SETTING) is not None or has_book():
+            raise click.ClickException(
+                "this database already holds CRM data (companies, contacts, deals ...); the demo book is "
+                "loaded only into an empty one. Use a new database (DATABASE_URL) to try the demo."
+            )
+        password, result = load_demo(progress=_progress(), scale=scale)
+    click.echo(f"Demo data loaded in {result.seconds:.1f} s: {demo_summary(result.counts)}")
+    click.echo(f"Demo users share the password: {password}")
 
 
 @cli.command("worker", with_appcontext=False)

@@ -1,9 +1,264 @@
-"""(being built)"""
+"""Global search (the navbar's box, its JSON answers and the full results page) and merging duplicate
+companies and contacts (choose the other record, compare side by side, merge)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_appbuilder.security.decorators import has_access_api
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.crm import duplicates
+from app.crm import merge as merging
+from app.crm import search as searching
+from app.extensions import db
+from custom_fields import records, runtime
+from custom_fields.access import Actor, Grants, row_filter
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import REGISTRY
+from views import related
+from views.generator import display_label
+
+CANDIDATES = 20
+
+
+class SearchView(BaseView):
+    """``/search/?q=``: the full results; ``/search/api?q=``: the navbar dropdown's answers."""
+
+    route_base = "/search"
+    default_view = "results"
+    class_permission_name = "GlobalSearch"
+    method_permission_name = {"results": "read", "answers": "read"}
+
+    @expose("/")
+    @has_access
+    def results(self) -> Any:
+        query = searching.clean_query(request.args.get("q", ""))
+        groups = searching.search(query, Actor.current("ui"), searching.PAGE_LIMIT)
+        return self.render_template(
+            "tabula/search/results.html",
+            query=query,
+            groups=groups,
+            too_short=bool(query) and len(query) < searching.MIN_QUERY,
+            limit=searching.PAGE_LIMIT,
+        )
+
+    @expose("/api")
+    @has_access_api
+    def answers(self) -> Any:
+        query = searching.clean_query(request.args.get("q", ""))
+        groups = searching.search(query, Actor.current("ui"), searching.DROPDOWN_LIMIT)
+        return jsonify(
+            query=query,
+            groups=[group.as_json() for group in groups if group.hits],
+            page_url=url_for("SearchView.results", q=query),
+        )
+
+
+# --- merging -----------------------------------------------------------------------------------------------
+
+
+def _merge_rights(slug: str) -> Grants:
+    """The signed-in user's rights when they may merge records of ``slug``; 404/403 otherwise."""
+    entity = runtime.current().entity(slug)
+    if slug not in merging.MERGEABLE or entity is None or entity.archived:
+        abort(404)
+    rights = merging.merge_rights(slug, Actor.current("ui"))
+    if rights is None or not merging.may_merge(current_user):
+        abort(403)
+    return rights
+
+
+def _record(slug: str, pk: int, rights: Grants) -> Any:
+    model = runtime.current().classes[slug]
+    item = db.session.scalar(select(model).where(model.id == pk, row_filter(model, rights)))
+    if item is None:
+        abort(404)
+    return item
+
+
+def _text(spec: FieldSpec, value: Any) -> str:
+    if value is None:
+        return ""
+    try:
+        return REGISTRY[spec.type].to_text(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _comparison(entity: EntitySpec, rights: Grants, keep: Any, drop: Any) -> list[dict[str, Any]]:
+    """One row per field the merge may set: both values as text, and whether the user must choose."""
+    rows = []
+    for spec in merging.merge_fields(entity, rights):
+        a, b = getattr(keep, spec.name), getattr(drop, spec.name)
+        differ = not merging.same(spec, a, b)
+        rows.append(
+            {
+                "name": spec.name,
+                "label": display_label(spec.label, spec.is_system),
+                "keep": _text(spec, a),
+                "drop": _text(spec, b),
+                "differ": differ,
+                "choose": differ and not (merging._empty(a) and merging._empty(b)),
+                # The default: the kept record's value, unless it has none.
+                "default": "drop" if merging._empty(a) and not merging._empty(b) else "keep",
+            }
+        )
+    return rows
+
+
+class MergeView(BaseView):
+    """Merge two companies or two contacts (Managers and Admins)."""
+
+    route_base = "/merge"
+    default_view = "choose"
+    class_permission_name = "MergeRecords"
+    method_permission_name = {"choose": "merge", "compare": "merge", "apply": "merge"}
+
+    @expose("/<slug>/<int(max=2147483647):pk>/")
+    @has_access
+    def choose(self, slug: str, pk: int) -> Any:
+        """Pick the record to merge with: by search, or among the likely duplicates."""
+        rights = _merge_rights(slug)
+        entity = rights.entity
+        item = _record(slug, pk, rights)
+        query = searching.clean_query(request.args.get("q", ""))
+        actor = Actor.current("ui")
+        candidates: list[dict[str, Any]] = []
+        if len(query) >= searching.MIN_QUERY:
+            group = searching.search_table(slug, query, actor, CANDIDATES)
+            for hit in group.hits if group else []:
+                if hit.id != pk:
+                    candidates.append({"id": hit.id, "label": hit.label, "detail": hit.detail})
+        else:
+            values = {f.name: getattr(item, f.name) for f in rights.visible_fields}
+            for dup in duplicates.find(slug, values, rights, exclude_id=pk):
+                if dup.slug == slug:
+                    candidates.append({"id": dup.id, "label": dup.label, "detail": dup.reason})
+        return self.render_template(
+            "tabula/search/merge_choose.html",
+            entity=entity,
+            entity_label=display_label(entity.label, entity.is_system),
+            item=item,
+            item_label=searching.label_of(item, entity, rights),
+            query=query,
+            candidates=candidates,
+            suggested=len(query) < searching.MIN_QUERY,
+        )
+
+    @expose("/<slug>/<int(max=2147483647):keep>/with/<int(max=2147483647):drop>")
+    @has_access
+    def compare(self, slug: str, keep: int, drop: int) -> Any:
+        """Both records side by side; the user picks a value for each field where they differ."""
+        rights = _merge_rights(slug)
+        if keep == drop:
+            abort(404)
+        entity = rights.entity
+        kept, dropped = _record(slug, keep, rights), _record(slug, drop, rights)
+        return self.render_template(
+            "tabula/search/merge_compare.html",
+            entity=entity,
+            entity_label=display_label(entity.label, entity.is_system),
+            kept=kept,
+            dropped=dropped,
+            kept_label=searching.label_of(kept, entity, rights),
+            dropped_label=searching.label_of(dropped, entity, rights),
+            rows=_comparison(entity, rights, kept, dropped),
+            moves=_reference_counts(entity, drop),
+        )
+
+    @expose("/<slug>/<int(max=2147483647):keep>/with/<int(max=2147483647):drop>", methods=["POST"])
+    @has_access
+    def apply(self, slug: str, keep: int, drop: int) -> Any:
+        rights = _merge_rights(slug)
+        if keep == drop:
+            abort(404)
+        entity = rights.entity
+        kept, dropped = _record(slug, keep, rights), _record(slug, drop, rights)
+        back = url_for("MergeView.compare", slug=slug, keep=keep, drop=drop)
+        if request.form.get("keep_version") != str(kept.row_version) or request.form.get(
+            "drop_version"
+        ) != str(dropped.row_version):
+            flash(_("One of the records changed since you compared them. Check again."), "warning")
+            return redirect(back)
+        values: dict[str, Any] = {}
+        for row in _comparison(entity, rights, kept, dropped):
+            if not row["choose"]:
+                continue
+            side = request.form.get(f"field.{row['name']}", row["default"])
+            if side not in ("keep", "drop"):
+                flash(_("Not merged: an unknown choice was sent."), "danger")
+                return redirect(back)
+            values[row["name"]] = getattr(dropped if side == "drop" else kept, row["name"])
+        label = searching.label_of(dropped, entity, rights)
+        db.session.rollback()  # end the read; the merge locks and re-reads both records
+        try:
+            result = merging.merge(slug, keep, drop, Actor.current("ui"), values)
+        except records.AccessDenied:
+            abort(403)
+        except records.RecordNotFound:
+            abort(404)
+        except records.RecordInvalid as exc:
+            flash(_("Not merged: %(reason)s", reason="; ".join(exc.errors.values()) or str(exc)), "danger")
+            return redirect(back)
+        except records.RecordError as exc:
+            flash(_("Not merged: %(reason)s", reason=str(exc)), "danger")
+            return redirect(back)
+        flash(
+            _(
+                "Merged “%(label)s” into this record (%(moved)s links moved); it is in the recycle bin.",
+                label=label,
+                moved=result.moved,
+            ),
+            "success",
+        )
+        return redirect(url_for("TableView.show", slug=slug, pk=keep))
+
+
+def _reference_counts(entity: EntitySpec, drop: int) -> list[tuple[str, int]]:
+    """How many live records of each table link to the record that will be dropped."""
+    from sqlalchemy import func
+
+    counts: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    schema = runtime.current()
+    for other, spec in merging.references(entity):
+        model = schema.classes[other.slug]
+        condition = [getattr(model, spec.name) == drop, model.deleted_at.is_(None)]
+        if other.slug == entity.slug:
+            condition.append(model.id != drop)
+        count = db.session.scalar(select(func.count()).select_from(model).where(*condition)) or 0
+        if count:
+            counts[other.slug] = counts.get(other.slug, 0) + count
+            labels[other.slug] = str(display_label(other.plural_label, other.is_system))
+    return [(labels[slug], n) for slug, n in counts.items()]
+
+
+def _merge_action(entity: EntitySpec, rights: Grants, pk: int) -> list[related.RecordAction]:
+    """"Merge with…" on a company's or contact's page, for those who may merge."""
+    if not (rights.can("edit") and rights.can("delete")) or not merging.may_merge(current_user):
+        return []
+    return [
+        related.RecordAction(
+            _l("Merge with…"), url_for("MergeView.choose", slug=entity.slug, pk=pk), icon="fa-compress"
+        )
+    ]
+
 
 def register(appbuilder: Any) -> None:
     """Add this module's screens (called by ``views.register_views``)."""
+    appbuilder.add_view_no_menu(SearchView)
+    appbuilder.add_view_no_menu(MergeView)
+    # Who each screen is for (``sync_roles`` grants from this): everyone searches, managers merge.
+    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
+    audiences[SearchView.class_permission_name] = "staff"
+    audiences[MergeView.class_permission_name] = "manager"
+    for slug in merging.MERGEABLE:
+        providers = related.RECORD_ACTIONS.setdefault(slug, [])
+        if _merge_action not in providers:
+            providers.append(_merge_action)
