@@ -57,11 +57,12 @@ class BoardContext:
         return self.deal_rights.mode(name) != "hidden"
 
 
-def board_context() -> BoardContext:
+def board_context() -> BoardContext | None:
+    """None when one of the tables the board needs is gone (archived)."""
     schema = runtime.current()
     specs = {slug: schema.entity(slug) for slug in ("deals", "stages", "pipelines")}
     if any(spec is None or spec.archived for spec in specs.values()):
-        abort(404)
+        return None
     return BoardContext(
         deals=specs["deals"],
         deal=schema.classes["deals"],
@@ -189,7 +190,9 @@ def _editable(ctx: BoardContext, ids: list[int]) -> set[int]:
     found: set[int] = set()
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        found.update(db.session.scalars(select(d.id).where(d.id.in_(chunk), row_filter(d, ctx.deal_rights, "edit"))))
+        found.update(
+            db.session.scalars(select(d.id).where(d.id.in_(chunk), row_filter(d, ctx.deal_rights, "edit")))
+        )
     return found
 
 
@@ -261,9 +264,11 @@ def _refuse(status: int, message: str, **extra: Any) -> Response:
     return response
 
 
-def move_deal(ctx: BoardContext, body: Any) -> Response:
+def move_deal(ctx: BoardContext | None, body: Any) -> Response:
     """Check a move sent by the board and apply it through the write path; the JSON answer carries the
     deal's new version and the totals of the columns it left and joined."""
+    if ctx is None:
+        return _refuse(404, _("No such deal."))
     if not isinstance(body, dict):
         return _refuse(400, _("Expected a JSON object with deal_id, stage_id and version."))
     deal_id = _positive_int(body.get("deal_id"))
@@ -283,9 +288,7 @@ def move_deal(ctx: BoardContext, body: Any) -> Response:
     ).first()
     if deal is None:
         return _refuse(404, _("No such deal."))
-    editable = db.session.scalar(
-        select(d.id).where(d.id == deal_id, row_filter(d, ctx.deal_rights, "edit"))
-    )
+    editable = db.session.scalar(select(d.id).where(d.id == deal_id, row_filter(d, ctx.deal_rights, "edit")))
     if editable is None:
         return _refuse(403, _("You may not change this deal."))
     target = db.session.execute(
@@ -343,6 +346,8 @@ class DealBoardView(BaseView):
     @has_access
     def index(self) -> Any:
         ctx = board_context()
+        if ctx is None:
+            abort(404)
         found = pipelines(ctx)
         if found:
             args = {"mine": 1} if request.args.get("mine") == "1" else {}
@@ -355,6 +360,8 @@ class DealBoardView(BaseView):
     @has_access
     def pipeline(self, pipeline_id: int) -> Any:
         ctx = board_context()
+        if ctx is None:
+            abort(404)
         p = ctx.pipeline
         chosen = db.session.scalar(select(p).where(p.id == pipeline_id, row_filter(p, ctx.pipeline_rights)))
         if chosen is None or not ctx.deal_rights.can("read"):
