@@ -137,9 +137,7 @@ class LeadConvertView(BaseView):
         return errors
 
     @staticmethod
-    def _attempt(
-        pk: int, actor: Actor, form: Any
-    ) -> tuple[conversion.Converted | None, dict[str, str]]:
+    def _attempt(pk: int, actor: Actor, form: Any) -> tuple[conversion.Converted | None, dict[str, str]]:
         contact_choice = form.get("contact_choice", "auto")
         company_choice = form.get("company_choice", "auto")
         try:

@@ -19,7 +19,7 @@ from custom_fields.core import N_
 from custom_fields.service import SchemaError
 from custom_fields.types import REGISTRY
 from jobs import JobQueueUnavailable, enqueue
-from models.records import FIELD_MODES, TABLE_ACTIONS, RecordChange, TableRule
+from models.records import FIELD_MODES, SCOPED_ACTIONS, SCOPES, TABLE_ACTIONS, RecordChange, TableRule
 from views.generator import display_label
 
 ACTION_LABELS = {
@@ -27,6 +27,13 @@ ACTION_LABELS = {
     "export": N_("Export"), "import": N_("Import"), "mail": N_("Mass mail"),
 }  # fmt: skip
 MODE_LABELS = {"edit": N_("Can edit"), "view": N_("View only"), "hidden": N_("Hidden")}
+#: How far read, edit and delete reach: "none" denies the action, the others allow it that far.
+SCOPE_LABELS = {
+    "inherit": N_("As default"), "none": N_("None"), "own": N_("Own"), "team": N_("Team"), "all": N_("All"),
+}  # fmt: skip
+SCOPE_CHOICES = ("none", *SCOPES)
+#: Earlier form values for scoped actions, still accepted: allow (keep the reach), deny (= none).
+LEGACY_CHOICES = ("allow", "deny")
 BIN_LIMIT = 200
 AUDIT_PAGE = 50
 
@@ -40,6 +47,37 @@ def _date_arg(value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+def scope_choice(rule: TableRule | None, action: str, default: TableRule | None, *, is_default: bool) -> str:
+    """What the access screen shows for a scoped action: ``inherit``, ``none``, ``own``, ``team``, ``all``.
+    On a role's default row: whether it may, and how far (NULL reach = all). On a table's row: inherit
+    when neither the right nor the reach is set; else the effective choice."""
+    if is_default:
+        if rule is None or not rule.get(action):
+            return "none"
+        return rule.get_scope(action) or "all"
+    if rule is None:
+        return "inherit"
+    allowed, reach = rule.get(action), rule.get_scope(action)
+    if allowed is None and reach is None:
+        return "inherit"
+    if allowed is False:
+        return "none"
+    if allowed is None and not (default is not None and default.get(action)):
+        return "inherit"  # a reach of its own, but the default denies: effectively as default
+    return reach or (default.get_scope(action) if default is not None else None) or "all"
+
+
+def scope_changes(choice: str, action: str, *, is_default: bool) -> dict[str, bool | str | None]:
+    """The rule values (for ``access.save_rules``) that one choice on the access screen stands for."""
+    if choice == "allow":
+        return {action: True}
+    if choice in ("none", "deny"):
+        return {action: False} if is_default else {action: False, f"{action}_scope": None}
+    if choice == "inherit":
+        return {action: None, f"{action}_scope": None}
+    return {action: True, f"{action}_scope": choice}
 
 
 def _editable_roles() -> list[Role]:
@@ -72,39 +110,69 @@ class AccessView(BaseView):
         role = next((r for r in roles if r.id == chosen), roles[0] if roles else None)
         schema = runtime.current()
         entities = [e for e in schema.entities.values() if not e.archived]
-        rules = {}
+        rules: dict[int | None, dict[str, bool | None]] = {}
+        scopes: dict[int | None, dict[str, str]] = {}
         if role is not None:
-            rules = {
-                r.entity_id: {a: r.get(a) for a in TABLE_ACTIONS}
+            rows = {
+                r.entity_id: r
                 for r in db.session.scalars(select(TableRule).where(TableRule.role_id == role.id))
+            }
+            rules = {eid: {a: r.get(a) for a in TABLE_ACTIONS} for eid, r in rows.items()}
+            default = rows.get(None)
+            scopes = {
+                eid: {
+                    a: scope_choice(rows.get(eid), a, default, is_default=eid is None) for a in SCOPED_ACTIONS
+                }
+                for eid in [None, *(e.id for e in entities)]
             }
         return self.render_template(
             "tabula/access/tables.html", roles=roles, role=role, entities=entities, rules=rules,
-            actions=TABLE_ACTIONS, action_labels={a: _(t) for a, t in ACTION_LABELS.items()},
-            display_label=display_label,
+            scopes=scopes, actions=TABLE_ACTIONS, scoped_actions=SCOPED_ACTIONS,
+            scope_choices=SCOPE_CHOICES, scope_labels={k: _(t) for k, t in SCOPE_LABELS.items()},
+            action_labels={a: _(t) for a, t in ACTION_LABELS.items()}, display_label=display_label,
         )  # fmt: skip
 
     @expose("/<int(max=2147483647):role_id>/tables", methods=["POST"])
     @has_access
     def save_tables(self, role_id: int) -> Any:
+        """Every table's choices; a scoped action (read, edit, delete) that was left as shown is not
+        rewritten, so a rule the screen shows only approximately stays as it was."""
         role = self._role(role_id)
         choices = {"allow": True, "deny": False, "inherit": None}
-        tables: dict[int | None, dict[str, bool | None]] = {}
+        tables: dict[int | None, dict[str, Any]] = {}
         live = {e.id for e in runtime.current().entities.values() if not e.archived}
+        rows = {
+            r.entity_id: r for r in db.session.scalars(select(TableRule).where(TableRule.role_id == role.id))
+        }
         for key in ["default", *(f"t{eid}" for eid in sorted(live))]:
             entity_id = None if key == "default" else int(key[1:])
-            rights = {}
+            rights: dict[str, Any] = {}
             for action in TABLE_ACTIONS:
                 value = request.form.get(f"{key}.{action}")
                 if value is None:
                     continue
+                if action in SCOPED_ACTIONS:
+                    allowed = (*SCOPE_CHOICES, *LEGACY_CHOICES, *(() if entity_id is None else ("inherit",)))
+                    if value not in allowed:
+                        return self._refuse(role)
+                    shown = scope_choice(
+                        rows.get(entity_id), action, rows.get(None), is_default=entity_id is None
+                    )
+                    if value == shown:
+                        continue
+                    rights.update(scope_changes(value, action, is_default=entity_id is None))
+                    continue
                 if value not in choices or (entity_id is None and value == "inherit"):
-                    flash(_("Not saved: an unknown choice was sent."), "danger")
-                    return redirect(url_for("AccessView.tables", role=role.id))
+                    return self._refuse(role)
                 rights[action] = choices[value]
             if rights:
                 tables[entity_id] = rights
         self._attempt(lambda: access.save_rules(role.id, tables=tables, user_id=g.user.id))
+        return redirect(url_for("AccessView.tables", role=role.id))
+
+    @staticmethod
+    def _refuse(role: Role) -> Any:
+        flash(_("Not saved: an unknown choice was sent."), "danger")
         return redirect(url_for("AccessView.tables", role=role.id))
 
     @expose("/<int(max=2147483647):role_id>/fields/<slug>")
