@@ -70,10 +70,15 @@ class AccessSnapshot:
 def load_snapshot() -> AccessSnapshot:
     from flask_appbuilder.security.sqla.models import Role
 
-    rules = list(db.session.scalars(select(TableRule)))
+    # Fresh from the database, not from objects this session may already hold with older values.
+    fresh = {"populate_existing": True}
+    rules = list(db.session.scalars(select(TableRule).execution_options(**fresh)))
     tables = {(r.role_id, r.entity_id): {a: r.get(a) for a in TABLE_ACTIONS} for r in rules}
     scopes = {(r.role_id, r.entity_id): {a: r.get_scope(a) for a in SCOPED_ACTIONS} for r in rules}
-    fields = {(r.role_id, r.field_id): r.mode for r in db.session.scalars(select(FieldRule))}
+    fields = {
+        (r.role_id, r.field_id): r.mode
+        for r in db.session.scalars(select(FieldRule).execution_options(**fresh))
+    }
     admins = frozenset(db.session.scalars(select(Role.id).where(Role.name == ADMIN_ROLE)))
     teams: dict[int, set[int]] = {}
     for team_id, user_id in db.session.execute(select(team_member.c.team_id, team_member.c.user_id)):

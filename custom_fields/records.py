@@ -11,6 +11,7 @@ writes, so the grid and import never pay a round trip per row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -149,25 +150,57 @@ def _json(spec: FieldSpec, value: Any) -> Any:
     return REGISTRY[spec.type].to_json(value, spec)
 
 
-def _transaction(work: Any) -> Any:
-    """Run ``work`` and commit, or roll everything back; database refusals become clear messages."""
+_OUTER = "tabula_atomic"
+
+
+@contextlib.contextmanager
+def atomic() -> Iterator[None]:
+    """Several write-path calls as one transaction (lead conversion, merging): inside, each call flushes
+    instead of committing; the block commits once at the end, or rolls everything back when anything in it
+    fails. Nested blocks join the outer one."""
+    info = db.session().info
+    if info.get(_OUTER):
+        yield
+        return
+    info[_OUTER] = True
     try:
-        result = work()
-        db.session.commit()
-        return result
-    except RecordError:
+        yield
+    except BaseException:
+        info.pop(_OUTER, None)
         db.session.rollback()
         raise
+    info.pop(_OUTER, None)
+    _transaction(lambda: None)
+
+
+def _transaction(work: Any) -> Any:
+    """Run ``work`` and commit, or roll everything back; database refusals become clear messages. Inside
+    ``atomic`` the outer block commits or rolls back."""
+    outer = db.session().info.get(_OUTER)
+    try:
+        result = work()
+        if outer:
+            db.session.flush()
+        else:
+            db.session.commit()
+        return result
+    except RecordError:
+        if not outer:
+            db.session.rollback()
+        raise
     except IntegrityError as exc:
-        db.session.rollback()
+        if not outer:
+            db.session.rollback()
         raise RecordError(
             _("Not saved: another record already has this value, or a linked record is missing.")
         ) from exc
     except OperationalError as exc:
-        db.session.rollback()
+        if not outer:
+            db.session.rollback()
         raise RecordError(_("Not saved: the database is busy. Please try again.")) from exc
     except BaseException:
-        db.session.rollback()
+        if not outer:
+            db.session.rollback()
         raise
 
 

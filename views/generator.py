@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
-from sqlalchemy import false
+from sqlalchemy import false, select
 from wtforms import HiddenField
 
 from app.extensions import db
@@ -282,9 +282,17 @@ class GeneratedModelView(ModelView):
             except ValueError:
                 continue
 
+    def _reachable(self, pk: Any, action: str) -> bool:
+        """Whether the record is within the user's reach for ``action`` (edit and delete may reach fewer
+        rows than reading does)."""
+        model = self.datamodel.obj
+        rights = access.current_grants(self.tabula_entity)
+        query = select(model.id).where(model.id == int(pk), access.row_filter(model, rights, action))
+        return db.session.scalar(query) is not None
+
     def _edit(self, pk: Any) -> Any:
         item = self.datamodel.get(pk, self._base_filters)
-        if not item:
+        if not item or not self._reachable(pk, "edit"):
             abort(404)
         if request.method == "POST":
             form = self.edit_form.refresh(request.form)
@@ -305,7 +313,7 @@ class GeneratedModelView(ModelView):
         return self._get_edit_widget(form=form, exclude_cols=[])
 
     def _delete(self, pk: Any) -> None:
-        if not self.datamodel.get(pk, self._base_filters):
+        if not self.datamodel.get(pk, self._base_filters) or not self._reachable(pk, "delete"):
             abort(404)
         try:
             records.delete(self.tabula_entity.slug, int(pk), Actor.current("ui"))

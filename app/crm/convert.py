@@ -6,20 +6,17 @@ matches, else its e-mail or phone, else its exact name (ignoring case). Only wha
 
 Every write goes through the write path (``custom_fields.records``) with the converting user as the actor,
 so rights, validation, derived fields and history apply as anywhere else; and the conversion is all or
-nothing: the write path's calls commit one by one, so ``one_transaction`` turns the session's commit into
-a flush while the conversion runs and commits (or rolls back) once at the end.
+nothing: the write-path calls run inside one ``records.atomic()`` block, which commits once at the end or
+rolls everything back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.crm.matching import normal_email, normal_phone, normal_tax_id
 from app.extensions import db
@@ -62,39 +59,6 @@ class Plan:
 
 
 # --- one transaction for several write-path calls ----------------------------------------------------------
-
-
-@contextmanager
-def one_transaction() -> Iterator[None]:
-    """Run several write-path calls as one transaction. ``records`` commits after each call; inside this
-    block the commit of this scope's session only flushes, and the block commits once at the end or rolls
-    everything back on any error (the write path's own rollback on a refused call also undoes the earlier
-    calls, which is what we want). Nested blocks join the outer one."""
-    session = db.session()
-    if "commit" in session.__dict__:  # already inside a conversion
-        yield
-        return
-    session.commit = session.flush  # type: ignore[method-assign]
-    try:
-        yield
-    except BaseException:
-        session.__dict__.pop("commit", None)
-        session.rollback()
-        raise
-    session.__dict__.pop("commit", None)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise RecordError(
-            _("Not saved: another record already has this value, or a linked record is missing.")
-        ) from exc
-    except OperationalError as exc:
-        session.rollback()
-        raise RecordError(_("Not saved: the database is busy. Please try again.")) from exc
-    except BaseException:
-        session.rollback()
-        raise
 
 
 # --- reading and matching ----------------------------------------------------------------------------------
@@ -318,7 +282,7 @@ def convert(
     ``stage_id`` (default: the first stage of the first active pipeline). Raises the write path's errors
     (RecordInvalid with messages by field: ``company_id``, ``contact_id``, ``stage_id``, ``amount`` ...);
     when it does, nothing was written."""
-    with one_transaction():
+    with records.atomic():
         lead = load_lead(lead_id, actor)
         if lead.status == "converted":
             raise RecordError(_("This lead has already been converted."))
