@@ -51,6 +51,7 @@ class InitReport:
     demo_password: str | None = None
     demo_counts: dict[str, int] = field(default_factory=dict)
     demo_seconds: float = 0.0
+    demo_cpu_seconds: float = 0.0
     pipeline_created: str | None = None
     grants: dict[str, int] = field(default_factory=dict)
 
@@ -123,6 +124,7 @@ def initialize(
                 report.demo_password, result = load_demo(progress=progress)
                 report.demo_loaded = True
                 report.demo_counts, report.demo_seconds = result.counts, result.seconds
+                report.demo_cpu_seconds = result.cpu_seconds
             report.pipeline_created = ensure_pipeline()
     _announce(report, echo)
     return report
@@ -143,7 +145,10 @@ def _announce(report: InitReport, echo: Callable[[str], None]) -> None:
     if report.demo_loaded:
         names = ", ".join(u[0] for u in DEMO_USERS)
         echo(f"Loaded demo data; demo users {names} share the password: {report.demo_password}")
-        echo(f"  {demo_summary(report.demo_counts)} in {report.demo_seconds:.1f} s")
+        echo(
+            f"  {demo_summary(report.demo_counts)} in {report.demo_seconds:.1f} s"
+            f" ({report.demo_cpu_seconds:.1f} s CPU)"
+        )
 
 
 def get_setting(key: str) -> str | None:

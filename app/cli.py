@@ -108,7 +108,10 @@ def demo_command(scale: float | None) -> None:
                 "loaded only into an empty one. Use a new database (DATABASE_URL) to try the demo."
             )
         password, result = load_demo(progress=_progress(), scale=scale)
-    click.echo(f"Demo data loaded in {result.seconds:.1f} s: {demo_summary(result.counts)}")
+    click.echo(
+        f"Demo data loaded in {result.seconds:.1f} s ({result.cpu_seconds:.1f} s CPU): "
+        f"{demo_summary(result.counts)}"
+    )
     click.echo(f"Demo users share the password: {password}")
 
 

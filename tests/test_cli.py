@@ -48,6 +48,16 @@ def test_init_without_demo(fresh_env) -> None:  # noqa: ANN001
     assert result.returncode == 0 and "demo" not in result.stdout.lower()
 
 
+def test_demo_command_loads_an_empty_database_once(fresh_env) -> None:  # noqa: ANN001
+    assert tabula(fresh_env, "init", "--no-demo").returncode == 0
+    loaded = tabula(fresh_env, "demo", "--scale", "0.01")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "companies: 20/20" in loaded.stdout and "Demo data loaded in " in loaded.stdout
+    assert "share the password:" in loaded.stdout
+    again = tabula(fresh_env, "demo")
+    assert again.returncode != 0 and "already holds CRM data" in again.stderr
+
+
 def test_create_admin_and_reset(fresh_env) -> None:  # noqa: ANN001
     assert tabula(fresh_env, "init", "--no-demo").returncode == 0
     made = tabula(fresh_env, "create-admin", "--username", "boss", "--password", "Секрет-1")
