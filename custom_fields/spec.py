@@ -11,6 +11,9 @@ from typing import Any
 from models import Entity, Field
 from models.metadata import table_permission
 
+#: Core options with their labels translated, per locale and option list.
+_TRANSLATED: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, str]]] = {}
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -57,9 +60,13 @@ class FieldSpec:
         """The choices, with a core field's labels in the user's language (unless an admin renamed them)."""
         if not self.is_system:
             return self.stored_options
-        from flask_babel import gettext
+        from flask_babel import get_locale, gettext
 
-        return [{**o, "label": gettext(o["label"])} for o in self.stored_options]
+        stored = self.stored_options
+        key = (str(get_locale()), tuple((o["id"], o["label"]) for o in stored))
+        if key not in _TRANSLATED:  # parsing a batch asks for every value; gettext once per locale
+            _TRANSLATED[key] = [{**o, "label": gettext(o["label"])} for o in stored]
+        return [dict(o) for o in _TRANSLATED[key]]
 
     @property
     def stored_options(self) -> list[dict[str, str]]:
