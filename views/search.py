@@ -104,9 +104,9 @@ def _comparison(entity: EntitySpec, rights: Grants, keep: Any, drop: Any) -> lis
                 "keep": _text(spec, a),
                 "drop": _text(spec, b),
                 "differ": differ,
-                "choose": differ and not (merging._empty(a) and merging._empty(b)),
+                "choose": differ and not (merging.is_empty(a) and merging.is_empty(b)),
                 # The default: the kept record's value, unless it has none.
-                "default": "drop" if merging._empty(a) and not merging._empty(b) else "keep",
+                "default": "drop" if merging.is_empty(a) and not merging.is_empty(b) else "keep",
             }
         )
     return rows
@@ -196,13 +196,14 @@ class MergeView(BaseView):
                 return redirect(back)
             values[row["name"]] = getattr(dropped if side == "drop" else kept, row["name"])
         label = searching.label_of(dropped, entity, rights)
-        db.session.rollback()  # end the read; the merge locks and re-reads both records
         try:
             result = merging.merge(slug, keep, drop, Actor.current("ui"), values)
         except records.AccessDenied:
             abort(403)
         except records.RecordNotFound:
-            abort(404)
+            # Readable but out of the user's edit/delete reach (or gone meanwhile).
+            flash(_("Not merged: you may not change or delete one of these records."), "danger")
+            return redirect(back)
         except records.RecordInvalid as exc:
             flash(_("Not merged: %(reason)s", reason="; ".join(exc.errors.values()) or str(exc)), "danger")
             return redirect(back)
@@ -211,7 +212,7 @@ class MergeView(BaseView):
             return redirect(back)
         flash(
             _(
-                "Merged “%(label)s” into this record (%(moved)s links moved); it is in the recycle bin.",
+                "Merged “%(label)s” into this record (links moved: %(moved)s); it is in the recycle bin.",
                 label=label,
                 moved=result.moved,
             ),
@@ -240,7 +241,7 @@ def _reference_counts(entity: EntitySpec, drop: int) -> list[tuple[str, int]]:
 
 
 def _merge_action(entity: EntitySpec, rights: Grants, pk: int) -> list[related.RecordAction]:
-    """"Merge with…" on a company's or contact's page, for those who may merge."""
+    """ "Merge with…" on a company's or contact's page, for those who may merge."""
     if not (rights.can("edit") and rights.can("delete")) or not merging.may_merge(current_user):
         return []
     return [

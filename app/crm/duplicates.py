@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 
@@ -60,7 +59,7 @@ def _column_expression(kind: str, column: Any) -> Any:
 def _search(
     slug: str, wanted: dict[str, set[str]], rights: Grants, exclude_id: int | None
 ) -> list[Duplicate]:
-    from app.crm.search import label_of
+    from app.crm.search import label_of, record_url
 
     schema = runtime.current()
     entity = schema.entity(slug)
@@ -97,7 +96,7 @@ def _search(
                 id=item.id,
                 label=label_of(item, entity, rights),
                 reason="; ".join(reasons),
-                url=url_for("TableView.show", slug=slug, pk=item.id),
+                url=record_url(slug, item.id),
             )
         )
     return found

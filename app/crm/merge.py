@@ -1,0 +1,171 @@
+"""Merging two companies or two contacts: one is kept, the other goes to the recycle bin.
+
+Everything happens in one transaction of the write path (``custom_fields.records``): the kept record gets
+the other's values where it had none (or the values the user chose), every live record of every table that
+links to the dropped record is moved to the kept one (``records.cascade_update``: history records each
+move), both records get a "merge" line in their history naming the other, and the dropped record is moved
+to the recycle bin (it can be restored). On any error nothing is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from app.extensions import db
+from custom_fields import history, records, runtime
+from custom_fields.access import Actor, Grants, grants
+from custom_fields.core import N_
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import REGISTRY
+
+#: Tables whose records may be merged.
+MERGEABLE = ("companies", "contacts")
+#: Roles that may merge (besides the tables' edit and delete rights).
+MERGE_ROLES = ("Admin", "Manager")
+
+# The history's label for the merge line (history shows unknown actions by their name otherwise).
+history.ACTION_LABELS.setdefault("merge", N_("Merged"))
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    kept: int
+    dropped: int
+    filled: tuple[str, ...]  # fields of the kept record that changed
+    moved: int  # references moved to the kept record
+
+
+def may_merge(user: Any) -> bool:
+    """Whether the user has a role that may merge records (Admin or Manager)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return any(getattr(role, "name", None) in MERGE_ROLES for role in getattr(user, "roles", []) or [])
+
+
+def actor_may_merge(actor: Actor) -> bool:
+    """The same, for an actor (role ids)."""
+    if actor.system:
+        return True
+    if not actor.role_ids:
+        return False
+    from flask_appbuilder.security.sqla.models import Role
+
+    names = set(db.session.scalars(select(Role.name).where(Role.id.in_(sorted(actor.role_ids)))))
+    return bool(names & set(MERGE_ROLES))
+
+
+def merge_fields(entity: EntitySpec, rights: Grants) -> list[FieldSpec]:
+    """Fields a merge may set on the kept record: visible and editable by the user, not computed."""
+    return [f for f in rights.editable_fields if not f.settings.get("derived")]
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def same(spec: FieldSpec, a: Any, b: Any) -> bool:
+    ftype = REGISTRY[spec.type]
+    return ftype.to_json(a, spec) == ftype.to_json(b, spec)
+
+
+def references(entity: EntitySpec) -> list[tuple[EntitySpec, FieldSpec]]:
+    """Every live link field, in any table, that points at ``entity``."""
+    found = []
+    for other in runtime.current().entities.values():
+        for spec in other.live_fields:
+            if spec.type == "link" and str(spec.settings.get("target")) == str(entity.id):
+                found.append((other, spec))
+    return found
+
+
+def merge(
+    slug: str, keep_id: int, drop_id: int, actor: Actor, values: Mapping[str, Any] | None = None
+) -> MergeResult:
+    """Merge record ``drop_id`` into ``keep_id``. ``values`` (stored values by field name) are set on the kept
+    record as chosen; other fields empty on the kept record are filled from the dropped one. Raises
+    ``records.AccessDenied`` (not a Manager/Admin, or no edit/delete right), ``records.RecordNotFound``
+    (a record out of reach) or another ``records.RecordError``; nothing is changed then."""
+    if slug not in MERGEABLE:
+        raise records.RecordError(_("Records of this table cannot be merged."))
+    if keep_id == drop_id:
+        raise records.RecordError(_("Choose two different records to merge."))
+    if not actor_may_merge(actor):
+        raise records.AccessDenied(_("Only managers and administrators may merge records."))
+    edit = records._context(slug, actor, "edit")
+    delete = records._context(slug, actor, "delete")
+    delete.changeset, delete.at = edit.changeset, edit.at
+    entity = edit.entity
+    chosen = dict(values or {})
+
+    def work() -> MergeResult:
+        keep = records._load(edit, [keep_id], lock=True, action="edit").get(keep_id)
+        drop = records._load(delete, [drop_id], lock=True, action="delete").get(drop_id)
+        if keep is None:
+            raise records.RecordNotFound(_("Record %(id)s does not exist.", id=keep_id))
+        if drop is None:
+            raise records.RecordNotFound(_("Record %(id)s does not exist.", id=drop_id))
+        # What the kept record gets: the chosen values, else the dropped record's where it has none.
+        fields = {f.name: f for f in merge_fields(entity, edit.grants)}
+        unknown = [name for name in chosen if name not in fields]
+        if unknown:
+            raise records.RecordInvalid({name: _("You may not change this field.") for name in unknown})
+        changes: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if name in chosen:
+                value = chosen[name]
+            elif is_empty(keep.get(name)) and not is_empty(drop.get(name)) and not spec.unique:
+                value = drop[name]
+            else:
+                continue
+            if not same(spec, value, keep.get(name)):
+                changes[name] = REGISTRY[spec.type].to_json(value, spec)
+        parsed, errors = records._parse(edit, changes, creating=False)
+        if errors:
+            raise records.RecordInvalid(errors)
+        # The kept record: its merge line first (the change set reads as a merge), then its new values.
+        edit.log(keep_id, "merge", None, None, {"merged": drop_id})
+        saved = records._apply(edit, [keep_id], [parsed], {keep_id: keep["row_version"]})[0]
+        if saved.version == keep["row_version"]:  # nothing filled: the merge still is a new version
+            table = edit.table
+            db.session.execute(
+                sa.update(table).where(table.c.id == keep_id).values(row_version=table.c.row_version + 1)
+            )
+            edit.flush_history()
+        # Every link to the dropped record now points at the kept one.
+        moved = 0
+        for other, spec in references(entity):
+            model = runtime.current().classes[other.slug]
+            condition = [getattr(model, spec.name) == drop_id, model.deleted_at.is_(None)]
+            if other.slug == slug:
+                condition.append(model.id != drop_id)
+            pks = list(db.session.scalars(select(model.id).where(*condition).order_by(model.id)))
+            if pks:
+                records.cascade_update(other.slug, {pk: {spec.name: keep_id} for pk in pks}, edit)
+                moved += len(pks)
+        # The dropped record: its merge line, then the recycle bin.
+        current = records._load(delete, [drop_id], lock=True, action="delete")
+        if drop_id not in current:
+            raise records.RecordNotFound(_("Record %(id)s does not exist.", id=drop_id))
+        delete.log(drop_id, "merge", None, None, {"into": keep_id})
+        records._mark(delete, current, deleted=True)
+        return MergeResult(keep_id, drop_id, tuple(changes), moved)
+
+    return records._transaction(work)
+
+
+def merge_rights(slug: str, actor: Actor) -> Grants | None:
+    """The actor's rights on ``slug`` when they may merge there (role, edit and delete), else None."""
+    schema = runtime.current()
+    entity = schema.entity(slug)
+    if slug not in MERGEABLE or entity is None or entity.archived:
+        return None
+    rights = grants(actor, entity, schema.access)
+    if not (rights.can("read") and rights.can("edit") and rights.can("delete")):
+        return None
+    return rights if actor_may_merge(actor) else None
