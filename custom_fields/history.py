@@ -27,6 +27,7 @@ ACTION_LABELS = {
     "delete": N_("Moved to the recycle bin"),
     "restore": N_("Restored from the recycle bin"),
     "purge": N_("Deleted for good"),
+    "merge": N_("Merged"),
 }
 SOURCE_LABELS = {"ui": N_("Browser"), "api": N_("API"), "import": N_("Import"), "job": N_("Background job")}
 

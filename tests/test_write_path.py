@@ -48,6 +48,11 @@ def admin_actor(source: str = "job") -> Actor:
     return user_actor("admin", source)
 
 
+#: A role's reach over every record of a table (the seeded one is its own records for Staff, its team's for
+#: Manager): for tests whose users work on records someone else created.
+EVERY_ROW = {"read_scope": "all", "edit_scope": "all", "delete_scope": "all"}
+
+
 @pytest.fixture
 def guarded_table(app_ctx):  # noqa: ANN001, ANN201
     """A table with a secret (hidden from Staff), a locked (view-only for Staff) and a free field."""
@@ -55,7 +60,9 @@ def guarded_table(app_ctx):  # noqa: ANN001, ANN201
     name = db.session.get(Field, entity.display_field_id)
     secret = new_field(entity, "Секрет", "text")
     locked = new_field(entity, "Скидка", "integer")
-    access.save_rules(role_id("Staff"), fields={secret.id: "hidden", locked.id: "view"})
+    access.save_rules(
+        role_id("Staff"), tables={entity.id: EVERY_ROW}, fields={secret.id: "hidden", locked.id: "view"}
+    )
     refresh()
     saved = records.create(
         entity.slug, {name.name: "Запись", secret.name: "тайна-42", locked.name: 7}, admin_actor("ui")
@@ -177,6 +184,8 @@ def test_table_rights_cascade_default_table_and_role(app_ctx, app, action, scree
     name = db.session.get(Field, entity.display_field_id)
     pk = records.create(entity.slug, {name.name: "Строка"}, admin_actor()).id
     staff_role = role_id("Staff")
+    for role in (staff_role, role_id("Manager")):  # both reach the admin's record: only the action varies
+        access.save_rules(role, tables={entity.id: EVERY_ROW})
 
     def attempt(username: str) -> tuple[int | None, int]:
         client = app.test_client()
@@ -261,6 +270,9 @@ def test_two_tabs_editing_the_same_record_over_html(app_ctx, app) -> None:  # no
     first, second = app.test_client(), app.test_client()
     assert signed_in(login(first, "staff1", DEMO_PASSWORD))
     assert signed_in(login(second, "staff2", DEMO_PASSWORD))
+    assert first.get(f"/t/{entity.slug}/edit/{pk}").status_code == 404  # the admin's: out of Staff's reach
+    access.save_rules(role_id("Staff"), tables={entity.id: EVERY_ROW})
+    refresh()
     _html1, form1 = edit_form(first, entity, pk)
     _html2, form2 = edit_form(second, entity, pk)
 
@@ -292,10 +304,14 @@ def test_two_tabs_editing_the_same_record_over_html(app_ctx, app) -> None:  # no
 def test_stale_update_over_the_api_is_409_with_current_values(app_ctx, app) -> None:  # noqa: ANN001
     entity = new_table(unique_label("Версии"))
     name = db.session.get(Field, entity.display_field_id)
-    pk = records.create(entity.slug, {name.name: "А"}, admin_actor()).id
+    pk = records.create(entity.slug, {name.name: "А"}, user_actor("staff1", "api")).id
     headers = token(app.test_client(), "staff1", DEMO_PASSWORD)
     api = app.test_client()
     base = f"/api/v1/t/{entity.slug}/{pk}"
+    # Another staff user's record is out of reach: not found, whatever the version.
+    others = token(app.test_client(), "staff2", DEMO_PASSWORD)
+    assert api.get(base, headers=others).status_code == 404
+    assert api.put(base, json={name.name: "Чужое", "_version": 1}, headers=others).status_code == 404
     assert api.put(base, json={name.name: "Б", "_version": 1}, headers=headers).status_code == 200
     stale = api.put(base, json={name.name: "В", "_version": 1}, headers=headers)
     body = stale.get_json()

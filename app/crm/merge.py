@@ -18,9 +18,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from app.extensions import db
-from custom_fields import history, records, runtime
+from custom_fields import records, runtime
 from custom_fields.access import Actor, Grants, grants
-from custom_fields.core import N_
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 
@@ -30,7 +29,6 @@ MERGEABLE = ("companies", "contacts")
 MERGE_ROLES = ("Admin", "Manager")
 
 # The history's label for the merge line (history shows unknown actions by their name otherwise).
-history.ACTION_LABELS.setdefault("merge", N_("Merged"))
 
 
 @dataclass(frozen=True)
