@@ -66,7 +66,7 @@ ACTIVITY_KINDS = _options(
     ("complaint", N_("Complaint")),
 )
 TASK_STATUSES = _options(
-    ("open", N_("Open")),
+    ("open", N_("Not started")),
     ("in_progress", N_("In progress")),
     ("done", N_("Done")),
     ("cancelled", N_("Cancelled")),
@@ -272,7 +272,7 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
                 ("service", N_("Service")), ("other", N_("Other")))},
             "resolution": {"label": N_("Resolution"), "type": "single_select", "show_in_list": False,
                            "options": _options(
-                ("open", N_("Open")), ("in_progress", N_("In progress")), ("resolved", N_("Resolved")),
+                ("open", N_("Unresolved")), ("in_progress", N_("In progress")), ("resolved", N_("Resolved")),
                 ("rejected", N_("Rejected")))},
             "owner_id": OWNER,
             "created_at": CREATED,

@@ -60,12 +60,13 @@ class FieldSpec:
         """The choices, with a core field's labels in the user's language (unless an admin renamed them)."""
         if not self.is_system:
             return self.stored_options
-        from flask_babel import get_locale, gettext
+        from flask_babel import get_locale
+        from flask_babel import gettext as translate  # (not a literal: nothing for the extractor here)
 
         stored = self.stored_options
         key = (str(get_locale()), tuple((o["id"], o["label"]) for o in stored))
         if key not in _TRANSLATED:  # parsing a batch asks for every value; gettext once per locale
-            _TRANSLATED[key] = [{**o, "label": gettext(o["label"])} for o in stored]
+            _TRANSLATED[key] = [{**o, "label": translate(o["label"])} for o in stored]
         return [dict(o) for o in _TRANSLATED[key]]
 
     @property
