@@ -15,7 +15,7 @@ WIDEST_FIRST = ("staff", "manager", "admin")
 def add_view(
     appbuilder: AppBuilder,
     view: Any,
-    name: str,
+    name: str | None,
     *,
     audience: str,
     category: str | None = None,
@@ -24,7 +24,10 @@ def add_view(
     """Register a view and record who it is for; ``sync_roles`` grants from these records."""
     if audience not in AUDIENCE_ROLES:
         raise ValueError(f"unknown audience {audience!r}")
-    instance = appbuilder.add_view(view, name, category=category or "", **kwargs)
+    if name is None:  # a screen without a menu entry (reached from other pages)
+        instance = appbuilder.add_view_no_menu(view)
+    else:
+        instance = appbuilder.add_view(view, name, category=category or "", **kwargs)
     audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
     audiences[instance.class_permission_name] = audience
     for menu_name in (name, category):

@@ -169,8 +169,8 @@ class LeadConvertView(BaseView):
 
 def register(appbuilder: Any) -> None:
     """Add this module's screens (called by ``views.register_views``)."""
-    view = appbuilder.add_view_no_menu(LeadConvertView)
-    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
-    audiences[view.class_permission_name] = "staff"
+    from views import add_view
+
+    add_view(appbuilder, LeadConvertView, None, audience="staff")
     if convert_action not in RECORD_ACTIONS.setdefault("leads", []):
         RECORD_ACTIONS["leads"].append(convert_action)

@@ -190,6 +190,4 @@ def register(appbuilder: Any) -> None:
         icon="fa-check-square-o",
         audience="staff",
     )
-    appbuilder.add_view_no_menu(RecordQuickView)
-    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
-    audiences[RecordQuickView.class_permission_name] = "staff"
+    add_view(appbuilder, RecordQuickView, None, audience="staff")

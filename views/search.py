@@ -253,12 +253,11 @@ def _merge_action(entity: EntitySpec, rights: Grants, pk: int) -> list[related.R
 
 def register(appbuilder: Any) -> None:
     """Add this module's screens (called by ``views.register_views``)."""
-    appbuilder.add_view_no_menu(SearchView)
-    appbuilder.add_view_no_menu(MergeView)
+    from views import add_view
+
     # Who each screen is for (``sync_roles`` grants from this): everyone searches, managers merge.
-    audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
-    audiences[SearchView.class_permission_name] = "staff"
-    audiences[MergeView.class_permission_name] = "manager"
+    add_view(appbuilder, SearchView, None, audience="staff")
+    add_view(appbuilder, MergeView, None, audience="manager")
     for slug in merging.MERGEABLE:
         providers = related.RECORD_ACTIONS.setdefault(slug, [])
         if _merge_action not in providers:
