@@ -38,6 +38,17 @@ def submit(page: Any) -> None:
     page.click("form#model_form button[type=submit], form[method=post] button[type=submit]")
 
 
+def move(page: Any, card: str, stage_id: int) -> None:
+    """Drag a card to a stage and wait for the server's answer (the card moves at once; its version changes
+    only when the move was saved)."""
+    before = page.get_attribute(card, "data-version")
+    page.drag_and_drop(card, f"[data-stage-id='{stage_id}'] .board-cards")
+    page.wait_for_function(
+        "([c, v]) => document.querySelector(c).dataset.version !== v", arg=[card, before], timeout=15000
+    )
+    page.wait_for_selector(f"[data-stage-id='{stage_id}'] {card}")
+
+
 def test_a_week_of_sales_work(app, app_ctx, browser, live_url, tmp_path) -> None:  # noqa: ANN001
     t = uuid.uuid4().hex[:6]
     # The demo book puts the manager and both staff users in one team.
@@ -118,11 +129,7 @@ def test_a_week_of_sales_work(app, app_ctx, browser, live_url, tmp_path) -> None
     # Wednesday: the deal moves to the proposal stage on the board.
     staff1.goto(f"{live_url}/board/{pipeline}")
     card = f"[data-deal-id='{deal.id}']"
-    staff1.drag_and_drop(card, f"[data-stage-id='{second}'] .board-cards")
-    staff1.wait_for_selector(f"[data-stage-id='{second}'] {card}")
-    staff1.wait_for_function(
-        "v => document.querySelector(`[data-deal-id='${v}']`).dataset.version !== '1'", arg=str(deal.id)
-    )
+    move(staff1, card, second)
     assert newest("deals", id=deal.id).stage_id == second
 
     # Meanwhile staff2 works their own customer: a company, a complaint, an invoice that goes overdue.
@@ -165,8 +172,7 @@ def test_a_week_of_sales_work(app, app_ctx, browser, live_url, tmp_path) -> None
 
     # Friday: the manager closes the deal as won; staff1 sees it, with the whole story on the deal's page.
     manager.goto(f"{live_url}/board/{pipeline}")
-    manager.drag_and_drop(card, f"[data-stage-id='{won}'] .board-cards")
-    manager.wait_for_selector(f"[data-stage-id='{won}'] {card}")
+    move(manager, card, won)
     closed = newest("deals", id=deal.id)
     assert closed.stage_id == won and closed.closed_at is not None and closed.probability == 100
     staff1.goto(f"{live_url}/t/companies/show/{company_id}")
