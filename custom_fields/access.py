@@ -329,36 +329,24 @@ def seed_defaults() -> int:
     roles = {name: rid for name, rid in db.session.execute(select(Role.name, Role.id))}
     entities = {slug: eid for slug, eid in db.session.execute(select(Entity.slug, Entity.id))}
 
-    def rule_of(role_id: int, entity_id: int | None) -> TableRule:
-        rule = db.session.scalar(
-            select(TableRule).where(
-                TableRule.role_id == role_id,
-                TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
-            )
-        )
-        if rule is None:
-            rule = TableRule(role_id=role_id, entity_id=entity_id)
-            db.session.add(rule)
-        return rule
-
     for name, rights in SEEDED_DEFAULTS.items():
         if name not in roles:
             continue
         if _seed_once(name, "default"):
-            rule = rule_of(roles[name], None)
+            rule = _table_rule(roles[name], None)
             for action, value in rights.items():
                 if rule.get(action) is None:
                     rule.set(action, value)
             applied += 1
         if _seed_once(name, "default-scope"):
-            rule = rule_of(roles[name], None)
+            rule = _table_rule(roles[name], None)
             for action in SCOPED_ACTIONS:
                 if rule.get_scope(action) is None:
                     rule.set_scope(action, SEEDED_SCOPES[name])
             applied += 1
     for (name, slug), rights in SEEDED_TABLE_RULES.items():
         if name in roles and slug in entities and _seed_once(name, f"table:{slug}"):
-            rule = rule_of(roles[name], entities[slug])
+            rule = _table_rule(roles[name], entities[slug])
             for key, value in rights.items():
                 if key.endswith("_scope"):
                     rule.set_scope(key.removesuffix("_scope"), value)
@@ -386,6 +374,20 @@ def seed_defaults() -> int:
         _bump(None, "access", f"Seeded the built-in roles' access ({applied})", None, None)
     db.session.commit()
     return applied
+
+
+def _table_rule(role_id: int, entity_id: int | None) -> TableRule:
+    """The role's rule row for a table (None: its default for all tables), created when missing."""
+    rule = db.session.scalar(
+        select(TableRule).where(
+            TableRule.role_id == role_id,
+            TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
+        )
+    )
+    if rule is None:
+        rule = TableRule(role_id=role_id, entity_id=entity_id)
+        db.session.add(rule)
+    return rule
 
 
 def _seed_once(role_name: str, what: str) -> bool:
@@ -434,15 +436,7 @@ def save_rules(
             unset = [k for k, v in rights.items() if v is None]
             if entity_id is None and unset:
                 raise SchemaError(_("The default for all tables must allow or deny each action."))
-            rule = db.session.scalar(
-                select(TableRule).where(
-                    TableRule.role_id == role_id,
-                    TableRule.entity_id.is_(None) if entity_id is None else TableRule.entity_id == entity_id,
-                )
-            )
-            if rule is None:
-                rule = TableRule(role_id=role_id, entity_id=entity_id)
-                db.session.add(rule)
+            rule = _table_rule(role_id, entity_id)
             for action, value in rights.items():
                 where = "*" if entity_id is None else f"#{entity_id}"
                 if action.endswith("_scope") and action.removesuffix("_scope") in SCOPED_ACTIONS:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
-from app.crm.matching import normal_email, normal_phone, normal_tax_id
+from app.crm.matching import NORMALISE, match_reason, same_value
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
@@ -111,54 +111,26 @@ def _match(slug: str, actor: Actor, conditions: list[tuple[str, Any]]) -> Match 
     return None
 
 
-def _lower_trim(column: Any) -> Any:
-    return func.lower(func.trim(column))
+def _identifying(slug: str, actor: Actor, raw: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Conditions for the given kinds of identifying value (in that order), each with its reason."""
+    _rights_, model = _rights(slug, actor)
+    conditions: list[tuple[str, Any]] = []
+    for kind, value in raw.items():
+        normal = NORMALISE[kind](value)
+        if normal:
+            conditions.append((match_reason(kind, normal), same_value(slug, model, kind, normal)))
+    return conditions
 
 
 def match_contact(actor: Actor, email: Any, phone: Any) -> Match | None:
     """An existing contact with the same normalised e-mail, else the same phone."""
-    _rights_, model = _rights("contacts", actor)
-    conditions: list[tuple[str, Any]] = []
-    wanted_email = normal_email(email)
-    if wanted_email:
-        conditions.append(
-            (
-                _("Same e-mail: %(value)s", value=wanted_email),
-                or_(_lower_trim(model.email) == wanted_email, _lower_trim(model.email2) == wanted_email),
-            )
-        )
-    wanted_phone = normal_phone(phone)
-    if wanted_phone:
-        conditions.append(
-            (
-                _("Same phone: %(value)s", value=wanted_phone),
-                or_(model.phone == wanted_phone, model.mobile == wanted_phone),
-            )
-        )
+    conditions = _identifying("contacts", actor, {"email": email, "phone": phone})
     return _match("contacts", actor, conditions) if conditions else None
 
 
 def match_company(actor: Actor, tax_id: Any, email: Any, phone: Any, name: Any) -> Match | None:
     """An existing company with the same tax id, else e-mail or phone, else exactly the name (any case)."""
-    _rights_, model = _rights("companies", actor)
-    conditions: list[tuple[str, Any]] = []
-    wanted_tax = normal_tax_id(tax_id)
-    if wanted_tax:
-        stripped = func.replace(func.replace(func.replace(model.tax_id, " ", ""), "-", ""), ".", "")
-        conditions.append((_("Same tax ID: %(value)s", value=wanted_tax), func.upper(stripped) == wanted_tax))
-    wanted_email = normal_email(email)
-    if wanted_email:
-        conditions.append(
-            (_("Same e-mail: %(value)s", value=wanted_email), _lower_trim(model.email) == wanted_email)
-        )
-    wanted_phone = normal_phone(phone)
-    if wanted_phone:
-        conditions.append(
-            (
-                _("Same phone: %(value)s", value=wanted_phone),
-                or_(model.phone == wanted_phone, model.phone2 == wanted_phone),
-            )
-        )
+    conditions = _identifying("companies", actor, {"tax_id": tax_id, "email": email, "phone": phone})
     found = _match("companies", actor, conditions) if conditions else None
     if found is not None:
         return found
@@ -171,7 +143,7 @@ def _match_company_name(actor: Actor, name: Any) -> Match | None:
     if not wanted:
         return None
     _rights_, model = _rights("companies", actor)
-    return _match("companies", actor, [(_("Same name"), _lower_trim(model.name) == wanted)])
+    return _match("companies", actor, [(_("Same name"), func.lower(func.trim(model.name)) == wanted)])
 
 
 def split_name(full: Any) -> dict[str, str]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask_babel import gettext as _
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
-from app.crm.matching import IDENTIFYING, normal_email, normal_phone, normal_tax_id
+from app.crm.matching import IDENTIFYING, NORMALISE, match_reason, normalised_column
 from app.extensions import db
 from custom_fields import runtime
 from custom_fields.access import Grants, grants, row_filter
@@ -16,7 +15,6 @@ from custom_fields.access import Grants, grants, row_filter
 LIMIT = 10
 #: Besides its own table, where a new record of a table may already be known (a lead's person or company).
 ALSO_IN: dict[str, tuple[str, ...]] = {"leads": ("contacts", "companies")}
-NORMALISE = {"email": normal_email, "phone": normal_phone, "tax_id": normal_tax_id}
 
 
 @dataclass(frozen=True)
@@ -39,23 +37,6 @@ def identifying_values(slug: str, values: dict[str, Any]) -> dict[str, set[str]]
     return found
 
 
-def _reason(kind: str, value: str) -> str:
-    if kind == "email":
-        return _("Same e-mail: %(value)s", value=value)
-    if kind == "phone":
-        return _("Same phone: %(value)s", value=value)
-    return _("Same tax ID: %(value)s", value=value)
-
-
-def _column_expression(kind: str, column: Any) -> Any:
-    if kind == "email":
-        return func.lower(func.trim(column))
-    if kind == "tax_id":
-        stripped = func.replace(func.replace(func.replace(column, " ", ""), "-", ""), ".", "")
-        return func.upper(stripped)
-    return column  # phones are stored normalised
-
-
 def _search(
     slug: str, wanted: dict[str, set[str]], rights: Grants, exclude_id: int | None
 ) -> list[Duplicate]:
@@ -74,7 +55,7 @@ def _search(
             spec = entity.field_by_name(name)
             if spec is None or spec.archived or rights.mode(name) == "hidden":
                 continue
-            expression = _column_expression(kind, getattr(model, name))
+            expression = normalised_column(kind, getattr(model, name))
             checks.append((kind, name, expression.in_(sorted(wanted[kind]))))
     if not checks:
         return []
@@ -87,7 +68,7 @@ def _search(
         for kind, name, _condition in checks:
             normal = NORMALISE[kind](getattr(item, name))
             if normal and normal in wanted[kind]:
-                text = _reason(kind, normal)
+                text = match_reason(kind, normal)
                 if text not in reasons:
                     reasons.append(text)
         found.append(

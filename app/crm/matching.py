@@ -4,7 +4,11 @@ conversion and the duplicate check on create both ask here."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import func, or_
 
 from custom_fields.types import REGISTRY, FieldValueError
 
@@ -42,3 +46,34 @@ def normal_tax_id(raw: Any) -> str | None:
         return None
     digits = re.sub(r"[\s\-.]", "", str(raw)).upper()
     return digits or None
+
+
+#: How each kind of identifying value is normalised.
+NORMALISE: dict[str, Callable[[Any], str | None]] = {
+    "email": normal_email,
+    "phone": normal_phone,
+    "tax_id": normal_tax_id,
+}
+
+
+def normalised_column(kind: str, column: Any) -> Any:
+    """The SQL form of a stored value that compares with ``NORMALISE[kind]``'s result."""
+    if kind == "email":
+        return func.lower(func.trim(column))
+    if kind == "tax_id":
+        return func.upper(func.replace(func.replace(func.replace(column, " ", ""), "-", ""), ".", ""))
+    return column  # phones are stored normalised
+
+
+def same_value(slug: str, model: type, kind: str, normal: str) -> Any:
+    """Records of ``slug`` holding ``normal`` in any of their fields of that kind."""
+    columns = [getattr(model, name) for name in IDENTIFYING[slug][kind]]
+    return or_(*(normalised_column(kind, column) == normal for column in columns))
+
+
+def match_reason(kind: str, value: str) -> str:
+    if kind == "email":
+        return _("Same e-mail: %(value)s", value=value)
+    if kind == "phone":
+        return _("Same phone: %(value)s", value=value)
+    return _("Same tax ID: %(value)s", value=value)
