@@ -1,10 +1,10 @@
 """A schema change made in one process is live in every other process without a restart: a gunicorn with
-two workers (another OS process) serves a new table and new fields within 2 s, and an RQ worker that was
-already running sees them in its next job."""
+two workers (another OS process) serves a new table and new fields on its very next request (every request
+checks the schema version first, so no waiting is needed or allowed), and an RQ worker that was already
+running sees them in its next job. Correctness, not speed: no timing is asserted (a loaded machine made a
+2-second limit flaky)."""
 
 from __future__ import annotations
-
-import time
 
 import requests
 from sqlalchemy import select
@@ -23,21 +23,15 @@ def api_headers(base: str) -> dict[str, str]:
     response = requests.post(
         f"{base}/api/v1/security/login",
         json={"username": "admin", "password": ADMIN_PASSWORD, "provider": "db"},
-        timeout=10,
+        timeout=TIMEOUT,
     )
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def wait_until(check, timeout: float) -> float:  # noqa: ANN001
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"not visible within {timeout} s")
+TIMEOUT = 60  # per request, for a loaded machine; the assertions never wait for a later request
 
 
-def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx, other_process) -> None:  # noqa: ANN001
+def test_another_process_serves_new_tables_and_fields_on_its_next_request(app_ctx, other_process) -> None:  # noqa: ANN001
     headers = api_headers(other_process)
     label = unique_label("Поставщики")
     entity = service.create_entity(label, label)
@@ -48,9 +42,11 @@ def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx
     def served() -> bool:
         # Several calls, so both gunicorn workers answer at least once each.
         for _ in range(4):
-            info = requests.get(f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=5)
+            info = requests.get(
+                f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=TIMEOUT
+            )
             contact_info = requests.get(
-                f"{other_process}/api/v1/t/contacts/_info", headers=headers, timeout=5
+                f"{other_process}/api/v1/t/contacts/_info", headers=headers, timeout=TIMEOUT
             )
             if info.status_code != 200 or contact_info.status_code != 200:
                 return False
@@ -60,15 +56,15 @@ def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx
                 return False
         return True
 
-    assert wait_until(served, 2.0) < 2.0
+    assert served()  # the first requests after the change already see it, in both gunicorn workers
     created = requests.post(
         f"{other_process}/api/v1/t/{entity.slug}/",
         json={f"f_{entity.display_field_id}": "ООО Север", rating.name: 7},
         headers=headers,
-        timeout=5,
+        timeout=TIMEOUT,
     )
     assert created.status_code == 201, created.text
-    document = requests.get(f"{other_process}/api/v1/_openapi", headers=headers, timeout=10).json()
+    document = requests.get(f"{other_process}/api/v1/_openapi", headers=headers, timeout=TIMEOUT).json()
     assert f"/api/v1/t/{entity.slug}/" in document["paths"]
 
     # A type change and an archive reach the other process too.
@@ -76,11 +72,11 @@ def test_another_process_serves_new_tables_and_fields_within_two_seconds(app_ctx
 
     def archived() -> bool:
         info = requests.get(
-            f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=5
+            f"{other_process}/api/v1/t/{entity.slug}/_info", headers=headers, timeout=TIMEOUT
         ).json()
         return rating.name not in {c["name"] for c in info["add_columns"]}
 
-    assert wait_until(archived, 2.0) < 2.0
+    assert archived()
 
 
 def test_a_running_worker_sees_new_fields_in_its_next_job(app_ctx, worker) -> None:  # noqa: ANN001
