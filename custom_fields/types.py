@@ -1109,7 +1109,7 @@ class TaxIdType(TextType):
                 raise FieldValueError(_("A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."))
             return
         if kind == "ogrn":
-            shape = text.isdigit() and len(text) in (13, 15)
+            shape = text.isascii() and text.isdigit() and len(text) in (13, 15)
             if not shape:
                 message = _("An OGRN has 13 digits (an OGRNIP 15).")
             elif not ogrn_valid(text):
@@ -1117,7 +1117,7 @@ class TaxIdType(TextType):
             else:
                 return
         else:
-            shape = text.isdigit() and len(text) in (10, 12)
+            shape = text.isascii() and text.isdigit() and len(text) in (10, 12)
             if not shape:
                 message = _("An INN has 10 digits (an organisation) or 12 (a person or sole trader).")
             elif not inn_valid(text):
