@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from custom_fields import records
@@ -134,3 +135,27 @@ def test_repeated_values_leave_the_index_missing_and_say_which(app_ctx) -> None:
     with pytest.raises(records.RecordInvalid):
         records.create("invoices", {"number": value, "amount": "1"}, Actor.system_job())
         records.create("invoices", {"number": value.upper(), "amount": "1"}, Actor.system_job())
+
+
+def test_a_unique_custom_text_field_ignores_letter_case_too(app_ctx) -> None:  # noqa: ANN001
+    from custom_fields import service
+    from tests.tables_helpers import insert, new_field, new_table, unique_label
+
+    entity = new_table(unique_label("Коды"))
+    code = new_field(entity, "Код", "text", unique=True)
+    insert(entity, **{code.name: "Код-1"})
+    with pytest.raises(IntegrityError):
+        insert(
+            entity, **{code.name: "КОД-1"}
+        )  # Cyrillic letters fold too (SQLite's lower() made Unicode-aware)
+    db.session.rollback()
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.create(entity.slug, {code.name: "код-1"}, Actor.system_job())
+    assert refused.value.errors[code.name] == TAKEN
+
+    # Switching "unique" on counts values that differ only in letter case as repeated.
+    other = new_field(entity, "Другой", "text")
+    insert(entity, **{other.name: "abc"})
+    insert(entity, **{other.name: "ABC"})
+    with pytest.raises(service.SchemaError, match="1 values occur in more than one record"):
+        service.update_field(other.id, unique=True)
