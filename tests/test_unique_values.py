@@ -159,3 +159,38 @@ def test_a_unique_custom_text_field_ignores_letter_case_too(app_ctx) -> None:  #
     insert(entity, **{other.name: "ABC"})
     with pytest.raises(service.SchemaError, match="1 values occur in more than one record"):
         service.update_field(other.id, unique=True)
+
+
+def test_upgrading_a_database_with_repeated_skus_reports_them(env, tmp_path) -> None:  # noqa: ANN001
+    """Migration 0005 on a book whose SKUs already repeat: the upgrade goes through, the index waits, and
+    the change log names the values; once they are unique, ``ensure_unique_indexes`` creates it."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from models import SchemaChange
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    scratch = create_app({**env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
+    directory = scratch.extensions["migrate"].directory
+    with scratch.app_context():
+        upgrade(directory=directory, revision="0004")
+        insert = text("INSERT INTO crm_product (name, sku, row_version, created_at) VALUES (:n, :s, 1, :at)")
+        for name, sku in (("Первый", "ABC-1"), ("Второй", "abc-1"), ("Третий", "XYZ")):
+            db.session.execute(insert, {"n": name, "s": sku, "at": "2026-01-01 00:00:00"})
+        db.session.commit()
+
+        upgrade(directory=directory)
+        indexes = set(db.session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'index'")))
+        assert "uq_crm_invoice_number" in indexes and "uq_crm_product_sku" not in indexes
+        logged = db.session.scalars(
+            select(SchemaChange.summary).where(SchemaChange.action == "unique index skipped")
+        )
+        assert [s for s in logged if "crm_product.sku" in s and "abc-1 (2)" in s]
+
+        db.session.execute(text("UPDATE crm_product SET sku = 'abc-2' WHERE name = 'Второй'"))
+        db.session.commit()
+        assert ensure_unique_indexes() == []
+        with pytest.raises(IntegrityError):
+            db.session.execute(insert, {"n": "Четвёртый", "s": "xyz", "at": "2026-01-01 00:00:00"})
+        db.session.rollback()
+        db.engine.dispose()
