@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import email_validator
+import phonenumbers
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -819,9 +821,6 @@ def clean_options(raw: Any) -> list[dict[str, str]]:
     return cleaned
 
 
-EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
-
-
 class EmailType(TextType):
     name = "email"
     label = _l("E-mail")
@@ -838,10 +837,17 @@ class EmailType(TextType):
         text = raw.strip()
         if text.lower().startswith("mailto:"):
             text = text[7:]
-        if len(text) > 320 or not EMAIL_RE.match(text):
+        if len(text) > 320:
             raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
-        local, _at, domain = text.rpartition("@")
-        return f"{local}@{domain.lower()}"
+        try:
+            # Syntax only (no DNS look-up); international domains stored in Unicode (почта.рф), the
+            # domain in lower case.
+            checked = email_validator.validate_email(text, check_deliverability=False)
+        except email_validator.EmailNotValidError:
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com.")) from None
+        if len(checked.normalized) > 320:
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+        return checked.normalized
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if not value:
@@ -850,9 +856,12 @@ class EmailType(TextType):
 
 
 class PhoneType(TextType):
+    """Stored in E.164 (``+74951234567``); numbers without a country code are Russian."""
+
     name = "phone"
     label = _l("Phone")
     setting_defaults = {}
+    DEFAULT_REGION = "RU"
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(32)
@@ -863,16 +872,16 @@ class PhoneType(TextType):
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
         text = _excel_number_text(raw).strip()
-        if not re.fullmatch(r"\+?[\d\s\-().\u00a0]+", text):
+        # Digits and the usual separators only (phonenumbers would also read letters: 8-800-FLOWERS).
+        if len(text) > 40 or not re.fullmatch(r"\+?[\d\s\-().\u00a0]+", text):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
-        digits = re.sub(r"\D", "", text)
-        if not 5 <= len(digits) <= 15:
+        try:
+            number = phonenumbers.parse(text, self.DEFAULT_REGION)
+        except phonenumbers.NumberParseException:
+            raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67.")) from None
+        if not phonenumbers.is_valid_number(number):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
-        if len(digits) == 11 and digits[0] == "8" and not text.startswith("+"):
-            return "+7" + digits[1:]
-        if text.startswith("+") or len(digits) >= 11:
-            return "+" + digits
-        return digits
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if not value:

@@ -202,3 +202,47 @@ def test_values_display_as_their_type_shows_them(app_ctx) -> None:  # noqa: ANN0
     assert REGISTRY["date"].display(dt.date(2026, 12, 1), spec("date")) == "01.12.2026"
     assert REGISTRY["boolean"].display(True, spec("boolean")) == "yes"
     assert REGISTRY["money"].display(Decimal("1234.5"), spec("money", currency="RUB")) == "1\u00a0234.50 RUB"
+
+
+# --- phones and e-mails ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("495 123-45-67", "+74951234567"),  # no country code: Russian
+        ("8 (495) 123-45-67", "+74951234567"),
+        ("8 800 555-35-35", "+78005553535"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("+1 (650) 253-0000", "+16502530000"),
+        (79161234567.0, "+79161234567"),  # an Excel cell
+    ],
+)
+def test_phones_are_stored_in_e164(app_ctx, raw: object, expected: str) -> None:  # noqa: ANN001
+    assert REGISTRY["phone"].parse(raw, spec("phone")) == expected
+
+
+@pytest.mark.parametrize("raw", ["12345", "+7 000", "+7 495 123-45-6", "+44 20 7946 09581", "8-800-FLOWERS"])
+def test_numbers_no_phone_can_have_are_refused(app_ctx, raw: str) -> None:  # noqa: ANN001
+    with pytest.raises(FieldValueError, match="Expected a phone number"):
+        REGISTRY["phone"].parse(raw, spec("phone"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("иван@почта.рф", "иван@почта.рф"),
+        ("user@XN--80A1ACNY.XN--P1AI", "user@почта.рф"),  # one domain, however it is written
+        ("Ivan.Petrov+crm@Example.RU", "Ivan.Petrov+crm@example.ru"),
+    ],
+)
+def test_international_e_mail_addresses(app_ctx, raw: str, expected: str) -> None:  # noqa: ANN001
+    assert REGISTRY["email"].parse(raw, spec("email")) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ['"quoted"@example.com', "a b@example.com", "x@localhost", "a@b..ru", "@b.ru"]
+)
+def test_what_is_not_an_e_mail_address_is_refused(app_ctx, raw: str) -> None:  # noqa: ANN001
+    with pytest.raises(FieldValueError, match="Expected an e-mail address"):
+        REGISTRY["email"].parse(raw, spec("email"))
