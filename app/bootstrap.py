@@ -23,7 +23,7 @@ from app.crm.demo import DemoResult
 from app.extensions import db
 from app.security import MANAGER, STAFF
 from custom_fields.access import Actor, seed_defaults
-from custom_fields.core import sync_core_entities
+from custom_fields.core import ensure_unique_indexes, sync_core_entities
 from models import AppSetting
 
 DEMO_SETTING = "demo_loaded_at"
@@ -54,6 +54,7 @@ class InitReport:
     demo_cpu_seconds: float = 0.0
     pipeline_created: str | None = None
     grants: dict[str, int] = field(default_factory=dict)
+    unique_problems: list[str] = field(default_factory=list)
 
 
 def database_error_reason(exc: SQLAlchemyError) -> str:
@@ -117,6 +118,7 @@ def initialize(
             appbuilder.add_permissions(update_perms=True)
             report.grants = appbuilder.sm.sync_roles()
             sync_core_entities()
+            report.unique_problems = ensure_unique_indexes()
             seed_defaults()
             report.admin_created, report.admin_password = ensure_admin()
             want_demo = app.config["TABULA_DEMO"] if demo is None else demo
@@ -131,6 +133,8 @@ def initialize(
 
 
 def _announce(report: InitReport, echo: Callable[[str], None]) -> None:
+    for problem in report.unique_problems:
+        echo(f"Warning: {problem}. Make them unique, then run `tabula init` again.")
     if report.admin_created:
         if report.admin_password:
             echo(

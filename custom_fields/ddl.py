@@ -7,12 +7,15 @@ PostgreSQL a short ``lock_timeout`` keeps a schema change from queueing forever 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sqlalchemy import Column, Index, Integer, MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, DropIndex
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
+IndexKey = Callable[[ColumnElement], ColumnElement]
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 LOCK_TIMEOUT = "3s"
 
@@ -81,14 +84,19 @@ def drop_column(conn: Connection, table_name: str, column_name: str) -> None:
     conn.execute(text(f"ALTER TABLE {_quote(conn, table_name)} DROP COLUMN {_quote(conn, column_name)}"))
 
 
-def _index(table_name: str, column_name: str, unique: bool):  # noqa: ANN202
+def _index(table_name: str, column_name: str, unique: bool, key: IndexKey | None = None):  # noqa: ANN202
     col = Column(check_identifier(column_name), Integer)
     tbl = Table(check_identifier(table_name), MetaData(), col)
-    return Index(index_name(table_name, column_name, unique), tbl.c[column_name], unique=unique)
+    expression = key(tbl.c[column_name]) if key is not None else tbl.c[column_name]
+    return Index(index_name(table_name, column_name, unique), expression, unique=unique)
 
 
-def create_index(conn: Connection, table_name: str, column_name: str, *, unique: bool) -> None:
-    conn.execute(CreateIndex(_index(table_name, column_name, unique)))
+def create_index(
+    conn: Connection, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None
+) -> None:
+    """An index on the column, or on ``key(column)`` (a unique field's type says what counts as the same
+    value, e.g. ``lower(column)`` for text)."""
+    conn.execute(CreateIndex(_index(table_name, column_name, unique, key)))
 
 
 def drop_index(conn: Connection, table_name: str, column_name: str, *, unique: bool) -> None:

@@ -15,6 +15,7 @@ from flask_appbuilder.fieldwidgets import (
 from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms import Field, ValidationError
+from wtforms.utils import unset_value
 from wtforms.validators import StopValidation
 from wtforms.widgets import html_params
 
@@ -62,6 +63,42 @@ class RegistryField(Field):
             raise ValueError(str(exc)) from None
 
 
+STORED_SUFFIX = "__stored"
+
+
+class KeepsStoredValue(RegistryField):
+    """A field whose widget cannot show every stored value exactly (seconds and their fractions, a yes/no
+    left unanswered): the edit form carries the stored value beside the input, and when what comes back
+    is that value as the widget showed it, the stored value is kept, so an untouched save changes
+    nothing. The carried value only ever adds what the widget could not show."""
+
+    stored: Any = None
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        super().process(formdata, data, extra_filters)
+        if not formdata:
+            self.stored = self.data
+            return
+        carried = formdata.get(self.name + STORED_SUFFIX)
+        if carried is None or self.search or self.process_errors:
+            return
+        try:
+            self.stored = self.ftype.parse(carried, self.spec)
+        except FieldValueError:
+            return
+        if self.shows_as_stored(self.data, self.stored):
+            self.data = self.stored
+
+    def shows_as_stored(self, value: Any, stored: Any) -> bool:
+        raise NotImplementedError
+
+    def stored_input(self) -> Markup:
+        if self.search or not (request.view_args or {}).get("pk"):
+            return Markup("")  # only an edit form has a stored value
+        text = self.ftype.to_text(self.stored, self.spec)
+        return tag("input", type="hidden", name=self.name + STORED_SUFFIX, value=text)
+
+
 class DateInput:
     input_type = "date"
 
@@ -74,19 +111,34 @@ class DateInput:
 class DateTimeInput(DateInput):
     input_type = "datetime-local"
 
+    def __call__(self, field: RegistryField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("step", "1")  # seconds are shown and kept
+        companion = field.stored_input() if isinstance(field, KeepsStoredValue) else Markup("")
+        return super().__call__(field, **kwargs) + companion
 
-class DateTimeField(RegistryField):
+
+class DateTimeField(KeepsStoredValue):
     def display_text(self, value: Any) -> str:
         from custom_fields.types import local_timezone
 
         if value is None:
             return ""
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return aware.astimezone(local_timezone()).strftime("%Y-%m-%dT%H:%M")
+        return aware.astimezone(local_timezone()).strftime("%Y-%m-%dT%H:%M:%S")
+
+    def shows_as_stored(self, value: Any, stored: Any) -> bool:
+        # The browser sends back what it showed: to the second, or to the minute when seconds are zero.
+        if value is None or stored is None:
+            return False
+        return value in (stored.replace(microsecond=0), stored.replace(second=0, microsecond=0))
 
 
-class BooleanChoiceField(RegistryField):
-    """A checkbox; in search forms a yes/no choice."""
+class BooleanChoiceField(KeepsStoredValue):
+    """A checkbox; in search forms a yes/no choice. An unticked box on a value never answered (empty)
+    keeps it empty."""
+
+    def shows_as_stored(self, value: Any, stored: Any) -> bool:
+        return stored is None and value is False
 
     def process_formdata(self, valuelist: list[str]) -> None:
         if self.search:
@@ -102,7 +154,8 @@ class CheckboxInput:
     def __call__(self, field: BooleanChoiceField, **kwargs: Any) -> Markup:
         kwargs.setdefault("id", field.id)
         checked = {"checked": True} if field.data else {}
-        return tag("input", name=field.name, type="checkbox", value="y", **checked, **kwargs)
+        box = tag("input", name=field.name, type="checkbox", value="y", **checked, **kwargs)
+        return box + field.stored_input()
 
 
 class ChoiceWidget(Select2Widget):
@@ -195,8 +248,6 @@ def _validators(ftype: FieldType, spec: FieldSpec, search: bool) -> list[Any]:
         validators.append(required)
     if ftype.name in ("link", "user"):
         validators.append(link_exists)
-    if spec.unique:
-        validators.append(unique_value)
     return validators
 
 
@@ -213,13 +264,6 @@ def link_exists(form: Any, field: RegistryField) -> None:
         field.ftype.check_exists(field.data, field.spec)
     except FieldValueError as exc:
         raise ValidationError(str(exc)) from None
-
-
-def unique_value(form: Any, field: RegistryField) -> None:
-    from custom_fields.runtime import value_taken
-
-    if field.data is not None and value_taken(field.spec, field.data, (request.view_args or {}).get("pk")):
-        raise ValidationError(_("Another record already has this value."))
 
 
 def _make(cls: type[RegistryField], widget: Any, ftype: FieldType, spec: FieldSpec, search: bool) -> Any:

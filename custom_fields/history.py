@@ -75,13 +75,15 @@ def _field_spec(entity: EntitySpec | None, field_id: int | None) -> FieldSpec | 
 
 
 def _text(spec: FieldSpec | None, value: Any) -> str:
-    """A stored JSON value as the field's text (falls back to the raw value for fields since changed)."""
+    """A stored JSON value as its field type shows it (``01.12.2026 13:54``, ``да``); the raw value for
+    fields since changed or removed."""
     if value is None:
         return ""
     if spec is None:
         return str(value)
+    ftype = REGISTRY[spec.type]
     try:
-        return REGISTRY[spec.type].to_text(REGISTRY[spec.type].parse(value, spec), spec)
+        return ftype.display(ftype.parse(value, spec), spec)
     except (ValueError, TypeError):
         return str(value)
 

@@ -24,7 +24,7 @@ from sqlalchemy import Table, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import runtime
+from custom_fields import ddl, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldValueError
@@ -173,9 +173,10 @@ def atomic() -> Iterator[None]:
     _transaction(lambda: None)
 
 
-def _transaction(work: Any) -> Any:
-    """Run ``work`` and commit, or roll everything back; database refusals become clear messages. Inside
-    ``atomic`` the outer block commits or rolls back."""
+def _transaction(work: Any, ctx: _Context | None = None) -> Any:
+    """Run ``work`` and commit, or roll everything back; database refusals become clear messages (a unique
+    index of ``ctx``'s table refusing a value: the same message at the field as the check before writing,
+    for writes that overlapped it). Inside ``atomic`` the outer block commits or rolls back."""
     outer = db.session().info.get(_OUTER)
     try:
         result = work()
@@ -191,6 +192,9 @@ def _transaction(work: Any) -> Any:
     except IntegrityError as exc:
         if not outer:
             db.session.rollback()
+        field_name = _unique_field_refusing(ctx, exc) if ctx is not None else None
+        if field_name is not None:
+            raise RecordInvalid({field_name: _("Another record already has this value.")}) from exc
         raise RecordError(
             _("Not saved: another record already has this value, or a linked record is missing.")
         ) from exc
@@ -202,6 +206,21 @@ def _transaction(work: Any) -> Any:
         if not outer:
             db.session.rollback()
         raise
+
+
+def _unique_field_refusing(ctx: _Context, exc: IntegrityError) -> str | None:
+    """The unique field whose index refused the write, from the driver's report (PostgreSQL names the
+    index; SQLite names the index, or the table and column)."""
+    diag = getattr(exc.orig, "diag", None)
+    named = getattr(diag, "constraint_name", None)
+    # SQLite: "UNIQUE constraint failed: index 'uq_t_5_f_12'" or "... failed: t_5.f_12"
+    targets = {named} if named else {p.strip() for p in str(exc.orig).split(":", 1)[-1].split(",")}
+    table = ctx.table.name
+    for spec in ctx.entity.live_fields:
+        index = ddl.index_name(table, spec.column_name, unique=True)
+        if spec.unique and targets & {index, f"index '{index}'", f"{table}.{spec.column_name}"}:
+            return spec.name
+    return None
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -260,14 +279,18 @@ def _check_references_and_unique(
                 if value not in found:
                     errors.setdefault(i, {})[spec.name] = _("Record %(id)s does not exist.", id=value)
         if spec.unique:
-            column = ctx.table.c[spec.column_name]
+            # Compared as the field type compares (``RACE-SKU-1`` = ``race-sku-1``), the way its unique
+            # index does; records in the recycle bin keep their values.
+            ftype = REGISTRY[spec.type]
+            key = ftype.unique_expression(ctx.table.c[spec.column_name])
+            wanted = {i: ftype.unique_key(value) for i, value in wanted.items()}
             holders: dict[Any, tuple[int, bool]] = {}
             values = list(set(wanted.values()))
             for chunk in _chunks(values, BATCH):
                 for rid, value, deleted in db.session.execute(
-                    select(ctx.table.c.id, column, ctx.table.c.deleted_at).where(column.in_(chunk))
+                    select(ctx.table.c.id, key, ctx.table.c.deleted_at).where(key.in_(chunk))
                 ):
-                    holders[value] = (rid, deleted is not None)
+                    holders[ftype.unique_key(value)] = (rid, deleted is not None)
             seen: dict[Any, int] = {}
             for i, value in wanted.items():
                 holder = holders.get(value)
@@ -280,6 +303,34 @@ def _check_references_and_unique(
                     errors.setdefault(i, {})[spec.name] = message
                 seen[value] = i
     return errors
+
+
+def _check_records(
+    ctx: _Context, rows: list[dict[str, Any]], changed: list[dict[str, Any]]
+) -> dict[int, dict[str, str]]:
+    """Each field type's checks against the rest of the record (a Russian tax id unless the company is
+    foreign), for the values that changed or whose fields they depend on changed; values saved before a
+    check existed stay until someone changes them."""
+    errors: dict[int, dict[str, str]] = {}
+    for spec in ctx.entity.live_fields:
+        ftype = REGISTRY[spec.type]
+        watched = {spec.name, *ftype.depends_on(spec)}
+        for i, (row, diff) in enumerate(zip(rows, changed, strict=True)):
+            if spec.name not in row or not watched & diff.keys():
+                continue
+            try:
+                ftype.check_record(row[spec.name], spec, row)
+            except FieldValueError as exc:
+                errors.setdefault(i, {})[spec.name] = str(exc)
+    return errors
+
+
+def _merge_errors(into: dict[int, dict[str, str]], found: dict[int, dict[str, str]]) -> None:
+    """Adds ``found`` to ``into``, keeping the first message per field."""
+    for i, row_errors in found.items():
+        target = into.setdefault(i, {})
+        for name, message in row_errors.items():
+            target.setdefault(name, message)
 
 
 def _reference_table(spec: FieldSpec) -> Table:
@@ -309,8 +360,8 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
-    for i, row_errors in _check_references_and_unique(ctx, parsed_rows, [None] * len(parsed_rows)).items():
-        errors.setdefault(i, {}).update({k: v for k, v in row_errors.items() if k not in errors.get(i, {})})
+    _merge_errors(errors, _check_references_and_unique(ctx, parsed_rows, [None] * len(parsed_rows)))
+    _merge_errors(errors, _check_records(ctx, parsed_rows, parsed_rows))
     if errors:
         raise _invalid(errors)
     specs = {f.name: f for f in ctx.entity.live_fields}
@@ -336,7 +387,7 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
         ctx.flush_history()
         return saved
 
-    return _transaction(work)
+    return _transaction(work, ctx)
 
 
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
@@ -394,7 +445,7 @@ def update_many(
         raise _invalid(errors)
 
     expected = {pk: merged[pk][1] for pk in pks}
-    return _transaction(lambda: _apply(ctx, pks, parsed_rows, expected))
+    return _transaction(lambda: _apply(ctx, pks, parsed_rows, expected), ctx)
 
 
 def _apply(
@@ -413,15 +464,18 @@ def _apply(
             raise _stale(ctx, row)
         full_rows.append({**row, **parsed})
     _derive(ctx, full_rows, [current[pk] for pk in pks])
+    # Stored forms compared as their type compares them: an untouched value retyped (``1 234,50``,
+    # another time zone) is no change, and a save that changes nothing writes nothing.
     diffs = [
         {
             n: v
             for n, v in full.items()
-            if n in specs and _json(specs[n], v) != _json(specs[n], current[pk][n])
+            if n in specs and not REGISTRY[specs[n].type].same(current[pk][n], v, specs[n])
         }
         for pk, full in zip(pks, full_rows, strict=True)
     ]
     check = _check_references_and_unique(ctx, diffs, pks)
+    _merge_errors(check, _check_records(ctx, full_rows, diffs))
     if check:
         raise _invalid(check)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

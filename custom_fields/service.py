@@ -312,7 +312,7 @@ def _add_field(
         _link_target_table(type_name, cleaned),
     )
     if unique:
-        ddl.create_index(conn, entity.table_name, row.column_name, unique=True)
+        ddl.create_index(conn, entity.table_name, row.column_name, unique=True, key=ftype.unique_expression)
     elif type_name in ("link", "user"):
         ddl.create_index(conn, entity.table_name, row.column_name, unique=False)
     return row
@@ -416,13 +416,14 @@ def _set_unique(row: Field, unique: bool) -> None:
     if unique:
         if not REGISTRY[row.type].can_unique:
             raise SchemaError(_("Fields of this type cannot be unique."))
-        repeated = duplicates_for_unique(table_name, row.column_name)
+        key = REGISTRY[row.type].unique_expression
+        repeated = duplicates_for_unique(table_name, row.column_name, key)
         if repeated:
             raise SchemaError(
                 _("%(n)d values occur in more than one record; make them unique first.", n=repeated)
             )
         ddl.drop_index(conn, table_name, row.column_name, unique=False)
-        ddl.create_index(conn, table_name, row.column_name, unique=True)
+        ddl.create_index(conn, table_name, row.column_name, unique=True, key=key)
     else:
         ddl.drop_index(conn, table_name, row.column_name, unique=True)
         if row.type in ("link", "user"):
@@ -554,7 +555,8 @@ def change_type(
             ddl.drop_index(conn, entity.table_name, row.column_name, unique=unique)
         ddl.drop_column(conn, entity.table_name, row.column_name)
         if row.unique:
-            ddl.create_index(conn, entity.table_name, new_column, unique=True)
+            key = REGISTRY[new_type].unique_expression
+            ddl.create_index(conn, entity.table_name, new_column, unique=True, key=key)
         elif new_type in ("link", "user"):
             ddl.create_index(conn, entity.table_name, new_column, unique=False)
         row.type = new_type
@@ -626,9 +628,10 @@ def _write_values(table_name: str, column_name: str, spec: FieldSpec, values: li
         db.session.execute(statement, [{"_id": i, "_value": v} for i, v in chunk])
 
 
-def duplicates_for_unique(table_name: str, column_name: str) -> int:
+def duplicates_for_unique(table_name: str, column_name: str, key: ddl.IndexKey | None = None) -> int:
+    """How many values occur more than once, compared as the unique index will (``key(column)``)."""
     tbl = table(table_name, sql_column(column_name))
-    col = tbl.c[column_name]
+    col = key(tbl.c[column_name]) if key is not None else tbl.c[column_name]
     subquery = select(col).where(col.is_not(None)).group_by(col).having(func.count() > 1).subquery()
     return db.session.scalar(select(func.count()).select_from(subquery)) or 0
 

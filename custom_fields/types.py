@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import email_validator
+import phonenumbers
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -131,6 +133,18 @@ DATETIME_FORMATS = (
 )
 
 
+#: Years a date or date-time may have: what both databases, the time-zone conversion and Excel (whose
+#: dates start in 1900) all hold.
+MIN_YEAR, MAX_YEAR = 1900, 9999
+
+
+def _check_year(value: dt.date) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise FieldValueError(
+            _("The year must be between %(first)d and %(last)d.", first=MIN_YEAR, last=MAX_YEAR)
+        )
+
+
 def local_timezone() -> dt.tzinfo:
     from zoneinfo import ZoneInfo
 
@@ -176,7 +190,33 @@ class FieldType:
         return value
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
-        return escape(self.to_text(value, spec))
+        return escape(self.display(value, spec))
+
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        """The stored value as a person reads it on a page (history, timeline): ``01.12.2026 13:54``,
+        ``да``, ``1 234.50 RUB``; plain text, escaped where it reaches HTML."""
+        return self.to_text(value, spec)
+
+    def same(self, old: Any, new: Any, spec: FieldSpec) -> bool:
+        """Whether two stored values are the same value (a save that changes nothing writes nothing)."""
+        return self.to_json(old, spec) == self.to_json(new, spec)
+
+    def unique_key(self, value: Any) -> Any:
+        """What a unique field compares: two values with the same key are the same value."""
+        return value
+
+    def unique_expression(self, column: ColumnElement) -> ColumnElement:
+        """The SQL form of ``unique_key`` (what a unique index on the field covers)."""
+        return column
+
+    def depends_on(self, spec: FieldSpec) -> tuple[str, ...]:
+        """Other fields of the record that ``check_record`` reads."""
+        return ()
+
+    def check_record(self, value: Any, spec: FieldSpec, record: dict[str, Any]) -> None:
+        """Checks a stored value against the rest of its record (the stored values, new ones over old);
+        raises FieldValueError. Runs in the write path whenever the value or a field it depends on
+        changes."""
 
     def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
         """A stored value of another type -> this type, through its text; raises FieldValueError."""
@@ -241,6 +281,13 @@ class TextType(FieldType):
 
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:
         return str(raw)
+
+    def unique_key(self, value: Any) -> Any:
+        # ``RACE-SKU-1`` and ``race-sku-1`` are one SKU; SQLite's lower() is made Unicode-aware like this.
+        return value.lower() if isinstance(value, str) else value
+
+    def unique_expression(self, column: ColumnElement) -> ColumnElement:
+        return func.lower(column)
 
 
 class LongTextType(TextType):
@@ -402,11 +449,11 @@ class MoneyType(DecimalType):
             raw = re.sub(r"(?i)(₽|руб\.?|р\.|\$|€|[A-Z]{3})", "", raw)
         return super().parse(raw, spec)
 
-    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+    def display(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
-            return Markup("")
+            return ""
         currency = spec.settings.get("currency", "RUB")
-        return escape(f"{Decimal(value):,.2f}".replace(",", "\u00a0") + f" {currency}")
+        return f"{Decimal(value):,.2f}".replace(",", "\u00a0") + f" {currency}"
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": f'#,##0.00 "{spec.settings.get("currency", "RUB")}"'}
@@ -416,8 +463,8 @@ class PercentType(DecimalType):
     name = "percent"
     label = _l("Percent")
 
-    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
-        return escape("" if value is None else f"{self.to_text(value, spec)} %")
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else f"{self.to_text(value, spec)} %"
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
@@ -457,6 +504,9 @@ class BooleanType(FieldType):
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else ("true" if value else "false")
 
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else (_("yes") if value else _("no"))
+
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if value is None:
             return Markup("")
@@ -482,6 +532,11 @@ class DateType(FieldType):
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
         if _blank(raw):
             return None
+        value = self._parse_any(raw)
+        _check_year(value)
+        return value
+
+    def _parse_any(self, raw: Any) -> dt.date:
         if isinstance(raw, dt.datetime):
             return raw.date()
         if isinstance(raw, dt.date):
@@ -505,8 +560,8 @@ class DateType(FieldType):
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         return None if value is None else self.to_text(value, spec)
 
-    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
-        return escape("" if value is None else value.strftime("%d.%m.%Y"))
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        return "" if value is None else value.strftime("%d.%m.%Y")
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy"}
@@ -539,9 +594,15 @@ class DateTimeType(FieldType):
             value = self._parse_text(raw.strip())
         else:
             raise FieldValueError(_("Expected a date and time such as 31.12.2025 14:30."))
+        _check_year(value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=local_timezone())
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # the last hours of 9999 in a zone west of UTC
+            raise FieldValueError(
+                _("The year must be between %(first)d and %(last)d.", first=MIN_YEAR, last=MAX_YEAR)
+            ) from None
 
     def _parse_text(self, text: str) -> dt.datetime:
         try:
@@ -558,16 +619,22 @@ class DateTimeType(FieldType):
     def _aware(self, value: dt.datetime) -> dt.datetime:
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
+    def same(self, old: Any, new: Any, spec: FieldSpec) -> bool:
+        # One instant, whatever the offset the database or the parser gave it.
+        if old is None or new is None:
+            return old is new
+        return self._aware(old) == self._aware(new)
+
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else self._aware(value).isoformat()
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         return None if value is None else self.to_text(value, spec)
 
-    def to_html(self, value: Any, spec: FieldSpec) -> Markup:
+    def display(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
-            return Markup("")
-        return escape(self._aware(value).astimezone(local_timezone()).strftime("%d.%m.%Y %H:%M"))
+            return ""
+        return self._aware(value).astimezone(local_timezone()).strftime("%d.%m.%Y %H:%M")
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy hh:mm"}
@@ -754,9 +821,6 @@ def clean_options(raw: Any) -> list[dict[str, str]]:
     return cleaned
 
 
-EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
-
-
 class EmailType(TextType):
     name = "email"
     label = _l("E-mail")
@@ -773,10 +837,17 @@ class EmailType(TextType):
         text = raw.strip()
         if text.lower().startswith("mailto:"):
             text = text[7:]
-        if len(text) > 320 or not EMAIL_RE.match(text):
+        if len(text) > 320:
             raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
-        local, _at, domain = text.rpartition("@")
-        return f"{local}@{domain.lower()}"
+        try:
+            # Syntax only (no DNS look-up); international domains stored in Unicode (почта.рф), the
+            # domain in lower case.
+            checked = email_validator.validate_email(text, check_deliverability=False)
+        except email_validator.EmailNotValidError:
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com.")) from None
+        if len(checked.normalized) > 320:
+            raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+        return checked.normalized
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if not value:
@@ -785,9 +856,12 @@ class EmailType(TextType):
 
 
 class PhoneType(TextType):
+    """Stored in E.164 (``+74951234567``); numbers without a country code are Russian."""
+
     name = "phone"
     label = _l("Phone")
     setting_defaults = {}
+    DEFAULT_REGION = "RU"
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(32)
@@ -798,16 +872,16 @@ class PhoneType(TextType):
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
         text = _excel_number_text(raw).strip()
-        if not re.fullmatch(r"\+?[\d\s\-().\u00a0]+", text):
+        # Digits and the usual separators only (phonenumbers would also read letters: 8-800-FLOWERS).
+        if len(text) > 40 or not re.fullmatch(r"\+?[\d\s\-().\u00a0]+", text):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
-        digits = re.sub(r"\D", "", text)
-        if not 5 <= len(digits) <= 15:
+        try:
+            number = phonenumbers.parse(text, self.DEFAULT_REGION)
+        except phonenumbers.NumberParseException:
+            raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67.")) from None
+        if not phonenumbers.is_valid_number(number):
             raise FieldValueError(_("Expected a phone number such as +7 495 123-45-67."))
-        if len(digits) == 11 and digits[0] == "8" and not text.startswith("+"):
-            return "+7" + digits[1:]
-        if text.startswith("+") or len(digits) >= 11:
-            return "+" + digits
-        return digits
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if not value:
@@ -914,6 +988,11 @@ class LinkType(FieldType):
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else str(value)
 
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        from custom_fields.runtime import record_label
+
+        return record_label(int(spec.settings["target"]), value) if value else ""
+
     def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
         from custom_fields import forms
 
@@ -955,8 +1034,118 @@ class UserType(LinkType):
 
         return username_of(value) if value else ""
 
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        from custom_fields.runtime import user_label
+
+        return user_label(value) if value else ""
+
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "user", "align": "left"}
+
+
+def _weighted_check(digits: str, weights: tuple[int, ...]) -> int:
+    return sum(int(d) * w for d, w in zip(digits, weights, strict=False)) % 11 % 10
+
+
+def inn_valid(digits: str) -> bool:
+    """A Russian INN: 10 digits (an organisation) or 12 (a person or sole trader), with check digits."""
+    if not digits.isdigit() or not digits.isascii():
+        return False
+    if len(digits) == 10:
+        return _weighted_check(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8)) == int(digits[9])
+    if len(digits) == 12:
+        return _weighted_check(digits, (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)) == int(digits[10]) and (
+            _weighted_check(digits, (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)) == int(digits[11])
+        )
+    return False
+
+
+def ogrn_valid(digits: str) -> bool:
+    """A Russian OGRN (13 digits) or OGRNIP (15 digits), whose last digit checks the rest."""
+    if not digits.isdigit() or not digits.isascii() or len(digits) not in (13, 15):
+        return False
+    modulus = 11 if len(digits) == 13 else 13
+    return int(digits[:-1]) % modulus % 10 == int(digits[-1])
+
+
+KPP_RE = re.compile(r"^\d{4}[0-9A-Z]{2}\d{3}$", re.ASCII)
+
+
+class TaxIdType(TextType):
+    """A Russian registration number, checked with its check digits: INN (10 or 12 digits), KPP (9) or
+    OGRN / OGRNIP (13 or 15). Any other text only when the record's "foreign" field (setting
+    ``foreign_field``, a yes/no field of the same table) says the company is not Russian."""
+
+    name = "tax_id"
+    label = _l("Russian tax ID (INN, KPP, OGRN)")
+    setting_defaults = {"kind": "inn", "foreign_field": ""}
+    KINDS = ("inn", "kpp", "ogrn")
+    MAX_LENGTH = 20
+
+    def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
+        kind = str(settings.get("kind") or "inn")
+        if kind not in self.KINDS:
+            raise SettingsError(_("The kind of tax ID must be INN, KPP or OGRN."))
+        foreign = str(settings.get("foreign_field") or "")
+        if foreign and not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", foreign):
+            foreign = ""
+        return {"kind": kind, "foreign_field": foreign}
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine:
+        return String(self.MAX_LENGTH)
+
+    def parse(self, raw: Any, spec: FieldSpec) -> Any:
+        if _blank(raw):
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+            raise FieldValueError(_("Expected text."))
+        text = re.sub(r"[\s\u00a0\u202f-]", "", _excel_number_text(raw)).upper()
+        if not text.isprintable():
+            raise FieldValueError(_("Expected text."))
+        _check_length(text, self.MAX_LENGTH)
+        if not spec.settings.get("foreign_field"):
+            self.check_russian(text, spec)
+        return text
+
+    def filter_value(self, raw: str, spec: FieldSpec) -> Any:
+        return re.sub(r"[\s\u00a0\u202f-]", "", str(raw)).upper()
+
+    def check_russian(self, text: str, spec: FieldSpec) -> None:
+        kind = spec.settings.get("kind") or "inn"
+        foreign = bool(spec.settings.get("foreign_field"))
+        if kind == "kpp":
+            if not KPP_RE.match(text):
+                raise FieldValueError(_("A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."))
+            return
+        if kind == "ogrn":
+            shape = text.isascii() and text.isdigit() and len(text) in (13, 15)
+            if not shape:
+                message = _("An OGRN has 13 digits (an OGRNIP 15).")
+            elif not ogrn_valid(text):
+                message = _("The check digit of this OGRN does not match: please check it for a typo.")
+            else:
+                return
+        else:
+            shape = text.isascii() and text.isdigit() and len(text) in (10, 12)
+            if not shape:
+                message = _("An INN has 10 digits (an organisation) or 12 (a person or sole trader).")
+            elif not inn_valid(text):
+                message = _("The check digits of this INN do not match: please check it for a typo.")
+            else:
+                return
+        if foreign and not shape:
+            message = _("%(problem)s For a foreign company, mark it as foreign first.", problem=message)
+        raise FieldValueError(message)
+
+    def depends_on(self, spec: FieldSpec) -> tuple[str, ...]:
+        foreign = spec.settings.get("foreign_field")
+        return (foreign,) if foreign else ()
+
+    def check_record(self, value: Any, spec: FieldSpec, record: dict[str, Any]) -> None:
+        foreign = spec.settings.get("foreign_field")
+        if value is None or not foreign or record.get(foreign) is True:
+            return
+        self.check_russian(str(value), spec)
 
 
 REGISTRY: dict[str, FieldType] = {}
@@ -984,6 +1173,7 @@ for _type in (
     EmailType(),
     PhoneType(),
     UrlType(),
+    TaxIdType(),
     LinkType(),
     UserType(),
 ):

@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 
 from flask_appbuilder import Model
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.records import RecordColumns
@@ -40,6 +40,7 @@ class Company(RecordColumns, Model):
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     kind: Mapped[str | None] = mapped_column(String(16), index=True)
     tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    is_foreign: Mapped[bool | None] = mapped_column(Boolean)  # its tax id need not be Russian
     industry: Mapped[str | None] = mapped_column(String(16))
     region: Mapped[str | None] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -94,6 +95,7 @@ class Lead(RecordColumns, Model):
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     tax_id: Mapped[str | None] = mapped_column(String(20))
+    is_foreign: Mapped[bool | None] = mapped_column(Boolean)
     message: Mapped[str | None] = mapped_column(Text)
     company_id: Mapped[int | None] = _link("crm_company")
     contact_id: Mapped[int | None] = _link("crm_contact")
@@ -236,3 +238,9 @@ class Invoice(RecordColumns, Model):
     balance: Mapped[Decimal | None] = mapped_column(MONEY)  # derived
     overdue_days: Mapped[int | None] = mapped_column(Integer, index=True)  # derived, refreshed nightly
     created_at: Mapped[dt.datetime] = _created()
+
+
+# Values documented as unique are unique in the database, whatever requests overlap, and letter case does
+# not make two SKUs (the write path compares the same way). Records in the recycle bin keep their values.
+Index("uq_crm_product_sku", func.lower(Product.__table__.c.sku), unique=True)
+Index("uq_crm_invoice_number", func.lower(Invoice.__table__.c.number), unique=True)

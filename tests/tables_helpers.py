@@ -36,3 +36,12 @@ def insert(entity: Entity, **values: Any) -> int:
     db.session.add(item)
     db.session.commit()
     return item.id
+
+
+def valid_inn(prefix: str = "77") -> str:
+    """A random 10-digit INN (an organisation's) with its check digit, starting with ``prefix``."""
+    import random
+
+    body = prefix + "".join(random.choice("0123456789") for _ in range(9 - len(prefix)))  # noqa: S311
+    weights = (2, 4, 10, 3, 5, 9, 4, 6, 8)
+    return body + str(sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11 % 10)

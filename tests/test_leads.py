@@ -17,6 +17,7 @@ from custom_fields import access, records
 from custom_fields.access import Actor
 from custom_fields.runtime import current
 from tests.conftest import csrf_token
+from tests.tables_helpers import valid_inn
 
 
 def actor(username: str) -> Actor:
@@ -56,7 +57,7 @@ def test_conversion_creates_company_contact_and_deal(app_ctx) -> None:  # noqa: 
     t = tag()
     lead_id = new_lead(
         contact_name=f"Иванов-{t} Иван Петрович", company_name=f"ООО Ромашка {t}",
-        email=f"ivan-{t}@example.com", phone=f"+7 915 {digits()}", tax_id=f"77{digits(8)}",
+        email=f"ivan-{t}@example.com", phone=f"+7 915 {digits()}", tax_id=valid_inn(),
         source="call", title=f"Поставка {t}",
     )  # fmt: skip
     result = conversion.convert(lead_id, actor("staff1"), amount="1 500,50")
@@ -133,7 +134,7 @@ def test_same_phone_written_differently_reuses_the_contact(app_ctx) -> None:  # 
 
 def test_tax_id_and_name_reuse_the_company(app_ctx) -> None:  # noqa: ANN001
     t = tag()
-    tax = digits(10)
+    tax = valid_inn()
     company = records.create(
         "companies", {"name": f"Альфа {t}", "tax_id": f"{tax[:4]} {tax[4:7]}-{tax[7:]}"}, actor("staff1")
     ).id

@@ -21,6 +21,7 @@ from custom_fields.runtime import current, refresh
 from models import Stage
 from models.records import RecordChange
 from tests.conftest import csrf_token
+from tests.tables_helpers import valid_inn
 from tests.test_write_path import role_id, user_actor
 
 
@@ -189,7 +190,7 @@ def test_duplicates_found_by_normalised_values_within_reach(app_ctx) -> None:  #
     admin = access.grants(user_actor("admin"), entity)
     assert {d.id for d in duplicates.find("contacts", {"email": mail}, admin)} == {first, theirs}
     assert duplicates.find("contacts", {"email": mail}, admin, exclude_id=first)[0].id == theirs
-    tax = f"77{number}1"
+    tax = valid_inn()
     company = create("companies", {"name": f"ИНН {t}", "tax_id": tax})
     companies = access.grants(user_actor("admin"), current().entity("companies"))
     hits = duplicates.find("companies", {"tax_id": f"{tax[:4]} {tax[4:]}"}, companies)

@@ -204,6 +204,8 @@ def _new_company_values(lead: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"name": name}
     if lead.tax_id:
         values["tax_id"] = str(lead.tax_id).strip()
+    if lead.is_foreign is not None:
+        values["is_foreign"] = lead.is_foreign
     return values
 
 

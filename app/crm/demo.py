@@ -551,6 +551,7 @@ def load_book(
                 "kind": rng.choices(("customer", "supplier", "partner", "competitor", "other"),
                                     (70, 10, 10, 4, 6))[0],
                 "tax_id": tax_id,
+                "is_foreign": english,
                 "industry": rng.choice(("retail", "wholesale", "manufacturing", "construction", "it",
                                         "services", "logistics", "finance", "public", "other")),
                 "region": "London" if english and rng.random() < 0.5 else region,
