@@ -17,10 +17,12 @@ from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# Signing in for a token changes nothing and sets no cookie; a cross-site page cannot read the token.
+SIGN_IN_PATH = "/api/v1/security/login"
 
 
 def refuse_cross_site_api_writes() -> Response | None:
-    if request.method not in WRITES or not request.path.startswith("/api/"):
+    if request.method not in WRITES or not request.path.startswith("/api/") or request.path == SIGN_IN_PATH:
         return None
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
         return None

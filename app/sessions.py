@@ -17,10 +17,10 @@ from flask import Flask, current_app, has_request_context, session
 from flask_babel import LazyString
 from flask_login import user_logged_in
 from flask_session import Session
+from redis import Redis
 from sqlalchemy import event, inspect
 
 from app import security_log
-from jobs.queues import redis_connection
 
 GENERATION_KEY = "tabula:session-generation:{user_id}"
 SESSION_GENERATION = "_tabula_generation"
@@ -30,7 +30,7 @@ KEPT_AT_LOGOUT = ("locale",)
 
 def init_app(app: Flask) -> None:
     with app.app_context():
-        app.config["SESSION_REDIS"] = redis_connection()
+        app.config["SESSION_REDIS"] = _redis()
     Session(app)
     # Flashed messages may be lazily translated strings (FAB flashes some): store them as text.
     app.session_interface.serializer.encoder = msgspec.msgpack.Encoder(enc_hook=_as_text)
@@ -42,7 +42,7 @@ def init_app(app: Flask) -> None:
 
 
 def generation(user_id: int) -> int:
-    value = redis_connection().get(GENERATION_KEY.format(user_id=int(user_id)))
+    value = _redis().get(GENERATION_KEY.format(user_id=int(user_id)))
     return int(value) if value else 0
 
 
@@ -65,7 +65,7 @@ def token_claims(identity: Any) -> dict[str, Any]:
 
 def end_sessions(user_id: int, reason: str) -> None:
     """End every session and API token of the user, in every process."""
-    new = redis_connection().incr(GENERATION_KEY.format(user_id=int(user_id)))
+    new = _redis().incr(GENERATION_KEY.format(user_id=int(user_id)))
     security_log.record(security_log.SESSIONS_ENDED, str(user_id), detail=reason)
     if has_request_context() and session.get("_user_id") == str(user_id):
         session[SESSION_GENERATION] = new  # the session that changed its own password stays
@@ -97,3 +97,9 @@ def _after_user_update(_mapper: Any, _connection: Any, user: Any) -> None:
         end_sessions(user.id, "password changed")
     elif state.attrs.active.history.has_changes() and not user.active:
         end_sessions(user.id, "deactivated")
+
+
+def _redis() -> Redis:
+    from jobs.queues import redis_connection  # here, not at the top: jobs.queues imports the app package
+
+    return redis_connection()
