@@ -317,3 +317,30 @@ def test_bearer_token_writes_are_unaffected(app) -> None:  # noqa: ANN001
         headers={"Authorization": f"Bearer {access}", "Origin": "http://evil.example"},
     )
     assert response.status_code == 201, response.get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_the_menus_sign_out_works_in_a_browser_and_the_cookie_dies(app, browser, live_url, tmp_path) -> None:  # noqa: ANN001
+    username = new_user(app)
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(f"{live_url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"{live_url}/")
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == "session")
+    page.click("a.dropdown-toggle:has(.fa-user)")
+    page.screenshot(path=str(tmp_path / "user-menu.png"))
+    page.click("button.tabula-logout")
+    page.wait_for_load_state()
+    assert page.locator("button.tabula-logout").count() == 0
+    assert page.goto(f"{live_url}/t/companies/list/").url.startswith(f"{live_url}/login/")
+    stolen = browser.new_context()
+    stolen.add_cookies([{"name": "session", "value": cookie, "url": live_url}])
+    replayed = stolen.new_page()
+    replayed.goto(f"{live_url}/t/companies/list/")
+    assert replayed.url.startswith(f"{live_url}/login/")
+    assert replayed.request.get(f"{live_url}/api/v1/t/companies/").status == 401
+    stolen.close()
+    context.close()
