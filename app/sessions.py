@@ -18,6 +18,7 @@ from flask_babel import LazyString
 from flask_login import user_logged_in
 from flask_session import Session
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 
 from app import security_log
@@ -64,8 +65,18 @@ def token_claims(identity: Any) -> dict[str, Any]:
 
 
 def end_sessions(user_id: int, reason: str) -> None:
-    """End every session and API token of the user, in every process."""
-    new = _redis().incr(GENERATION_KEY.format(user_id=int(user_id)))
+    """End every session and API token of the user, in every process.
+
+    Runs inside the database flush that changes the user: a Redis outage (only possible outside a web
+    request, e.g. ``tabula create-admin --reset`` while the embedded Redis is stopped) must not undo the
+    password change, so it is logged and the sessions end when they expire."""
+    try:
+        new = _redis().incr(GENERATION_KEY.format(user_id=int(user_id)))
+    except RedisError:
+        security_log.logger.error(
+            "could not end the sessions of user %s (%s): Redis unreachable", user_id, reason
+        )
+        return
     security_log.record(security_log.SESSIONS_ENDED, str(user_id), detail=reason)
     if has_request_context() and session.get("_user_id") == str(user_id):
         session[SESSION_GENERATION] = new  # the session that changed its own password stays
