@@ -185,6 +185,32 @@ def test_a_replayed_cookie_opens_nothing_after_sign_out(app) -> None:  # noqa: A
     assert stolen.get("/api/v1/t/companies/").status_code == 401
 
 
+def test_sign_out_and_a_password_change_reach_every_web_process(app, other_process) -> None:  # noqa: ANN001
+    import requests
+
+    def opens_companies(cookie: str) -> bool:
+        answer = requests.get(f"{other_process}/api/v1/t/companies/", cookies={"session": cookie}, timeout=30)
+        return answer.status_code == 200
+
+    username = new_user(app)
+    here, there = app.test_client(), app.test_client()
+    assert signed_in(login(here, username, PASSWORD)) and signed_in(login(there, username, PASSWORD))
+    assert opens_companies(session_cookie(here)) and opens_companies(session_cookie(there))
+    # Signed out in this process: the other process (gunicorn, two workers) refuses that cookie.
+    cookie = session_cookie(here)
+    here.post("/logout/", data={"csrf_token": csrf_token(here.get("/logout/").get_data(as_text=True))})
+    assert not opens_companies(cookie)
+    # The password changed in this process: the other process ends the user's other session too.
+    assert signed_in(login(here, username, PASSWORD))
+    form = here.get("/resetmypassword/form").get_data(as_text=True)
+    here.post(
+        "/resetmypassword/form",
+        data={"password": "Ещё-пароль-4", "conf_password": "Ещё-пароль-4", "csrf_token": csrf_token(form)},
+    )
+    assert opens_companies(session_cookie(here))
+    assert not opens_companies(session_cookie(there))
+
+
 def test_sign_out_needs_a_post_with_the_csrf_token(app) -> None:  # noqa: ANN001
     username = new_user(app)
     client = app.test_client()
