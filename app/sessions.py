@@ -78,7 +78,7 @@ def end_sessions(user_id: int, reason: str) -> None:
         )
         return
     security_log.record(security_log.SESSIONS_ENDED, str(user_id), detail=reason)
-    if has_request_context() and session.get("_user_id") == str(user_id):
+    if has_request_context() and str(session.get("_user_id")) == str(user_id):
         session[SESSION_GENERATION] = new  # the session that changed its own password stays
 
 

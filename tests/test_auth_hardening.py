@@ -261,20 +261,31 @@ def test_changing_ones_own_password_keeps_this_session_and_ends_the_others(app) 
     assert not can_read_companies(elsewhere)
 
 
-def test_deactivating_a_user_ends_their_sessions_for_good(app) -> None:  # noqa: ANN001
+def test_deactivating_a_user_ends_their_sessions_for_good(app, admin_client) -> None:  # noqa: ANN001
     username = new_user(app)
     client = app.test_client()
     assert signed_in(login(client, username, PASSWORD))
     with app.app_context():
-        sm = app.appbuilder.sm
-        user = sm.find_user(username=username)
-        user.active = False
-        sm.update_user(user)
+        user = app.appbuilder.sm.find_user(username=username)
+        user_id, role_id = user.id, user.roles[0].id
+
+    def save_user(active: bool) -> None:
+        form = admin_client.get(f"/users/edit/{user_id}").get_data(as_text=True)
+        data = {
+            "first_name": "Тест",
+            "last_name": "Тестов",
+            "username": username,
+            "email": f"{username}@example.ru",
+            "roles": [str(role_id)],
+            "csrf_token": csrf_token(form),
+        }
+        if active:
+            data["active"] = "y"
+        assert admin_client.post(f"/users/edit/{user_id}", data=data).status_code == 302
+
+    save_user(active=False)  # the admin's edit form, as in the browser
     assert not can_read_companies(client)
-    with app.app_context():
-        user = sm.find_user(username=username)
-        user.active = True
-        sm.update_user(user)
+    save_user(active=True)
     assert not can_read_companies(client)  # reactivation does not bring the old session back
     assert signed_in(login(client, username, PASSWORD))
     assert can_read_companies(client)
