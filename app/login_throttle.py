@@ -56,7 +56,8 @@ class Lockout:
 
 
 def account_key(username: str) -> str:
-    return (username or "").strip().casefold()[:MAX_NAME]
+    name = (username or "").strip().casefold()[:MAX_NAME]
+    return name.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate from JSON becomes "?"
 
 
 def _limiter() -> MovingWindowRateLimiter:
