@@ -7,6 +7,7 @@ The README lists every variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import secrets
@@ -114,6 +115,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -203,6 +211,17 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
+        # Server-side sessions in Redis (Flask-Session): logging out ends the session in every process; an
+        # idle session expires after TABULA_SESSION_IDLE_HOURS.
+        "SESSION_TYPE": "redis",
+        "SESSION_KEY_PREFIX": "tabula:session:",
+        "SESSION_PERMANENT": False,
+        "PERMANENT_SESSION_LIFETIME": dt.timedelta(hours=_positive(env, "TABULA_SESSION_IDLE_HOURS", 12)),
+        # Failed sign-ins: this many for one user name, or from one address, within the lockout window
+        # lock that name or address until the first of them is older than the window.
+        "TABULA_LOGIN_MAX_FAILURES": _positive(env, "TABULA_LOGIN_MAX_FAILURES", 5),
+        "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS": _positive(env, "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+        "TABULA_LOGIN_LOCKOUT_MINUTES": _positive(env, "TABULA_LOGIN_LOCKOUT_MINUTES", 15),
     }
 
 

@@ -11,7 +11,8 @@ from flask_appbuilder import AppBuilder
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
-from app import crm
+from app import crm, sessions
+from app.api_csrf import refuse_cross_site_api_writes
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import reject_nul_characters, reject_out_of_range_ids
 from app.security import TabulaSecurityManager
@@ -29,12 +30,14 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
 
     app.before_request(reject_nul_characters)
     app.before_request(reject_out_of_range_ids)
+    app.before_request(refuse_cross_site_api_writes)
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     sqlite_unicode_functions()
     crm.register()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
+    sessions.init_app(app)
 
     with app.app_context():
         from views.home import HomeView

@@ -8,10 +8,17 @@ grants only what it never granted before, so a permission an admin revokes in th
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import Flask
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_jwt_extended import JWTManager
+from flask_login import LoginManager
 from sqlalchemy import select
 
+from app import login_throttle, sessions
 from app.security_api import TabulaSecurityApi
+from app.security_auth import TabulaAuthDBView
 from models.metadata import TABLE_PERMISSION_PREFIX
 
 ADMIN = "Admin"
@@ -42,6 +49,41 @@ class TabulaSecurityManager(SecurityManager):
     """Flask-AppBuilder's SQLAlchemy security manager; the place for Tabula's role and row rules."""
 
     security_api = TabulaSecurityApi
+    authdbview = TabulaAuthDBView
+
+    def auth_user_db(self, username: str, password: str) -> Any:
+        """FAB's password check behind the brute-force lockout (``app.login_throttle``), for the sign-in
+        form and ``POST /api/v1/security/login`` alike; raises ``LoginLocked`` without checking."""
+        if not username:
+            return None
+        login_throttle.refuse_if_locked(username)
+        user = super().auth_user_db(username, password)
+        if user is None:
+            login_throttle.record_failure(username)
+        else:
+            login_throttle.record_success(username)
+        return user
+
+    def create_login_manager(self, app: Flask) -> LoginManager:
+        manager = super().create_login_manager(app)
+        manager.user_loader(self.load_session_user)
+        return manager
+
+    def load_session_user(self, pk: str) -> Any:
+        """The session's user, unless their sessions were ended since it began (``app.sessions``)."""
+        user = self.load_user(pk)
+        return user if user is not None and sessions.is_current(user.id) else None
+
+    def create_jwt_manager(self, app: Flask) -> JWTManager:
+        manager = super().create_jwt_manager(app)
+        manager.additional_claims_loader(sessions.token_claims)
+        return manager
+
+    def load_user_jwt(self, jwt_header: dict, jwt_data: dict) -> Any:
+        user = self.load_user(jwt_data["sub"])
+        if user is None or not sessions.token_is_current(user.id, jwt_data):
+            return None
+        return super().load_user_jwt(jwt_header, jwt_data)
 
     def has_access(self, permission_name: str, view_name: str) -> bool:
         """Tables' rights come from the access rules (``custom_fields.access``), everything else from FAB."""

@@ -118,6 +118,17 @@ def app(env: dict[str, str]):  # noqa: ANN201
     return application
 
 
+@pytest.fixture(autouse=True)
+def _no_login_lockouts(request: pytest.FixtureRequest) -> None:
+    """Failed sign-ins of one test (all from 127.0.0.1) must not lock the next test out."""
+    if "redis_url" in request.fixturenames:
+        from app.login_throttle import KEY_PREFIX
+
+        client = Redis.from_url(request.getfixturevalue("redis_url"))
+        for key in client.scan_iter(f"{KEY_PREFIX}:*"):
+            client.delete(key)
+
+
 @pytest.fixture
 def app_ctx(app):  # noqa: ANN001, ANN201
     with app.app_context():

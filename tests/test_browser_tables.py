@@ -68,7 +68,7 @@ def test_admin_shapes_tables_and_staff_elsewhere_sees_them(
     staff.click(f"text={label}")
     staff.wait_for_url("**/list/")
     staff.click("a[href*='/add']")
-    staff.wait_for_selector("form")
+    staff.wait_for_selector("form#model_form")  # not the menu's sign-out form
     for field_label, _type, _settings in FIELDS:
         assert staff.locator(f"label:has-text('{field_label}')").count() >= 1, field_label
     staff.fill("input[name^=f_]:visible >> nth=0", "ООО «Север»")

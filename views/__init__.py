@@ -46,6 +46,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     )
     from views.records_admin import AccessView, AuditLogView, RecycleBinView
     from views.schema_admin import SchemaAdminView
+    from views.security_admin import SignInSecurityView
     from views.system import JobRunView, SystemView
 
     tables.register(appbuilder)
@@ -82,6 +83,17 @@ def register_views(appbuilder: AppBuilder) -> None:
         "Audit log",
         label=_l("Audit log"),
         icon="fa-history",
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
+    add_view(
+        appbuilder,
+        SignInSecurityView,
+        "Sign-in security",
+        label=_l("Sign-in security"),
+        icon="fa-shield",
         audience="admin",
         category="System",
         category_label=_l("System"),
