@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, url_for
 from flask_appbuilder import BaseView, ModelView, expose, has_access
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from app.health import health_report
 from jobs import JobQueueUnavailable, enqueue
 from jobs.runtime import reconcile
 from models import JobRun
+from views.bounded_filters import BoundedInterface
 
 
 def job_state(run: JobRun) -> dict:
@@ -76,7 +76,7 @@ class SystemView(BaseView):
 
 
 class JobRunView(ModelView):
-    datamodel = SQLAInterface(JobRun)
+    datamodel = BoundedInterface(JobRun)
     route_base = "/jobs"
     class_permission_name = "BackgroundJob"
     base_permissions = ["can_list", "can_show"]
