@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import prison
-from flask import abort, request
+from flask import abort, current_app, request
 from flask_babel import gettext as _
 
 NUL = "\x00"
@@ -100,7 +100,8 @@ ORDER_DIRECTIONS = ("asc", "desc")
 
 
 def reject_malformed_list_arguments() -> None:
-    """Paging arguments of list screens must be whole numbers in range; sort directions asc or desc."""
+    """Paging arguments of list screens must be whole numbers in range; sort columns ones the view sorts by,
+    directions asc or desc."""
     for key, value in request.args.items(multi=True):
         for marker, (low, high) in LIST_NUMBERS.items():
             if marker in key and not (re.fullmatch(r"\d{1,9}", value) and low <= int(value) <= high):
@@ -113,6 +114,18 @@ def reject_malformed_list_arguments() -> None:
                 )  # fmt: skip
         if key.startswith("_od_") and value not in ORDER_DIRECTIONS:
             abort(400, description=_("%(name)s must be asc or desc.", name=key))
+        sortable = _order_columns(key.partition("_oc_")[2]) if "_oc_" in key else None
+        if sortable is not None and value not in sortable:
+            abort(400, description=_("%(name)s cannot sort by %(column)s.", name=key, column=value))
+
+
+def _order_columns(view_name: str) -> list[str] | None:
+    """The columns FAB's list view of that class name may sort by (FAB sorts by whatever it is told, and
+    an unknown column is a 500); nothing to check for a name no view has."""
+    for view in current_app.appbuilder.baseviews:
+        if view.__class__.__name__ == view_name:
+            return [*getattr(view, "order_columns", ()), ""]
+    return None
 
 
 def reject_nul_characters() -> None:

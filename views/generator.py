@@ -21,6 +21,7 @@ from marshmallow import fields as mm_fields
 from sqlalchemy import false, select
 from wtforms import HiddenField
 
+from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor, Grants
@@ -28,7 +29,6 @@ from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
 from views import related
-from views.bounded_filters import BoundedInterface
 
 READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from app.health import health_report
 from jobs import JobQueueUnavailable, enqueue
@@ -21,7 +22,6 @@ from jobs.runtime import (
     waiting_without_worker,
 )
 from models import JobRun
-from views.bounded_filters import BoundedInterface
 
 
 def job_state(run: JobRun) -> dict:

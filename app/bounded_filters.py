@@ -1,6 +1,7 @@
 """FAB reads a list filter from ``_flt_<index>_<column>`` and takes the column's ``index``-th operator
 without checking it exists (``_flt_7_name`` raised IndexError: a 500). Every data interface of this product
-hands out these filters instead, which refuse an unknown operator with a 400."""
+(generated tables, background jobs, FAB's security screens: ``TabulaSecurityManager``) hands out these
+filters instead, which refuse an unknown operator with a 400."""
 
 from __future__ import annotations
 
