@@ -169,6 +169,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RECYCLE_BIN_DAYS": _int(env, "TABULA_RECYCLE_BIN_DAYS", 30),
         # A worker counts as alive while its heartbeat is younger than this.
         "TABULA_WORKER_STALE_SECONDS": _int(env, "TABULA_WORKER_STALE_SECONDS", 120),
+        # A busy worker renews its heartbeat this often (RQ's job monitoring interval, 30 s by default).
+        "TABULA_WORKER_HEARTBEAT_SECONDS": _int(env, "TABULA_WORKER_HEARTBEAT_SECONDS", 10),
         "TABULA_HOST": env.get("TABULA_HOST", "").strip() or "127.0.0.1",
         "TABULA_PORT": _int(env, "TABULA_PORT", 5000),
         "TABULA_ADMIN_USER": env.get("TABULA_ADMIN_USER", "").strip() or "admin",

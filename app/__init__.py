@@ -11,10 +11,10 @@ from flask_appbuilder import AppBuilder
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
-from app import crm, sessions
+from app import crm, errors, sessions
 from app.api_csrf import refuse_cross_site_api_writes
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
-from app.guards import reject_nul_characters, reject_out_of_range_ids
+from app.guards import GUARDS
 from app.security import TabulaSecurityManager
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
@@ -28,9 +28,10 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
         app.config.update(overrides)
     Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
 
-    app.before_request(reject_nul_characters)
-    app.before_request(reject_out_of_range_ids)
+    for guard in GUARDS:
+        app.before_request(guard)
     app.before_request(refuse_cross_site_api_writes)
+    errors.register(app)
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     sqlite_unicode_functions()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from redis.exceptions import RedisError
-from rq import Worker
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
+from jobs.liveness import live_workers
 from jobs.queues import redis_connection
 
 health_bp = Blueprint("health", __name__)
@@ -37,20 +36,13 @@ def check_redis() -> dict[str, Any]:
 def check_workers() -> dict[str, Any]:
     """Workers registered in Redis, on any machine, whose heartbeat is recent."""
     try:
-        workers = Worker.all(connection=redis_connection())
+        alive = live_workers(redis_connection())
     except (RedisError, OSError) as exc:
         return {"ok": False, "count": 0, "error": exc.__class__.__name__}
-    stale = dt.timedelta(seconds=current_app.config["TABULA_WORKER_STALE_SECONDS"])
-    now = dt.datetime.now(dt.UTC)
-    alive = [w for w in workers if w.last_heartbeat and now - _aware(w.last_heartbeat) < stale]
     result: dict[str, Any] = {"ok": bool(alive), "count": len(alive)}
     if not alive:
         result["error"] = "no worker is running"
     return result
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def health_report() -> tuple[dict[str, Any], bool]:

@@ -11,11 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import NoReturn
 
 import click
-from werkzeug.serving import run_simple
+from werkzeug.serving import BaseWSGIServer, make_server
 
 import config
 from app import create_app
@@ -73,6 +77,34 @@ def stop_process(process: subprocess.Popen | None, timeout: float) -> None:
         process.wait()
 
 
+#: Time for the worker to start (it builds the app) and register; /health is 503 until it has.
+HEALTHY_WITHIN = 120
+
+
+def health_url(host: str, port: int) -> str:
+    reachable = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"http://{f'[{reachable}]' if ':' in reachable else reachable}:{port}/health"
+
+
+def wait_until_healthy(url: str, worker: subprocess.Popen | None, timeout: float = HEALTHY_WITHIN) -> str:
+    """Poll ``/health`` until it answers 200; the reason it did not, or "" once it does."""
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        if worker is not None and worker.poll() is not None:
+            return f"the worker exited with code {worker.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own address)
+                if response.status == 200:
+                    return ""
+        except urllib.error.HTTPError as exc:
+            problem = f"/health answers {exc.code}: {exc.read().decode(errors='replace')[:300]}"
+        except OSError as exc:
+            problem = f"/health does not answer ({exc.__class__.__name__})"
+        time.sleep(0.2)
+    return problem
+
+
 def run_all(host: str | None = None, port: int | None = None, with_worker: bool = True) -> None:
     signal.signal(signal.SIGTERM, _raise_exit)
     env = dict(os.environ)
@@ -87,6 +119,8 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
     redis: EmbeddedRedis | None = None
     worker: subprocess.Popen | None = None
     scheduler: subprocess.Popen | None = None
+    server: BaseWSGIServer | None = None
+    serving: threading.Thread | None = None
     try:
         if app.config["TABULA_EMBEDDED_REDIS"]:
             redis = EmbeddedRedis(
@@ -97,11 +131,22 @@ def run_all(host: str | None = None, port: int | None = None, with_worker: bool 
         if with_worker:
             worker = start_worker(env)
             scheduler = start_worker(env, "cron")
-        click.echo(f"Tabula CRM is running at http://{host}:{port}/  (Ctrl-C stops it)")
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        server = make_server(host, port, app, threaded=True)
+        serving = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+        serving.start()
+        # Announce the CRM only once it answers as healthy (its worker registered), not while /health is 503.
+        problem = wait_until_healthy(health_url(host, port), worker, HEALTHY_WITHIN if with_worker else 2)
+        if problem:
+            click.echo(f"Tabula CRM is serving at http://{host}:{port}/ but is not healthy yet: {problem}")
+        else:
+            click.echo(f"Tabula CRM is running at http://{host}:{port}/  (Ctrl-C stops it)")
+        while serving.is_alive():
+            serving.join(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        if serving is not None and serving.is_alive():
+            server.shutdown()
         click.echo("Stopping Tabula CRM ...")
         stop_process(scheduler, timeout=10)
         stop_process(worker, timeout=30)

@@ -102,27 +102,87 @@ def report_progress(run: JobRun, done: int, total: int | None = None, message: s
         job.save_meta()
 
 
+def N_(text: str) -> str:  # noqa: N802
+    """Marks a message stored in English for translation; ``translated_message`` shows it translated."""
+    return text
+
+
+WORKER_STOPPED = N_("Worker stopped: the worker running this job stopped before it finished.")
+LOST_FROM_QUEUE = N_("The job was lost from the queue.")
+NO_LIVE_WORKER = N_("No worker is running for this job's queue: it waits until one starts.")
+STOPPED_BY_RQ = {
+    RQStatus.FAILED: N_("The job failed."),
+    RQStatus.STOPPED: N_("The job was stopped."),
+    RQStatus.CANCELED: N_("The job was canceled."),
+}
+REASONS = frozenset({WORKER_STOPPED, LOST_FROM_QUEUE, NO_LIVE_WORKER, *STOPPED_BY_RQ.values()})
+ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+def translated_message(message: str) -> str:
+    """A run's message for the reader: the reasons this module records, in the reader's language."""
+    from flask_babel import gettext
+
+    return gettext(message) if message in REASONS else message
+
+
+def _mark_failed(run: JobRun, reason: str) -> None:
+    db.session.refresh(run)
+    if run.status in ACTIVE:
+        run.status = JobStatus.failed
+        run.message = run.message or reason
+        run.finished_at = utcnow()
+        db.session.commit()
+
+
 def reconcile(run: JobRun) -> JobRun:
-    """Mark a run failed when RQ no longer runs it (a killed worker, a lost queue): never stuck 'running'."""
-    if run.status not in (JobStatus.queued, JobStatus.running) or not run.rq_job_id:
+    """Mark a run failed when RQ no longer runs it (a lost queue, a job RQ failed) or when the worker that
+    took it no longer beats (killed, its machine gone): never stuck 'running'. Called whenever a run is
+    shown; Redis being unreachable changes nothing."""
+    if run.status not in ACTIVE or not run.rq_job_id:
         return run
+    from jobs.liveness import worker_is_alive
     from jobs.queues import redis_connection
 
+    connection = redis_connection()
     try:
-        job = Job.fetch(run.rq_job_id, connection=redis_connection())
+        job = Job.fetch(run.rq_job_id, connection=connection)
         status = job.get_status(refresh=True)
+        worker_dead = (
+            status == RQStatus.STARTED
+            and bool(job.worker_name)
+            and not worker_is_alive(connection, job.worker_name)
+        )
     except NoSuchJobError:
-        status = None
+        _mark_failed(run, LOST_FROM_QUEUE)
+        return run
     except RedisError:
         return run
-    dead = {RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED}
-    if status is None or status in dead:
-        db.session.refresh(run)
-        if run.status in (JobStatus.queued, JobStatus.running):
-            run.status = JobStatus.failed
-            run.message = run.message or (
-                "The job was lost from the queue" if status is None else f"The job {status.value}"
-            )
-            run.finished_at = utcnow()
-            db.session.commit()
+    if worker_dead:
+        _mark_failed(run, WORKER_STOPPED)
+    elif status in STOPPED_BY_RQ:
+        _mark_failed(run, STOPPED_BY_RQ[status])
     return run
+
+
+def reconcile_active(limit: int = 200) -> list[JobRun]:
+    """Reconcile the runs still queued or running (the most recent ``limit``); returns them."""
+    from sqlalchemy import select
+
+    active = select(JobRun).where(JobRun.status.in_(ACTIVE)).order_by(JobRun.id.desc()).limit(limit)
+    return [reconcile(run) for run in db.session.scalars(active).all()]
+
+
+def waiting_without_worker(run: JobRun) -> bool:
+    """A queued run that no live worker listens for (it would wait forever without a word)."""
+    if run.status != JobStatus.queued or not run.rq_job_id:
+        return False
+    from jobs.liveness import live_workers
+    from jobs.queues import redis_connection
+
+    connection = redis_connection()
+    try:
+        job = Job.fetch(run.rq_job_id, connection=connection)
+        return job.get_status(refresh=True) == RQStatus.QUEUED and not live_workers(connection, job.origin)
+    except (NoSuchJobError, RedisError):
+        return False

@@ -19,3 +19,6 @@ class TabulaWorker(Worker):
         worker_app()
         super().__init__(*args, **kwargs)
         self.worker_ttl = min(self.worker_ttl, MAX_WORKER_TTL)
+        # While a job runs, the worker beats this often: the web side judges a silent worker dead (and fails
+        # its job) after TABULA_WORKER_STALE_SECONDS.
+        self.job_monitoring_interval = worker_app().config["TABULA_WORKER_HEARTBEAT_SECONDS"]

@@ -107,3 +107,118 @@ def test_system_page_runs_a_job_and_shows_progress(admin_client, worker) -> None
             break
         time.sleep(0.2)
     assert state["status"] == "finished" and state["done"] == state["total"] == 5
+
+
+# --- a worker killed outright: its job is failed by the web side, by the worker's heartbeat ---------------
+
+QUEUE_OF_THE_DOOMED = "doomed"
+
+
+def _worker_on(redis_url: str, queue: str, timeout: float = 30):  # noqa: ANN202
+    from rq import Worker
+
+    connection = Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=connection, queue=Queue(queue, connection=connection))
+        if workers:
+            return workers[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no worker on {queue} within {timeout} s")
+
+
+def _state(client, run_id: int) -> dict:  # noqa: ANN001
+    return client.get(f"/system/jobs/{run_id}/state").get_json()
+
+
+def test_a_job_whose_worker_was_killed_is_failed_when_viewed(app, admin_client, env, redis_url) -> None:  # noqa: ANN001
+    import signal
+
+    import psutil
+
+    from tests.conftest import start_worker, stop_worker
+
+    process = start_worker({**env, "TABULA_WORKER_HEARTBEAT_SECONDS": "1"}, QUEUE_OF_THE_DOOMED)
+    saved_stale = app.config["TABULA_WORKER_STALE_SECONDS"]
+    doomed = None
+    try:
+        doomed = _worker_on(redis_url, QUEUE_OF_THE_DOOMED)
+        app.config["TABULA_WORKER_STALE_SECONDS"] = 4
+        with app.app_context():
+            run_id = enqueue("selfcheck", selfcheck, 200, 0.2, queue=QUEUE_OF_THE_DOOMED).id
+        deadline = time.monotonic() + 30
+        while (state := _state(admin_client, run_id))["done"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state["status"] == "running"
+        # A live worker beating every second is never judged dead, however long its job runs.
+        time.sleep(6)
+        assert _state(admin_client, run_id)["status"] == "running"
+
+        horses = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGKILL)
+        for horse in horses:
+            horse.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+        deadline = time.monotonic() + 30
+        while (state := _state(admin_client, run_id))["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state["status"] == "failed"
+        assert "Worker stopped" in state["message"]
+        assert state["done"] < 200
+        russian = admin_client.get(f"/system/jobs/{run_id}?_l_=ru").get_data(as_text=True)
+        assert "Обработчик остановился" in russian
+        assert "Worker stopped" in admin_client.get("/jobs/list/").get_data(as_text=True)
+    finally:
+        app.config["TABULA_WORKER_STALE_SECONDS"] = saved_stale
+        if process.poll() is None:
+            stop_worker(process)
+        elif doomed is not None:
+            doomed.register_death()  # what its key's expiry would do minutes later: others count workers
+
+
+def test_a_queued_job_without_a_live_worker_says_so(app, admin_client) -> None:  # noqa: ANN001
+    with app.app_context():
+        run = enqueue("selfcheck", selfcheck, 1, 0, queue="nobody-listens")
+        run_id, rq_id = run.id, run.rq_job_id
+    try:
+        state = _state(admin_client, run_id)
+        assert state["status"] == "queued" and "No worker is running" in state["waiting"]
+        page = admin_client.get(f"/system/jobs/{run_id}").get_data(as_text=True)
+        assert "No worker is running for this job" in page
+        status = admin_client.get("/system/").get_data(as_text=True)
+        assert 'id="jobs-waiting"' in status and f"#{run_id}<" in status
+        assert "нет работающего обработчика" in admin_client.get("/system/?_l_=ru").get_data(as_text=True)
+    finally:
+        from rq.job import Job
+
+        with app.app_context():
+            from jobs.queues import redis_connection
+
+            Job.fetch(rq_id, connection=redis_connection()).cancel()
+    state = _state(admin_client, run_id)
+    assert state["status"] == "failed" and not state["waiting"]
+
+
+def test_a_queued_job_with_a_live_worker_gives_no_warning(app, admin_client, worker) -> None:  # noqa: ANN001
+    from jobs.liveness import live_workers
+    from jobs.queues import redis_connection
+
+    with app.app_context():
+        assert live_workers(redis_connection(), "default")
+        run = JobRun(kind="test", status=JobStatus.queued, rq_job_id=None)
+        db.session.add(run)
+        db.session.commit()
+        run_id = run.id
+        run = enqueue("selfcheck", selfcheck, 1, 0)
+    assert not _state(admin_client, run.id)["waiting"]
+    assert not _state(admin_client, run_id)["waiting"]
+
+
+def test_a_busy_worker_beats_well_within_the_stale_limit(app) -> None:  # noqa: ANN001
+    from jobs import redis_connection
+    from jobs.worker import TabulaWorker
+
+    with app.app_context():
+        busy = TabulaWorker(["default"], connection=redis_connection())
+    assert busy.job_monitoring_interval * 3 < app.config["TABULA_WORKER_STALE_SECONDS"]

@@ -150,3 +150,46 @@ def _tail(log) -> str:  # noqa: ANN001
     log.flush()
     log.seek(0)
     return log.read()[-4000:]
+
+
+def test_running_is_announced_only_once_health_answers_200(tmp_path: Path) -> None:
+    """`tabula run` (embedded Redis, its own worker) prints "is running" when /health already says 200."""
+    import sys
+
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TABULA_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"))
+    }
+    env.update(TABULA_PORT=str(port), TABULA_INSTANCE_DIR=str(tmp_path / "instance"), TABULA_DEMO="0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "tabula run ended:\n" + "".join(lines)
+            lines.append(line)
+            if "Tabula CRM is" in line:
+                status, body = get(f"http://127.0.0.1:{port}/health")
+                break
+        assert "Tabula CRM is running at" in lines[-1], "".join(lines)
+        assert status == 200, body
+        assert '"worker":{"count":1,"ok":true}' in body.replace(" ", "")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            rest, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert "Stopped." in rest and process.returncode == 0, "".join(lines) + rest

@@ -14,7 +14,6 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema
@@ -22,6 +21,7 @@ from marshmallow import fields as mm_fields
 from sqlalchemy import false, select
 from wtforms import HiddenField
 
+from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor, Grants
@@ -77,7 +77,7 @@ class RegistryFilterConverter(SQLAFilterConverter):
         return [filter_class(op)(col_name, self.datamodel) for op in REGISTRY[spec.type].operators]
 
 
-class TableInterface(SQLAInterface):
+class TableInterface(BoundedInterface):
     """FAB's data interface for reading a generated table (filters from the registry). Writes never go
     through it: they go through ``custom_fields.records``."""
 

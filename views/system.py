@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, flash, jsonify, redirect, url_for
 from flask_appbuilder import BaseView, ModelView, expose, has_access
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from app.health import health_report
 from jobs import JobQueueUnavailable, enqueue
-from jobs.runtime import reconcile
+from jobs.runtime import (
+    NO_LIVE_WORKER,
+    reconcile,
+    reconcile_active,
+    translated_message,
+    waiting_without_worker,
+)
 from models import JobRun
 
 
 def job_state(run: JobRun) -> dict:
+    """What the job page shows and polls; ``waiting`` says a queued job has no live worker to take it."""
+    waiting = waiting_without_worker(run)
     return {
         "id": run.id,
         "kind": run.kind,
         "status": run.status.value,
         "done": run.progress_done,
         "total": run.progress_total,
-        "message": run.message,
+        "message": translated_message(run.message),
         "result": run.result,
+        "waiting": translated_message(NO_LIVE_WORKER) if waiting else "",
     }
 
 
@@ -43,9 +54,14 @@ class SystemView(BaseView):
     @has_access
     def status(self):  # noqa: ANN201
         report, _healthy = health_report()
+        waiting = [run for run in reconcile_active() if waiting_without_worker(run)]
         runs = db.session.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(20)).all()
         return self.render_template(
-            "tabula/system_status.html", report=report, runs=[reconcile(r) for r in runs]
+            "tabula/system_status.html",
+            report=report,
+            runs=runs,
+            waiting=waiting,
+            message_of=translated_message,
         )
 
     @expose("/selfcheck", methods=["POST"])
@@ -66,7 +82,8 @@ class SystemView(BaseView):
     @has_access
     def job(self, run_id: int):  # noqa: ANN201
         run = db.session.get(JobRun, run_id) or abort(404)
-        return self.render_template("tabula/job.html", run=reconcile(run), state=job_state(run))
+        run = reconcile(run)
+        return self.render_template("tabula/job.html", run=run, state=job_state(run))
 
     @expose("/jobs/<int(max=2147483647):run_id>/state")
     @has_access
@@ -76,7 +93,7 @@ class SystemView(BaseView):
 
 
 class JobRunView(ModelView):
-    datamodel = SQLAInterface(JobRun)
+    datamodel = BoundedInterface(JobRun)
     route_base = "/jobs"
     class_permission_name = "BackgroundJob"
     base_permissions = ["can_list", "can_show"]
@@ -106,5 +123,16 @@ class JobRunView(ModelView):
         "result": _l("Result"),
         "rq_job_id": _l("Queue job id"),
     }
+    formatters_columns = {"message": translated_message}
     list_title = _l("Background jobs")
     show_title = _l("Background job")
+
+    def _list(self, **kwargs: Any) -> Any:
+        reconcile_active()  # a run whose worker died is shown failed, not 'running' for ever
+        return super()._list(**kwargs)
+
+    def _show(self, pk: Any) -> Any:
+        run = db.session.get(JobRun, int(pk)) if str(pk).isdigit() else None
+        if run is not None:
+            reconcile(run)
+        return super()._show(pk)
