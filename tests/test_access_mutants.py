@@ -300,11 +300,16 @@ def new_user(app: Any, role_name: str = "Staff") -> int:
     return user.id
 
 
-def last_summary() -> str:
+def last_change() -> Any:
     from app.extensions import db
     from models import SchemaChange
 
-    return db.session.scalars(select(SchemaChange.summary).order_by(SchemaChange.id.desc())).first()
+    db.session.expire_all()
+    return db.session.scalars(select(SchemaChange).order_by(SchemaChange.id.desc())).first()
+
+
+def last_summary() -> str:
+    return last_change().summary
 
 
 def test_the_snapshot_loads_every_rule_and_team(app_ctx) -> None:  # noqa: ANN001
@@ -370,13 +375,15 @@ def test_saving_rules_refuses_what_it_cannot_store_and_records_real_changes(app_
         access.save_rules(2_000_000_000, tables={None: {"read": True}})
     assert version() == start and access.load_snapshot().tables.get((role.id, companies.id)) is None
 
-    access.set_table_rights(role.id, companies.id, {"read": True, "read_scope": "own"})
-    assert version() == start + 1
+    admin_id = app_ctx.appbuilder.sm.find_user(username="admin").id
+    access.set_table_rights(role.id, companies.id, {"read": True, "read_scope": "own"}, user_id=admin_id)
+    assert version() == start + 1 and last_change().user_id == admin_id
     assert (
         last_summary()
         == f"Access of role “{role.name}”: #{companies.id}.read=True, #{companies.id}.read_scope=own"
     )
-    access.set_field_mode(role.id, tax.id, "hidden")
+    access.set_field_mode(role.id, tax.id, "hidden", user_id=admin_id)
+    assert last_change().user_id == admin_id
     after = version()
     assert after == start + 2 and last_summary() == f"Access of role “{role.name}”: {tax.label}=hidden"
     snap = access.load_snapshot()
@@ -418,3 +425,57 @@ def test_seeding_applies_once_and_keeps_what_an_admin_changed(app_ctx) -> None: 
     finally:
         access.save_rules(staff, tables={None: {"export": False}})
         refresh()
+
+
+def test_seeding_from_scratch_gives_the_built_in_roles_their_documented_rules(app_ctx) -> None:  # noqa: ANN001
+    """The built-in roles' rules forgotten (as on a new database) and seeded again: the documented defaults,
+    except where a rule was already set, which seeding never overwrites on a role's default or a field."""
+    from sqlalchemy import delete
+
+    from app.extensions import db
+    from custom_fields.core import SEEDED_FIELD_MODES, SEEDED_TABLE_RULES
+    from custom_fields.runtime import current, refresh
+    from models import SeededGrant
+    from models.records import SCOPED_ACTIONS, TABLE_ACTIONS, FieldRule, TableRule
+
+    roles = {name: role_named(app_ctx, name).id for name in ("Staff", "Manager")}
+    schema = current()
+    db.session.execute(delete(SeededGrant).where(SeededGrant.permission == "tabula-access"))
+    db.session.execute(delete(TableRule).where(TableRule.role_id.in_(roles.values())))
+    db.session.execute(delete(FieldRule).where(FieldRule.role_id.in_(roles.values())))
+    # What an admin set before the seeds were remembered stays (a default's action and reach, a field).
+    owner = schema.entity("companies").field_by_name("owner_id")
+    kept = TableRule(role_id=roles["Staff"], entity_id=None)
+    kept.set("export", True)
+    kept.set_scope("read", "team")
+    db.session.add_all([kept, FieldRule(role_id=roles["Staff"], field_id=owner.id, mode="hidden")])
+    db.session.commit()
+    version = refresh().version
+
+    seeded_fields = [k for k in SEEDED_FIELD_MODES if schema.entity(k[1]) is not None]
+    assert access.seed_defaults() == 4 + len(SEEDED_TABLE_RULES) + len(seeded_fields)
+    assert refresh().version == version + 1
+    assert access.seed_defaults() == 0 and refresh().version == version + 1  # once only
+
+    snap = access.load_snapshot()
+    staff, manager = roles["Staff"], roles["Manager"]
+    assert snap.tables[(staff, None)] == {**access.SEEDED_DEFAULTS["Staff"], "export": True}
+    assert snap.tables[(manager, None)] == dict.fromkeys(TABLE_ACTIONS, True)
+    assert snap.scopes[(staff, None)] == {"read": "team", "edit": "own", "delete": "own"}
+    assert snap.scopes[(manager, None)] == dict.fromkeys(SCOPED_ACTIONS, "team")
+    for (name, slug), rights in SEEDED_TABLE_RULES.items():
+        entity_id = schema.entity(slug).id
+        for key, value in rights.items():
+            if key.endswith("_scope"):
+                assert snap.scopes[(roles[name], entity_id)][key.removesuffix("_scope")] == value, (name, key)
+            else:
+                assert snap.tables[(roles[name], entity_id)][key] == value, (name, key)
+    for name, slug, field_name in seeded_fields:
+        field_id = schema.entity(slug).field_by_name(field_name).id
+        expected = "hidden" if field_id == owner.id else SEEDED_FIELD_MODES[(name, slug, field_name)]
+        assert snap.fields[(roles[name], field_id)] == expected, (slug, field_name)
+    assert not [key for key in snap.tables if key[0] in snap.admin_role_ids]  # the Admin role needs no rules
+    # Back to the documented owner rule for the rest of the session.
+    access.set_field_mode(staff, owner.id, SEEDED_FIELD_MODES[("Staff", "companies", "owner_id")])
+    access.save_rules(staff, tables={None: {"export": False, "read_scope": "own"}})
+    refresh()
