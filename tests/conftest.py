@@ -29,6 +29,21 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "admin-Пароль-1"
 DEMO_PASSWORD = "demo-Пароль-1"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+# Set by `make mutation` (README "Development"): the test files of the module under mutation, and a SQLite
+# file initialised once by the unmutated code that every mutant's session starts from (init takes ~10 s).
+MUTATION_TESTS = os.environ.get("TABULA_MUTATION_TESTS", "").split()
+SQLITE_TEMPLATE = os.environ.get("TABULA_TEST_SQLITE_TEMPLATE")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``make mutation``, only the module's own test files run (the others are deselected)."""
+    if not MUTATION_TESTS:
+        return
+    kept = [item for item in items if item.nodeid.split("::")[0] in MUTATION_TESTS]
+    dropped = [item for item in items if item.nodeid.split("::")[0] not in MUTATION_TESTS]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +85,10 @@ def database_url(
 ) -> Iterator[str]:
     Redis.from_url(redis_url).flushdb()  # each backend starts with empty queues
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tabula.db'}"
+        path = tmp_path_factory.mktemp("sqlite") / "tabula.db"
+        if SQLITE_TEMPLATE and os.path.exists(SQLITE_TEMPLATE):
+            shutil.copyfile(SQLITE_TEMPLATE, path)
+        yield f"sqlite:///{path}"
         return
     base = os.environ["TEST_DATABASE_URL"]
     url, name = _create_postgres_database(base)
@@ -115,6 +133,9 @@ def app(env: dict[str, str]):  # noqa: ANN201
     application = create_app(env)
     application.test_client_class = IsolatedClient
     initialize(application, echo=lambda _msg: None)
+    url = make_url(env["DATABASE_URL"])
+    if SQLITE_TEMPLATE and url.get_backend_name() == "sqlite" and not os.path.exists(SQLITE_TEMPLATE):
+        _save_sqlite_template(url.database)
     return application
 
 
@@ -127,6 +148,17 @@ def _no_login_lockouts(request: pytest.FixtureRequest) -> None:
         client = Redis.from_url(request.getfixturevalue("redis_url"))
         for key in client.scan_iter(f"{KEY_PREFIX}:*"):
             client.delete(key)
+
+
+def _save_sqlite_template(database: str) -> None:
+    """A consistent copy of the freshly initialised database (SQLite's backup API), written atomically."""
+    import sqlite3
+    from contextlib import closing
+
+    partial = f"{SQLITE_TEMPLATE}.{os.getpid()}.partial"
+    with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(partial)) as target:
+        source.backup(target)
+    os.replace(partial, SQLITE_TEMPLATE)
 
 
 @pytest.fixture

@@ -320,3 +320,48 @@ def test_teams_screen_and_changes_apply_without_restart(app, book, admin_client,
         deleted = admin_client.post(f"/admin/teams/{team_id}/delete", data={"csrf_token": csrf_token(html)})
         assert deleted.status_code == 302
     assert admin_client.get(f"/admin/teams/{team_id}").status_code == 404
+
+
+@pytest.fixture
+def auditor(app_ctx) -> Iterator[tuple[str, int]]:  # noqa: ANN001
+    """A user holding two roles: Staff (their own companies) and an auditor role that reads every company
+    but has the tax ID hidden."""
+    sm = app_ctx.appbuilder.sm
+    role = sm.add_role(f"Аудитор {uuid.uuid4().hex[:6]}")
+    companies = current().entity("companies")
+    tax_id = companies.field_by_name("tax_id")
+    save_rules(
+        role.id, tables={companies.id: {"read": True, "read_scope": "all"}}, fields={tax_id.id: "hidden"}
+    )
+    fresh()
+    username = f"auditor_{uuid.uuid4().hex[:8]}"
+    staff = sm.find_role("Staff")
+    assert sm.add_user(username, "Два", "Роли", f"{username}@example.com", [staff, role], OUTSIDER_PASSWORD)
+    yield username, role.id
+
+
+def test_a_user_with_two_roles_gets_the_wider_reach_and_field_mode(app, book, auditor) -> None:  # noqa: ANN001
+    """Several roles add up: the auditor role's "all" widens Staff's "own" for reading, Staff's "edit" of
+    the tax ID wins over the auditor role hiding it; editing stays Staff's own records only."""
+    word, ids = book["word"], book["ids"]
+    username, _role = auditor
+    mine = records.create("companies", {"name": f"{word} мой", "tax_id": "7701234567"}, actor(username)).id
+    client = client_for(app, username, OUTSIDER_PASSWORD)
+    everyone = {*ids.values(), mine}
+    assert listed_ids(client, "companies", "name", word) == everyone
+    headers = token(client, username, OUTSIDER_PASSWORD)
+    assert api_listed(client, headers, "companies", "name", word) == (len(everyone), everyone)
+    assert client.get(f"/t/companies/show/{ids['staff2']}").status_code == 200
+    assert "7701234567" in client.get(f"/t/companies/show/{mine}").get_data(as_text=True)
+    assert client.get(f"/api/v1/t/companies/{mine}", headers=headers).get_json()["result"]["tax_id"] == (
+        "7701234567"
+    )
+    # Reading widened, editing did not: another user's record is out of reach for a change.
+    assert client.get(f"/t/companies/edit/{ids['staff2']}").status_code == 404
+    put = client.put(
+        f"/api/v1/t/companies/{ids['staff2']}", json={"name": "чужое", "_version": 1}, headers=headers
+    )
+    assert put.status_code == 404
+    db.session.expire_all()
+    model = current().classes["companies"]
+    assert db.session.get(model, ids["staff2"]).name == f"{word} staff2"

@@ -321,6 +321,41 @@ def test_stale_update_over_the_api_is_409_with_current_values(app_ctx, app) -> N
     assert api.put(base, json={name.name: "Г", "_version": "x"}, headers=headers).status_code == 428
 
 
+def test_a_conflict_never_shows_a_field_hidden_from_the_user(guarded_table, app) -> None:  # noqa: ANN001
+    """Someone saves the record (a hidden field included) while a staff user edits it: the staff user's
+    "someone changed this record" answer, over the API (409) and on the form, names the values they may
+    see and nothing of the hidden field."""
+    entity, name, secret, _locked, pk = guarded_table
+    staff = app.test_client()
+    assert signed_in(login(staff, "staff1", DEMO_PASSWORD))
+    _html, form = edit_form(staff, entity, pk)
+    headers = token(app.test_client(), "staff1", DEMO_PASSWORD)
+    records.update(
+        entity.slug, pk, {name.name: "Сохранено админом", secret.name: "тайна-43"}, admin_actor("ui"),
+        expected_version=int(form["row_version"]),
+    )  # fmt: skip
+
+    api = staff.put(
+        f"/api/v1/t/{entity.slug}/{pk}",
+        json={name.name: "Моё", "_version": int(form["row_version"])},
+        headers=headers,
+    )
+    assert api.status_code == 409
+    body = api.get_json()
+    assert body["current"][name.name] == "Сохранено админом"  # what the user may see is there ...
+    assert secret.name not in body["current"]  # ... the hidden field is not, by name or by value
+    assert "тайна" not in api.get_data(as_text=True)
+
+    page = staff.post(f"/t/{entity.slug}/edit/{pk}", data={**form, name.name: "Моё"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="conflict"' in html
+    assert "Сохранено админом" in html
+    assert "тайна" not in html and "Секрет" not in html and secret.name not in html
+    db.session.expire_all()
+    row = db.session.get(current().classes[entity.slug], pk)
+    assert (getattr(row, name.name), getattr(row, secret.name)) == ("Сохранено админом", "тайна-43")
+
+
 # --- history ------------------------------------------------------------------------------------------------
 
 
@@ -368,16 +403,21 @@ def test_history_records_every_source_with_old_and_new_values(app_ctx, app, admi
     assert "1234.50" not in log and "1 234,50" not in log  # the job's change is not an API change
     log = admin_client.get(f"/admin/history/?table={entity.id}&source=import").get_data(as_text=True)
     assert "Создано" in log and "Из формы" not in log
-    today = dt.date.today().isoformat()
-    future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
-    assert "Из формы" in admin_client.get(
-        f"/admin/history/?table={entity.id}&from={today}&to={future}"
-    ).get_data(as_text=True) or "Из формы" in admin_client.get(f"/admin/history/?table={entity.id}").get_data(
-        as_text=True
-    )
-    assert "Из формы" not in admin_client.get(f"/admin/history/?table={entity.id}&from={future}").get_data(
-        as_text=True
-    )
+    # The period is whole days (UTC), both ends included: today's change is in "today to today" only.
+    today = dt.datetime.now(dt.UTC).date()
+
+    def in_period(start: dt.date | None, end: dt.date | None) -> bool:
+        period = "".join(
+            f"&{key}={day.isoformat()}" for key, day in (("from", start), ("to", end)) if day is not None
+        )
+        return "Из формы" in admin_client.get(f"/admin/history/?table={entity.id}{period}").get_data(
+            as_text=True
+        )
+
+    assert in_period(today, today) and in_period(today, None) and in_period(None, today)
+    assert not in_period(today + dt.timedelta(days=1), None)
+    assert not in_period(None, today - dt.timedelta(days=1))
+    assert not in_period(today - dt.timedelta(days=3), today - dt.timedelta(days=1))
     for bad in ("?user=abc", "?from=31.02.2025", "?page=-1", "?source=<script>", "?table=99999999999"):
         assert admin_client.get(f"/admin/history/{bad}").status_code == 200
 
@@ -469,6 +509,36 @@ def test_purge_job_removes_only_expired_records_on_a_real_worker(app_ctx, worker
     assert db.session.get(model, old) is None
     assert db.session.get(model, recent) is not None and db.session.get(model, alive) is not None
     assert [r.action for r in lines(entity.id, old) if r.field_id is None][-1] == "purge"
+
+
+def test_only_an_admin_may_empty_the_recycle_bin(app_ctx, app, staff_client, manager_client, client) -> None:  # noqa: ANN001
+    """Staff and managers may use the recycle bin (restore their own records) but posting to its purge
+    endpoint, with a valid form token, is refused: no purge job starts and the expired record stays."""
+    entity = new_table(unique_label("Не очищать"))
+    name = db.session.get(Field, entity.display_field_id)
+    model = current().classes[entity.slug]
+    pk = records.create(entity.slug, {name.name: "Давно удалена"}, admin_actor()).id
+    records.delete(entity.slug, pk, admin_actor())
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.session.execute(update(model.__table__).where(model.__table__.c.id == pk).values(deleted_at=long_ago))
+    db.session.commit()
+
+    def purge_runs() -> int:
+        db.session.expire_all()
+        return len(db.session.scalars(select(JobRun.id).where(JobRun.kind == "purge_recycle_bin")).all())
+
+    before = purge_runs()
+    for who in (staff_client, manager_client):
+        assert who.get("/recycle-bin/").status_code == 200  # they may use the bin ...
+        token = csrf_token(who.get("/t/companies/add").get_data(as_text=True))
+        refused = who.post("/recycle-bin/purge", data={"csrf_token": token})
+        assert refused.status_code == 403  # ... but not empty it (the form token was valid: not a 400)
+    anonymous = client.post("/recycle-bin/purge")
+    assert anonymous.status_code in (302, 400, 401, 403)
+    assert "/system/jobs/" not in anonymous.headers.get("Location", "")
+    assert purge_runs() == before
+    db.session.expire_all()
+    assert db.session.get(model, pk) is not None
 
 
 # --- batches ------------------------------------------------------------------------------------------------
