@@ -26,7 +26,7 @@ from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.service import ENTITY_PERMISSIONS
-from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.spec import EntitySpec, FieldSpec, stored_text
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
 from views import related
 
@@ -34,10 +34,10 @@ READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
 
 
-def display_label(text: str, is_system: bool) -> Any:
-    """Core tables' and fields' labels are msgids, translated when shown (lazily: a view built during one
-    user's request serves others, in their languages); an admin's own labels are shown as typed."""
-    return _l(text) if is_system else text
+def display_label(text: str, is_system: bool = False) -> Any:
+    """A spec's label as shown: the specs resolve core labels themselves (``custom_fields.spec.shown``);
+    kept for callers written before they did."""
+    return text
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
@@ -361,6 +361,16 @@ class GeneratedApi(ModelRestApi):
                 return self.response_400(message=f"{key} must be between 0 and {self.MAX_PAGE}")
         return super().get_list_headless(**kwargs)
 
+    def _get_field_info(
+        self, field: Any, filter_rel_field: Any, page: Any = None, page_size: Any = None
+    ) -> Any:
+        # FAB passes labels through gettext again, and gettext("") of a field without help text answers
+        # the catalog's header: give the labels as the specs resolved them.
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        info["label"] = str(self.label_columns.get(field.name, ""))
+        info["description"] = str(self.description_columns.get(field.name, ""))
+        return info
+
     def _handle_filters_args(self, rison_args: dict[str, Any]) -> Any:
         """FAB looks a filter's operator up in a process-wide map first, where any view's filter of the same
         name (e.g. FAB's own ``gt``) may win; resolve it among this column's registry filters only."""
@@ -453,10 +463,9 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
     read-only ones left out of the forms)."""
     fields = list(rights.visible_fields)
     editable = list(rights.editable_fields)
-    labels = {f.name: display_label(f.label, f.is_system) for f in fields}
+    labels = {f.name: f.label for f in fields}
     labels["id"] = _l("No.")
-    title = display_label(entity.plural_label, entity.is_system)
-    single = display_label(entity.label, entity.is_system)
+    title, single = entity.plural_label, entity.label
     attrs: dict[str, Any] = {
         "datamodel": TableInterface(model, entity),
         "class_permission_name": entity.permission_name,
@@ -498,7 +507,7 @@ def build_api(entity: EntitySpec, model: type, rights: Grants) -> ModelRestApi:
         "class_permission_name": entity.permission_name,
         "resource_name": entity.slug,
         "route_base": f"/api/v1/t/{entity.slug}",
-        "openapi_spec_tag": f"{entity.plural_label} ({entity.slug})",
+        "openapi_spec_tag": f"{stored_text(entity.plural_label)} ({entity.slug})",
         "list_columns": columns,
         "show_columns": columns,
         "add_columns": [f.name for f in editable],

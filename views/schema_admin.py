@@ -16,7 +16,6 @@ from custom_fields.runtime import refresh
 from custom_fields.service import ICON_CHOICES, ConversionRefused, SchemaError
 from custom_fields.types import REGISTRY, type_choices
 from models import Entity, Field, SchemaChange
-from views.generator import display_label
 
 TYPE_SETTINGS = {  # which settings inputs a type's form shows
     "text": ("max_length",),
@@ -95,7 +94,6 @@ class SchemaAdminView(BaseView):
     def _render(self, template: str, **context: Any) -> Any:
         return self.render_template(
             template,
-            display_label=display_label,
             type_choices=type_choices(),
             registry=REGISTRY,
             icons=ICON_CHOICES,

@@ -21,7 +21,7 @@ from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
 from custom_fields import access, runtime
-from custom_fields.spec import EntitySpec
+from custom_fields.spec import EntitySpec, label_of
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
@@ -197,8 +197,6 @@ def category_of(entity: EntitySpec) -> str:
 
 
 def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
-    from views.generator import display_label
-
     menu = appbuilder.menu
     for name, _label, _icon in (SYSTEM_CATEGORY, CUSTOM_CATEGORY):
         category = menu.find(name)
@@ -212,7 +210,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
             entity.permission_name,
             href=f"/t/{entity.slug}/list/",
             icon=entity.icon,
-            label=display_label(entity.plural_label, entity.is_system),
+            label=entity.plural_label,
             category=name,
             category_icon=icon,
             category_label=label,
@@ -270,11 +268,11 @@ class TableOpenApi(OpenApi):
 
 def register(appbuilder: Any) -> None:
     from app.extensions import csrf
-    from views.generator import display_label
 
     appbuilder.add_view_no_menu(TableView)
     appbuilder.add_api(TableOpenApi)
-    current_app.jinja_env.globals["table_label"] = lambda e: display_label(e.label, e.is_system)
+    current_app.jinja_env.globals["table_label"] = label_of
+    current_app.jinja_env.globals["label_of"] = label_of
     appbuilder.add_view_no_menu(SwaggerView)
     # Every signed-in user may read the API document: it describes only what they may use.
     audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
