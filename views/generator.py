@@ -17,6 +17,7 @@ from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import escape
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
 from sqlalchemy import false, select
@@ -38,6 +39,17 @@ def display_label(text: str, is_system: bool = False) -> Any:
     """A spec's label as shown: the specs resolve core labels themselves (``custom_fields.spec.shown``);
     kept for callers written before they did."""
     return text
+
+
+class EscapedText:
+    """A label put into a lazily translated sentence: FAB shows the sentence as markup (a lazy string's
+    ``__html__`` is its text), so the label goes in escaped, and is read in the viewer's language."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return str(escape(str(self.text)))
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
@@ -483,8 +495,8 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
         "search_form_extra_fields": {f.name: REGISTRY[f.type].form_field(f, search=True) for f in fields},
         "list_title": title,
         "show_title": single,
-        "add_title": _l("New: %(table)s", table=single),
-        "edit_title": _l("Edit: %(table)s", table=single),
+        "add_title": _l("New: %(table)s", table=EscapedText(single)),
+        "edit_title": _l("Edit: %(table)s", table=EscapedText(single)),
         "tabula_entity": entity,
     }
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)
