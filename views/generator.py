@@ -7,14 +7,16 @@ from __future__ import annotations
 import functools
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, g, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.widgets import ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import escape
@@ -189,6 +191,12 @@ def _form_version(form: Any) -> int:
         return -1  # a form without its version is treated as stale: the user sees the current values
 
 
+class TableListWidget(ListWidget):
+    """FAB's list, keeping its column heads when there are no records yet."""
+
+    template = "tabula/widgets/list.html"
+
+
 class GeneratedModelView(ModelView):
     """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint; every
     write goes through ``custom_fields.records``."""
@@ -203,6 +211,7 @@ class GeneratedModelView(ModelView):
     page_size = PAGE_SIZE
     base_order = ("id", "desc")
     base_filters = BASE_FILTERS
+    list_widget = TableListWidget
     show_template = "tabula/record_show.html"
     add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
@@ -240,12 +249,15 @@ class GeneratedModelView(ModelView):
         db.session.expire_all()
         item = self.datamodel.get(stale.record_id)
         both: list[str] = []
+        changed: list[str] = []  # what the other save changed (or, without history, what differs from mine)
         for name in self.edit_columns:
             spec = self.datamodel.tabula_fields[name]
             ftype = REGISTRY[spec.type]
             mine = ftype.to_json(form[name].data, spec)
             saved = ftype.to_json(getattr(item, name), spec)
             before = base.get(spec.id) if base is not None else saved
+            if saved != before or (base is None and saved != mine):
+                changed.append(name)
             if base is not None and mine == before:
                 form[name].data = getattr(item, name)  # untouched here: take the saved value
                 form[name].raw = None
@@ -258,7 +270,7 @@ class GeneratedModelView(ModelView):
                 self.label_columns.get(name, name),
                 _formatter(self.datamodel.tabula_fields[name])(getattr(item, name)),
             )
-            for name in self.edit_columns
+            for name in changed
         ]
         g.tabula_conflict_both = both
 
@@ -319,10 +331,29 @@ class GeneratedModelView(ModelView):
 
                 if self._write(attempt, form):
                     flash(self.edit_row_message, "success")
+                    g.tabula_saved_next = self._back_to(form.next_url.data) or url_for(
+                        "TableView.show", slug=slug, pk=pk
+                    )
                     return None
         else:
             form = self.edit_form.refresh(obj=item)
+            form.next_url.data = self._back_to(request.referrer)
         return self._get_edit_widget(form=form, exclude_cols=[])
+
+    def _back_to(self, url: str | None) -> str | None:
+        """Where a saved edit returns: this table's list or record page it was opened from (with its filters
+        and page), never another site or screen; None when it was opened from anywhere else (a typed or
+        pasted address, a bookmark): then it lands on the record."""
+        parts = urlsplit(url or "")
+        if parts.netloc and parts.netloc != request.host:
+            return None
+        base = f"/t/{self.tabula_entity.slug}/"
+        if not parts.path.startswith((f"{base}list/", f"{base}show/")) or "//" in parts.path:
+            return None
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def post_edit_redirect(self) -> Any:
+        return redirect(g.get("tabula_saved_next") or self.get_redirect())
 
     def _delete(self, pk: Any) -> None:
         if not self.datamodel.get(pk, self._base_filters) or not self._reachable(pk, "delete"):
@@ -502,7 +533,9 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)
     view = cls()
     # The version the form was opened at travels with it (optimistic locking), filled from the record.
-    view.edit_form = type(view.edit_form.__name__, (view.edit_form,), {"row_version": HiddenField()})
+    # The page it was opened from travels too: a saved edit returns there (or to the record).
+    hidden = {"row_version": HiddenField(), "next_url": HiddenField()}
+    view.edit_form = type(view.edit_form.__name__, (view.edit_form,), hidden)
     view.appbuilder = current_app.appbuilder
     view.endpoint = cls.__name__
     view.route_base = f"/t/{entity.slug}"

@@ -21,7 +21,7 @@ from markupsafe import escape
 from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
-from custom_fields import access, runtime
+from custom_fields import access, formats, runtime
 from custom_fields.spec import CoreText, EntitySpec, label_of
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
@@ -280,6 +280,9 @@ def register(appbuilder: Any) -> None:
     appbuilder.add_api(TableOpenApi)
     current_app.jinja_env.globals["table_label"] = label_of
     current_app.jinja_env.globals["label_of"] = label_of
+    current_app.jinja_env.filters.update(  # dates and numbers read one way per language, everywhere
+        datetime_text=formats.datetime_text, date_text=formats.date_text, number_text=formats.number_text
+    )
     appbuilder.add_view_no_menu(SwaggerView)
     # Every signed-in user may read the API document: it describes only what they may use.
     audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})
