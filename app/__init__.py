@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, has_request_context, request, session
+from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder import AppBuilder
+from flask_babel.speaklater import LazyString
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
@@ -20,9 +22,21 @@ from app.security import TabulaSecurityManager
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with lazily translated text (core labels, FAB's lazy strings) as its plain text: the
+    default would take it through ``__html__``, HTML-escaped."""
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, LazyString):
+            return str(o)
+        return DefaultJSONProvider.default(o)
+
+
 def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app from environment-style settings (``os.environ`` unless ``env`` is given)."""
     app = Flask(__name__, instance_path=config.instance_dir(env), instance_relative_config=False)
+    app.json = JSONProvider(app)
     app.config.from_mapping(config.build_config(env))
     if overrides:
         app.config.update(overrides)

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import Column, MetaData, Table, bindparam, func, select, table, update
 from sqlalchemy import column as sql_column
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
 from custom_fields import ddl
-from custom_fields.spec import FieldSpec
+from custom_fields.spec import FieldSpec, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
 from models import Entity, Field, SchemaChange, SchemaState
 
@@ -64,6 +65,27 @@ def clean_label(raw: Any, plural: bool = False) -> str:
     if "\x00" in label:
         raise SchemaError(_("Input may not contain NUL characters."))
     return label
+
+
+def _refuse_taken_table_name(names: tuple[str, ...], exclude_id: int | None = None) -> None:
+    """Two live tables may not share a name or plural, case-insensitively, as users read them (a core
+    table's shipped name in every language it is shown in: "Companies" and "Компании")."""
+    from flask import current_app
+    from flask_babel import force_locale
+
+    taken: dict[str, str] = {}
+    others = db.session.scalars(
+        select(Entity).where(Entity.archived_at.is_(None), Entity.id != (exclude_id or 0))
+    ).all()
+    for language in current_app.config.get("LANGUAGES") or ["en"]:
+        with force_locale(language):
+            for other in others:
+                for attr in ("label", "plural_label"):
+                    taken[getattr(other, attr).casefold()] = getattr(other, attr)
+                    taken[str(label_of(other, attr)).casefold()] = str(label_of(other, attr))
+    clash = next((n for n in names if n.casefold() in taken), None)
+    if clash is not None:
+        raise SchemaError(_("A table named “%(label)s” already exists.", label=clash))
 
 
 def clean_help(raw: Any) -> str:
@@ -190,6 +212,7 @@ def create_entity(
     def change() -> Entity:
         if db.session.scalar(select(func.count()).select_from(Entity)) >= MAX_TABLES:
             raise SchemaError(_("At most %(n)d tables.", n=MAX_TABLES))
+        _refuse_taken_table_name((label, plural))
         version = _bump(user_id, "create_table", f"Created table “{label}”", None, None)
         position = (db.session.scalar(select(func.max(Entity.position))) or 0) + 1
         entity = Entity(
@@ -223,8 +246,10 @@ def update_entity(
 ) -> Entity:
     def change() -> Entity:
         entity = _entity(entity_id)
-        entity.label = clean_label(label)
-        entity.plural_label = clean_label(plural_label or label, plural=True)
+        new_label, new_plural = clean_label(label), clean_label(plural_label or label, plural=True)
+        if {new_label, new_plural} != {entity.label, entity.plural_label}:
+            _refuse_taken_table_name((new_label, new_plural), exclude_id=entity.id)
+        entity.label, entity.plural_label = new_label, new_plural
         entity.icon = icon if icon in ICON_CHOICES else entity.icon
         if display_field_id is not None:
             chosen = db.session.get(Field, display_field_id)
@@ -254,6 +279,7 @@ def restore_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
     def change() -> Entity:
         entity = _entity(entity_id)
         if entity.archived_at is not None:
+            _refuse_taken_table_name((entity.label, entity.plural_label), exclude_id=entity.id)
             entity.archived_at = None
             _bump(user_id, "restore_table", f"Restored table “{entity.label}”", entity.id, None)
         return entity
@@ -420,7 +446,11 @@ def _set_unique(row: Field, unique: bool) -> None:
         repeated = duplicates_for_unique(table_name, row.column_name, key)
         if repeated:
             raise SchemaError(
-                _("%(n)d values occur in more than one record; make them unique first.", n=repeated)
+                ngettext(
+                    "%(num)d value occurs in more than one record; make it unique first.",
+                    "%(num)d values occur in more than one record; make them unique first.",
+                    repeated,
+                )
             )
         ddl.drop_index(conn, table_name, row.column_name, unique=False)
         ddl.create_index(conn, table_name, row.column_name, unique=True, key=key)
@@ -443,8 +473,13 @@ def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]
         count = db.session.scalar(select(func.count()).select_from(tbl).where(condition))
         if count:
             raise SchemaError(
-                _("The option “%(label)s” is used by %(n)d records; change them first, or keep the option.",
-                  label=option["label"], n=count)
+                ngettext(
+                    "The option “%(label)s” is used by %(num)d record; change it first, or keep the option.",
+                    "The option “%(label)s” is used by %(num)d records; change them first, or keep the "
+                    "option.",
+                    count,
+                    label=option["label"],
+                )
             )  # fmt: skip
 
 
@@ -610,8 +645,14 @@ def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tup
                 converted.append((record_id, new_value))
     if failed:
         raise ConversionRefused(
-            _("%(n)d records have values that cannot become “%(type)s”; fix them first. Nothing was changed.",
-              n=failed, type=str(target.label)),
+            ngettext(
+                "%(num)d record has a value that cannot become “%(type)s”; fix it first. Nothing was "
+                "changed.",
+                "%(num)d records have values that cannot become “%(type)s”; fix them first. Nothing was "
+                "changed.",
+                failed,
+                type=str(target.label),
+            ),
             offenders,
             failed,
         )  # fmt: skip

@@ -8,11 +8,77 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_babel import gettext as translate  # (no literal here for the extractor)
+from flask_babel.speaklater import LazyString
+from markupsafe import Markup, escape
+
 from models import Entity, Field
 from models.metadata import table_permission
 
-#: Core options with their labels translated, per locale and option list.
-_TRANSLATED: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, str]]] = {}
+#: Core options with their labels translated, per locale, field and option list.
+_TRANSLATED: dict[tuple[str, int, tuple[tuple[str, str], ...]], list[dict[str, str]]] = {}
+
+
+class CoreText(LazyString):
+    """Text Tabula ships with a core table (a label, plural, help text) that no admin has changed: a msgid,
+    shown in the reader's language whenever it is turned into text. Lazy, because views, forms and menus
+    built during one user's request serve every user after it, in their own languages."""
+
+    def __init__(self, msgid: str) -> None:
+        super().__init__(translate, msgid)
+        self.msgid = msgid
+
+    def __html__(self) -> Markup:
+        return escape(str(self))  # (flask-babel's LazyString would mark its text safe unescaped)
+
+    def __format__(self, format_spec: str) -> str:
+        return format(str(self), format_spec)
+
+
+def shown(stored: str, shipped: str | None) -> str:
+    """The one rule for core text: as shipped, it follows the user's language; once an admin has changed
+    it, it shows as typed."""
+    return CoreText(stored) if shipped and stored == shipped else stored
+
+
+def stored_text(text: str) -> str:
+    """What is stored (the msgid of core text that follows the language)."""
+    return text.msgid if isinstance(text, CoreText) else str(text)
+
+
+def label_of(thing: Any, attr: str = "label") -> str:
+    """A table's or field's label (``attr``: ``label``, ``plural_label``, ``help_text``) as users read it,
+    for metadata rows as well as the specs (whose labels are resolved already)."""
+    if isinstance(thing, Entity):
+        shipped = core_entity_text(thing.slug, attr) if thing.is_system else None
+        return shown(getattr(thing, attr) or "", shipped)
+    if isinstance(thing, Field):
+        shipped = core_field_text(thing.entity.slug, thing.name, attr) if thing.is_system else None
+        return shown(getattr(thing, attr) or "", shipped)
+    return getattr(thing, attr)
+
+
+def core_entity_text(slug: str, attr: str) -> str | None:
+    from custom_fields.core import CORE
+
+    shipped = CORE.get(slug)
+    if shipped is None:
+        return None
+    return {"label": shipped[1], "plural_label": shipped[2]}.get(attr)
+
+
+def core_field_text(slug: str, name: str, attr: str) -> str | None:
+    from custom_fields.core import CORE
+
+    hints = CORE[slug][5].get(name, {}) if slug in CORE else {}
+    return hints.get({"label": "label", "help_text": "help"}.get(attr, attr))
+
+
+def core_options(slug: str, name: str) -> tuple[tuple[str, str], ...]:
+    from custom_fields.core import CORE
+
+    hints = CORE[slug][5].get(name, {}) if slug in CORE else {}
+    return tuple((o["id"], o["label"]) for o in hints.get("options", ()))
 
 
 @dataclass(frozen=True)
@@ -33,40 +99,47 @@ class FieldSpec:
     searchable: bool = True
     is_system: bool = False
     archived: bool = False
+    #: A core field's options as shipped, (id, label): these follow the user's language.
+    shipped_options: tuple[tuple[str, str], ...] = field(default=(), hash=False, compare=False)
 
     @classmethod
     def of(cls, row: Field) -> FieldSpec:
+        slug = row.entity.slug if row.is_system else ""
         return cls(
             id=row.id,
             entity_id=row.entity_id,
             name=row.name,
             column_name=row.column_name,
-            label=row.label,
+            label=label_of(row),
             type=row.type,
             required=row.required,
             unique=row.unique,
             default=row.default,
-            help_text=row.help_text or "",
+            help_text=label_of(row, "help_text"),
             settings=dict(row.settings or {}),
             position=row.position,
             show_in_list=row.show_in_list,
             searchable=row.searchable,
             is_system=row.is_system,
             archived=row.archived_at is not None,
+            shipped_options=core_options(slug, row.name) if slug else (),
         )
 
     @property
     def options(self) -> list[dict[str, str]]:
-        """The choices, with a core field's labels in the user's language (unless an admin renamed them)."""
-        if not self.is_system:
+        """The choices; a core field's options as shipped in the user's language, renamed ones as typed."""
+        if not self.shipped_options:
             return self.stored_options
         from flask_babel import get_locale
-        from flask_babel import gettext as translate  # (not a literal: nothing for the extractor here)
 
         stored = self.stored_options
-        key = (str(get_locale()), tuple((o["id"], o["label"]) for o in stored))
+        key = (str(get_locale()), self.id, tuple((o["id"], o["label"]) for o in stored))
         if key not in _TRANSLATED:  # parsing a batch asks for every value; gettext once per locale
-            _TRANSLATED[key] = [{**o, "label": translate(o["label"])} for o in stored]
+            shipped = set(self.shipped_options)
+            _TRANSLATED[key] = [
+                {**o, "label": translate(o["label"])} if (o["id"], o["label"]) in shipped else o
+                for o in stored
+            ]
         return [dict(o) for o in _TRANSLATED[key]]
 
     @property
@@ -93,8 +166,8 @@ class EntitySpec:
             id=row.id,
             slug=row.slug,
             table_name=row.table_name,
-            label=row.label,
-            plural_label=row.plural_label,
+            label=label_of(row),
+            plural_label=label_of(row, "plural_label"),
             icon=row.icon,
             is_system=row.is_system,
             archived=row.archived_at is not None,

@@ -50,7 +50,7 @@ def test_custom_table_is_a_real_table_with_a_name_field(app_ctx) -> None:  # noq
 
 def test_each_type_adds_a_typed_column_and_round_trips_values(app_ctx) -> None:  # noqa: ANN001
     entity = new_table()
-    company = new_table("Компания")
+    company = new_table("Контрагент")
     made = {
         "text": new_field(entity, "Текст", "text", settings={"max_length": 20}),
         "long_text": new_field(entity, "Заметки", "long_text"),

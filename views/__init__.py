@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app, redirect, url_for
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
@@ -50,6 +51,10 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.system import JobRunView, SystemView
 
     tables.register(appbuilder)
+    # Browsers ask for /favicon.ico on every site; without one each first page logs a 404.
+    current_app.add_url_rule(
+        "/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="tabula/favicon.svg"), 301)
+    )
     from views import board, leads, my_tasks, search, teams
 
     for crm_screens in (board, my_tasks, search, leads, teams):

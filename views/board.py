@@ -13,14 +13,13 @@ from typing import Any
 from flask import abort, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.security.decorators import has_access_api
-from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import formats, records, runtime
 from custom_fields.access import Actor, Grants, current_grants, row_filter
 from custom_fields.spec import EntitySpec
 from custom_fields.types import REGISTRY
@@ -109,7 +108,7 @@ def deal_condition(ctx: BoardContext, stage_ids: Iterable[int], *, mine: bool) -
 def _money(amount: Decimal | None) -> str:
     if amount is None:
         return ""
-    return format_decimal(Decimal(amount).quantize(Decimal("0.01")), format="#,##0.00")
+    return formats.number_text(Decimal(amount).quantize(Decimal("0.01")))
 
 
 def _currency_label(ctx: BoardContext, code: str | None) -> str:

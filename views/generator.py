@@ -7,15 +7,18 @@ from __future__ import annotations
 import functools
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, g, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView
 from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
+from flask_appbuilder.widgets import ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import escape
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
 from sqlalchemy import false, select
@@ -26,7 +29,7 @@ from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.service import ENTITY_PERMISSIONS
-from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.spec import EntitySpec, FieldSpec, stored_text
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
 from views import related
 
@@ -34,10 +37,21 @@ READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
 
 
-def display_label(text: str, is_system: bool) -> Any:
-    """Core tables' and fields' labels are msgids, translated when shown (lazily: a view built during one
-    user's request serves others, in their languages); an admin's own labels are shown as typed."""
-    return _l(text) if is_system else text
+def display_label(text: str, is_system: bool = False) -> Any:
+    """A spec's label as shown: the specs resolve core labels themselves (``custom_fields.spec.shown``);
+    kept for callers written before they did."""
+    return text
+
+
+class EscapedText:
+    """A label put into a lazily translated sentence: FAB shows the sentence as markup (a lazy string's
+    ``__html__`` is its text), so the label goes in escaped, and is read in the viewer's language."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return str(escape(str(self.text)))
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
@@ -177,6 +191,12 @@ def _form_version(form: Any) -> int:
         return -1  # a form without its version is treated as stale: the user sees the current values
 
 
+class TableListWidget(ListWidget):
+    """FAB's list, keeping its column heads when there are no records yet."""
+
+    template = "tabula/widgets/list.html"
+
+
 class GeneratedModelView(ModelView):
     """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint; every
     write goes through ``custom_fields.records``."""
@@ -191,6 +211,7 @@ class GeneratedModelView(ModelView):
     page_size = PAGE_SIZE
     base_order = ("id", "desc")
     base_filters = BASE_FILTERS
+    list_widget = TableListWidget
     show_template = "tabula/record_show.html"
     add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
@@ -228,12 +249,15 @@ class GeneratedModelView(ModelView):
         db.session.expire_all()
         item = self.datamodel.get(stale.record_id)
         both: list[str] = []
+        changed: list[str] = []  # what the other save changed (or, without history, what differs from mine)
         for name in self.edit_columns:
             spec = self.datamodel.tabula_fields[name]
             ftype = REGISTRY[spec.type]
             mine = ftype.to_json(form[name].data, spec)
             saved = ftype.to_json(getattr(item, name), spec)
             before = base.get(spec.id) if base is not None else saved
+            if saved != before or (base is None and saved != mine):
+                changed.append(name)
             if base is not None and mine == before:
                 form[name].data = getattr(item, name)  # untouched here: take the saved value
                 form[name].raw = None
@@ -246,7 +270,7 @@ class GeneratedModelView(ModelView):
                 self.label_columns.get(name, name),
                 _formatter(self.datamodel.tabula_fields[name])(getattr(item, name)),
             )
-            for name in self.edit_columns
+            for name in changed
         ]
         g.tabula_conflict_both = both
 
@@ -307,10 +331,29 @@ class GeneratedModelView(ModelView):
 
                 if self._write(attempt, form):
                     flash(self.edit_row_message, "success")
+                    g.tabula_saved_next = self._back_to(form.next_url.data) or url_for(
+                        "TableView.show", slug=slug, pk=pk
+                    )
                     return None
         else:
             form = self.edit_form.refresh(obj=item)
+            form.next_url.data = self._back_to(request.referrer)
         return self._get_edit_widget(form=form, exclude_cols=[])
+
+    def _back_to(self, url: str | None) -> str | None:
+        """Where a saved edit returns: this table's list or record page it was opened from (with its filters
+        and page), never another site or screen; None when it was opened from anywhere else (a typed or
+        pasted address, a bookmark): then it lands on the record."""
+        parts = urlsplit(url or "")
+        if parts.netloc and parts.netloc != request.host:
+            return None
+        base = f"/t/{self.tabula_entity.slug}/"
+        if not parts.path.startswith((f"{base}list/", f"{base}show/")) or "//" in parts.path:
+            return None
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def post_edit_redirect(self) -> Any:
+        return redirect(g.get("tabula_saved_next") or self.get_redirect())
 
     def _delete(self, pk: Any) -> None:
         if not self.datamodel.get(pk, self._base_filters) or not self._reachable(pk, "delete"):
@@ -360,6 +403,16 @@ class GeneratedApi(ModelRestApi):
             if isinstance(value, int) and not 0 <= value <= self.MAX_PAGE:
                 return self.response_400(message=f"{key} must be between 0 and {self.MAX_PAGE}")
         return super().get_list_headless(**kwargs)
+
+    def _get_field_info(
+        self, field: Any, filter_rel_field: Any, page: Any = None, page_size: Any = None
+    ) -> Any:
+        # FAB passes labels through gettext again, and gettext("") of a field without help text answers
+        # the catalog's header: give the labels as the specs resolved them.
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        info["label"] = str(self.label_columns.get(field.name, ""))
+        info["description"] = str(self.description_columns.get(field.name, ""))
+        return info
 
     def _handle_filters_args(self, rison_args: dict[str, Any]) -> Any:
         """FAB looks a filter's operator up in a process-wide map first, where any view's filter of the same
@@ -453,10 +506,9 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
     read-only ones left out of the forms)."""
     fields = list(rights.visible_fields)
     editable = list(rights.editable_fields)
-    labels = {f.name: display_label(f.label, f.is_system) for f in fields}
+    labels = {f.name: f.label for f in fields}
     labels["id"] = _l("No.")
-    title = display_label(entity.plural_label, entity.is_system)
-    single = display_label(entity.label, entity.is_system)
+    title, single = entity.plural_label, entity.label
     attrs: dict[str, Any] = {
         "datamodel": TableInterface(model, entity),
         "class_permission_name": entity.permission_name,
@@ -474,14 +526,16 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
         "search_form_extra_fields": {f.name: REGISTRY[f.type].form_field(f, search=True) for f in fields},
         "list_title": title,
         "show_title": single,
-        "add_title": _l("New: %(table)s", table=single),
-        "edit_title": _l("Edit: %(table)s", table=single),
+        "add_title": _l("New: %(table)s", table=EscapedText(single)),
+        "edit_title": _l("Edit: %(table)s", table=EscapedText(single)),
         "tabula_entity": entity,
     }
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)
     view = cls()
     # The version the form was opened at travels with it (optimistic locking), filled from the record.
-    view.edit_form = type(view.edit_form.__name__, (view.edit_form,), {"row_version": HiddenField()})
+    # The page it was opened from travels too: a saved edit returns there (or to the record).
+    hidden = {"row_version": HiddenField(), "next_url": HiddenField()}
+    view.edit_form = type(view.edit_form.__name__, (view.edit_form,), hidden)
     view.appbuilder = current_app.appbuilder
     view.endpoint = cls.__name__
     view.route_base = f"/t/{entity.slug}"
@@ -498,7 +552,7 @@ def build_api(entity: EntitySpec, model: type, rights: Grants) -> ModelRestApi:
         "class_permission_name": entity.permission_name,
         "resource_name": entity.slug,
         "route_base": f"/api/v1/t/{entity.slug}",
-        "openapi_spec_tag": f"{entity.plural_label} ({entity.slug})",
+        "openapi_spec_tag": f"{stored_text(entity.plural_label)} ({entity.slug})",
         "list_columns": columns,
         "show_columns": columns,
         "add_columns": [f.name for f in editable],

@@ -20,7 +20,6 @@ from custom_fields.service import SchemaError
 from custom_fields.types import REGISTRY
 from jobs import JobQueueUnavailable, enqueue
 from models.records import FIELD_MODES, SCOPED_ACTIONS, SCOPES, TABLE_ACTIONS, RecordChange, TableRule
-from views.generator import display_label
 
 ACTION_LABELS = {
     "read": N_("Viewing"), "add": N_("Creating"), "edit": N_("Editing"), "delete": N_("Deleting"),
@@ -129,7 +128,7 @@ class AccessView(BaseView):
             "tabula/access/tables.html", roles=roles, role=role, entities=entities, rules=rules,
             scopes=scopes, actions=TABLE_ACTIONS, scoped_actions=SCOPED_ACTIONS,
             scope_choices=SCOPE_CHOICES, scope_labels={k: _(t) for k, t in SCOPE_LABELS.items()},
-            action_labels={a: _(t) for a, t in ACTION_LABELS.items()}, display_label=display_label,
+            action_labels={a: _(t) for a, t in ACTION_LABELS.items()},
         )  # fmt: skip
 
     @expose("/<int(max=2147483647):role_id>/tables", methods=["POST"])
@@ -187,7 +186,7 @@ class AccessView(BaseView):
         }
         return self.render_template(
             "tabula/access/fields.html", role=role, entity=entity, modes=modes, mode_choices=FIELD_MODES,
-            mode_labels={m: _(t) for m, t in MODE_LABELS.items()}, display_label=display_label,
+            mode_labels={m: _(t) for m, t in MODE_LABELS.items()},
             type_label=lambda f: REGISTRY[f.type].label,
         )  # fmt: skip
 
@@ -248,7 +247,7 @@ class RecycleBinView(BaseView):
         items.sort(key=lambda pair: pair[1].deleted_at, reverse=True)
         is_admin = access.is_admin(actor)
         return self.render_template(
-            "tabula/access/recycle_bin.html", items=items[:BIN_LIMIT], display_label=display_label,
+            "tabula/access/recycle_bin.html", items=items[:BIN_LIMIT],
             days=current_app.config["RECYCLE_BIN_DAYS"], is_admin=is_admin,
             user_label=runtime.user_label,
         )  # fmt: skip
@@ -314,7 +313,6 @@ class AuditLogView(BaseView):
         return self.render_template(
             "tabula/access/audit_log.html", changes=changes, more=more, page=page, users=users,
             tables=tables, sources=access.SOURCES, source_label=history.source_label,
-            display_label=display_label,
             page_url=lambda n: url_for("AuditLogView.log", **{**request.args.to_dict(), "page": n}),
             chosen={"user": user_id, "table": entity_id, "source": source, "from": since, "to": until},
         )  # fmt: skip

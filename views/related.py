@@ -65,9 +65,8 @@ def record_actions(entity: EntitySpec, rights: Grants, pk: int) -> list[RecordAc
 
 
 def label_of(spec: FieldSpec | EntitySpec, plural: bool = False) -> str:
-    """A field's or table's label as the user reads it (core labels translated)."""
-    text = spec.plural_label if plural and isinstance(spec, EntitySpec) else spec.label
-    return _(text) if spec.is_system else text
+    """A field's or table's label as the user reads it (the specs resolve core labels)."""
+    return str(spec.plural_label if plural and isinstance(spec, EntitySpec) else spec.label)
 
 
 def aware(value: Any) -> dt.datetime | None:

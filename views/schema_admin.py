@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from custom_fields import service
+from custom_fields.core import N_
 from custom_fields.runtime import refresh
 from custom_fields.service import ICON_CHOICES, ConversionRefused, SchemaError
+from custom_fields.spec import label_of
 from custom_fields.types import REGISTRY, type_choices
 from models import Entity, Field, SchemaChange
-from views.generator import display_label
 
 TYPE_SETTINGS = {  # which settings inputs a type's form shows
     "text": ("max_length",),
@@ -28,6 +29,34 @@ TYPE_SETTINGS = {  # which settings inputs a type's form shows
     "link": ("target",),
 }
 MAX_NEW_OPTION_ROWS = 5
+#: The schema change log in the reader's language; the stored summary (English, as written at the time,
+#: with the labels of then) stays available under "Details".
+CHANGE_TEXTS = {
+    "create_table": N_("Table created"),
+    "update_table": N_("Table settings changed"),
+    "archive_table": N_("Table archived"),
+    "restore_table": N_("Table restored"),
+    "add_field": N_("Field added"),
+    "update_field": N_("Field changed"),
+    "archive_field": N_("Field archived"),
+    "restore_field": N_("Field restored"),
+    "purge_field": N_("Field and its data purged"),
+    "change_type": N_("Field type changed"),
+    "access": N_("Access rules changed"),
+    "teams": N_("Teams changed"),
+}
+
+
+def change_text(change: SchemaChange) -> str:
+    """What a logged schema change did, and to which table and field (their labels as users read them)."""
+    parts = [_(CHANGE_TEXTS[change.action]) if change.action in CHANGE_TEXTS else change.action]
+    if change.entity is not None:
+        parts.append(f"«{label_of(change.entity, 'plural_label')}»")
+    if change.field_id is not None:
+        row = db.session.get(Field, change.field_id)
+        if row is not None:
+            parts.append(f"«{label_of(row)}»")
+    return " · ".join(parts)
 
 
 def _form_int(name: str) -> int | None:
@@ -95,7 +124,6 @@ class SchemaAdminView(BaseView):
     def _render(self, template: str, **context: Any) -> Any:
         return self.render_template(
             template,
-            display_label=display_label,
             type_choices=type_choices(),
             registry=REGISTRY,
             icons=ICON_CHOICES,
@@ -314,5 +342,9 @@ class SchemaAdminView(BaseView):
             select(SchemaChange).order_by(SchemaChange.id.desc()).offset((page_number - 1) * 50).limit(51)
         ).all()
         return self._render(
-            "tabula/schema/changes.html", rows=rows[:50], page=page_number, more=len(rows) > 50
+            "tabula/schema/changes.html",
+            rows=rows[:50],
+            page=page_number,
+            more=len(rows) > 50,
+            change_text=change_text,
         )

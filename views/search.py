@@ -22,7 +22,6 @@ from custom_fields.access import Actor, Grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 from views import related
-from views.generator import display_label
 
 CANDIDATES = 20
 
@@ -100,7 +99,7 @@ def _comparison(entity: EntitySpec, rights: Grants, keep: Any, drop: Any) -> lis
         rows.append(
             {
                 "name": spec.name,
-                "label": display_label(spec.label, spec.is_system),
+                "label": spec.label,
                 "keep": _text(spec, a),
                 "drop": _text(spec, b),
                 "differ": differ,
@@ -143,7 +142,7 @@ class MergeView(BaseView):
         return self.render_template(
             "tabula/search/merge_choose.html",
             entity=entity,
-            entity_label=display_label(entity.label, entity.is_system),
+            entity_label=entity.label,
             item=item,
             item_label=searching.label_of(item, entity, rights),
             query=query,
@@ -163,7 +162,7 @@ class MergeView(BaseView):
         return self.render_template(
             "tabula/search/merge_compare.html",
             entity=entity,
-            entity_label=display_label(entity.label, entity.is_system),
+            entity_label=entity.label,
             kept=kept,
             dropped=dropped,
             kept_label=searching.label_of(kept, entity, rights),
@@ -236,7 +235,7 @@ def _reference_counts(entity: EntitySpec, drop: int) -> list[tuple[str, int]]:
         count = db.session.scalar(select(func.count()).select_from(model).where(*condition)) or 0
         if count:
             counts[other.slug] = counts.get(other.slug, 0) + count
-            labels[other.slug] = str(display_label(other.plural_label, other.is_system))
+            labels[other.slug] = str(other.plural_label)
     return [(labels[slug], n) for slug, n in counts.items()]
 
 

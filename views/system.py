@@ -110,6 +110,8 @@ class JobRunView(ModelView):
     ]
     show_columns = list_columns + ["started_at", "result", "rq_job_id"]
     search_columns = ["kind", "status", "created_at"]
+    # FAB shows a missing value as the word "None".
+    formatters_columns = {c: (lambda value: "—" if value is None else value) for c in show_columns}
     label_columns = {
         "id": _l("No."),
         "kind": _l("Kind"),

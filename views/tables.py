@@ -17,11 +17,12 @@ from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.api.manager import OpenApi, SwaggerView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import escape
 from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
-from custom_fields import access, runtime
-from custom_fields.spec import EntitySpec
+from custom_fields import access, formats, runtime
+from custom_fields.spec import CoreText, EntitySpec, label_of
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
@@ -196,9 +197,13 @@ def category_of(entity: EntitySpec) -> str:
     return SYSTEM_CATEGORY[0] if entity.is_system else CUSTOM_CATEGORY[0]
 
 
-def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
-    from views.generator import display_label
+def _menu_label(text: str) -> Any:
+    """FAB's menu shows ``_(label)``, and Jinja marks what gettext returns as safe: an admin's label goes in
+    escaped (gettext returns it unchanged), core text stays lazy (translated per request, escaped)."""
+    return text if isinstance(text, CoreText) else escape(text)
 
+
+def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
     menu = appbuilder.menu
     for name, _label, _icon in (SYSTEM_CATEGORY, CUSTOM_CATEGORY):
         category = menu.find(name)
@@ -212,7 +217,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
             entity.permission_name,
             href=f"/t/{entity.slug}/list/",
             icon=entity.icon,
-            label=display_label(entity.plural_label, entity.is_system),
+            label=_menu_label(entity.plural_label),
             category=name,
             category_icon=icon,
             category_label=label,
@@ -270,11 +275,14 @@ class TableOpenApi(OpenApi):
 
 def register(appbuilder: Any) -> None:
     from app.extensions import csrf
-    from views.generator import display_label
 
     appbuilder.add_view_no_menu(TableView)
     appbuilder.add_api(TableOpenApi)
-    current_app.jinja_env.globals["table_label"] = lambda e: display_label(e.label, e.is_system)
+    current_app.jinja_env.globals["table_label"] = label_of
+    current_app.jinja_env.globals["label_of"] = label_of
+    current_app.jinja_env.filters.update(  # dates and numbers read one way per language, everywhere
+        datetime_text=formats.datetime_text, date_text=formats.date_text, number_text=formats.number_text
+    )
     appbuilder.add_view_no_menu(SwaggerView)
     # Every signed-in user may read the API document: it describes only what they may use.
     audiences: dict[str, str] = appbuilder.__dict__.setdefault("tabula_audiences", {})

@@ -88,8 +88,6 @@ def find(slug: str, values: dict[str, Any], rights: Grants, exclude_id: int | No
     wanted = identifying_values(slug, values or {})
     if not wanted:
         return []
-    from views.generator import display_label
-
     found = _search(slug, wanted, rights, exclude_id)
     schema = runtime.current()
     for other in ALSO_IN.get(slug, ()):
@@ -99,7 +97,7 @@ def find(slug: str, values: dict[str, Any], rights: Grants, exclude_id: int | No
         # The same kinds of value, looked up in the other table's fields of that kind.
         other_wanted = {k: v for k, v in wanted.items() if k in IDENTIFYING.get(other, {})}
         if other_wanted:
-            table = display_label(entity.label, entity.is_system)
+            table = entity.label
             for dup in _search(other, other_wanted, grants(rights.actor, entity, schema.access), None):
                 found.append(replace(dup, label=f"{table}: {dup.label}"))
     return found[: LIMIT * 2]

@@ -133,8 +133,6 @@ def _conditions(model: type, specs: list[FieldSpec], query: str) -> list[Any]:
 
 def _detail(item: Any, specs: list[FieldSpec], entity: EntitySpec, query: str) -> str:
     """Which field matched, when it is not the one the label shows."""
-    from views.generator import display_label
-
     needle = query.lower()
     digits = phone_digits(query)
     shown = entity.display_field
@@ -147,14 +145,12 @@ def _detail(item: Any, specs: list[FieldSpec], entity: EntitySpec, query: str) -
         if hit:
             if shown is not None and spec.name == shown.name:
                 return ""
-            return f"{display_label(spec.label, spec.is_system)}: {text}"
+            return f"{spec.label}: {text}"
     return ""
 
 
 def search_table(slug: str, query: str, actor: Actor, limit: int) -> Group | None:
     """Matches in one table, or None when the user may not search it."""
-    from views.generator import display_label
-
     schema = runtime.current()
     entity = schema.entity(slug)
     if entity is None or entity.archived or slug not in schema.classes:
@@ -162,7 +158,7 @@ def search_table(slug: str, query: str, actor: Actor, limit: int) -> Group | Non
     rights = grants(actor, entity, schema.access)
     if not rights.can("read"):
         return None
-    group = Group(slug, str(display_label(entity.plural_label, entity.is_system)))
+    group = Group(slug, str(entity.plural_label))
     specs = _fields(entity, rights)
     conditions = _conditions(schema.classes[slug], specs, query) if query else []
     if not conditions:

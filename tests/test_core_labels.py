@@ -1,0 +1,85 @@
+"""Core tables' labels, plurals, help texts and option labels follow the user's language wherever they are
+shown (column heads, forms and their placeholders, the Add filter menu, the API's _info, record pages),
+unless an admin renamed them: then they show as typed, in every language, escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import select
+
+from app.extensions import db
+from custom_fields import service
+from custom_fields.runtime import refresh
+from models import Entity, Field
+
+RU = {"Accept-Language": "ru-RU,ru;q=0.9"}
+EN = {"Accept-Language": "en-US,en;q=0.9"}
+
+
+def _field(slug: str, name: str) -> Field:
+    entity = db.session.scalar(select(Entity).where(Entity.slug == slug))
+    return db.session.scalar(select(Field).where(Field.entity_id == entity.id, Field.name == name))
+
+
+def _filter_menu(html: str) -> list[str]:
+    """The Add filter menu's entries (FAB's search widget)."""
+    return [m.strip() for m in re.findall(r'<a href="#" name="[^"]+" class="filter">\s*([^<]*)</a>', html)]
+
+
+def test_core_labels_follow_the_language_in_lists_forms_filters_and_api(staff_client) -> None:
+    html = staff_client.get("/t/companies/list/", headers=RU).get_data(as_text=True)
+    assert "ИНН" in _filter_menu(html) and "Отрасль" in _filter_menu(html)
+    assert not {"Tax ID", "Industry", "Name", "Owner"} & set(_filter_menu(html)), _filter_menu(html)
+    assert '"tax_id": ' + json.dumps("ИНН") in html  # the labels FAB's filter script shows
+    assert re.search(r"<th><a [^>]*tax_id[^>]*>ИНН", html)
+
+    form = staff_client.get("/t/contacts/add", headers=RU).get_data(as_text=True)
+    for english, russian in (("First name", "Имя"), ("Job title", "Должность")):
+        assert re.search(rf"<label[^>]*>\s*{russian}\s*<", form) and f'placeholder="{russian}"' in form
+        assert not re.search(rf">\s*{english}\s*<", form) and f'placeholder="{english}"' not in form
+
+    info = staff_client.get("/api/v1/t/deals/_info", headers=RU).get_json()
+    fields = {f["name"]: f for f in info["add_columns"]}
+    assert fields["amount"]["label"] == "Сумма"
+    assert fields["amount"]["description"].startswith("Рассчитывается")
+    assert fields["title"]["description"] == ""  # not gettext("") (the catalog's header)
+
+    english = staff_client.get("/t/companies/list/", headers=EN).get_data(as_text=True)
+    assert "Tax ID" in _filter_menu(english) and "ИНН" not in english
+
+
+def test_core_option_labels_and_table_names_follow_the_language(staff_client) -> None:
+    form = staff_client.get("/t/companies/add", headers=RU).get_data(as_text=True)
+    assert ">Клиент</option>" in form and ">Customer</option>" not in form
+    menu = staff_client.get("/", headers=RU).get_data(as_text=True)
+    assert "Компании" in menu
+
+
+def test_a_renamed_core_label_shows_as_typed_in_every_language(admin_client, app_ctx) -> None:
+    tax_id, kind = _field("companies", "tax_id"), _field("companies", "kind")
+    options = [dict(o) for o in kind.settings["options"]]
+    renamed = [{**o, "label": "Заказчик <b>" if o["id"] == "customer" else o["label"]} for o in options]
+    companies = db.session.scalar(select(Entity).where(Entity.slug == "companies"))
+    try:
+        service.update_field(tax_id.id, label="Tax number <i>x</i>")
+        service.update_field(kind.id, options=renamed)
+        service.update_entity(companies.id, label="Client", plural_label="Clients", icon=companies.icon)
+        refresh()
+        for headers in (RU, EN):
+            html = admin_client.get("/t/companies/list/", headers=headers).get_data(as_text=True)
+            assert "Tax number &lt;i&gt;x&lt;/i&gt;" in _filter_menu(html)
+            assert "<i>x</i>" not in html  # escaped wherever it is shown
+            assert "Clients" in html
+            form = admin_client.get("/t/companies/add", headers=headers).get_data(as_text=True)
+            assert ">Заказчик &lt;b&gt;</option>" in form
+        html = admin_client.get("/t/companies/add", headers=RU).get_data(as_text=True)
+        assert ">Поставщик</option>" in html  # the options not renamed still follow the language
+    finally:
+        service.update_field(tax_id.id, label="Tax ID")
+        service.update_field(kind.id, options=options)
+        service.update_entity(companies.id, label="Company", plural_label="Companies", icon=companies.icon)
+        refresh()
+    html = admin_client.get("/t/companies/list/", headers=RU).get_data(as_text=True)
+    assert "ИНН" in _filter_menu(html)  # back to the shipped text: follows the language again
