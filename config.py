@@ -203,6 +203,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
+        # Content-Security-Policy and other security headers (app/headers.py); off only to debug a page.
+        "TALISMAN_ENABLED": _bool(env, "TABULA_CSP", True),
     }
 
 

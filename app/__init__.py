@@ -14,6 +14,7 @@ import models  # noqa: F401  (maps every table before FAB and Alembic look)
 from app import crm
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import reject_nul_characters, reject_out_of_range_ids
+from app.headers import install_security_headers
 from app.security import TabulaSecurityManager
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
@@ -35,6 +36,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     crm.register()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
+    install_security_headers(app)
 
     with app.app_context():
         from views.home import HomeView

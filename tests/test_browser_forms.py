@@ -1,5 +1,7 @@
 """Forms in real chromium: link fields search as you type on edit pages as on add pages (every record the
-user may read, the current value preselected), and the top bar search answers on every page, edit pages too."""
+user may read, the current value preselected), and the top bar search answers on every page,
+edit pages too.
+"""
 
 from __future__ import annotations
 

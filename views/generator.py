@@ -17,6 +17,7 @@ from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import escape
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
 from sqlalchemy import false, select
@@ -38,6 +39,11 @@ def display_label(text: str, is_system: bool) -> Any:
     """Core tables' and fields' labels are msgids, translated when shown (lazily: a view built during one
     user's request serves others, in their languages); an admin's own labels are shown as typed."""
     return _l(text) if is_system else text
+
+
+def _escaped(label: Any) -> Any:
+    """An admin's label made fit for a lazy string's HTML (core labels are our own msgids)."""
+    return escape(label) if isinstance(label, str) else label
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
@@ -474,8 +480,9 @@ def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
         "search_form_extra_fields": {f.name: REGISTRY[f.type].form_field(f, search=True) for f in fields},
         "list_title": title,
         "show_title": single,
-        "add_title": _l("New: %(table)s", table=single),
-        "edit_title": _l("Edit: %(table)s", table=single),
+        # A lazy title counts as safe HTML (flask-babel's __html__): an admin's label goes in escaped.
+        "add_title": _l("New: %(table)s", table=_escaped(single)),
+        "edit_title": _l("Edit: %(table)s", table=_escaped(single)),
         "tabula_entity": entity,
     }
     cls = type(view_class_name(entity.slug), (GeneratedModelView,), attrs)

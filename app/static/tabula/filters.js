@@ -36,7 +36,7 @@ var AdminFilters = function (element, labels, form, filters, activeFilters) {
     $select.on("select2:select change", function () {
       $row.find(".filter_val").attr("name", "_flt_" + $select.val() + "_" + name);
     });
-    if (withSelect2) {
+    if (withSelect2 && $.fn.select2) {
       $select.select2({theme: "bootstrap"});
     }
     return index;
@@ -74,10 +74,11 @@ var AdminFilters = function (element, labels, form, filters, activeFilters) {
     var index = addOperators($row, name, operator, !fromUrl);
     var built = fieldInput(name, index < 0 ? 0 : index, value);
     $row.append($('<td class="filter"/>').append(built.$field));
-    enhance(built.$input);
-    if (fromUrl) {
-      $row.find("select.filter-op").select2({theme: "bootstrap"});
-    }
+    // select2 loads after this widget's inline start-up: enhance once the page is ready.
+    $(function () {
+      enhance(built.$input);
+      if (fromUrl) { $row.find("select.filter-op").select2({theme: "bootstrap"}); }
+    });
   }
 
   $("a.filter", $root).on("click", function (event) {
