@@ -79,9 +79,10 @@
     var head = table.tHead && table.tHead.rows[0];
     var body = table.tBodies[0] && table.tBodies[0].rows[0];
     if (!head || !body) { return; }
-    var count = 0;  // leading cells without text: the row checkbox, the row actions
-    while (count < body.cells.length && !body.cells[count].textContent.trim() &&
-           body.cells[count].querySelector("input[type=checkbox], .btn, a[href]")) { count += 1; }
+    var count = 0;  // the leading cells of the row checkbox and the row actions
+    while (count < body.cells.length && body.cells[count].querySelector("input[type=checkbox], .btn")) {
+      count += 1;
+    }
     count += 1;  // the first data column
     if (count >= head.cells.length) { return; }
     var left = 0;
@@ -98,5 +99,5 @@
       left += head.cells[i].getBoundingClientRect().width;
     }
   }
-  document.querySelectorAll(".table-responsive > table").forEach(stickColumns);
+  document.querySelectorAll("div.table-responsive > table").forEach(stickColumns);
 })();
