@@ -99,5 +99,10 @@
       left += head.cells[i].getBoundingClientRect().width;
     }
   }
-  document.querySelectorAll("div.table-responsive > table").forEach(stickColumns);
+  // Offsets come from the columns' widths: measure again once fonts and icons have loaded.
+  function stickAll() { document.querySelectorAll("div.table-responsive > table").forEach(stickColumns); }
+  stickAll();
+  window.addEventListener("load", stickAll);
+  window.addEventListener("resize", stickAll);
+  if (document.fonts && document.fonts.ready) { document.fonts.ready.then(stickAll); }
 })();
