@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.extensions import db
+from custom_fields.runtime import current
 from models import Field
 from tests.conftest import ADMIN_PASSWORD
 from tests.tables_helpers import insert, new_field, new_table
@@ -89,4 +90,34 @@ def test_hostile_labels_run_nothing_under_the_csp(browser, live_url, hostile_tab
         page.wait_for_timeout(200)
     assert HOSTILE in page.inner_text("body")
     assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_behaviours_moved_out_of_inline_handlers_work_under_the_csp(
+    browser, live_url, hostile_table, app_ctx
+) -> None:  # noqa: ANN001
+    """What inline handlers did before now lives in static scripts: confirmations ask, the field-type
+    settings follow the chosen type."""
+    slug, record = hostile_table["slug"], hostile_table["record"]
+    entity_id = current().entity(slug).id
+    page = browser.new_context(locale="en-US").new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, live_url, "admin", ADMIN_PASSWORD)
+
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{live_url}/t/{slug}/show/{record}")
+    page.click("#record-actions button[type=submit]:has(.fa-trash)")
+    assert asked == ["Move this record to the recycle bin?"]
+    assert f"/t/{slug}/show/{record}" in page.url, "dismissing the confirmation still deleted"
+
+    page.goto(f"{live_url}/admin/tables/{entity_id}/")
+    scale = page.locator("#add-field .tabula-setting[data-for='decimal percent']")
+    page.select_option("#add-field select[name=type]", "text")
+    assert not scale.is_visible()
+    page.select_option("#add-field select[name=type]", "decimal")
+    assert scale.is_visible()
+    assert not errors, errors
     page.context.close()
