@@ -54,9 +54,27 @@ var AdminFilters = function (element, labels, form, filters, activeFilters) {
       if ($input.attr("type") === "checkbox") {
         $input.prop("checked", true);
       }
+      if ($input.is("select.tabula-link") && !$input.find("option").filter(function () {
+        return this.value === String(value);
+      }).length) {
+        // A link filter from the URL: the chosen record is not among the options yet; its label follows.
+        $input.append($("<option/>").attr("value", value).text("#" + value));
+        labelLink($input, String(value));
+      }
       $input.val(value);
     }
     return {$field: $field, $input: $input};
+  }
+
+  function labelLink($input, id) {
+    $.getJSON($input.data("lookup"), {q: id}).done(function (data) {
+      $.each(data.results || [], function (_, hit) {
+        if (String(hit.id) === id) {
+          $input.find("option").filter(function () { return this.value === id; }).text(hit.text);
+          $input.trigger("change.select2");
+        }
+      });
+    });
   }
 
   function enhance($input) {
