@@ -74,6 +74,18 @@
     if (showJob(JSON.parse(jobState.textContent))) { poll(); }
   }
 
+  // The deal board fills the window below its filters (the columns scroll inside it, not the page).
+  var board = document.getElementById("deal-board");
+  if (board) {
+    var fitBoard = function () {
+      var top = board.getBoundingClientRect().top + window.scrollY;
+      board.style.height = Math.max(320, window.innerHeight - top - 16) + "px";
+    };
+    fitBoard();
+    window.addEventListener("resize", fitBoard);
+    window.addEventListener("load", fitBoard);
+  }
+
   // Wide lists scroll inside their panel; the row actions and the first data column stay in view.
   function stickColumns(table) {
     var head = table.tHead && table.tHead.rows[0];
