@@ -79,7 +79,7 @@
   if (board) {
     var fitBoard = function () {
       var top = board.getBoundingClientRect().top + window.scrollY;
-      board.style.height = Math.max(320, window.innerHeight - top - 16) + "px";
+      board.style.height = Math.max(320, window.innerHeight - top - 34) + "px";
     };
     fitBoard();
     window.addEventListener("resize", fitBoard);
