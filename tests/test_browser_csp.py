@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from app.extensions import db
 from custom_fields.runtime import current
 from models import Field
+from models.crm import Company
 from tests.conftest import ADMIN_PASSWORD
 from tests.tables_helpers import insert, new_field, new_table
 from tests.test_browser_tables import sign_in
@@ -112,6 +114,20 @@ def test_behaviours_moved_out_of_inline_handlers_work_under_the_csp(
     page.click("#record-actions button[type=submit]:has(.fa-trash)")
     assert asked == ["Move this record to the recycle bin?"]
     assert f"/t/{slug}/show/{record}" in page.url, "dismissing the confirmation still deleted"
+
+    # Possible duplicates on an add form: "Save anyway" saves.
+    with_email = select(Company).where(Company.email.is_not(None)).order_by(Company.id)
+    existing = db.session.scalars(with_email).first()
+    email, before = existing.email, db.session.scalar(select(func.count()).select_from(Company))
+    db.session.rollback()
+    page.goto(f"{live_url}/t/companies/add")
+    page.fill("#name", "Дубликат для проверки")
+    page.fill("#email", email)
+    page.click("form#model_form button[type=submit]")
+    page.locator("#duplicates").wait_for()
+    page.click("#save-duplicate")
+    page.wait_for_load_state("load")
+    assert db.session.scalar(select(func.count()).select_from(Company)) == before + 1
 
     page.goto(f"{live_url}/admin/tables/{entity_id}/")
     scale = page.locator("#add-field .tabula-setting[data-for='decimal percent']")
