@@ -224,6 +224,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_LOGIN_MAX_FAILURES": _positive(env, "TABULA_LOGIN_MAX_FAILURES", 5),
         "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS": _positive(env, "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
         "TABULA_LOGIN_LOCKOUT_MINUTES": _positive(env, "TABULA_LOGIN_LOCKOUT_MINUTES", 15),
+        # Content-Security-Policy and other security headers (app/headers.py); off only to debug a page.
+        "TALISMAN_ENABLED": _bool(env, "TABULA_CSP", True),
     }
 
 

@@ -17,6 +17,7 @@ from app import crm, errors, sessions
 from app.api_csrf import refuse_cross_site_api_writes
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import GUARDS
+from app.headers import install_security_headers
 from app.security import TabulaSecurityManager
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
@@ -53,6 +54,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     sessions.init_app(app)
+    install_security_headers(app)
 
     with app.app_context():
         from views.home import HomeView

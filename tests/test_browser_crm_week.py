@@ -43,9 +43,8 @@ def move(page: Any, card: str, stage_id: int) -> None:
     only when the move was saved)."""
     before = page.get_attribute(card, "data-version")
     page.drag_and_drop(card, f"[data-stage-id='{stage_id}'] .board-cards")
-    page.wait_for_function(
-        "([c, v]) => document.querySelector(c).dataset.version !== v", arg=[card, before], timeout=15000
-    )
+    # A selector, not wait_for_function: the Content-Security-Policy refuses the eval that needs.
+    page.wait_for_selector(f"{card}:not([data-version='{before}'])", timeout=15000)
     page.wait_for_selector(f"[data-stage-id='{stage_id}'] {card}")
 
 

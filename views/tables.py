@@ -87,10 +87,16 @@ class TableView(BaseView):
             query = query.where(or_(*conditions))
         sortable = shown is not None and shown.type != "multi_select" and rights.mode(shown.name) != "hidden"
         order = getattr(model, shown.name) if sortable else model.id
-        items = db.session.scalars(query.order_by(order).limit(LOOKUP_LIMIT)).all()
+        offset = _lookup_offset()
+        page = query.order_by(order, model.id).offset(offset).limit(LOOKUP_LIMIT + 1)
+        items = db.session.scalars(page).all()
+        pagination = {"more": len(items) > LOOKUP_LIMIT}
+        items = items[:LOOKUP_LIMIT]
         if shown is not None and rights.mode(shown.name) == "hidden":  # the label would show a hidden value
-            return jsonify(results=[{"id": item.id, "text": f"#{item.id}"} for item in items])
-        return jsonify(results=[{"id": item.id, "text": str(item)} for item in items])
+            results = [{"id": item.id, "text": f"#{item.id}"} for item in items]
+        else:
+            results = [{"id": item.id, "text": str(item)} for item in items]
+        return jsonify(results=results, pagination=pagination)
 
     @expose("/_users/lookup")
     def users_lookup(self) -> Any:
@@ -107,8 +113,19 @@ class TableView(BaseView):
                     func.lower(users.c.last_name).like(like),
                 )
             )
-        rows = db.session.execute(query.order_by(users.c.username).limit(LOOKUP_LIMIT)).all()
-        return jsonify(results=[{"id": row.id, "text": runtime.user_label(row.id)} for row in rows])
+        offset = _lookup_offset()
+        rows = db.session.execute(
+            query.order_by(users.c.username, users.c.id).offset(offset).limit(LOOKUP_LIMIT + 1)
+        ).all()
+        results = [{"id": row.id, "text": runtime.user_label(row.id)} for row in rows[:LOOKUP_LIMIT]]
+        return jsonify(results=results, pagination={"more": len(rows) > LOOKUP_LIMIT})
+
+
+def _lookup_offset() -> int:
+    """Where the asked page of lookup answers starts (select2 asks page 2, 3, ... while scrolling)."""
+    page = request.args.get("page", "1")
+    number = int(page) if page.isdigit() and len(page) < 6 else 1
+    return (max(number, 1) - 1) * LOOKUP_LIMIT
 
 
 def _require(permission: str | None, view_menu: str | None) -> None:
