@@ -157,7 +157,7 @@ def test_a_unique_custom_text_field_ignores_letter_case_too(app_ctx) -> None:  #
     other = new_field(entity, "Другой", "text")
     insert(entity, **{other.name: "abc"})
     insert(entity, **{other.name: "ABC"})
-    with pytest.raises(service.SchemaError, match="1 values occur in more than one record"):
+    with pytest.raises(service.SchemaError, match="1 value occurs in more than one record"):
         service.update_field(other.id, unique=True)
 
 
