@@ -173,6 +173,16 @@ def reconcile_active(limit: int = 200) -> list[JobRun]:
     return [reconcile(run) for run in db.session.scalars(active).all()]
 
 
+RECONCILE_SCHEDULE = "*/5 * * * *"  # every five minutes (``tabula cron``)
+
+
+def scheduled_reconcile() -> int:
+    """What the cron scheduler enqueues: fail the runs whose worker died even when nobody looks at them
+    (no JobRun of its own: it would fill the Background jobs list). Returns how many are still active."""
+    with worker_app().app_context():
+        return sum(run.status in ACTIVE for run in reconcile_active())
+
+
 def waiting_without_worker(run: JobRun) -> bool:
     """A queued run that no live worker listens for (it would wait forever without a word)."""
     if run.status != JobStatus.queued or not run.rq_job_id:

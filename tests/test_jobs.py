@@ -222,3 +222,19 @@ def test_a_busy_worker_beats_well_within_the_stale_limit(app) -> None:  # noqa: 
     with app.app_context():
         busy = TabulaWorker(["default"], connection=redis_connection())
     assert busy.job_monitoring_interval * 3 < app.config["TABULA_WORKER_STALE_SECONDS"]
+
+
+def test_the_cron_sweep_fails_runs_nobody_looks_at(app_ctx, worker) -> None:  # noqa: ANN001
+    from jobs.queues import get_queue
+    from jobs.runtime import scheduled_reconcile
+
+    run = JobRun(kind="test", status=JobStatus.running, rq_job_id="tabula-run-lost-unseen")
+    db.session.add(run)
+    db.session.commit()
+    sweep = get_queue().enqueue(scheduled_reconcile)  # what `tabula cron` enqueues every five minutes
+    deadline = time.monotonic() + 30
+    while sweep.get_status(refresh=True).value not in ("finished", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sweep.get_status().value == "finished"
+    db.session.expire_all()
+    assert db.session.get(JobRun, run.id).status == JobStatus.failed
