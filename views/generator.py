@@ -17,6 +17,7 @@ from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from markupsafe import escape
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
@@ -38,12 +39,20 @@ PAGE_SIZE = 25
 def display_label(text: str, is_system: bool) -> Any:
     """Core tables' and fields' labels are msgids, translated when shown (lazily: a view built during one
     user's request serves others, in their languages); an admin's own labels are shown as typed."""
-    return _l(text) if is_system else text
+    return TextLazyString(_, text) if is_system else text
 
 
-def _escaped(label: Any) -> Any:
-    """An admin's label made fit for a lazy string's HTML (core labels are our own msgids)."""
-    return escape(label) if isinstance(label, str) else label
+class TextLazyString(LazyString):
+    """A lazy translation that templates show as text. Flask-Babel's LazyString counts as safe markup
+    (``__html__``), and an admin may rename a core label to anything."""
+
+    def __html__(self) -> str:
+        return str(escape(str(self)))
+
+
+def _escaped(label: Any) -> LazyString:
+    """A label to format into a lazy string that templates treat as markup (a record title): escaped."""
+    return LazyString(lambda: str(escape(str(label))))
 
 
 # --- search filters from the registry ----------------------------------------------------------------------
