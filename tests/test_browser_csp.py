@@ -4,13 +4,15 @@ carries a Content-Security-Policy without 'unsafe-inline' scripts, and no screen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from custom_fields.runtime import current
+from custom_fields import service
+from custom_fields.runtime import current, refresh
 from models import Field
 from models.crm import Company
 from tests.conftest import ADMIN_PASSWORD
@@ -45,6 +47,18 @@ def hostile_table(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     return {"slug": entity.slug, "fields": [text.name, single.name, multi.name], "record": record}
 
 
+@pytest.fixture
+def hostile_core_label(app_ctx) -> Iterator[str]:  # noqa: ANN001
+    """A core field (Companies' region) renamed by an admin to markup; renamed back afterwards."""
+    region = next(f for f in current().entity("companies").fields if f.name == "region")
+    original = region.label
+    service.update_field(region.id, label=f"{HOSTILE} регион")
+    refresh()
+    yield region.name
+    service.update_field(region.id, label=original)
+    refresh()
+
+
 def watch(page) -> list[str]:  # noqa: ANN001
     """Problems a page shows: any dialog (a script ran), console errors (CSP violations among them)."""
     problems: list[str] = []
@@ -62,7 +76,9 @@ def watch(page) -> list[str]:  # noqa: ANN001
     return problems
 
 
-def test_hostile_labels_run_nothing_under_the_csp(browser, live_url, hostile_table) -> None:  # noqa: ANN001
+def test_hostile_labels_run_nothing_under_the_csp(
+    browser, live_url, hostile_table, hostile_core_label
+) -> None:  # noqa: ANN001
     slug, fields, record = hostile_table["slug"], hostile_table["fields"], hostile_table["record"]
     page = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 768}).new_page()
     problems = watch(page)
@@ -91,6 +107,12 @@ def test_hostile_labels_run_nothing_under_the_csp(browser, live_url, hostile_tab
         page.wait_for_load_state("load")
         page.wait_for_timeout(200)
     assert HOSTILE in page.inner_text("body")
+
+    # A core label renamed to markup: list heads, filters, forms and show pages of a core table.
+    page.goto(f"{live_url}/t/companies/list/")
+    assert HOSTILE in page.inner_text("table thead")
+    for path in (f"list/?_flt_0_{hostile_core_label}=x", "add", "show/1", "edit/1"):
+        page.goto(f"{live_url}/t/companies/{path}")
     assert not problems, "\n".join(problems)
     page.context.close()
 
