@@ -16,7 +16,7 @@ from custom_fields.runtime import current, refresh
 from models import Field
 from models.crm import Company
 from tests.conftest import ADMIN_PASSWORD
-from tests.tables_helpers import insert, new_field, new_table
+from tests.tables_helpers import insert, new_field, new_table, unique_label
 from tests.test_browser_tables import sign_in
 
 pytestmark = pytest.mark.browser
@@ -27,7 +27,7 @@ HOSTILE_IMG = '"><img src=x onerror=alert("img")>'
 
 @pytest.fixture
 def hostile_table(app_ctx) -> dict[str, Any]:  # noqa: ANN001
-    entity = new_table(f"{HOSTILE} таблица")
+    entity = new_table(unique_label(f"{HOSTILE} таблица"))
     text = new_field(entity, f"{HOSTILE} текст", "text")
     single = new_field(
         entity, f"{HOSTILE_IMG} выбор", "single_select", settings={"options": [HOSTILE, HOSTILE_IMG]}
