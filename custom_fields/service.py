@@ -67,25 +67,41 @@ def clean_label(raw: Any, plural: bool = False) -> str:
     return label
 
 
-def _refuse_taken_table_name(names: tuple[str, ...], exclude_id: int | None = None) -> None:
-    """Two live tables may not share a name or plural, case-insensitively, as users read them (a core
-    table's shipped name in every language it is shown in: "Companies" and "Компании")."""
+def _shown_names(rows: list[Any], attrs: tuple[str, ...]) -> set[str]:
+    """Labels of tables or fields as stored and as shown in every UI language (a core label follows the
+    language), case-folded: what a new or renamed label may not repeat."""
     from flask import current_app
     from flask_babel import force_locale
 
-    taken: dict[str, str] = {}
+    names: set[str] = set()
+    for language in current_app.config.get("LANGUAGES") or ["en"]:
+        with force_locale(language):
+            for row in rows:
+                for attr in attrs:
+                    names |= {getattr(row, attr).casefold(), str(label_of(row, attr)).casefold()}
+    return names
+
+
+def _refuse_taken_table_name(names: tuple[str, ...], exclude_id: int | None = None) -> None:
+    """Two live tables may not share a name or plural, case-insensitively, as users read them (a core
+    table's shipped name in every language it is shown in: "Companies" and "Компании")."""
     others = db.session.scalars(
         select(Entity).where(Entity.archived_at.is_(None), Entity.id != (exclude_id or 0))
     ).all()
-    for language in current_app.config.get("LANGUAGES") or ["en"]:
-        with force_locale(language):
-            for other in others:
-                for attr in ("label", "plural_label"):
-                    taken[getattr(other, attr).casefold()] = getattr(other, attr)
-                    taken[str(label_of(other, attr)).casefold()] = str(label_of(other, attr))
+    taken = _shown_names(others, ("label", "plural_label"))
     clash = next((n for n in names if n.casefold() in taken), None)
     if clash is not None:
         raise SchemaError(_("A table named “%(label)s” already exists.", label=clash))
+
+
+def _field_label_taken(entity_id: int, label: str, exclude_id: int | None = None) -> bool:
+    """Whether another live field of the table is called so, as stored or as shown in any language."""
+    others = db.session.scalars(
+        select(Field).where(
+            Field.entity_id == entity_id, Field.archived_at.is_(None), Field.id != (exclude_id or 0)
+        )
+    ).all()
+    return label.casefold() in _shown_names(others, ("label",))
 
 
 def clean_help(raw: Any) -> str:
@@ -311,7 +327,7 @@ def _add_field(
     siblings = db.session.scalars(select(Field).where(Field.entity_id == entity.id)).all()
     if len(siblings) >= MAX_FIELDS_PER_TABLE:
         raise SchemaError(_("A table may have at most %(n)d fields.", n=MAX_FIELDS_PER_TABLE))
-    if any(f.label.casefold() == label.casefold() and f.archived_at is None for f in siblings):
+    if _field_label_taken(entity.id, label):
         raise SchemaError(_("This table already has a field “%(label)s”.", label=label))
     if unique and not ftype.can_unique:
         raise SchemaError(_("Fields of this type cannot be unique."))
@@ -393,13 +409,7 @@ def update_field(
         changes: list[str] = []
         if label is not None and clean_label(label) != row.label:
             new_label = clean_label(label)
-            clash = db.session.scalar(
-                select(Field.id).where(
-                    Field.entity_id == row.entity_id, Field.id != row.id, Field.archived_at.is_(None),
-                    func.lower(Field.label) == new_label.lower(),
-                )
-            )  # fmt: skip
-            if clash:
+            if _field_label_taken(row.entity_id, new_label, exclude_id=row.id):
                 raise SchemaError(_("This table already has a field “%(label)s”.", label=new_label))
             changes.append(f"label “{row.label}” → “{new_label}”")
             row.label = new_label
@@ -511,13 +521,7 @@ def restore_field(field_id: int, *, user_id: int | None = None) -> Field:
     def change() -> Field:
         row = _field(field_id)
         if row.archived_at is not None:
-            clash = db.session.scalar(
-                select(Field.id).where(
-                    Field.entity_id == row.entity_id, Field.id != row.id, Field.archived_at.is_(None),
-                    func.lower(Field.label) == row.label.lower(),
-                )
-            )  # fmt: skip
-            if clash:
+            if _field_label_taken(row.entity_id, row.label, exclude_id=row.id):
                 raise SchemaError(
                     _("Another field is now called “%(label)s”; rename it first.", label=row.label)
                 )

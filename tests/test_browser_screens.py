@@ -59,6 +59,8 @@ SKIPPED_SUFFIXES = {
     ".action": "runs a bulk action on records",
     ".download": "a file download, not a screen",
 }
+#: Routes that answer JSON to scripts and API clients, not screens: fetched, not rendered.
+DATA_ROUTES = re.compile(r"^/api/|/lookup(\?|$)|^/search/api|/state$")
 #: Arguments that only select a variant of a screen already walked without them.
 SKIPPED_ARGUMENTS = {"group_by": "FAB's user statistics chart, walked without a grouping"}
 
@@ -68,6 +70,7 @@ ALLOWED_ENGLISH = {"Tabula CRM", "Tabula", "Swagger", "OpenAPI", "API", "CRM", "
 #: (e.g. "Deal board", "Audit log"); and FAB's own catalog leaves a few of its labels untranslated.
 FAB_SCREENS = ("/roles/", "/permissions/", "/viewmenus/", "/permissionviews/", "/users/", "/groups/",
                "/userinfoeditview/", "/resetmypassword/", "/resetpassword/")  # fmt: skip
+ADMIN_AREAS = ("/admin/", "/system/", "/jobs/", *FAB_SCREENS)
 FAB_UNTRANSLATED = {
     "E-mail": "FAB's Russian catalog keeps 'E-mail' for the user form's e-mail field",
     "Name": "FAB's Groups form (Name, Label, Description, Add) has no Russian in FAB's catalog",
@@ -294,7 +297,7 @@ def _fillers(app: Any, planted: Planted) -> dict[str, Any]:
     ]
     return {
         "slug": lambda ep: ["companies", "contacts"] if ep.startswith("MergeView") else slugs,
-        "pk": lambda ep, slug=None: planted.ids.get(slug, []) if slug else _first_ids(app, ep),
+        "pk": lambda ep, slug=None: planted.ids.get(slug, [])[:1] if slug else _first_ids(app, ep),
         "keep": lambda ep, slug=None: planted.ids.get(slug, [])[:1],
         "drop": lambda ep, slug=None: planted.ids.get(slug, [])[1:2],
         "role_id": lambda ep: [staff_role],
@@ -460,6 +463,11 @@ def _walk(browser: Any, base: str, urls: list[str], user: tuple[str, str], names
         _sign_in(page, base, username, password)
         for url in urls:
             found.url = f"{username} {url}"
+            if DATA_ROUTES.search(url):  # JSON for scripts and API clients: only its status matters here
+                answer = context.request.get(base + url)
+                if answer.status >= 500:
+                    found.add(f"HTTP {answer.status}", url)
+                continue
             response = page.goto(base + url, wait_until="load")
             kind = (response.headers.get("content-type", "") if response else "") or ""
             if os.environ.get("TABULA_WALK_DUMP") and found.problems:
@@ -485,5 +493,8 @@ def test_every_screen_in_russian_with_hostile_labels(browser, walk_server) -> No
     assert only or len(urls) > 100, urls  # the discovery found the tables' screens, not only a few routes
     names = _permission_names(app)
     problems = _walk(browser, base, urls, ("admin", ADMIN_PASSWORD), names)
-    problems += _walk(browser, base, urls, ("walker", WALKER_PASSWORD), names)
+    # Staff are refused the admin and security screens: their index pages show the refusal is clean; the
+    # same refusal for every id of them adds nothing.
+    staff_urls = [u for u in urls if not (u.startswith(ADMIN_AREAS) and re.search(r"\d", u))]
+    problems += _walk(browser, base, staff_urls, ("walker", WALKER_PASSWORD), names)
     assert not problems, f"{len(problems)} problems on {len(urls)} screens:\n" + "\n".join(problems)

@@ -129,7 +129,7 @@ def test_field_rules_locking_and_recycle_bin_in_the_browser(
     assert first.locator("input[name=phone]").count() == 0
     first.fill("input[name=position]", "Главный бухгалтер")
     first.click("button[type=submit], input[type=submit]")
-    first.wait_for_url("**/list/**")
+    first.wait_for_url(f"**/show/{pk}")  # opened from a typed address: the saved record
     second.fill("input[name=last_name]", "Петрова")
     second.click("button[type=submit], input[type=submit]")
     second.wait_for_selector("#conflict")

@@ -134,3 +134,15 @@ def test_two_tables_may_not_share_a_name(app, app_ctx) -> None:  # noqa: ANN001
     refresh()
     assert current().entity(first.slug).icon == "fa-cube"
     assert db.session.scalar(select(Entity.id).where(Entity.label == label.upper())) is None
+
+
+def test_a_field_may_not_repeat_a_core_label_as_users_read_it(app_ctx) -> None:  # noqa: ANN001
+    companies = db.session.scalar(select(Entity).where(Entity.slug == "companies"))
+    for taken in ("ИНН", "инн", "Tax ID", "Отрасль"):  # "Tax ID" reads "ИНН" in Russian
+        with force_locale("en"), pytest.raises(SchemaError, match="already has a field"):
+            service.add_field(companies.id, taken, "text")
+    mine = service.add_field(companies.id, unique_label("ИНН филиала"), "text")
+    with pytest.raises(SchemaError, match="already has a field"):
+        service.update_field(mine.id, label="Регион")
+    service.archive_field(mine.id)
+    refresh()
