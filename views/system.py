@@ -110,8 +110,6 @@ class JobRunView(ModelView):
     ]
     show_columns = list_columns + ["started_at", "result", "rq_job_id"]
     search_columns = ["kind", "status", "created_at"]
-    # FAB shows a missing value as the word "None".
-    formatters_columns = {c: (lambda value: "—" if value is None else value) for c in show_columns}
     label_columns = {
         "id": _l("No."),
         "kind": _l("Kind"),
@@ -125,7 +123,11 @@ class JobRunView(ModelView):
         "result": _l("Result"),
         "rq_job_id": _l("Queue job id"),
     }
-    formatters_columns = {"message": translated_message}
+    # FAB shows a missing value as the word "None"; stored reasons are shown in the reader's language.
+    formatters_columns = {
+        **{c: (lambda value: "—" if value is None else value) for c in show_columns},
+        "message": lambda value: "—" if value is None else translated_message(value),
+    }
     list_title = _l("Background jobs")
     show_title = _l("Background job")
 
