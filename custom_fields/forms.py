@@ -95,7 +95,9 @@ class KeepsStoredValue(RegistryField):
     def stored_input(self) -> Markup:
         if self.search or not (request.view_args or {}).get("pk"):
             return Markup("")  # only an edit form has a stored value
-        text = self.ftype.to_text(self.stored, self.spec)
+        # A value set from the record (the page opened, or a conflict took the saved value) is the stored
+        # one; after a POST the form keeps carrying what was stored when it was opened.
+        text = self.ftype.to_text(self.data if self.raw is None else self.stored, self.spec)
         return tag("input", type="hidden", name=self.name + STORED_SUFFIX, value=text)
 
 
@@ -144,6 +146,7 @@ class BooleanChoiceField(KeepsStoredValue):
         if self.search:
             super().process_formdata(valuelist)
             return
+        self.raw = valuelist[0] if valuelist else ""
         self.data = bool(valuelist and valuelist[0] not in ("", "n", "false", "0"))
 
     def process_data(self, value: Any) -> None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
@@ -227,3 +228,40 @@ def test_history_shows_values_as_their_type_displays_them(app, app_ctx) -> None:
     assert latest["Поле boolean"] == ("нет", "да")
     assert latest["Поле date"] == ("", "01.12.2026")
     assert latest["Поле money"] == ("", "2\u00a0747\u00a0000.00 RUB")
+
+
+@pytest.mark.browser
+def test_save_without_touching_anything_in_chromium(app, browser, live_url) -> None:  # noqa: ANN001
+    """The issue's steps: open a contact's edit page, press Save, nothing changes."""
+    from tests.test_browser_tables import sign_in
+
+    with app.app_context():
+        saved = records.create(
+            "contacts",
+            {
+                "first_name": "Олег",
+                "email_consent": True,
+                "birthday": "01.02.1980",
+                "mobile": "+7 916 555-44-33",
+            },
+            admin(),
+        )
+        before = stored("contacts", saved.id)
+        lines = history_lines("contacts", saved.id)
+    page = browser.new_page()
+    try:
+        sign_in(page, live_url, "admin", ADMIN_PASSWORD)
+        page.goto(f"{live_url}/t/contacts/edit/{saved.id}")
+        page.locator("form:has(input[name=row_version]) [type=submit]").first.click()
+        page.wait_for_load_state("networkidle")
+        assert f"/t/contacts/edit/{saved.id}" not in page.url, page.content()[-2000:]
+    finally:
+        page.close()
+    with app.app_context():
+        after = stored("contacts", saved.id)
+        assert (after.row_version, after.email_consent_at, after.sms_consent) == (
+            before.row_version,
+            before.email_consent_at,
+            None,
+        )
+        assert history_lines("contacts", saved.id) == lines
