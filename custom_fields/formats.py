@@ -11,7 +11,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from flask_babel import format_date, format_datetime, format_decimal, get_locale
+from babel import numbers
+from flask_babel import format_date, format_datetime, get_locale
 
 #: One pattern per language (CLDR syntax). Day-first with a four-digit year in both: the field values
 #: have always read so, and it cannot be misread in either language.
@@ -44,4 +45,5 @@ def number_text(value: Any, scale: int = 2) -> str:
     if value is None or value == "":
         return ""
     pattern = "#,##0" + ("." + "0" * scale if scale > 0 else "")
-    return format_decimal(Decimal(value), format=pattern)
+    # Outside a request or app context (a script, a unit of the registry) English applies.
+    return numbers.format_decimal(Decimal(value), format=pattern, locale=get_locale() or "en")

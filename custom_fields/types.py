@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
+from custom_fields import formats
 from custom_fields.spec import FieldSpec
 
 MAX_TEXT_LENGTH = 10_000
@@ -416,6 +417,9 @@ class DecimalType(FieldType):
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         return None if value is None else self.to_text(value, spec)
 
+    def display(self, value: Any, spec: FieldSpec) -> str:
+        return formats.number_text(value, self.scale(spec))
+
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
         return {"num_format": "#,##0" + ("." + "0" * scale if scale else "")}
@@ -452,8 +456,7 @@ class MoneyType(DecimalType):
     def display(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
             return ""
-        currency = spec.settings.get("currency", "RUB")
-        return f"{Decimal(value):,.2f}".replace(",", "\u00a0") + f" {currency}"
+        return f"{formats.number_text(value, 2)} {spec.settings.get('currency', 'RUB')}"
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": f'#,##0.00 "{spec.settings.get("currency", "RUB")}"'}
@@ -464,7 +467,7 @@ class PercentType(DecimalType):
     label = _l("Percent")
 
     def display(self, value: Any, spec: FieldSpec) -> str:
-        return "" if value is None else f"{self.to_text(value, spec)} %"
+        return "" if value is None else f"{formats.number_text(value, self.scale(spec))} %"
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
@@ -561,7 +564,7 @@ class DateType(FieldType):
         return None if value is None else self.to_text(value, spec)
 
     def display(self, value: Any, spec: FieldSpec) -> str:
-        return "" if value is None else value.strftime("%d.%m.%Y")
+        return formats.date_text(value)
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy"}
@@ -634,7 +637,7 @@ class DateTimeType(FieldType):
     def display(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
             return ""
-        return self._aware(value).astimezone(local_timezone()).strftime("%d.%m.%Y %H:%M")
+        return formats.datetime_text(self._aware(value))
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy hh:mm"}

@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from flask_babel import force_locale
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import select
 
@@ -201,7 +202,13 @@ def test_values_display_as_their_type_shows_them(app_ctx) -> None:  # noqa: ANN0
     assert REGISTRY["datetime"].display(moment, spec("datetime")) == "01.12.2026 13:54"
     assert REGISTRY["date"].display(dt.date(2026, 12, 1), spec("date")) == "01.12.2026"
     assert REGISTRY["boolean"].display(True, spec("boolean")) == "yes"
-    assert REGISTRY["money"].display(Decimal("1234.5"), spec("money", currency="RUB")) == "1\u00a0234.50 RUB"
+    money = spec("money", currency="RUB")
+    assert REGISTRY["money"].display(Decimal("1234.5"), money) == "1,234.50 RUB"
+    assert REGISTRY["decimal"].display(Decimal("2747000"), spec("decimal", scale=2)) == "2,747,000.00"
+    assert REGISTRY["percent"].display(Decimal("12.5"), spec("percent", scale=1)) == "12.5 %"
+    with force_locale("ru"):  # the reader's grouping and decimal mark
+        assert REGISTRY["money"].display(Decimal("1234.5"), money) == "1\u00a0234,50 RUB"
+        assert REGISTRY["boolean"].display(True, spec("boolean")) == "да"
 
 
 # --- phones and e-mails ------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def test_history_shows_values_as_their_type_displays_them(app, app_ctx) -> None:
     assert latest["Поле datetime"] == ("", "01.12.2026 13:54")
     assert latest["Поле boolean"] == ("нет", "да")
     assert latest["Поле date"] == ("", "01.12.2026")
-    assert latest["Поле money"] == ("", "2\u00a0747\u00a0000.00 RUB")
+    assert latest["Поле money"] == ("", "2\u00a0747\u00a0000,00 RUB")  # Russian decimal mark
 
 
 @pytest.mark.browser
