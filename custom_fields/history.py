@@ -91,8 +91,6 @@ def _text(spec: FieldSpec | None, value: Any) -> str:
 def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
     """Change lines -> change sets, newest first; ``visible(entity, spec)`` drops what the reader may
     not see."""
-    from views.generator import display_label
-
     schema = runtime.current()
     sets: dict[str, ChangeSet] = {}
     for row in rows:
@@ -110,7 +108,7 @@ def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
         if spec is None:
             name = _("Deleted field #%(id)s", id=row.field_id)
         else:
-            name = display_label(spec.label, spec.is_system)
+            name = spec.label  # the spec resolves a core label into the reader's language
         change.lines.append(ChangeLine(name, _text(spec, row.old_value), _text(spec, row.new_value)))
     return list(sets.values())
 

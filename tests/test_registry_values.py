@@ -9,8 +9,8 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from flask_babel import force_locale
 from flask_appbuilder.security.sqla.models import User
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from app.extensions import db

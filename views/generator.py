@@ -37,12 +37,6 @@ READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
 
 
-def display_label(text: str, is_system: bool = False) -> Any:
-    """A spec's label as shown: the specs resolve core labels themselves (``custom_fields.spec.shown``);
-    kept for callers written before they did."""
-    return text
-
-
 class EscapedText:
     """A label put into a lazily translated sentence: FAB shows the sentence as markup (a lazy string's
     ``__html__`` is its text), so the label goes in escaped, and is read in the viewer's language."""
