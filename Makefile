@@ -61,7 +61,7 @@ lock:
 
 # Mutation testing with mutmut (README "Development"; too slow for CI). `make mutation MODULE=custom_fields/access.py`
 # runs one module's mutants against its own tests; without MODULE, every guarded module changed against main
-# (`git diff --name-only main`). MUTANTS narrows to functions (`MUTANTS='x_grants*'`). SQLite only: each
+# (`git diff --name-only main`). MUTANTS narrows to functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each
 # mutant's session starts from a database initialised once (tests/conftest.py). Results: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py tests/test_access_scopes.py
@@ -81,7 +81,8 @@ test -n "$(MUTATION_TESTS.$(1))" || { echo "$(1): not under mutation testing ($(
 rm -f $(CURDIR)/mutants/tabula-template.db; \
 env -u TEST_DATABASE_URL TABULA_MUTATION_TESTS="$(MUTATION_TESTS.$(1))" \
 	TABULA_TEST_SQLITE_TEMPLATE=$(CURDIR)/mutants/tabula-template.db \
-	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) "$(subst /,.,$(basename $(1))).$(MUTANTS)"; \
+	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
+	$(foreach m,$(MUTANTS),"$(subst /,.,$(basename $(1))).$(m)") || exit $$?; \
 $(BIN)/mutmut results --all true | grep -F " $(subst /,.,$(basename $(1)))." | awk -F': ' \
 	'{ n[$$2]++; total++ } END { for (s in n) printf "  %s: %d\n", s, n[s]; \
 	printf "$(1): %d of %d mutants killed (%.1f %%)\n", n["killed"] + n["timeout"], total, \

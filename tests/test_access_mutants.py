@@ -308,6 +308,12 @@ def last_change() -> Any:
     return db.session.scalars(select(SchemaChange).order_by(SchemaChange.id.desc())).first()
 
 
+def access_seeds(schema: Any, seeded_fields: list[Any]) -> int:
+    from custom_fields.core import SEEDED_TABLE_RULES
+
+    return 4 + len(SEEDED_TABLE_RULES) + len(seeded_fields)
+
+
 def last_summary() -> str:
     return last_change().summary
 
@@ -449,13 +455,29 @@ def test_seeding_from_scratch_gives_the_built_in_roles_their_documented_rules(ap
     kept.set("export", True)
     kept.set_scope("read", "team")
     db.session.add_all([kept, FieldRule(role_id=roles["Staff"], field_id=owner.id, mode="hidden")])
+    # Another role's rule on a seeded field does not stop Staff's seed.
+    contact_owner = schema.entity("contacts").field_by_name("owner_id")
+    db.session.add(FieldRule(role_id=roles["Manager"], field_id=contact_owner.id, mode="hidden"))
     db.session.commit()
     version = refresh().version
 
     seeded_fields = [k for k in SEEDED_FIELD_MODES if schema.entity(k[1]) is not None]
-    assert access.seed_defaults() == 4 + len(SEEDED_TABLE_RULES) + len(seeded_fields)
+    assert access.seed_defaults() == access_seeds(schema, seeded_fields)
     assert refresh().version == version + 1
+    assert (last_change().action, last_change().summary) == (
+        "access",
+        f"Seeded the built-in roles' access ({access_seeds(schema, seeded_fields)})",
+    )
     assert access.seed_defaults() == 0 and refresh().version == version + 1  # once only
+    # Each seed is remembered under a name databases already hold: renaming one would seed it again (and
+    # overwrite what an admin changed since) on the next start.
+    markers = set(db.session.execute(select(SeededGrant.role_name, SeededGrant.view_menu).where(
+        SeededGrant.permission == "tabula-access")))  # fmt: skip
+    assert markers == {
+        *((name, what) for name in roles for what in ("default", "default-scope")),
+        *((name, f"table:{slug}") for name, slug in SEEDED_TABLE_RULES),
+        *((name, f"field:{slug}.{field_name}") for name, slug, field_name in seeded_fields),
+    }
 
     snap = access.load_snapshot()
     staff, manager = roles["Staff"], roles["Manager"]
@@ -475,7 +497,48 @@ def test_seeding_from_scratch_gives_the_built_in_roles_their_documented_rules(ap
         expected = "hidden" if field_id == owner.id else SEEDED_FIELD_MODES[(name, slug, field_name)]
         assert snap.fields[(roles[name], field_id)] == expected, (slug, field_name)
     assert not [key for key in snap.tables if key[0] in snap.admin_role_ids]  # the Admin role needs no rules
-    # Back to the documented owner rule for the rest of the session.
+    assert snap.fields[(manager, contact_owner.id)] == "hidden"
+    # Back to the documented rules for the rest of the session.
     access.set_field_mode(staff, owner.id, SEEDED_FIELD_MODES[("Staff", "companies", "owner_id")])
+    access.set_field_mode(manager, contact_owner.id, None)
     access.save_rules(staff, tables={None: {"export": False, "read_scope": "own"}})
     refresh()
+
+
+def test_a_deal_line_is_read_as_far_as_its_deal_is_read_and_changed_as_far_as_it_is_edited(app_ctx) -> None:  # noqa: ANN001
+    """Lines follow their deal (its scope-parent link): a staff user who may read every deal but edit only
+    their own reads another user's line and may neither change nor delete it."""
+    from app.crm.convert import default_stage_id
+    from custom_fields import records
+    from custom_fields.runtime import current, refresh
+
+    users = {u.username: u.id for u in app_ctx.appbuilder.sm.get_all_users()}
+    staff1, staff2 = (Actor.for_user_id(users[n], "ui") for n in ("staff1", "staff2"))
+    deal = records.create("deals", {"title": "Чужая сделка", "stage_id": default_stage_id()}, staff2).id
+    line = records.create(
+        "deal_lines", {"deal_id": deal, "description": "Чужая строка", "quantity": 1, "price": 5}, staff2
+    ).id
+    staff = role_named(app_ctx, "Staff").id
+    deals = current().entity("deals")
+    access.save_rules(staff, tables={deals.id: {"read_scope": "all"}})
+    try:
+        schema = refresh()
+        lines = schema.entity("deal_lines")
+        model = schema.classes["deal_lines"]
+        rights = grants(staff1, lines, schema.access)
+        assert rights.scope("read") == "own" and rights.scope("edit") == "own"  # the line's own rules
+
+        def reaches(action: str) -> bool:
+            from app.extensions import db
+
+            query = select(model.id).where(model.id == line, row_filter(model, rights, action))
+            return db.session.scalar(query) is not None
+
+        assert reaches("read") and not reaches("edit") and not reaches("delete")
+        with pytest.raises(records.RecordNotFound):
+            records.update("deal_lines", line, {"quantity": 9}, staff1, expected_version=None)
+        with pytest.raises(records.RecordNotFound):
+            records.delete("deal_lines", line, staff1)
+    finally:
+        access.save_rules(staff, tables={deals.id: {"read_scope": None}})
+        refresh()
