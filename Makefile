@@ -64,7 +64,7 @@ lock:
 # (`git diff --name-only main`). MUTANTS narrows to functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each
 # mutant's session starts from a database initialised once (tests/conftest.py). Results: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
-MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py tests/test_access_scopes.py
+MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_write_path.py tests/test_route_authorization.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py
 MUTATION_TESTS.custom_fields/history.py := tests/test_write_path.py

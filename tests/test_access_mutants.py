@@ -132,6 +132,10 @@ def test_several_roles_add_up_to_the_widest_reach_and_the_most_open_field_mode()
         tables=editing, scopes={**snapshot().scopes, (AUDITOR, ENTITY_ID): {"read": "all", "edit": "own"}}
     )
     assert rights_of(STAFF, AUDITOR, snap=narrower).scope("edit") == "team"  # Staff's team beats own
+    # Field modes rank edit > view > hidden (not alphabetically): view-only and hidden make view-only.
+    mixed = snapshot(fields={(STAFF, PRICE.id): "view", (AUDITOR, PRICE.id): "hidden"})
+    assert rights_of(STAFF, AUDITOR, snap=mixed).mode("price") == "view"
+    assert rights_of(AUDITOR, STAFF, snap=mixed).mode("price") == "view"
     auditor_alone = rights_of(AUDITOR)
     assert auditor_alone.scopes == {"read": "all"} and auditor_alone.scope("edit") is None
     # A role that may not read the table does not open its fields: the clerk's "edit" of the secret is
@@ -242,6 +246,8 @@ def test_a_scope_reaches_own_team_or_all_live_rows_and_the_assignee_counts(thing
     assert reached(things, reach(None)) == set()  # may not read at all
     assert reached(things, reach("own", user_id=12)) == {3, 4, 5}
     assert reached(things, reach("own"), "edit") == set()  # "edit" was not granted
+    with things.connect() as conn:  # without an action: reading
+        assert set(conn.scalars(select(Thing.id).where(row_filter(Thing, reach("own"))))) == {1, 4}
     # Without the assignee field only the owner counts.
     no_assignee = EntitySpec(
         ENTITY_ID, "things", "t_things", "Thing", "Things", "fa-table", False, False, 1, (NAME, OWNER)
@@ -515,9 +521,17 @@ def test_a_deal_line_is_read_as_far_as_its_deal_is_read_and_changed_as_far_as_it
     users = {u.username: u.id for u in app_ctx.appbuilder.sm.get_all_users()}
     staff1, staff2 = (Actor.for_user_id(users[n], "ui") for n in ("staff1", "staff2"))
     deal = records.create("deals", {"title": "Чужая сделка", "stage_id": default_stage_id()}, staff2).id
-    line = records.create(
-        "deal_lines", {"deal_id": deal, "description": "Чужая строка", "quantity": 1, "price": 5}, staff2
-    ).id
+    line, binned = (
+        records.create(
+            "deal_lines", {"deal_id": deal, "description": text, "quantity": 1, "price": 5}, staff2
+        ).id
+        for text in ("Чужая строка", "Удалённая строка")
+    )
+    records.delete("deal_lines", binned, staff2)
+    own_deal = records.create("deals", {"title": "Своя сделка", "stage_id": default_stage_id()}, staff1).id
+    own_line = records.create(
+        "deal_lines", {"deal_id": own_deal, "description": "Своя строка", "quantity": 1, "price": 5}, staff2
+    ).id  # added by someone else: the line is the deal owner's through its deal
     staff = role_named(app_ctx, "Staff").id
     deals = current().entity("deals")
     access.save_rules(staff, tables={deals.id: {"read_scope": "all"}})
@@ -528,13 +542,15 @@ def test_a_deal_line_is_read_as_far_as_its_deal_is_read_and_changed_as_far_as_it
         rights = grants(staff1, lines, schema.access)
         assert rights.scope("read") == "own" and rights.scope("edit") == "own"  # the line's own rules
 
-        def reaches(action: str) -> bool:
+        def reaches(action: str, pk: int = line) -> bool:
             from app.extensions import db
 
-            query = select(model.id).where(model.id == line, row_filter(model, rights, action))
+            query = select(model.id).where(model.id == pk, row_filter(model, rights, action))
             return db.session.scalar(query) is not None
 
         assert reaches("read") and not reaches("edit") and not reaches("delete")
+        assert reaches("read", own_line) and reaches("edit", own_line) and reaches("delete", own_line)
+        assert not reaches("read", binned)  # its deal is readable, the line is in the recycle bin
         with pytest.raises(records.RecordNotFound):
             records.update("deal_lines", line, {"quantity": 9}, staff1, expected_version=None)
         with pytest.raises(records.RecordNotFound):
@@ -542,3 +558,48 @@ def test_a_deal_line_is_read_as_far_as_its_deal_is_read_and_changed_as_far_as_it
     finally:
         access.save_rules(staff, tables={deals.id: {"read_scope": None}})
         refresh()
+
+
+def test_the_signed_in_users_rights_in_a_request(app, app_ctx) -> None:  # noqa: ANN001
+    """What the screens ask: the signed-in user's rights (once per request), FAB's permission checks on a
+    table's menu entry, and the tables in the menu; without a snapshot the process's current one is used."""
+    from flask import g
+    from flask_login import login_user
+
+    from custom_fields.runtime import current
+    from views.tables import category_of
+
+    sm = app.appbuilder.sm
+    staff1, admin = sm.find_user(username="staff1"), sm.find_user(username="admin")
+    schema = current()
+    companies, pipelines = schema.entity("companies"), schema.entity("pipelines")
+    as_staff = Actor.of_user(staff1, "ui")
+    assert grants(as_staff, companies) == grants(as_staff, companies, schema.access)
+    assert access.is_admin(Actor.of_user(admin)) and not access.is_admin(as_staff)
+    assert Actor.for_user_id(staff1.id) == Actor(staff1.id, frozenset(r.id for r in staff1.roles), "job")
+    assert Actor.for_user_id(staff1.id, "import").source == "import"
+    assert Actor.for_user_id(2_000_000_000) == Actor(None, frozenset(), "job")  # no such user: nobody
+
+    with app.test_request_context("/"):
+        assert Actor.current("api") == Actor(None, frozenset(), "api")  # not signed in
+        assert not access.table_allowed(companies.permission_name, "can_read")
+        login_user(staff1)
+        assert Actor.current() == Actor(staff1.id, frozenset(r.id for r in staff1.roles), "ui")
+        rights = access.current_grants(companies, "api")
+        assert rights == grants(Actor.of_user(staff1, "api"), companies, schema.access)
+        assert access.current_grants(companies) is rights  # once per request and user
+        assert (schema.version, "companies", staff1.id) in g.tabula_grants
+        assert access.table_allowed(companies.permission_name, "can_read")
+        assert access.table_allowed(companies.permission_name, "menu_access")
+        assert access.table_allowed(companies.permission_name, "can_add")
+        assert not access.table_allowed(pipelines.permission_name, "can_edit")  # seeded read-only
+        assert access.table_allowed(pipelines.permission_name, "can_read")
+        assert not access.table_allowed(companies.permission_name, "can_fly")
+        assert not access.table_allowed("Table no_such_table", "can_read")
+        menu = access.table_menu_access(None)
+        assert {companies.permission_name, category_of(companies)} <= menu
+        assert access.table_menu_access([pipelines.permission_name]) == {
+            pipelines.permission_name, category_of(pipelines),
+        }  # fmt: skip
+    outside = access.current_grants(companies)  # outside a request: nobody
+    assert outside.actor == Actor(None, frozenset(), "ui") and not outside.can("read")
