@@ -372,24 +372,27 @@ def test_saving_rules_refuses_what_it_cannot_store_and_records_real_changes(app_
         return refresh().version
 
     start = version()
-    refused = [
-        dict(tables={None: {"read": None}}),  # the default must allow or deny
-        dict(tables={companies.id: {"read_scope": "everything"}}),
-        dict(tables={companies.id: {"fly": True}}),
-        dict(fields={tax.id: "sideways"}),
-    ]
-    for change in refused:
-        with pytest.raises(SchemaError):
+    refused = {
+        "The default for all tables must allow or deny each action.": dict(tables={None: {"read": None}}),
+        "unknown scope 'everything'": dict(tables={companies.id: {"read_scope": "everything"}}),
+        "unknown action 'fly'": dict(tables={companies.id: {"fly": True}}),
+        "unknown field mode 'sideways'": dict(fields={tax.id: "sideways"}),
+    }
+    for message, change in refused.items():
+        with pytest.raises(SchemaError) as raised:
             access.save_rules(role.id, **change)
-    with pytest.raises(SchemaError, match="Admin"):
+        assert str(raised.value) == message
+    with pytest.raises(SchemaError) as raised:
         access.save_rules(role_named(app_ctx, "Admin").id, tables={None: {"read": True}})
-    with pytest.raises(SchemaError, match="No such role"):
+    assert str(raised.value) == "The Admin role may always do everything."
+    with pytest.raises(SchemaError) as raised:
         access.save_rules(2_000_000_000, tables={None: {"read": True}})
+    assert str(raised.value) == "No such role."
     assert version() == start and access.load_snapshot().tables.get((role.id, companies.id)) is None
 
     admin_id = app_ctx.appbuilder.sm.find_user(username="admin").id
     access.set_table_rights(role.id, companies.id, {"read": True, "read_scope": "own"}, user_id=admin_id)
-    assert version() == start + 1 and last_change().user_id == admin_id
+    assert version() == start + 1 and (last_change().user_id, last_change().action) == (admin_id, "access")
     assert (
         last_summary()
         == f"Access of role “{role.name}”: #{companies.id}.read=True, #{companies.id}.read_scope=own"
@@ -415,12 +418,58 @@ def test_saving_rules_refuses_what_it_cannot_store_and_records_real_changes(app_
     snap = access.load_snapshot()
     assert (role.id, tax.id) not in snap.fields and snap.scopes[(role.id, companies.id)]["read"] is None
     assert last_summary().endswith(f"{tax.label}=edit")
-    access.save_rules(role.id, fields={tax.id: "edit"})  # already "edit": nothing to record
-    assert version() == after + 2
+    access.save_rules(role.id, fields={tax.id: "edit"})  # already "edit": nothing to record or store
+    access.save_rules(role.id, fields={tax.id: None})
+    assert version() == after + 2 and (role.id, tax.id) not in access.load_snapshot().fields
+    # "edit" removes a rule as None does; a rule is the role's own for that field (another role's rule on
+    # it, and the role's rule on another field, stay as they are).
+    other = app_ctx.appbuilder.sm.add_role(f"Другая {uuid.uuid4().hex[:6]}")
+    region = companies.field_by_name("region")
+    access.save_rules(other.id, fields={tax.id: "hidden"})
+    access.save_rules(role.id, fields={region.id: "view"})
+    access.save_rules(role.id, fields={tax.id: "view"})
+    access.save_rules(role.id, fields={tax.id: "edit"})
+    snap = access.load_snapshot()
+    assert (role.id, tax.id) not in snap.fields
+    assert (snap.fields[(other.id, tax.id)], snap.fields[(role.id, region.id)]) == ("hidden", "view")
+    # A reach and an action in one change: both are saved.
+    access.save_rules(
+        role.id, tables={companies.id: {"delete_scope": "team", "delete": True, "export": True}}
+    )
+    snap = access.load_snapshot()
+    assert snap.scope(role.id, companies.id, "delete") == "team"
+    assert snap.allowed(role.id, companies.id, "delete") and snap.allowed(role.id, companies.id, "export")
+    after = version()
     access.save_rules(role.id, tables={None: {"read": False, "edit_scope": "team"}})
     snap = access.load_snapshot()
     assert snap.tables[(role.id, None)]["read"] is False and snap.scope(role.id, 0, "edit") == "team"
     assert last_summary() == f"Access of role “{role.name}”: *.read=False, *.edit_scope=team"
+
+
+def test_the_snapshot_reads_the_database_not_what_the_session_holds(app_ctx) -> None:  # noqa: ANN001
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from models.records import TableRule
+
+    role = app_ctx.appbuilder.sm.add_role(f"Свежесть {uuid.uuid4().hex[:6]}")
+    access.save_rules(role.id, tables={None: {"read": True, "edit": False}})
+    held = db.session.scalar(select(TableRule).where(TableRule.role_id == role.id))
+    assert held.read is True  # this session now holds the rule ...
+    db.session.execute(update(TableRule.__table__).where(TableRule.id == held.id).values(read=False))
+    db.session.commit()  # ... and the row changes underneath it (another process, in production)
+    assert access.load_snapshot().tables[(role.id, None)]["read"] is False
+
+
+def test_an_api_token_user_is_the_actor(app, app_ctx) -> None:  # noqa: ANN001
+    """FAB verifies an API token after the request started: the user flask-jwt-extended loaded acts."""
+    from flask import g
+
+    staff1 = app.appbuilder.sm.find_user(username="staff1")
+    with app.test_request_context("/api/v1/t/companies/"):
+        assert Actor.current("api") == Actor(None, frozenset(), "api")
+        g._jwt_extended_jwt_user = {"loaded_user": staff1}
+        assert Actor.current("api") == Actor(staff1.id, frozenset(r.id for r in staff1.roles), "api")
 
 
 def test_seeding_applies_once_and_keeps_what_an_admin_changed(app_ctx) -> None:  # noqa: ANN001
