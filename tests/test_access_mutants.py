@@ -456,9 +456,11 @@ def test_the_snapshot_reads_the_database_not_what_the_session_holds(app_ctx) -> 
     access.save_rules(role.id, tables={None: {"read": True, "edit": False}})
     held = db.session.scalar(select(TableRule).where(TableRule.role_id == role.id))
     assert held.read is True  # this session now holds the rule ...
+    # ... and the row changes underneath it, in this transaction (committed by another process, in
+    # production, where this session may still hold the object from an earlier read).
     db.session.execute(update(TableRule.__table__).where(TableRule.id == held.id).values(read=False))
-    db.session.commit()  # ... and the row changes underneath it (another process, in production)
     assert access.load_snapshot().tables[(role.id, None)]["read"] is False
+    db.session.commit()
 
 
 def test_an_api_token_user_is_the_actor(app, app_ctx) -> None:  # noqa: ANN001
