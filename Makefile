@@ -59,10 +59,11 @@ lock:
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^tabula-crm' > constraints.txt
 	rm -rf .lock-venv
 
-# Mutation testing with mutmut (README "Development"; too slow for CI). `make mutation MODULE=custom_fields/access.py`
-# runs one module's mutants against its own tests; without MODULE, every guarded module changed against main
-# (`git diff --name-only main`). MUTANTS narrows to functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each
-# mutant's session starts from a database initialised once (tests/conftest.py). Results: tests/MUTATION.md.
+# Mutation testing with mutmut (README "Development"; too slow for CI).
+# `make mutation MODULE=custom_fields/access.py` runs one module's mutants against its own tests; without
+# MODULE, every guarded module changed against main (`git diff --name-only main`). MUTANTS narrows to
+# functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each mutant's session starts from a
+# database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_write_path.py tests/test_route_authorization.py
@@ -72,7 +73,7 @@ MUTATION_CHILDREN ?= 1
 MUTANTS ?= *
 MUTATION_TARGETS = $(or $(MODULE),$(filter $(MUTATION_MODULES),$(shell git diff --name-only main)))
 
-mutation: setup-test
+mutation: $(TEST_STAMP) translations
 	@test -n "$(MUTATION_TARGETS)" || echo "No module under mutation testing changed against main."
 	@$(foreach module,$(MUTATION_TARGETS),$(call mutate,$(module)))
 
