@@ -66,12 +66,13 @@ lock:
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^tabula-crm' > constraints.txt
 	rm -rf .lock-venv
 
-# Mutation testing with mutmut (README "Development"; too slow for CI). `make mutation MODULE=custom_fields/access.py`
-# runs one module's mutants against its own tests; without MODULE, every guarded module changed against main
-# (`git diff --name-only main`). MUTANTS narrows to functions (`MUTANTS='x_grants*'`). SQLite only: each
-# mutant's session starts from a database initialised once (tests/conftest.py). Results: tests/MUTATION.md.
+# Mutation testing with mutmut (README "Development"; too slow for CI).
+# `make mutation MODULE=custom_fields/access.py` runs one module's mutants against its own tests; without
+# MODULE, every guarded module changed against main (`git diff --name-only main`). MUTANTS narrows to
+# functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each mutant's session starts from a
+# database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
-MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py tests/test_access_scopes.py
+MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_write_path.py tests/test_route_authorization.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py
 MUTATION_TESTS.custom_fields/history.py := tests/test_write_path.py
@@ -79,7 +80,7 @@ MUTATION_CHILDREN ?= 1
 MUTANTS ?= *
 MUTATION_TARGETS = $(or $(MODULE),$(filter $(MUTATION_MODULES),$(shell git diff --name-only main)))
 
-mutation: setup-test
+mutation: $(TEST_STAMP) translations
 	@test -n "$(MUTATION_TARGETS)" || echo "No module under mutation testing changed against main."
 	@$(foreach module,$(MUTATION_TARGETS),$(call mutate,$(module)))
 
@@ -88,7 +89,8 @@ test -n "$(MUTATION_TESTS.$(1))" || { echo "$(1): not under mutation testing ($(
 rm -f $(CURDIR)/mutants/tabula-template.db; \
 env -u TEST_DATABASE_URL TABULA_MUTATION_TESTS="$(MUTATION_TESTS.$(1))" \
 	TABULA_TEST_SQLITE_TEMPLATE=$(CURDIR)/mutants/tabula-template.db \
-	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) "$(subst /,.,$(basename $(1))).$(MUTANTS)"; \
+	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
+	$(foreach m,$(MUTANTS),"$(subst /,.,$(basename $(1))).$(m)") || exit $$?; \
 $(BIN)/mutmut results --all true | grep -F " $(subst /,.,$(basename $(1)))." | awk -F': ' \
 	'{ n[$$2]++; total++ } END { for (s in n) printf "  %s: %d\n", s, n[s]; \
 	printf "$(1): %d of %d mutants killed (%.1f %%)\n", n["killed"] + n["timeout"], total, \
