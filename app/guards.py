@@ -153,6 +153,25 @@ def reject_out_of_range_ids() -> None:
                 abort(404)
 
 
+def reject_unknown_actions() -> None:
+    """FAB's ``/<view>/action/<name>/<pk>`` and ``/<view>/action_post`` look the action up before any
+    check (an unknown name is a 500 for anyone, signed in or not): a name the view has no action for is a
+    404."""
+    endpoint = request.endpoint or ""
+    if not endpoint.endswith((".action", ".action_post")):
+        return
+    view = getattr(current_app.view_functions.get(endpoint), "__self__", None)
+    actions = getattr(view, "actions", None)
+    if actions is None:
+        return
+    if endpoint.endswith(".action"):
+        name = (request.view_args or {}).get("name")
+    else:
+        name = request.form.get("action")
+    if name not in actions:
+        abort(404)
+
+
 #: In the order they run: the JSON body is read safely before any other guard reads it.
 GUARDS = (
     reject_malformed_json,
@@ -160,4 +179,5 @@ GUARDS = (
     reject_malformed_rison,
     reject_malformed_list_arguments,
     reject_out_of_range_ids,
+    reject_unknown_actions,
 )

@@ -345,16 +345,16 @@ def test_a_user_with_two_roles_gets_the_wider_reach_and_field_mode(app, book, au
     the tax ID wins over the auditor role hiding it; editing stays Staff's own records only."""
     word, ids = book["word"], book["ids"]
     username, _role = auditor
-    mine = records.create("companies", {"name": f"{word} мой", "tax_id": "7701234567"}, actor(username)).id
+    mine = records.create("companies", {"name": f"{word} мой", "tax_id": "7707083893"}, actor(username)).id
     client = client_for(app, username, OUTSIDER_PASSWORD)
     everyone = {*ids.values(), mine}
     assert listed_ids(client, "companies", "name", word) == everyone
     headers = token(client, username, OUTSIDER_PASSWORD)
     assert api_listed(client, headers, "companies", "name", word) == (len(everyone), everyone)
     assert client.get(f"/t/companies/show/{ids['staff2']}").status_code == 200
-    assert "7701234567" in client.get(f"/t/companies/show/{mine}").get_data(as_text=True)
+    assert "7707083893" in client.get(f"/t/companies/show/{mine}").get_data(as_text=True)
     assert client.get(f"/api/v1/t/companies/{mine}", headers=headers).get_json()["result"]["tax_id"] == (
-        "7701234567"
+        "7707083893"
     )
     # Reading widened, editing did not: another user's record is out of reach for a change.
     assert client.get(f"/t/companies/edit/{ids['staff2']}").status_code == 404
