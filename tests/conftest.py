@@ -202,7 +202,11 @@ def stop_worker(process: subprocess.Popen) -> str:
 @pytest.fixture(scope="session")
 def worker(app, env: dict[str, str], redis_url: str) -> Iterator[subprocess.Popen]:  # noqa: ANN001
     process = start_worker(env)
-    wait_for_workers(redis_url, 1)
+    try:
+        wait_for_workers(redis_url, 1)
+    except AssertionError:
+        stop_worker(process)  # a worker left running would take later runs' jobs
+        raise
     yield process
     stop_worker(process)
 
