@@ -40,6 +40,21 @@ def add_view(
     return instance
 
 
+def add_system_view(appbuilder: AppBuilder, view: Any, name: str, label: Any, icon: str) -> Any:
+    """An admin screen under the System menu."""
+    return add_view(
+        appbuilder,
+        view,
+        name,
+        label=label,
+        icon=icon,
+        audience="admin",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
+
+
 def register_views(appbuilder: AppBuilder) -> None:
     from views import (
         generator,  # noqa: F401  (registers the view generator as a schema rebuild hook)
@@ -59,51 +74,11 @@ def register_views(appbuilder: AppBuilder) -> None:
 
     for crm_screens in (board, my_tasks, search, leads, teams):
         crm_screens.register(appbuilder)
-    add_view(
-        appbuilder,
-        SchemaAdminView,
-        "Tables and fields",
-        label=_l("Tables and fields"),
-        icon="fa-th-list",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
+    add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")
 
-    add_view(
-        appbuilder,
-        AccessView,
-        "Access rules",
-        label=_l("Access rules"),
-        icon="fa-lock",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
-    add_view(
-        appbuilder,
-        AuditLogView,
-        "Audit log",
-        label=_l("Audit log"),
-        icon="fa-history",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
-    add_view(
-        appbuilder,
-        SignInSecurityView,
-        "Sign-in security",
-        label=_l("Sign-in security"),
-        icon="fa-shield",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
+    add_system_view(appbuilder, AccessView, "Access rules", _l("Access rules"), "fa-lock")
+    add_system_view(appbuilder, AuditLogView, "Audit log", _l("Audit log"), "fa-history")
+    add_system_view(appbuilder, SignInSecurityView, "Sign-in security", _l("Sign-in security"), "fa-shield")
     add_view(
         appbuilder,
         RecycleBinView,
@@ -112,24 +87,5 @@ def register_views(appbuilder: AppBuilder) -> None:
         icon="fa-trash",
         audience="staff",
     )
-    add_view(
-        appbuilder,
-        SystemView,
-        "System status",
-        label=_l("System status"),
-        icon="fa-heartbeat",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
-    add_view(
-        appbuilder,
-        JobRunView,
-        "Background jobs",
-        label=_l("Background jobs"),
-        icon="fa-tasks",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-    )
+    add_system_view(appbuilder, SystemView, "System status", _l("System status"), "fa-heartbeat")
+    add_system_view(appbuilder, JobRunView, "Background jobs", _l("Background jobs"), "fa-tasks")

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from custom_fields.service import SchemaError, _bump, _run
 from models.teams import Team, team_member
-from views import add_view
+from views import add_system_view
 
 NAME_LENGTH = 100
 MAX_ID = 2147483647
@@ -225,14 +225,4 @@ class TeamsView(BaseView):
 
 def register(appbuilder: Any) -> None:
     """Add this module's screens (called by ``views.register_views``)."""
-    add_view(
-        appbuilder,
-        TeamsView,
-        "Teams",
-        label=_l("Teams"),
-        icon="fa-users",
-        audience="admin",
-        category="System",
-        category_label=_l("System"),
-        category_icon="fa-cogs",
-    )
+    add_system_view(appbuilder, TeamsView, "Teams", _l("Teams"), "fa-users")
