@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
-from jobs.liveness import live_workers
-from jobs.queues import redis_connection
+from app.redis_client import redis_connection
+from app.worker_liveness import live_workers
 
 health_bp = Blueprint("health", __name__)
 

@@ -19,9 +19,9 @@ from flask_babel import ngettext
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
-from redis import Redis
 
 from app import security_log
+from app.redis_client import redis_connection
 
 KEY_PREFIX = "tabula:login"
 LOCKS = f"{KEY_PREFIX}:locked"  # sorted set: "<kind>:<who>" scored by the moment the lock ends
@@ -63,7 +63,9 @@ def account_key(username: str) -> str:
 def _limiter() -> MovingWindowRateLimiter:
     limiter = current_app.extensions.get("tabula_login_limiter")
     if limiter is None:
-        storage = RedisStorage("redis://", connection_pool=_redis().connection_pool, key_prefix=KEY_PREFIX)
+        storage = RedisStorage(
+            "redis://", connection_pool=redis_connection().connection_pool, key_prefix=KEY_PREFIX
+        )
         limiter = current_app.extensions["tabula_login_limiter"] = MovingWindowRateLimiter(storage)
     return limiter
 
@@ -97,7 +99,7 @@ def record_failure(username: str) -> None:
         limiter.hit(item, who)
         stats = limiter.get_window_stats(item, who)
         if stats.remaining <= 0:
-            _redis().zadd(LOCKS, {f"{kind}:{who}": stats.reset_time})
+            redis_connection().zadd(LOCKS, {f"{kind}:{who}": stats.reset_time})
             minutes = current_app.config["TABULA_LOGIN_LOCKOUT_MINUTES"]
             security_log.record(
                 security_log.LOCKED, who, detail=f"{kind}, {item.amount} failures within {minutes} min"
@@ -108,7 +110,7 @@ def record_success(username: str) -> None:
     """A correct password clears the name's failures (not the address's)."""
     who = account_key(username)
     _limiter().clear(_item(ACCOUNT), who)
-    _redis().zrem(LOCKS, f"{ACCOUNT}:{who}")
+    redis_connection().zrem(LOCKS, f"{ACCOUNT}:{who}")
 
 
 def unlock(kind: str, who: str, *, actor: str) -> bool:
@@ -116,14 +118,14 @@ def unlock(kind: str, who: str, *, actor: str) -> bool:
     if kind not in KINDS:
         return False
     _limiter().clear(_item(kind), who)
-    _redis().zrem(LOCKS, f"{kind}:{who}")
+    redis_connection().zrem(LOCKS, f"{kind}:{who}")
     security_log.record(security_log.UNLOCKED, who, detail=kind, actor=actor)
     return True
 
 
 def lockouts() -> list[Lockout]:
     """Names and addresses locked now, the soonest to end first."""
-    connection = _redis()
+    connection = redis_connection()
     now = time.time()
     connection.zremrangebyscore(LOCKS, "-inf", now)
     found = []
@@ -131,9 +133,3 @@ def lockouts() -> list[Lockout]:
         kind, _, who = member.decode(errors="replace").partition(":")
         found.append(Lockout(kind, who, until))
     return found
-
-
-def _redis() -> Redis:
-    from jobs.queues import redis_connection  # here, not at the top: jobs.queues imports the app package
-
-    return redis_connection()

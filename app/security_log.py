@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass
 
 from flask import has_request_context, request
-from redis import Redis
 from redis.exceptions import RedisError
+
+from app.redis_client import redis_connection
 
 STREAM = "tabula:security-log"
 KEEP = 10_000  # events kept in the stream (approximately: Redis trims whole nodes)
@@ -51,7 +52,7 @@ def record(kind: str, subject: str, *, detail: str = "", actor: str = "") -> Non
     )
     fields = {"kind": kind, "subject": subject, "address": address, "detail": detail, "actor": actor}
     try:
-        _redis().xadd(STREAM, fields, maxlen=KEEP, approximate=True)
+        redis_connection().xadd(STREAM, fields, maxlen=KEEP, approximate=True)
     except RedisError:
         logger.exception("could not add a security event to Redis")
 
@@ -59,7 +60,7 @@ def record(kind: str, subject: str, *, detail: str = "", actor: str = "") -> Non
 def recent(limit: int = 200) -> list[SecurityEvent]:
     """The newest events first."""
     events = []
-    for entry_id, fields in _redis().xrevrange(STREAM, count=limit):
+    for entry_id, fields in redis_connection().xrevrange(STREAM, count=limit):
         millis = int(entry_id.decode().split("-")[0])
         text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
         events.append(
@@ -73,9 +74,3 @@ def recent(limit: int = 200) -> list[SecurityEvent]:
             )
         )
     return events
-
-
-def _redis() -> Redis:
-    from jobs.queues import redis_connection  # here, not at the top: jobs.queues imports the app package
-
-    return redis_connection()

@@ -17,11 +17,11 @@ from flask import Flask, current_app, has_request_context, session
 from flask_babel import LazyString
 from flask_login import user_logged_in
 from flask_session import Session
-from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 
 from app import security_log
+from app.redis_client import redis_connection
 
 GENERATION_KEY = "tabula:session-generation:{user_id}"
 SESSION_GENERATION = "_tabula_generation"
@@ -31,7 +31,7 @@ KEPT_AT_LOGOUT = ("locale",)
 
 def init_app(app: Flask) -> None:
     with app.app_context():
-        app.config["SESSION_REDIS"] = _redis()
+        app.config["SESSION_REDIS"] = redis_connection()
     Session(app)
     # Flashed messages may be lazily translated strings (FAB flashes some): store them as text.
     app.session_interface.serializer.encoder = msgspec.msgpack.Encoder(enc_hook=_as_text)
@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
 
 
 def generation(user_id: int) -> int:
-    value = _redis().get(GENERATION_KEY.format(user_id=int(user_id)))
+    value = redis_connection().get(GENERATION_KEY.format(user_id=int(user_id)))
     return int(value) if value else 0
 
 
@@ -71,7 +71,7 @@ def end_sessions(user_id: int, reason: str) -> None:
     request, e.g. ``tabula create-admin --reset`` while the embedded Redis is stopped) must not undo the
     password change, so it is logged and the sessions end when they expire."""
     try:
-        new = _redis().incr(GENERATION_KEY.format(user_id=int(user_id)))
+        new = redis_connection().incr(GENERATION_KEY.format(user_id=int(user_id)))
     except RedisError:
         security_log.logger.error(
             "could not end the sessions of user %s (%s): Redis unreachable", user_id, reason
@@ -108,9 +108,3 @@ def _after_user_update(_mapper: Any, _connection: Any, user: Any) -> None:
         end_sessions(user.id, "password changed")
     elif state.attrs.active.history.has_changes() and not user.active:
         end_sessions(user.id, "deactivated")
-
-
-def _redis() -> Redis:
-    from jobs.queues import redis_connection  # here, not at the top: jobs.queues imports the app package
-
-    return redis_connection()

@@ -1,16 +1,15 @@
-"""Redis connections and enqueueing: every job gets a durable ``JobRun`` row before it reaches Redis."""
+"""Enqueueing: every job gets a durable ``JobRun`` row before it reaches Redis."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
 from app.extensions import db
+from app.redis_client import redis_connection
 from models import JobRun, JobStatus
 from models.system import utcnow
 
@@ -19,23 +18,6 @@ DEFAULT_QUEUE = "default"
 
 class JobQueueUnavailable(RuntimeError):  # noqa: N818 (reads better at the raise site)
     """Redis cannot take the job; the JobRun is marked failed with the reason."""
-
-
-def redis_connection(url: str | None = None) -> Redis:
-    """A client for the configured Redis with short timeouts, so a dead Redis is reported, not waited on."""
-    if url is None:
-        cached = current_app.extensions.get("tabula_redis")
-        if cached is not None:
-            return cached
-    client = Redis.from_url(
-        url or current_app.config["REDIS_URL"],
-        socket_connect_timeout=3,
-        socket_timeout=10,
-        health_check_interval=30,
-    )
-    if url is None:
-        current_app.extensions["tabula_redis"] = client
-    return client
 
 
 def get_queue(name: str = DEFAULT_QUEUE) -> Queue:

@@ -141,8 +141,8 @@ def reconcile(run: JobRun) -> JobRun:
     shown; Redis being unreachable changes nothing."""
     if run.status not in ACTIVE or not run.rq_job_id:
         return run
-    from jobs.liveness import worker_is_alive
-    from jobs.queues import redis_connection
+    from app.redis_client import redis_connection
+    from app.worker_liveness import worker_is_alive
 
     connection = redis_connection()
     try:
@@ -187,8 +187,8 @@ def waiting_without_worker(run: JobRun) -> bool:
     """A queued run that no live worker listens for (it would wait forever without a word)."""
     if run.status != JobStatus.queued or not run.rq_job_id:
         return False
-    from jobs.liveness import live_workers
-    from jobs.queues import redis_connection
+    from app.redis_client import redis_connection
+    from app.worker_liveness import live_workers
 
     connection = redis_connection()
     try:

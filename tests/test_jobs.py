@@ -201,7 +201,7 @@ def test_a_queued_job_without_a_live_worker_says_so(app, admin_client) -> None: 
 
 
 def test_a_queued_job_with_a_live_worker_gives_no_warning(app, admin_client, worker) -> None:  # noqa: ANN001
-    from jobs.liveness import live_workers
+    from app.worker_liveness import live_workers
     from jobs.queues import redis_connection
 
     with app.app_context():
