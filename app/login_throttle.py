@@ -1,11 +1,12 @@
-"""Brute-force protection: failed sign-ins counted per user name and per client address, in Redis.
+"""Brute-force protection: failed sign-ins counted per account and per client address, in Redis.
 
-``TABULA_LOGIN_MAX_FAILURES`` failures for one user name (whether or not such a user exists, so a lockout
-says nothing about the account), or ``TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS`` from one address, within
-``TABULA_LOGIN_LOCKOUT_MINUTES`` lock that name or address until the oldest of those failures leaves the
-window: no password is checked meanwhile. A successful sign-in clears its name's count; an admin can unlock
-a name or an address on *System → Sign-in security*. The counting is the ``limits`` library's moving window
-(the engine of Flask-Limiter) on the app's Redis, so every web process sees the same counts.
+``TABULA_LOGIN_MAX_FAILURES`` failures for one account (the user, whichever of their user name or e-mail
+was typed; for a name no user has, that name, so a lockout says nothing about whether the account exists),
+or ``TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS`` from one address, within ``TABULA_LOGIN_LOCKOUT_MINUTES`` lock
+that account or address until the oldest of those failures leaves the window: no password is checked
+meanwhile. A successful sign-in clears its account's count; an admin can unlock an account or an address on
+*System → Sign-in security*. The counting is the ``limits`` library's moving window (the engine of
+Flask-Limiter) on the app's Redis, so every web process sees the same counts.
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ class LoginLocked(Exception):  # noqa: N818 (reads better at the raise site)
 @dataclass(frozen=True)
 class Lockout:
     kind: str  # ACCOUNT or ADDRESS
-    who: str  # the user name (lower case) or the address
+    who: str  # the account's user name, or the name typed when no user has it (casefolded); or the address
     until: float  # epoch seconds
 
 
-def account_key(username: str) -> str:
-    name = (username or "").strip().casefold()[:MAX_NAME]
+def account_key(typed: str, matched_username: str | None = None) -> str:
+    """What an account's failures are counted under: the user name of the user the text typed names (FAB
+    signs in by user name or e-mail, so both forms must share one count), else the text typed; casefolded.
+    A user name rather than the id, so that the admin's list of lockouts reads and unlocks by name."""
+    return typed_name(matched_username if matched_username is not None else typed)
+
+
+def typed_name(typed: str) -> str:
+    name = (typed or "").strip().casefold()[:MAX_NAME]
     return name.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate from JSON becomes "?"
 
 
@@ -76,27 +84,33 @@ def _item(kind: str) -> RateLimitItem:
     return RateLimitItemPerMinute(most, config["TABULA_LOGIN_LOCKOUT_MINUTES"], namespace=kind)
 
 
-def _subjects(username: str) -> list[tuple[str, str]]:
-    return [(ACCOUNT, account_key(username)), (ADDRESS, security_log.client_address() or "unknown")]
+def _subjects(account: str) -> list[tuple[str, str]]:
+    return [(ACCOUNT, account), (ADDRESS, security_log.client_address() or "unknown")]
 
 
-def refuse_if_locked(username: str) -> None:
-    """Raise ``LoginLocked`` when the name or the client's address has used up its failures."""
+def count_attempt(account: str) -> None:
+    """Count a sign-in attempt against the account and the client's address BEFORE the password is checked;
+    raise ``LoginLocked`` when either has used up its allowance. Each count is one atomic check-and-add in
+    Redis, so a burst of parallel attempts cannot get more password checks than the limit."""
     limiter = _limiter()
-    for kind, who in _subjects(username):
+    counted: list[tuple[str, str]] = []
+    for kind, who in _subjects(account):
         item = _item(kind)
-        if not limiter.test(item, who):
+        if not limiter.hit(item, who):
+            for done_kind, done_who in counted:
+                _give_back(done_kind, done_who)
             reset = limiter.get_window_stats(item, who).reset_time
             raise LoginLocked(max(1, math.ceil(reset - time.time())))
+        counted.append((kind, who))
 
 
-def record_failure(username: str) -> None:
-    """Count a failed sign-in; the failure that uses up a name's or an address's allowance locks it."""
-    security_log.record(security_log.LOGIN_FAILED, account_key(username))
+def record_failure(account: str, typed: str) -> None:
+    """Log a failed sign-in (already counted by ``count_attempt``); a name or address whose allowance it
+    used up is listed as locked."""
+    security_log.record(security_log.LOGIN_FAILED, typed_name(typed))
     limiter = _limiter()
-    for kind, who in _subjects(username):
+    for kind, who in _subjects(account):
         item = _item(kind)
-        limiter.hit(item, who)
         stats = limiter.get_window_stats(item, who)
         if stats.remaining <= 0:
             redis_connection().zadd(LOCKS, {f"{kind}:{who}": stats.reset_time})
@@ -106,11 +120,19 @@ def record_failure(username: str) -> None:
             )
 
 
-def record_success(username: str) -> None:
-    """A correct password clears the name's failures (not the address's)."""
-    who = account_key(username)
-    _limiter().clear(_item(ACCOUNT), who)
-    redis_connection().zrem(LOCKS, f"{ACCOUNT}:{who}")
+def record_success(account: str) -> None:
+    """A correct password clears the account's failures; the address keeps its failures but not this
+    attempt, which ``count_attempt`` counted before the password was known."""
+    _limiter().clear(_item(ACCOUNT), account)
+    redis_connection().zrem(LOCKS, f"{ACCOUNT}:{account}")
+    _give_back(ADDRESS, security_log.client_address() or "unknown")
+
+
+def _give_back(kind: str, who: str) -> None:
+    # The moving window is a Redis list of timestamps, newest first (limits' RedisStorage): dropping the
+    # newest entry un-counts one attempt. limits has no public call for it.
+    storage = _limiter().storage
+    redis_connection().lpop(storage.prefixed_key(_item(kind).key_for(who)))
 
 
 def unlock(kind: str, who: str, *, actor: str) -> bool:

@@ -14,7 +14,7 @@ from flask import Flask
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_jwt_extended import JWTManager
 from flask_login import LoginManager
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import login_throttle, sessions
 from app.bounded_filters import BoundedInterface
@@ -68,13 +68,25 @@ class TabulaSecurityManager(SecurityManager):
         form and ``POST /api/v1/security/login`` alike; raises ``LoginLocked`` without checking."""
         if not username:
             return None
-        login_throttle.refuse_if_locked(username)
+        account = login_throttle.account_key(username, self._username_named(username))
+        login_throttle.count_attempt(account)
         user = super().auth_user_db(username, password)
         if user is None:
-            login_throttle.record_failure(username)
+            login_throttle.record_failure(account, username)
         else:
-            login_throttle.record_success(username)
+            login_throttle.record_success(account)
         return user
+
+    def _username_named(self, typed: str) -> str | None:
+        """The user FAB's ``auth_user_db`` would check the password of: by user name, else by e-mail
+        (both case-insensitively here, so no case variant gets a count of its own)."""
+        user = self.find_user(username=typed)
+        if user is None:
+            typed = typed.strip().lower()
+            user = (
+                self.session.query(self.user_model).filter(func.lower(self.user_model.email) == typed).first()
+            )
+        return user.username if user is not None else None
 
     def create_login_manager(self, app: Flask) -> LoginManager:
         manager = super().create_login_manager(app)

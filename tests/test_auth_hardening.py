@@ -5,7 +5,9 @@ by POST only; cookie-authenticated API writes only from the site itself."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import Flask
@@ -95,6 +97,43 @@ def test_a_successful_sign_in_resets_the_count(app) -> None:  # noqa: ANN001
     assert api_login(client, username, PASSWORD).status_code == 200
     fail(client, username, most - 1)
     assert api_login(client, username, PASSWORD).status_code == 200
+
+
+def test_the_user_name_and_the_e_mail_share_one_count(app) -> None:  # noqa: ANN001
+    username = new_user(app)
+    email = f"{username}@example.ru"
+    client = client_at(app, fresh_address())
+    # FAB signs in by e-mail too: its failures, in any case, count against the same account.
+    fail(client, username.upper(), 2)
+    fail(client, email.upper(), ACCOUNT_LIMIT - 2)
+    assert api_login(client_at(app, fresh_address()), username, PASSWORD).status_code == 429
+    assert api_login(client_at(app, fresh_address()), email, PASSWORD).status_code == 429
+
+
+def test_a_sign_in_by_e_mail_clears_the_user_names_count(app) -> None:  # noqa: ANN001
+    username = new_user(app)
+    client = client_at(app, fresh_address())
+    fail(client, username, ACCOUNT_LIMIT - 1)
+    assert api_login(client, f"{username}@example.ru", PASSWORD).status_code == 200
+    fail(client, username, ACCOUNT_LIMIT - 1)
+    assert api_login(client, username, PASSWORD).status_code == 200
+
+
+def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(app) -> None:  # noqa: ANN001
+    username = new_user(app)
+    address = fresh_address()
+    burst = 3 * ACCOUNT_LIMIT
+    start = threading.Barrier(burst)
+
+    def attempt(_: int) -> int:
+        client = client_at(app, address)
+        start.wait()
+        return api_login(client, username, "wrong-password").status_code
+
+    with ThreadPoolExecutor(burst) as pool:
+        answers = list(pool.map(attempt, range(burst)))
+    assert answers.count(401) == ACCOUNT_LIMIT, answers
+    assert answers.count(429) == burst - ACCOUNT_LIMIT, answers
 
 
 def test_failures_from_one_address_lock_that_address(app) -> None:  # noqa: ANN001
