@@ -122,6 +122,13 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _not_negative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be a whole number of at least 0, got {value}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -224,6 +231,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_LOGIN_MAX_FAILURES": _positive(env, "TABULA_LOGIN_MAX_FAILURES", 5),
         "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS": _positive(env, "TABULA_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
         "TABULA_LOGIN_LOCKOUT_MINUTES": _positive(env, "TABULA_LOGIN_LOCKOUT_MINUTES", 15),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted (ProxyFix):
+        # 0 = none, the client's address is the connection's; never more than really stand in front.
+        "TABULA_PROXY_HOPS": _not_negative(env, "TABULA_PROXY_HOPS", 0),
         # Content-Security-Policy and other security headers (app/headers.py); off only to debug a page.
         "TALISMAN_ENABLED": _bool(env, "TABULA_CSP", True),
     }

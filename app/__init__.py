@@ -10,6 +10,7 @@ from flask import Flask, current_app, has_request_context, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder import AppBuilder
 from flask_babel.speaklater import LazyString
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
@@ -42,6 +43,9 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     if overrides:
         app.config.update(overrides)
     Path(app.config["TABULA_INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
+    hops = app.config["TABULA_PROXY_HOPS"]
+    if hops:  # the client's address (sign-in lockout, security log), scheme and host, as the proxies saw them
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     for guard in GUARDS:
         app.before_request(guard)

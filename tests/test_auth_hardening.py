@@ -147,6 +147,60 @@ def test_failures_from_one_address_lock_that_address(app) -> None:  # noqa: ANN0
     assert api_login(client_at(app, fresh_address()), username, PASSWORD).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def app_behind_a_proxy(app, env):  # noqa: ANN001, ANN201
+    from app import create_app
+
+    proxied = create_app({**env, "TABULA_PROXY_HOPS": "1"})
+    proxied.test_client_class = app.test_client_class
+    return proxied
+
+
+def fail_via_proxy(client: FlaskClient, forwarded_for: str, times: int) -> None:
+    for _ in range(times):
+        answer = client.post(
+            "/api/v1/security/login",
+            json={"username": f"guess_{uuid.uuid4().hex[:8]}", "password": "wrong", "provider": "db"},
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+        assert answer.status_code == 401
+
+
+def test_behind_one_proxy_the_forwarded_addresses_are_counted_apart(app, app_behind_a_proxy) -> None:  # noqa: ANN001
+    proxy, attacker, colleague = fresh_address(), fresh_address(), fresh_address()
+    client = client_at(app_behind_a_proxy, proxy)
+    fail_via_proxy(client, attacker, ADDRESS_LIMIT)
+    username = new_user(app)
+    forwarded = {"username": username, "password": PASSWORD, "provider": "db"}
+    assert (
+        client.post(
+            "/api/v1/security/login", json=forwarded, headers={"X-Forwarded-For": attacker}
+        ).status_code
+        == 429
+    )
+    assert (
+        client.post(
+            "/api/v1/security/login", json=forwarded, headers={"X-Forwarded-For": colleague}
+        ).status_code
+        == 200
+    )
+
+
+def test_without_proxy_hops_the_forwarded_header_is_ignored(app) -> None:  # noqa: ANN001
+    address = fresh_address()
+    client = client_at(app, address)
+    fail_via_proxy(client, fresh_address(), ADDRESS_LIMIT)
+    # A client cannot choose its address by sending the header: the connection's address is locked.
+    username = new_user(app)
+    forwarded = {"username": username, "password": PASSWORD, "provider": "db"}
+    assert (
+        client.post(
+            "/api/v1/security/login", json=forwarded, headers={"X-Forwarded-For": fresh_address()}
+        ).status_code
+        == 429
+    )
+
+
 def test_failures_and_lockouts_are_in_the_security_log(app, admin_client) -> None:  # noqa: ANN001
     from app import security_log
 
