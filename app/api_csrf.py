@@ -3,8 +3,8 @@
 Flask-AppBuilder exempts its APIs from CSRF because scripts call them with ``Authorization: Bearer`` tokens.
 A browser, though, also sends the ``session`` cookie: a write under ``/api/`` from a signed-in session without
 a bearer token must show it comes from our own pages, by the CSRF header (``X-CSRFToken``, the token of the
-session, as the app's own scripts send it) or by an ``Origin`` naming this host. Otherwise: 403, in the
-API's JSON shape.
+session, as the app's own scripts send it) or by an ``Origin`` naming this site (scheme, host and
+port alike). Otherwise: 403, in the API's JSON shape.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def _same_origin() -> bool:
     origin = request.headers.get("Origin", "")
     if not origin or origin == "null":
         return False
-    return urlsplit(origin).netloc.lower() == request.host.lower()
+    parts = urlsplit(origin)
+    # scheme and host[:port] both: http://host is another origin than https://host
+    return f"{parts.scheme}://{parts.netloc}".lower() == f"{request.scheme}://{request.host}".lower()
 
 
 def _valid_csrf_header() -> bool:

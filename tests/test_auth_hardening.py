@@ -430,6 +430,23 @@ def test_a_cross_site_cookie_write_to_the_api_is_refused(app, admin_client, comp
     assert admin_client.get(f"/api/v1/t/companies/{pk}").status_code == 200
 
 
+def test_the_origin_must_match_the_scheme_too(app, admin_client) -> None:  # noqa: ANN001
+    def create(base_url: str, origin: str) -> tuple[int, str]:
+        name = f"ООО Схема {uuid.uuid4().hex[:6]}"
+        response = admin_client.post(
+            "/api/v1/t/companies/", json={"name": name}, headers={"Origin": origin}, base_url=base_url
+        )
+        return response.status_code, name
+
+    # An http:// page (another origin, e.g. one a network attacker serves) may not write to the https:// site.
+    status, name = create("https://localhost", "http://localhost")
+    assert status == 403 and company_count(app, name) == 0
+    status, name = create("http://localhost", "https://localhost")
+    assert status == 403 and company_count(app, name) == 0
+    status, name = create("https://localhost", "https://localhost")
+    assert status == 201 and company_count(app, name) == 1
+
+
 def test_the_sites_own_csrf_header_is_accepted(app, admin_client, company_api) -> None:  # noqa: ANN001
     token = csrf_token(admin_client.get("/admin/security/").get_data(as_text=True))
     response, name = company_api(**{"X-CSRFToken": token})
