@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.job import JobStatus as RQStatus
 
 from app.extensions import db
+from custom_fields.core import N_
 from models import JobRun, JobStatus
 from models.system import utcnow
 
@@ -100,11 +101,6 @@ def report_progress(run: JobRun, done: int, total: int | None = None, message: s
     if job is not None:
         job.meta["progress"] = {"done": done, "total": total}
         job.save_meta()
-
-
-def N_(text: str) -> str:  # noqa: N802
-    """Marks a message stored in English for translation; ``translated_message`` shows it translated."""
-    return text
 
 
 WORKER_STOPPED = N_("Worker stopped: the worker running this job stopped before it finished.")
