@@ -160,6 +160,20 @@ def _locale(env: Mapping[str, str]) -> str:
     return locale
 
 
+def _worker_timing(env: Mapping[str, str]) -> dict[str, int]:
+    # A worker counts as alive while its heartbeat is younger than STALE; a busy worker renews it every
+    # HEARTBEAT (RQ's job monitoring interval, 30 s by default). A heartbeat not well inside the stale time
+    # would mark the jobs of live workers "worker stopped".
+    stale = _positive(env, "TABULA_WORKER_STALE_SECONDS", 120)
+    heartbeat = _positive(env, "TABULA_WORKER_HEARTBEAT_SECONDS", 10)
+    if heartbeat * 2 >= stale:
+        raise ConfigError(
+            f"TABULA_WORKER_HEARTBEAT_SECONDS must be below half of TABULA_WORKER_STALE_SECONDS ({stale}), "
+            f"got {heartbeat}"
+        )
+    return {"TABULA_WORKER_STALE_SECONDS": stale, "TABULA_WORKER_HEARTBEAT_SECONDS": heartbeat}
+
+
 def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """All Flask, Flask-AppBuilder and Tabula settings as one dict for ``app.config``."""
     env = os.environ if env is None else env
@@ -174,10 +188,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RQ_QUEUES": ["default"],
         # Deleted records stay in the recycle bin this many days, then the daily purge removes them.
         "RECYCLE_BIN_DAYS": _int(env, "TABULA_RECYCLE_BIN_DAYS", 30),
-        # A worker counts as alive while its heartbeat is younger than this.
-        "TABULA_WORKER_STALE_SECONDS": _int(env, "TABULA_WORKER_STALE_SECONDS", 120),
-        # A busy worker renews its heartbeat this often (RQ's job monitoring interval, 30 s by default).
-        "TABULA_WORKER_HEARTBEAT_SECONDS": _int(env, "TABULA_WORKER_HEARTBEAT_SECONDS", 10),
+        **_worker_timing(env),
         "TABULA_HOST": env.get("TABULA_HOST", "").strip() or "127.0.0.1",
         "TABULA_PORT": _int(env, "TABULA_PORT", 5000),
         "TABULA_ADMIN_USER": env.get("TABULA_ADMIN_USER", "").strip() or "admin",

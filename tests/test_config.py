@@ -65,11 +65,34 @@ def test_database_url_normalised(tmp_path: Path, given_url: str, expected: str) 
         ("SMTP_PORT", "twenty-five", "SMTP_PORT must be a whole number"),
         ("TABULA_DEMO", "maybe", "TABULA_DEMO must be true or false"),
         ("TABULA_DEFAULT_LOCALE", "de", "TABULA_DEFAULT_LOCALE must be one of en, ru"),
+        ("TABULA_PROXY_HOPS", "-1", "TABULA_PROXY_HOPS must be a whole number of at least 0"),
+        (
+            "TABULA_WORKER_HEARTBEAT_SECONDS",
+            "0",
+            "TABULA_WORKER_HEARTBEAT_SECONDS must be a whole number of at",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, fragment: str) -> None:
     with pytest.raises(config.ConfigError, match=fragment):
         config.build_config({"TABULA_INSTANCE_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize(("stale", "heartbeat"), [("120", "60"), ("120", "90"), ("20", "10"), ("", "60")])
+def test_a_heartbeat_not_below_half_the_stale_time_is_refused(
+    tmp_path: Path, stale: str, heartbeat: str
+) -> None:
+    env = {"TABULA_INSTANCE_DIR": str(tmp_path), "TABULA_WORKER_HEARTBEAT_SECONDS": heartbeat}
+    if stale:
+        env["TABULA_WORKER_STALE_SECONDS"] = stale
+    with pytest.raises(config.ConfigError, match=r"^TABULA_WORKER_HEARTBEAT_SECONDS must be below half of"):
+        config.build_config(env)
+
+
+def test_a_heartbeat_below_half_the_stale_time_is_taken(tmp_path: Path) -> None:
+    env = {"TABULA_INSTANCE_DIR": str(tmp_path), "TABULA_WORKER_STALE_SECONDS": "21"}
+    built = config.build_config({**env, "TABULA_WORKER_HEARTBEAT_SECONDS": "10"})
+    assert (built["TABULA_WORKER_STALE_SECONDS"], built["TABULA_WORKER_HEARTBEAT_SECONDS"]) == (21, 10)
 
 
 def test_redis_and_smtp_from_environment(tmp_path: Path) -> None:
