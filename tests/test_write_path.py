@@ -418,8 +418,17 @@ def test_history_records_every_source_with_old_and_new_values(app_ctx, app, admi
     assert not in_period(today + dt.timedelta(days=1), None)
     assert not in_period(None, today - dt.timedelta(days=1))
     assert not in_period(today - dt.timedelta(days=3), today - dt.timedelta(days=1))
-    for bad in ("?user=abc", "?from=31.02.2025", "?page=-1", "?source=<script>", "?table=99999999999"):
+    for bad in ("?user=abc", "?from=31.02.2025", "?page=-1", "?table=99999999999"):
         assert admin_client.get(f"/admin/history/{bad}").status_code == 200
+    payload = "<script>alert('xss')</script>"
+    answer = admin_client.get("/admin/history/", query_string={"table": entity.id, "source": payload})
+    assert answer.status_code == 200
+    log = answer.get_data(as_text=True)
+    assert "alert('xss')" not in log and "<script>alert" not in log  # not echoed, not even inside a link
+    # An unknown source filters nothing: every source's changes are listed, "Any source" stays chosen.
+    assert "Из API" in log and "Из формы" in log
+    source_select = log[log.index('name="source"') : log.index("</select>", log.index('name="source"'))]
+    assert " selected" not in source_select
 
 
 # --- recycle bin --------------------------------------------------------------------------------------------
