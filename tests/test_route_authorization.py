@@ -281,7 +281,8 @@ FAB_ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], str], dict[str, Any]
 
 def test_security_screens_refuse_others_and_change_nothing(app_ctx, app, targets, visitors) -> None:  # noqa: ANN001
     """add, edit and delete are refused like any screen; FAB answers a refused action with a redirect and
-    a message instead (and a view without actions has nothing to run: see the xfail below)."""
+    a message instead. Views without actions are skipped here: an action name they do not have is a 404
+    (``test_an_unknown_action_is_not_found_rather_than_a_server_error``)."""
     assert {f"{view}.{m}" for view, *_ in FAB_ROUTES.values() for m in ("add", "edit", "delete", "action",
             "action_post")} == {e for e, test in REFUSAL_TESTS.items() if test == FAB_ADMIN} - {
         "ResetPasswordView.this_form_post"}  # fmt: skip
