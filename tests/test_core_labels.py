@@ -83,3 +83,21 @@ def test_a_renamed_core_label_shows_as_typed_in_every_language(admin_client, app
         refresh()
     html = admin_client.get("/t/companies/list/", headers=RU).get_data(as_text=True)
     assert "ИНН" in _filter_menu(html)  # back to the shipped text: follows the language again
+
+
+def test_an_admins_table_label_shows_once_escaped_in_the_menu_and_a_percent_breaks_nothing(
+    admin_client, app_ctx
+) -> None:
+    import uuid
+
+    suffix = uuid.uuid4().hex[:6]
+    label, plural = f"R&D <x> 50% {suffix}", f"R&D <x> 50% {suffix} all"
+    entity = service.create_entity(label, plural)
+    refresh()
+    for headers in (RU, EN):
+        for path in ("/", f"/t/{entity.slug}/list/", "/t/companies/list/"):
+            response = admin_client.get(path, headers=headers)
+            html = response.get_data(as_text=True)
+            assert response.status_code == 200, (path, html[-500:])
+            assert f"R&amp;D &lt;x&gt; 50% {suffix} all</span>" in html, path
+            assert "&amp;amp;" not in html and "&amp;lt;" not in html and "<x>" not in html, path
