@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 import pytest
 from flask_babel import force_locale
@@ -102,6 +103,15 @@ def test_amounts_are_grouped_per_language(app) -> None:  # noqa: ANN001
     with app.test_request_context(headers=EN):
         assert formats.number_text("2747000") == "2,747,000.00"
         assert formats.number_text("5", scale=0) == "5"
+
+
+def test_amounts_round_half_up_as_the_registry_stores_them(app) -> None:  # noqa: ANN001
+    with app.test_request_context(headers=EN):
+        assert formats.number_text(Decimal("2.345")) == "2.35"  # not half to even (2.34)
+        assert formats.number_text(Decimal("2.335")) == "2.34"
+        assert formats.number_text(2.345) == "2.35"  # a float as written, not its binary 2.34499...
+        assert formats.number_text("0.5", scale=0) == "1" and formats.number_text("2.5", scale=0) == "3"
+        assert formats.number_text(Decimal("-2.345")) == "-2.35"
 
 
 def test_the_conflict_box_lists_only_what_changed_meanwhile(admin_client, app_ctx) -> None:  # noqa: ANN001
