@@ -15,7 +15,7 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
-from flask_appbuilder.widgets import ListWidget
+from flask_appbuilder.widgets import FormWidget, ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import escape
@@ -203,6 +203,12 @@ class TableListWidget(ListWidget):
     template = "tabula/widgets/list.html"
 
 
+class TableFormWidget(FormWidget):
+    """FAB's add and edit form, showing each field's error as text (not through gettext, as FAB does)."""
+
+    template = "tabula/widgets/form.html"
+
+
 class GeneratedModelView(ModelView):
     """Base of every table's screens. Routes come from ``views.tables.TableView``, never a blueprint; every
     write goes through ``custom_fields.records``."""
@@ -218,6 +224,7 @@ class GeneratedModelView(ModelView):
     base_order = ("id", "desc")
     base_filters = BASE_FILTERS
     list_widget = TableListWidget
+    add_widget = edit_widget = TableFormWidget
     show_template = "tabula/record_show.html"
     add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
