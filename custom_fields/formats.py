@@ -8,7 +8,7 @@ language applies; times are shown in the configured time zone.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from babel import numbers
@@ -45,5 +45,10 @@ def number_text(value: Any, scale: int = 2) -> str:
     if value is None or value == "":
         return ""
     pattern = "#,##0" + ("." + "0" * scale if scale > 0 else "")
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    try:  # half up, as the registry stores numbers (Babel alone would round 2.345 half to even: 2.34)
+        number = number.quantize(Decimal(1).scaleb(-max(scale, 0)), rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than the context holds, or not finite: Babel shows it as is
+        pass
     # Outside a request or app context (a script, a unit of the registry) English applies.
-    return numbers.format_decimal(Decimal(value), format=pattern, locale=get_locale() or "en")
+    return numbers.format_decimal(number, format=pattern, locale=get_locale() or "en")

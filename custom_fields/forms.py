@@ -126,7 +126,9 @@ class DateTimeField(KeepsStoredValue):
         if value is None:
             return ""
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return aware.astimezone(local_timezone()).strftime("%Y-%m-%dT%H:%M:%S")
+        # (isoformat, not strftime: strftime writes the year 1 as "1", which the input cannot read)
+        local = aware.astimezone(local_timezone()).replace(tzinfo=None, microsecond=0)
+        return local.isoformat(timespec="seconds")
 
     def shows_as_stored(self, value: Any, stored: Any) -> bool:
         # The browser sends back what it showed: to the second, or to the minute when seconds are zero.

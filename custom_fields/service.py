@@ -209,6 +209,7 @@ def _check_default(type_name: str, spec: FieldSpec, raw: Any) -> str | None:
         return None
     try:
         value = REGISTRY[type_name].parse(raw, spec)
+        REGISTRY[type_name].check_record(value, spec, {})  # as on a new record with nothing else set
     except FieldValueError as exc:
         raise SchemaError(_("The default value does not fit: %(reason)s", reason=str(exc))) from None
     return REGISTRY[type_name].to_text(value, spec)

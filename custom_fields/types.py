@@ -134,16 +134,21 @@ DATETIME_FORMATS = (
 )
 
 
-#: Years a date or date-time may have: what both databases, the time-zone conversion and Excel (whose
-#: dates start in 1900) all hold.
-MIN_YEAR, MAX_YEAR = 1900, 9999
+#: The instants a date-time may be (UTC): a day inside Python's range at each end, so that it converts to
+#: and from any time zone (the user's, the database session's) without overflowing. A date may have any
+#: year from 1 to 9999 (a company founded in 1841), as Python and both databases hold.
+FIRST_INSTANT = dt.datetime.min.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+LAST_INSTANT = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
 
 
-def _check_year(value: dt.date) -> None:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise FieldValueError(
-            _("The year must be between %(first)d and %(last)d.", first=MIN_YEAR, last=MAX_YEAR)
+def _instant_out_of_range() -> FieldValueError:
+    return FieldValueError(
+        _(
+            "A date and time must be between %(first)s and %(last)s.",
+            first=f"{FIRST_INSTANT.day:02}.{FIRST_INSTANT.month:02}.{FIRST_INSTANT.year:04}",
+            last=f"{LAST_INSTANT.day:02}.{LAST_INSTANT.month:02}.{LAST_INSTANT.year:04}",
         )
+    )
 
 
 def local_timezone() -> dt.tzinfo:
@@ -535,9 +540,7 @@ class DateType(FieldType):
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
         if _blank(raw):
             return None
-        value = self._parse_any(raw)
-        _check_year(value)
-        return value
+        return self._parse_any(raw)
 
     def _parse_any(self, raw: Any) -> dt.date:
         if isinstance(raw, dt.datetime):
@@ -597,15 +600,15 @@ class DateTimeType(FieldType):
             value = self._parse_text(raw.strip())
         else:
             raise FieldValueError(_("Expected a date and time such as 31.12.2025 14:30."))
-        _check_year(value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=local_timezone())
         try:
-            return value.astimezone(dt.UTC)
-        except OverflowError:  # the last hours of 9999 in a zone west of UTC
-            raise FieldValueError(
-                _("The year must be between %(first)d and %(last)d.", first=MIN_YEAR, last=MAX_YEAR)
-            ) from None
+            value = value.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01 00:00 in a zone east of UTC, the last hours of 9999 west of it
+            raise _instant_out_of_range() from None
+        if not FIRST_INSTANT <= value <= LAST_INSTANT:
+            raise _instant_out_of_range()
+        return value
 
     def _parse_text(self, text: str) -> dt.datetime:
         try:
@@ -1102,16 +1105,33 @@ class TaxIdType(TextType):
             return None
         if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
             raise FieldValueError(_("Expected text."))
-        text = re.sub(r"[\s\u00a0\u202f-]", "", _excel_number_text(raw)).upper()
+        text = self.normal(_excel_number_text(raw))
         if not text.isprintable():
             raise FieldValueError(_("Expected text."))
         _check_length(text, self.MAX_LENGTH)
-        if not spec.settings.get("foreign_field"):
-            self.check_russian(text, spec)
+        # The check digits are checked by check_record, which the write path runs only for a new or
+        # changed value: a value saved before the check existed does not block an untouched save.
         return text
 
+    @staticmethod
+    def normal(text: str) -> str:
+        """A tax id as compared and stored: no spaces or dashes, upper case."""
+        return re.sub(r"[\s\u00a0\u202f-]", "", text).upper()
+
+    def same(self, old: Any, new: Any, spec: FieldSpec) -> bool:
+        # ``7707 083893`` stored before parsing normalised is the same id as ``7707083893``.
+        if old is None or new is None:
+            return old is new
+        return self.normal(str(old)) == self.normal(str(new))
+
+    def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
+        converted = super().convert(value, source, source_spec, spec)
+        if converted is not None and not spec.settings.get("foreign_field"):
+            self.check_russian(converted, spec)
+        return converted
+
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:
-        return re.sub(r"[\s\u00a0\u202f-]", "", str(raw)).upper()
+        return self.normal(str(raw))
 
     def check_russian(self, text: str, spec: FieldSpec) -> None:
         kind = spec.settings.get("kind") or "inn"
@@ -1146,7 +1166,7 @@ class TaxIdType(TextType):
 
     def check_record(self, value: Any, spec: FieldSpec, record: dict[str, Any]) -> None:
         foreign = spec.settings.get("foreign_field")
-        if value is None or not foreign or record.get(foreign) is True:
+        if value is None or (foreign and record.get(foreign) is True):
             return
         self.check_russian(str(value), spec)
 

@@ -83,3 +83,43 @@ def test_a_renamed_core_label_shows_as_typed_in_every_language(admin_client, app
         refresh()
     html = admin_client.get("/t/companies/list/", headers=RU).get_data(as_text=True)
     assert "ИНН" in _filter_menu(html)  # back to the shipped text: follows the language again
+
+
+def test_an_admins_table_label_shows_once_escaped_in_the_menu_and_a_percent_breaks_nothing(
+    admin_client, app_ctx
+) -> None:
+    import uuid
+
+    suffix = uuid.uuid4().hex[:6]
+    label, plural = f"R&D <x> 50% {suffix}", f"R&D <x> 50% {suffix} all"
+    entity = service.create_entity(label, plural)
+    refresh()
+    for headers in (RU, EN):
+        for path in ("/", f"/t/{entity.slug}/list/", "/t/companies/list/"):
+            response = admin_client.get(path, headers=headers)
+            html = response.get_data(as_text=True)
+            assert response.status_code == 200, (path, html[-500:])
+            assert f"R&amp;D &lt;x&gt; 50% {suffix} all</span>" in html, path
+            assert "&amp;amp;" not in html and "&amp;lt;" not in html and "<x>" not in html, path
+
+
+def test_a_field_error_quoting_what_was_typed_or_an_option_label_shows_as_text(admin_client, app_ctx) -> None:
+    """FAB's form showed each error through Jinja's gettext: marked safe and %-formatted, so a typed value
+    or an admin's option label with "%" or "<b>" in the message gave a 500 or raw HTML."""
+    from custom_fields import records
+    from tests.tables_helpers import new_field, new_table, unique_label
+    from tests.test_write_path import admin_actor, edit_form
+
+    entity = new_table(unique_label("Проба"))
+    name = db.session.get(Field, entity.display_field_id)
+    choice = new_field(entity, "Выбор", "single_select", settings={"options": ["Скидка 50%", "<i>Б</i>"]})
+    pk = records.create(entity.slug, {name.name: "x"}, admin_actor()).id
+    _html, form = edit_form(admin_client, entity, pk)
+    answer = admin_client.post(
+        f"/t/{entity.slug}/edit/{pk}", data={**form, name.name: "x", choice.name: "<b>bad</b> 5%"}
+    )
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 200, html[-2000:]
+    error = re.search(r'<div class="alert alert-danger">(.*?)</div>', html, flags=re.S).group(1)
+    assert "&lt;b&gt;bad&lt;/b&gt; 5%" in error and "Скидка 50%" in error and "&lt;i&gt;Б&lt;/i&gt;" in error
+    assert "<b>" not in error and "<i>" not in error

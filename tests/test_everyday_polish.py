@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 import pytest
 from flask_babel import force_locale
@@ -104,6 +105,15 @@ def test_amounts_are_grouped_per_language(app) -> None:  # noqa: ANN001
         assert formats.number_text("5", scale=0) == "5"
 
 
+def test_amounts_round_half_up_as_the_registry_stores_them(app) -> None:  # noqa: ANN001
+    with app.test_request_context(headers=EN):
+        assert formats.number_text(Decimal("2.345")) == "2.35"  # not half to even (2.34)
+        assert formats.number_text(Decimal("2.335")) == "2.34"
+        assert formats.number_text(2.345) == "2.35"  # a float as written, not its binary 2.34499...
+        assert formats.number_text("0.5", scale=0) == "1" and formats.number_text("2.5", scale=0) == "3"
+        assert formats.number_text(Decimal("-2.345")) == "-2.35"
+
+
 def test_the_conflict_box_lists_only_what_changed_meanwhile(admin_client, app_ctx) -> None:  # noqa: ANN001
     entity = new_table(unique_label("Конфликт"))
     name = db.session.get(Field, entity.display_field_id)
@@ -117,6 +127,30 @@ def test_the_conflict_box_lists_only_what_changed_meanwhile(admin_client, app_ct
     box = re.search(r'<table[^>]*id="conflict-values".*?</table>', html, flags=re.S).group(0)
     rows = re.findall(r"<tr><td>(.*?)</td>", box)
     assert rows == ["Поле 1"], rows
+
+
+def test_the_conflict_box_compares_values_as_their_type_does(admin_client, app_ctx) -> None:  # noqa: ANN001
+    """Values the form sends back as typed (an instant in another offset, ``1 234,50``, a tax id stored with
+    a space before tax ids were normalised) are the values saved: none is listed as changed meanwhile."""
+    entity = new_table(unique_label("Конфликт"))
+    name = db.session.get(Field, entity.display_field_id)
+    when, amount = new_field(entity, "Когда", "datetime"), new_field(entity, "Сумма", "money")
+    inn = new_field(entity, "ИНН", "tax_id", settings={"kind": "inn"})
+    other = new_field(entity, "Поле", "text")
+    first = {name.name: "Исходное", when.name: "2026-12-01T10:54:00+05:00", amount.name: "1234.5"}
+    pk = records.create(entity.slug, {**first, inn.name: "7707083893"}, admin_actor()).id
+    table = current().classes[entity.slug].__table__
+    db.session.execute(table.update().where(table.c.id == pk).values({inn.column_name: "7707 083893"}))
+    db.session.commit()
+    _html, form = edit_form(admin_client, entity, pk)
+    records.update(entity.slug, pk, {other.name: "чужое"}, admin_actor(), expected_version=1)
+    typed = {when.name: "01.12.2026 08:54", amount.name: "1 234,50", inn.name: "7707 083893"}
+    html = admin_client.post(
+        f"/t/{entity.slug}/edit/{pk}", data={**form, name.name: "Исходное", **typed}
+    ).get_data(as_text=True)
+    box = re.search(r'<table[^>]*id="conflict-values".*?</table>', html, flags=re.S).group(0)
+    rows = re.findall(r"<tr><td>(.*?)</td>", box)
+    assert rows == ["Поле"], rows
 
 
 def test_two_tables_may_not_share_a_name(app, app_ctx) -> None:  # noqa: ANN001

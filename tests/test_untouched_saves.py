@@ -265,3 +265,41 @@ def test_save_without_touching_anything_in_chromium(app, browser, live_url) -> N
             None,
         )
         assert history_lines("contacts", saved.id) == lines
+
+
+def test_an_untouched_tax_id_stored_with_spaces_changes_nothing(app, app_ctx) -> None:  # noqa: ANN001
+    """A tax id stored before parsing normalised it (``7707 083893``) is the same id when the form sends it
+    back."""
+    company = records.create("companies", {"name": f"ООО Пробел {uuid.uuid4().hex[:6]}"}, admin())
+    model = runtime.current().classes["companies"]
+    db.session.execute(model.__table__.update().where(model.id == company.id).values(tax_id="7707 083893"))
+    db.session.commit()
+    lines = history_lines("companies", company.id)
+    client = app.test_client()
+    assert signed_in(login(client, "admin", ADMIN_PASSWORD))
+    url = f"/t/companies/edit/{company.id}"
+    answer = client.post(url, data=MultiDict(untouched_form(client, url)))
+    assert answer.status_code == 302, answer.get_data(as_text=True)[-3000:]
+    after = stored("companies", company.id)
+    assert after.row_version == company.version and after.tax_id == "7707 083893"
+    assert history_lines("companies", company.id) == lines
+    records.delete("companies", company.id, admin())  # (the demo book's INNs are checked elsewhere)
+
+
+def test_a_tax_id_saved_before_the_check_does_not_block_saving_the_rest(app_ctx) -> None:  # noqa: ANN001
+    """Its check digits are checked when it is new or changed, not when the rest of the record is saved."""
+    entity = new_table(unique_label("ИНН"))
+    inn = new_field(entity, "ИНН", "tax_id", settings={"kind": "inn"})
+    name = db.session.get(Field, entity.display_field_id).name
+    saved = records.create(entity.slug, {name: "Старая", inn.name: "7707083893"}, admin())
+    legacy = runtime.current().classes[entity.slug]
+    db.session.execute(legacy.__table__.update().where(legacy.id == saved.id).values({inn.name: "12-34"}))
+    db.session.commit()
+    result = records.update(
+        entity.slug, saved.id, {name: "Новая", inn.name: "12-34"}, admin(), expected_version=saved.version
+    )
+    assert result.version == saved.version + 1
+    assert stored(entity.slug, saved.id).__dict__[inn.name] == "12-34"
+    with pytest.raises(records.RecordInvalid) as refused:  # a changed value is checked
+        records.update(entity.slug, saved.id, {inn.name: "12-35"}, admin(), expected_version=result.version)
+    assert "An INN has 10 digits" in refused.value.errors[inn.name]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import abort, jsonify, redirect, request, url_for
@@ -108,7 +108,7 @@ def deal_condition(ctx: BoardContext, stage_ids: Iterable[int], *, mine: bool) -
 def _money(amount: Decimal | None) -> str:
     if amount is None:
         return ""
-    return formats.number_text(Decimal(amount).quantize(Decimal("0.01")))
+    return formats.number_text(amount)  # rounds half up, to two decimals
 
 
 def _currency_label(ctx: BoardContext, code: str | None) -> str:
@@ -149,7 +149,7 @@ def column_totals(ctx: BoardContext, stage_ids: Sequence[int], *, mine: bool) ->
                 {
                     "currency": currency or "",
                     "label": _currency_label(ctx, currency),
-                    "amount": str(Decimal(total).quantize(Decimal("0.01"))),
+                    "amount": str(Decimal(total).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
                     "text": " ".join(p for p in (_money(total), _currency_label(ctx, currency)) if p),
                 }
             )

@@ -15,7 +15,7 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import InvalidColumnFilterFABException, InvalidOperationFilterFABException
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
-from flask_appbuilder.widgets import ListWidget
+from flask_appbuilder.widgets import FormWidget, ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import escape
@@ -178,6 +178,18 @@ def _attach_errors(form: Any, errors: dict[str, str]) -> None:
             flash(message, "danger")
 
 
+#: A value history kept that its field type no longer reads: it is the same as no other value.
+_UNREADABLE = object()
+
+
+def _stored_from_history(spec: FieldSpec, value: Any) -> Any:
+    """A value as history keeps it (its JSON form) -> as stored, to compare with the field type's ``same``."""
+    try:
+        return REGISTRY[spec.type].parse(value, spec)
+    except FieldValueError:
+        return _UNREADABLE
+
+
 def _form_version(form: Any) -> int:
     try:
         return int(form.row_version.data)
@@ -189,6 +201,12 @@ class TableListWidget(ListWidget):
     """FAB's list, keeping its column heads when there are no records yet."""
 
     template = "tabula/widgets/list.html"
+
+
+class TableFormWidget(FormWidget):
+    """FAB's add and edit form, showing each field's error as text (not through gettext, as FAB does)."""
+
+    template = "tabula/widgets/form.html"
 
 
 class GeneratedModelView(ModelView):
@@ -206,6 +224,7 @@ class GeneratedModelView(ModelView):
     base_order = ("id", "desc")
     base_filters = BASE_FILTERS
     list_widget = TableListWidget
+    add_widget = edit_widget = TableFormWidget
     show_template = "tabula/record_show.html"
     add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
@@ -247,15 +266,19 @@ class GeneratedModelView(ModelView):
         for name in self.edit_columns:
             spec = self.datamodel.tabula_fields[name]
             ftype = REGISTRY[spec.type]
-            mine = ftype.to_json(form[name].data, spec)
-            saved = ftype.to_json(getattr(item, name), spec)
-            before = base.get(spec.id) if base is not None else saved
-            if saved != before or (base is None and saved != mine):
+
+            def same(a: Any, b: Any, ftype: Any = ftype, spec: FieldSpec = spec) -> bool:
+                # As the write path compares (one instant whatever its offset, 1234.5 = 1234.50).
+                return a is not _UNREADABLE and b is not _UNREADABLE and ftype.same(a, b, spec)
+
+            mine, saved = form[name].data, getattr(item, name)
+            before = _stored_from_history(spec, base.get(spec.id)) if base is not None else saved
+            if not same(saved, before) or (base is None and not same(saved, mine)):
                 changed.append(name)
-            if base is not None and mine == before:
+            if base is not None and same(mine, before):
                 form[name].data = getattr(item, name)  # untouched here: take the saved value
                 form[name].raw = None
-            elif saved != before and mine != saved:
+            elif not same(saved, before) and not same(mine, saved):
                 both.append(self.label_columns.get(name, name))
         form.row_version.data = stale.version
         g.tabula_conflict = stale

@@ -17,12 +17,11 @@ from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.api.manager import OpenApi, SwaggerView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from markupsafe import escape
 from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
 from custom_fields import access, formats, runtime
-from custom_fields.spec import CoreText, EntitySpec, label_of
+from custom_fields.spec import EntitySpec, label_of
 
 SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
@@ -214,12 +213,6 @@ def category_of(entity: EntitySpec) -> str:
     return SYSTEM_CATEGORY[0] if entity.is_system else CUSTOM_CATEGORY[0]
 
 
-def _menu_label(text: str) -> Any:
-    """FAB's menu shows ``_(label)``, and Jinja marks what gettext returns as safe: an admin's label goes in
-    escaped (gettext returns it unchanged), core text stays lazy (translated per request, escaped)."""
-    return text if isinstance(text, CoreText) else escape(text)
-
-
 def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
     menu = appbuilder.menu
     for name, _label, _icon in (SYSTEM_CATEGORY, CUSTOM_CATEGORY):
@@ -234,7 +227,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
             entity.permission_name,
             href=f"/t/{entity.slug}/list/",
             icon=entity.icon,
-            label=_menu_label(entity.plural_label),
+            label=entity.plural_label,  # plain text, or CoreText (translated per request)
             category=name,
             category_icon=icon,
             category_label=label,
