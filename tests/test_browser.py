@@ -27,7 +27,8 @@ def test_sign_in_switch_language_and_watch_a_job(browser, live_url, worker, tmp_
     page.click("text=Запустить задачу самопроверки")
     page.wait_for_url("**/system/jobs/*")
     # A selector, not wait_for_function: the Content-Security-Policy refuses the eval that needs.
-    page.wait_for_selector("#job-status:text-is('finished')", timeout=30_000)
+    page.wait_for_selector("#job-status[data-status=finished]", timeout=30_000)
+    assert page.inner_text("#job-status") == "Завершена"  # the status in the reader's language
     assert page.get_attribute("#job-progress", "aria-valuenow") == "100"
     assert '"database"' in page.inner_text("#job-result")
     page.screenshot(path=str(tmp_path / "job.png"))

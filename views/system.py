@@ -8,6 +8,7 @@ from flask import abort, flash, jsonify, redirect, url_for
 from flask_appbuilder import BaseView, ModelView, expose, has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import pgettext
 from sqlalchemy import select
 
 from app.bounded_filters import BoundedInterface
@@ -21,7 +22,18 @@ from jobs.runtime import (
     translated_message,
     waiting_without_worker,
 )
-from models import JobRun
+from models import JobRun, JobStatus
+
+
+def status_label(status: JobStatus) -> str:
+    """A job's status in the reader's language (the stored value is an identifier)."""
+    labels = {
+        JobStatus.queued: pgettext("job status", "Queued"),
+        JobStatus.running: pgettext("job status", "Running"),
+        JobStatus.finished: pgettext("job status", "Finished"),
+        JobStatus.failed: pgettext("job status", "Failed"),
+    }
+    return labels.get(status, str(status))
 
 
 def job_state(run: JobRun) -> dict:
@@ -31,6 +43,7 @@ def job_state(run: JobRun) -> dict:
         "id": run.id,
         "kind": run.kind,
         "status": run.status.value,
+        "status_label": status_label(run.status),
         "done": run.progress_done,
         "total": run.progress_total,
         "message": translated_message(run.message),
@@ -62,6 +75,7 @@ class SystemView(BaseView):
             runs=runs,
             waiting=waiting,
             message_of=translated_message,
+            status_label=status_label,
         )
 
     @expose("/selfcheck", methods=["POST"])
@@ -127,6 +141,7 @@ class JobRunView(ModelView):
     formatters_columns = {
         **{c: (lambda value: "—" if value is None else value) for c in show_columns},
         "message": lambda value: "—" if value is None else translated_message(value),
+        "status": status_label,
     }
     list_title = _l("Background jobs")
     show_title = _l("Background job")

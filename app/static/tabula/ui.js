@@ -57,7 +57,9 @@
       bar.setAttribute("aria-valuenow", pct);
       bar.className = "progress-bar" + (state.status === "failed" ? " progress-bar-danger" :
         state.status === "finished" ? " progress-bar-success" : " progress-bar-striped active");
-      document.getElementById("job-status").textContent = state.status;
+      var status = document.getElementById("job-status");
+      status.textContent = state.status_label;
+      status.setAttribute("data-status", state.status);
       document.getElementById("job-message").textContent = state.message || "";
       var waiting = document.getElementById("job-waiting");
       waiting.textContent = state.waiting || "";
