@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis import Redis
+
 from app import create_app
 from tests.conftest import start_worker, stop_worker, wait_for_workers
 
@@ -59,10 +61,16 @@ def test_worker_that_stopped_is_no_longer_counted(app, env, redis_url) -> None: 
 
 
 def _other_db(redis_url: str) -> str:
+    """Another database of the same Redis server that nobody uses (an empty one: a neighbouring run's
+    worker registered there would make "no worker" look healthy)."""
     if redis_url.startswith("unix://"):
         return redis_url + "?db=9"
     base, _, db = redis_url.rpartition("/")
-    return f"{base}/{(int(db or 0) + 1) % 16}"
+    for number in range(15, -1, -1):
+        candidate = f"{base}/{number}"
+        if number != int(db or 0) and Redis.from_url(candidate).dbsize() == 0:
+            return candidate
+    raise AssertionError("no empty Redis database to stand for one without workers")
 
 
 def test_an_idle_worker_renews_its_heartbeat_before_it_counts_as_stale(app) -> None:  # noqa: ANN001
