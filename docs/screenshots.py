@@ -68,7 +68,8 @@ def shoot(base: str) -> None:
         page.goto(f"{base}/t/contacts/edit/3")
         page.click("select#company_id + .select2-container")
         page.fill(".select2-container--open .select2-search__field", "ООО")
-        page.wait_for_selector(".select2-results__option:not(.loading-results)")
+        page.wait_for_selector(".loading-results", state="attached")  # select2 asks after a pause
+        page.wait_for_selector(".loading-results", state="detached")
         page.screenshot(path=OUT / "edit.png")
         page.goto(f"{base}/system/")
         page.screenshot(path=OUT / "system.png")
