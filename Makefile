@@ -73,8 +73,7 @@ lock:
 # database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
-MUTATION_TESTS.custom_fields/records.py := tests/test_write_path.py tests/test_route_authorization.py \
-	tests/test_untouched_saves.py tests/test_unique_values.py
+MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py tests/test_registry_values.py \
 	tests/test_untouched_saves.py
 MUTATION_TESTS.custom_fields/history.py := tests/test_write_path.py tests/test_untouched_saves.py \

@@ -1,0 +1,412 @@
+"""The write path decided one case at a time, as ``make mutation MODULE=custom_fields/records.py`` needs it:
+``custom_fields.records`` called directly (no HTTP, no worker) with an ``Actor``, where a bug would lose or
+leak data. Refusals change nothing; a stale version is refused with the current values; a no-op writes
+nothing; history says who, from where, which field, old and new, one change set per batch; soft delete,
+restore and who may restore; the purge removes only what expired. The same rules through the screens and
+the API: tests/test_write_path.py, tests/test_unique_values.py, tests/test_untouched_saves.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.extensions import db
+from custom_fields import access, records
+from custom_fields.access import Actor
+from custom_fields.runtime import current, refresh
+from models import Field
+from models.records import RecordChange
+from tests.tables_helpers import new_field, new_table, unique_label
+
+
+def role_id(name: str) -> int:
+    from flask_appbuilder.security.sqla.models import Role
+
+    return db.session.scalar(select(Role.id).where(Role.name == name))
+
+
+def user_id(username: str) -> int:
+    from flask_appbuilder.security.sqla.models import User
+
+    return db.session.scalar(select(User.id).where(User.username == username))
+
+
+def actor(username: str, source: str = "job") -> Actor:
+    return Actor.for_user_id(user_id(username), source)
+
+
+class Table:
+    def __init__(self) -> None:
+        entity = new_table(unique_label("Мутанты"))
+        self.entity = entity
+        self.slug = entity.slug
+        self.name = db.session.get(Field, entity.display_field_id).name
+        self.code = new_field(entity, "Код", "text", unique=True).name
+        self.count = new_field(entity, "Штук", "integer").name
+        self.secret = new_field(entity, "Секрет", "text").name
+        self.locked = new_field(entity, "Скидка", "integer").name
+        self.link = new_field(entity, "Ссылка", "link", settings={"target": entity.id}).name
+        self.must = new_field(entity, "Обязательное", "text", required=True, default="есть").name
+        secret_id = db.session.scalar(
+            select(Field.id).where(Field.entity_id == entity.id, Field.name == self.secret)
+        )
+        locked_id = db.session.scalar(
+            select(Field.id).where(Field.entity_id == entity.id, Field.name == self.locked)
+        )
+        access.save_rules(
+            role_id("Staff"),
+            tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
+                                "edit_scope": "all", "delete_scope": "all"}},
+            fields={secret_id: "hidden", locked_id: "view"},
+        )  # fmt: skip
+        refresh()
+
+    def row(self, pk: int) -> dict[str, Any]:
+        db.session.expire_all()
+        tbl = current().classes[self.slug].__table__
+        found = db.session.execute(select(tbl).where(tbl.c.id == pk)).mappings().first()
+        assert found is not None
+        return {tbl.c[c].key: v for c, v in found.items()}
+
+    def count_rows(self) -> int:
+        tbl = current().classes[self.slug].__table__
+        return db.session.scalar(select(func.count()).select_from(tbl))
+
+    def history(self, pk: int) -> list[RecordChange]:
+        return list(
+            db.session.scalars(
+                select(RecordChange)
+                .where(RecordChange.entity_id == self.entity.id, RecordChange.record_id == pk)
+                .order_by(RecordChange.id)
+            )
+        )
+
+    def field_id(self, name: str) -> int:
+        return db.session.scalar(
+            select(Field.id).where(Field.entity_id == self.entity.id, Field.name == name)
+        )
+
+
+@pytest.fixture
+def t(app_ctx) -> Table:  # noqa: ANN001
+    return Table()
+
+
+ADMIN = Actor.system_job
+
+
+# --- create -------------------------------------------------------------------------------------------------
+
+
+def test_create_writes_values_owner_version_and_history(t: Table) -> None:
+    staff = actor("staff1", "api")
+    saved = records.create(t.slug, {t.name: "Первая", t.count: "3"}, staff)
+    assert saved.version == 1
+    row = t.row(saved.id)
+    assert (row[t.name], row[t.count], row["row_version"], row["owner_id"]) == ("Первая", 3, 1, staff.user_id)
+    assert row[t.must] == "есть" and row["deleted_at"] is None
+    lines = t.history(saved.id)
+    assert {line.changeset for line in lines} == {lines[0].changeset} and len(lines[0].changeset) == 32
+    assert [(x.action, x.field_id, x.old_value, x.new_value) for x in lines] == [
+        ("create", None, None, None),
+        ("create", t.field_id(t.name), None, "Первая"),
+        ("create", t.field_id(t.count), None, 3),
+        ("create", t.field_id(t.must), None, "есть"),
+    ]
+    assert {(x.user_id, x.source) for x in lines} == {(staff.user_id, "api")}
+
+
+def test_create_many_is_one_change_set_and_keeps_the_order(t: Table) -> None:
+    saved = records.create_many(t.slug, [{t.name: "A"}, {t.name: "B"}, {t.name: "C"}], ADMIN())
+    assert [t.row(s.id)[t.name] for s in saved] == ["A", "B", "C"]
+    assert [s.version for s in saved] == [1, 1, 1]
+    sets = {line.changeset for s in saved for line in t.history(s.id)}
+    assert len(sets) == 1
+    assert t.row(saved[0].id)["owner_id"] is None  # the system job owns nothing
+
+
+def test_an_owner_given_is_kept(app_ctx) -> None:  # noqa: ANN001
+    """A table with an Owner field (companies): the owner given wins over whoever creates the record."""
+    other, admin = user_id("staff2"), actor("admin")
+    given = records.create("companies", {"name": unique_label("Владелец"), "owner_id": other}, admin).id
+    mine = records.create("companies", {"name": unique_label("Моя")}, admin).id
+    model = current().classes["companies"]
+    db.session.expire_all()
+    assert (db.session.get(model, given).owner_id, db.session.get(model, mine).owner_id) == (
+        other,
+        admin.user_id,
+    )
+
+
+def test_refused_creates_change_nothing(t: Table) -> None:
+    before = t.count_rows()
+    nobody = Actor(user_id("staff1"), frozenset(), "ui")
+    with pytest.raises(records.AccessDenied) as denied:
+        records.create(t.slug, {t.name: "X"}, nobody)
+    assert str(denied.value) == "You may not do this in this table."
+    with pytest.raises(records.RecordNotFound) as missing:
+        records.create("no_such_table", {t.name: "X"}, ADMIN())
+    assert missing.value.message == "No such table."
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create_many(t.slug, [{t.name: "ok"}, {t.count: "много"}, {t.name: "ok2"}], ADMIN())
+    assert list(invalid.value.rows) == [1] and t.count in invalid.value.rows[1]
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "X", t.link: 10**9}, ADMIN())
+    assert invalid.value.errors == {t.link: f"Record {10**9} does not exist."}
+    assert str(invalid.value) == f"{t.link}: Record {10**9} does not exist."
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "X", t.must: ""}, ADMIN())
+    assert invalid.value.errors == {t.must: "This field is required."}
+    assert t.count_rows() == before
+
+
+def test_field_rights_on_create(t: Table) -> None:
+    staff = actor("staff1")
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "X", t.secret: "s", t.locked: 1, "nope" * 40: 1}, staff)
+    assert invalid.value.errors == {
+        t.secret: "No such field.",
+        t.locked: "You may not change this field.",
+        ("nope" * 40)[:100]: "No such field.",
+    }
+    assert records.create(t.slug, {t.name: "Y"}, staff).version == 1
+
+
+def test_a_link_to_a_deleted_record_is_refused(t: Table) -> None:
+    target = records.create(t.slug, {t.name: "Цель"}, ADMIN()).id
+    linked = records.create(t.slug, {t.name: "Ссылается", t.link: target}, ADMIN())
+    assert t.row(linked.id)[t.link] == target
+    records.delete(t.slug, target, ADMIN())
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "Z", t.link: target}, ADMIN())
+    assert invalid.value.errors == {t.link: f"Record {target} does not exist."}
+
+
+def test_unique_values_letter_case_batch_and_recycle_bin(t: Table) -> None:
+    first = records.create(t.slug, {t.name: "A", t.code: "Код-1"}, ADMIN()).id
+    taken = "Another record already has this value."
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "B", t.code: "КОД-1"}, ADMIN())
+    assert invalid.value.errors == {t.code: taken}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create_many(t.slug, [{t.name: "C", t.code: "q"}, {t.name: "D", t.code: "Q"}], ADMIN())
+    assert invalid.value.rows == {1: {t.code: taken}}
+    second = records.create(t.slug, {t.name: "E", t.code: "другой"}, ADMIN()).id
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update(t.slug, second, {t.code: "код-1"}, ADMIN(), expected_version=1)
+    assert invalid.value.errors == {t.code: taken}
+    assert t.row(second)[t.code] == "другой" and t.row(second)["row_version"] == 1
+    # Its own value again (another letter case) is no clash.
+    assert records.update(t.slug, first, {t.code: "код-1"}, ADMIN(), expected_version=1).version == 2
+    records.delete(t.slug, first, ADMIN())
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "F", t.code: "КОД-1"}, ADMIN())
+    assert invalid.value.errors == {t.code: "A record in the recycle bin already has this value."}
+
+
+# --- update -------------------------------------------------------------------------------------------------
+
+
+def test_update_writes_changes_version_and_history(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Старое", t.count: 1}, ADMIN()).id
+    staff = actor("staff1", "ui")
+    saved = records.update(t.slug, pk, {t.name: "Новое", t.count: "1"}, staff, expected_version=1)
+    assert saved == records.Saved(pk, 2)
+    row = t.row(pk)
+    assert (row[t.name], row[t.count], row["row_version"]) == ("Новое", 1, 2)
+    last = [x for x in t.history(pk) if x.action == "update"]
+    assert [(x.field_id, x.old_value, x.new_value, x.user_id, x.source) for x in last] == [
+        (t.field_id(t.name), "Старое", "Новое", staff.user_id, "ui")
+    ]
+
+
+def test_a_no_op_update_writes_nothing(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Same", t.count: 5}, ADMIN()).id
+    lines = len(t.history(pk))
+    assert (
+        records.update(t.slug, pk, {t.name: "Same", t.count: "5"}, ADMIN(), expected_version=1).version == 1
+    )
+    assert records.update_many(t.slug, [(pk, {}, 1)], ADMIN()) == [records.Saved(pk, 1)]
+    assert t.row(pk)["row_version"] == 1 and len(t.history(pk)) == lines
+
+
+def test_a_stale_update_is_refused_with_the_current_values(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "v1", t.secret: "тайна"}, actor("admin")).id
+    records.update(t.slug, pk, {t.name: "v2"}, actor("staff2"), expected_version=1)
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update(t.slug, pk, {t.name: "mine"}, actor("staff1"), expected_version=1)
+    refused = stale.value
+    assert (refused.record_id, refused.version) == (pk, 2)
+    assert refused.current[t.name] == "v2" and t.secret not in refused.current
+    assert refused.changed_by and refused.changed_at is not None
+    assert "your changes were not saved" in str(refused)
+    assert t.row(pk)[t.name] == "v2" and t.row(pk)["row_version"] == 2
+    # Without a version (a job owning its data) it applies.
+    assert records.update(t.slug, pk, {t.name: "job"}, ADMIN(), expected_version=None).version == 3
+
+
+def test_a_stale_record_in_a_batch_refuses_the_whole_batch(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "a"}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "b"}, ADMIN()).id
+    records.update(t.slug, b, {t.name: "b2"}, ADMIN(), expected_version=1)
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update_many(t.slug, [(a, {t.name: "a!"}, 1), (b, {t.name: "b!"}, 1)], ADMIN())
+    assert stale.value.record_id == b
+    assert (t.row(a)[t.name], t.row(a)["row_version"], t.row(b)[t.name]) == ("a", 1, "b2")
+
+
+def test_a_record_named_twice_in_a_batch_gets_both_changes(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "a", t.count: 1}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "b"}, ADMIN()).id
+    saved = records.update_many(
+        t.slug,
+        [(a, {t.name: "first", t.count: 2}, 1), (b, {t.count: 7}, 1), (a, {t.name: "later"}, 2)],
+        actor("admin"),
+    )
+    assert saved == [records.Saved(a, 2), records.Saved(b, 2)]
+    assert (t.row(a)[t.name], t.row(a)[t.count], t.row(b)[t.count]) == ("later", 2, 7)
+    changes = [x for pk in (a, b) for x in t.history(pk) if x.action == "update"]
+    assert len({x.changeset for x in changes}) == 1 and len(changes) == 3
+
+
+def test_a_record_named_twice_keeps_the_first_expected_version(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "a"}, ADMIN()).id
+    records.update(t.slug, a, {t.name: "a2"}, ADMIN(), expected_version=1)
+    with pytest.raises(records.StaleRecord):
+        records.update_many(t.slug, [(a, {t.name: "x"}, 1), (a, {t.count: 3}, 2)], ADMIN())
+    assert t.row(a)[t.name] == "a2"
+
+
+def test_refused_updates_change_nothing(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "orig", t.locked: 7, t.secret: "s"}, ADMIN()).id
+    staff = actor("staff1")
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update(t.slug, pk, {t.name: "new", t.locked: 8}, staff, expected_version=1)
+    assert invalid.value.errors == {t.locked: "You may not change this field."}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update(t.slug, pk, {t.name: "new", t.secret: "x"}, staff, expected_version=1)
+    assert invalid.value.errors == {t.secret: "No such field."}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update(t.slug, pk, {t.name: "new", t.link: 10**9}, ADMIN(), expected_version=1)
+    assert invalid.value.errors == {t.link: f"Record {10**9} does not exist."}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update(t.slug, pk, {t.must: None}, ADMIN(), expected_version=1)
+    assert invalid.value.errors == {t.must: "This field is required."}
+    with pytest.raises(records.AccessDenied):
+        records.update(
+            t.slug, pk, {t.name: "new"}, Actor(staff.user_id, frozenset(), "ui"), expected_version=1
+        )
+    with pytest.raises(records.RecordNotFound) as missing:
+        records.update(t.slug, 10**9, {t.name: "new"}, ADMIN(), expected_version=None)
+    assert missing.value.message == f"Record {10**9} does not exist."
+    row = t.row(pk)
+    assert (row[t.name], row[t.locked], row[t.secret], row["row_version"]) == ("orig", 7, "s", 1)
+    assert [x.action for x in t.history(pk)].count("update") == 0
+
+
+def test_a_deleted_record_cannot_be_updated(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "gone"}, ADMIN()).id
+    records.delete(t.slug, pk, ADMIN())
+    with pytest.raises(records.RecordNotFound):
+        records.update(t.slug, pk, {t.name: "back"}, ADMIN(), expected_version=None)
+    assert t.row(pk)[t.name] == "gone"
+
+
+# --- delete, restore, purge ---------------------------------------------------------------------------------
+
+
+def test_delete_is_soft_and_restore_brings_it_back(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "bin"}, ADMIN()).id
+    with pytest.raises(records.StaleRecord):
+        records.delete(t.slug, pk, ADMIN(), expected_version=5)
+    assert t.row(pk)["deleted_at"] is None
+    records.delete(t.slug, pk, actor("admin", "ui"), expected_version=1)
+    row = t.row(pk)
+    assert row["deleted_at"] is not None and row["row_version"] == 2 and row[t.name] == "bin"
+    with pytest.raises(records.RecordNotFound):
+        records.delete(t.slug, pk, ADMIN())
+    records.restore(t.slug, pk, actor("admin"))
+    row = t.row(pk)
+    assert row["deleted_at"] is None and row["row_version"] == 3
+    assert [x.action for x in t.history(pk)][-2:] == ["delete", "restore"]
+    with pytest.raises(records.RecordNotFound) as missing:
+        records.restore(t.slug, pk, actor("admin"))
+    assert missing.value.message == f"Record {pk} is not in the recycle bin."
+
+
+def test_delete_many_counts_and_refuses_all_for_one_missing(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "a"}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "b"}, ADMIN()).id
+    with pytest.raises(records.RecordNotFound):
+        records.delete_many(t.slug, [a, 10**9], ADMIN())
+    assert t.row(a)["deleted_at"] is None
+    with pytest.raises(records.StaleRecord):
+        records.delete_many(t.slug, [a, b], ADMIN(), expected_versions=[1, 9])
+    assert t.row(a)["deleted_at"] is None
+    assert records.delete_many(t.slug, [a, b], ADMIN(), expected_versions=[1, 1]) == 2
+    assert t.row(a)["deleted_at"] is not None and t.row(b)["deleted_at"] is not None
+    nobody = Actor(user_id("staff1"), frozenset(), "ui")
+    c = records.create(t.slug, {t.name: "c"}, ADMIN()).id
+    with pytest.raises(records.AccessDenied):
+        records.delete(t.slug, c, nobody)
+    assert t.row(c)["deleted_at"] is None
+
+
+def test_who_may_restore(t: Table) -> None:
+    mine = records.create(t.slug, {t.name: "mine"}, actor("staff1")).id
+    theirs = records.create(t.slug, {t.name: "theirs"}, actor("staff2")).id
+    records.delete_many(t.slug, [mine, theirs], ADMIN())
+    with pytest.raises(records.AccessDenied) as denied:
+        records.restore(t.slug, theirs, actor("staff1"))
+    assert denied.value.message == "Only an administrator or the record's owner may restore it."
+    assert t.row(theirs)["deleted_at"] is not None
+    records.restore(t.slug, mine, actor("staff1"))
+    assert t.row(mine)["deleted_at"] is None
+    # The owner without the right to delete may not.
+    records.delete(t.slug, mine, ADMIN())
+    owner_without_rights = Actor(user_id("staff1"), frozenset(), "ui")
+    with pytest.raises(records.AccessDenied):
+        records.restore(t.slug, mine, owner_without_rights)
+    assert t.row(mine)["deleted_at"] is not None
+    rights = access.grants(actor("staff1"), current().entity(t.slug), current().access)
+    assert records.can_restore(rights, actor("staff1"), None) is False
+    assert records.can_restore(rights, actor("staff1"), user_id("staff1")) is True
+
+
+def test_purge_removes_only_what_expired(t: Table) -> None:
+    old = records.create(t.slug, {t.name: "old"}, ADMIN()).id
+    recent = records.create(t.slug, {t.name: "recent"}, ADMIN()).id
+    alive = records.create(t.slug, {t.name: "alive"}, ADMIN()).id
+    records.delete_many(t.slug, [old, recent], ADMIN())
+    tbl = current().classes[t.slug].__table__
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    db.session.execute(update(tbl).where(tbl.c.id == old).values(deleted_at=long_ago))
+    db.session.commit()
+    seen: list[int] = []
+    assert records.purge_expired(dt.timedelta(days=30), progress=seen.append) >= 1
+    assert seen and seen[-1] >= 1
+    ids = set(db.session.scalars(select(tbl.c.id)))
+    assert old not in ids and {recent, alive} <= ids
+    assert [x.action for x in t.history(old)][-1] == "purge"
+    assert records.purge_expired(dt.timedelta(days=30)) == 0
+
+
+# --- atomic -------------------------------------------------------------------------------------------------
+
+
+def test_atomic_commits_together_or_not_at_all(t: Table) -> None:
+    before = t.count_rows()
+    with pytest.raises(records.RecordInvalid), records.atomic():
+        records.create(t.slug, {t.name: "in"}, ADMIN())
+        with records.atomic():
+            records.create(t.slug, {t.count: "плохо"}, ADMIN())
+    assert t.count_rows() == before
+    with records.atomic():
+        a = records.create(t.slug, {t.name: "one"}, ADMIN()).id
+        with records.atomic():
+            b = records.create(t.slug, {t.name: "two"}, ADMIN()).id
+    db.session.rollback()
+    assert t.row(a)[t.name] == "one" and t.row(b)[t.name] == "two"
