@@ -39,28 +39,32 @@ def actor(username: str, source: str = "job") -> Actor:
 
 
 class Table:
+    """One table for the whole module (creating a table costs seconds; each mutant's run pays it once): a
+    unique code, a number, a secret (hidden from Staff), a locked field (view-only for Staff), a link to
+    the same table and a required field with a default. Staff reach every record of it."""
+
     def __init__(self) -> None:
         entity = new_table(unique_label("Мутанты"))
-        self.entity = entity
+        self.entity_id = entity.id
         self.slug = entity.slug
-        self.name = db.session.get(Field, entity.display_field_id).name
-        self.code = new_field(entity, "Код", "text", unique=True).name
-        self.count = new_field(entity, "Штук", "integer").name
-        self.secret = new_field(entity, "Секрет", "text").name
-        self.locked = new_field(entity, "Скидка", "integer").name
-        self.link = new_field(entity, "Ссылка", "link", settings={"target": entity.id}).name
-        self.must = new_field(entity, "Обязательное", "text", required=True, default="есть").name
-        secret_id = db.session.scalar(
-            select(Field.id).where(Field.entity_id == entity.id, Field.name == self.secret)
-        )
-        locked_id = db.session.scalar(
-            select(Field.id).where(Field.entity_id == entity.id, Field.name == self.locked)
+        fields = {
+            "name": db.session.get(Field, entity.display_field_id),
+            "code": new_field(entity, "Код", "text", unique=True),
+            "count": new_field(entity, "Штук", "integer"),
+            "secret": new_field(entity, "Секрет", "text"),
+            "locked": new_field(entity, "Скидка", "integer"),
+            "link": new_field(entity, "Ссылка", "link", settings={"target": entity.id}),
+            "must": new_field(entity, "Обязательное", "text", required=True, default="есть"),
+        }
+        self.ids = {row.name: row.id for row in fields.values()}
+        self.name, self.code, self.count, self.secret, self.locked, self.link, self.must = (
+            row.name for row in fields.values()
         )
         access.save_rules(
             role_id("Staff"),
             tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
                                 "edit_scope": "all", "delete_scope": "all"}},
-            fields={secret_id: "hidden", locked_id: "view"},
+            fields={self.ids[self.secret]: "hidden", self.ids[self.locked]: "view"},
         )  # fmt: skip
         refresh()
 
@@ -79,20 +83,24 @@ class Table:
         return list(
             db.session.scalars(
                 select(RecordChange)
-                .where(RecordChange.entity_id == self.entity.id, RecordChange.record_id == pk)
+                .where(RecordChange.entity_id == self.entity_id, RecordChange.record_id == pk)
                 .order_by(RecordChange.id)
             )
         )
 
     def field_id(self, name: str) -> int:
-        return db.session.scalar(
-            select(Field.id).where(Field.entity_id == self.entity.id, Field.name == name)
-        )
+        return self.ids[name]
+
+
+@pytest.fixture(scope="module")
+def shared_table(app) -> Table:  # noqa: ANN001
+    with app.app_context():
+        return Table()
 
 
 @pytest.fixture
-def t(app_ctx) -> Table:  # noqa: ANN001
-    return Table()
+def t(app_ctx, shared_table: Table) -> Table:  # noqa: ANN001
+    return shared_table
 
 
 ADMIN = Actor.system_job
