@@ -8,13 +8,14 @@ the API: tests/test_write_path.py, tests/test_unique_values.py, tests/test_untou
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from app.extensions import db
-from custom_fields import access, records
+from custom_fields import access, records, runtime
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from models import Field
@@ -215,6 +216,16 @@ def test_unique_values_letter_case_batch_and_recycle_bin(t: Table) -> None:
     assert invalid.value.errors == {t.code: "A record in the recycle bin already has this value."}
 
 
+def test_the_message_of_refused_values() -> None:
+    assert (records.RecordInvalid().rows, str(records.RecordInvalid())) == ({}, "")
+    one = records.RecordInvalid({"a": "bad"})
+    assert (one.rows, one.errors, str(one)) == ({0: {"a": "bad"}}, {"a": "bad"}, "a: bad")
+    six = records.RecordInvalid({f"f{i}": "x" for i in range(6)})
+    assert str(six) == "f0: x; f1: x; f2: x; f3: x; f4: x"
+    rows = records.RecordInvalid(rows={3: {"b": "no"}})
+    assert (rows.errors, rows.rows, str(rows)) == ({}, {3: {"b": "no"}}, "b: no")
+
+
 # --- update -------------------------------------------------------------------------------------------------
 
 
@@ -249,11 +260,24 @@ def test_a_stale_update_is_refused_with_the_current_values(t: Table) -> None:
     refused = stale.value
     assert (refused.record_id, refused.version) == (pk, 2)
     assert refused.current[t.name] == "v2" and t.secret not in refused.current
-    assert refused.changed_by and refused.changed_at is not None
-    assert "your changes were not saved" in str(refused)
+    # Who saved last (not who created it) and when.
+    assert (refused.changed_by, refused.changed_at) == (
+        runtime.user_label(user_id("staff2")),
+        t.history(pk)[-1].at,
+    )
+    assert str(refused) == (
+        "Someone else changed this record since you opened it; your changes were not saved."
+    )
     assert t.row(pk)[t.name] == "v2" and t.row(pk)["row_version"] == 2
     # Without a version (a job owning its data) it applies.
     assert records.update(t.slug, pk, {t.name: "job"}, ADMIN(), expected_version=None).version == 3
+    with pytest.raises(records.StaleRecord) as stale:  # last saved by a job: nobody to name
+        records.update(t.slug, pk, {t.name: "mine"}, actor("staff1"), expected_version=2)
+    assert (stale.value.version, stale.value.changed_by, stale.value.changed_at) == (
+        3,
+        "",
+        t.history(pk)[-1].at,
+    )
 
 
 def test_a_stale_record_in_a_batch_refuses_the_whole_batch(t: Table) -> None:
@@ -393,9 +417,15 @@ def test_purge_removes_only_what_expired(t: Table) -> None:
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     db.session.execute(update(tbl).where(tbl.c.id == old).values(deleted_at=long_ago))
     db.session.commit()
+    company = records.create("companies", {"name": unique_label("Старая")}, ADMIN()).id
+    records.delete("companies", company, ADMIN())
+    companies = current().classes["companies"].__table__
+    db.session.execute(update(companies).where(companies.c.id == company).values(deleted_at=long_ago))
+    db.session.commit()
     seen: list[int] = []
-    assert records.purge_expired(dt.timedelta(days=30), progress=seen.append) >= 1
-    assert seen and seen[-1] >= 1
+    purged = records.purge_expired(dt.timedelta(days=30), progress=seen.append)
+    assert purged >= 2 and seen[-1] == purged and len(seen) >= 2  # counted over every table
+    assert db.session.get(current().classes["companies"], company) is None
     ids = set(db.session.scalars(select(tbl.c.id)))
     assert old not in ids and {recent, alive} <= ids
     assert [x.action for x in t.history(old)][-1] == "purge"
@@ -418,3 +448,41 @@ def test_atomic_commits_together_or_not_at_all(t: Table) -> None:
             b = records.create(t.slug, {t.name: "two"}, ADMIN()).id
     db.session.rollback()
     assert t.row(a)[t.name] == "one" and t.row(b)[t.name] == "two"
+
+
+# --- what follows elsewhere ------------------------------------------------------------------------------
+
+
+def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None:  # noqa: ANN001
+    """``cascade_update``: a deal line's total goes to its deal's amount in the line's transaction and
+    change set, under the name of whoever changed the line."""
+    admin = actor("admin", "ui")
+    stage = db.session.scalar(select(current().classes["stages"].id).order_by(current().classes["stages"].id))
+    deal = records.create("deals", {"title": unique_label("Сделка"), "stage_id": stage}, admin)
+    line = records.create("deal_lines", {"deal_id": deal.id, "quantity": "2", "price": "100"}, admin)
+    deals, deal_entity = current().classes["deals"], current().entity("deals")
+    db.session.expire_all()
+    row = db.session.get(deals, deal.id)
+    assert (row.amount, row.row_version) == (Decimal("200.00"), deal.version + 1)
+    line_set = db.session.scalar(
+        select(RecordChange.changeset).where(
+            RecordChange.entity_id == current().entity("deal_lines").id, RecordChange.record_id == line.id
+        )
+    )
+    updates = list(
+        db.session.scalars(
+            select(RecordChange).where(
+                RecordChange.entity_id == deal_entity.id,
+                RecordChange.record_id == deal.id,
+                RecordChange.action == "update",
+            )
+        )
+    )
+    amount_id = deal_entity.field_by_name("amount").id
+    assert [(x.changeset, x.user_id, x.source, x.field_id, x.old_value) for x in updates] == [
+        (line_set, admin.user_id, "ui", amount_id, None)
+    ]
+    records.update("deal_lines", line.id, {"quantity": "3"}, admin, expected_version=line.version)
+    db.session.expire_all()
+    row = db.session.get(deals, deal.id)
+    assert (row.amount, row.row_version) == (Decimal("300.00"), deal.version + 2)
