@@ -479,6 +479,12 @@ def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None
         )
     )
     amount_id = deal_entity.field_by_name("amount").id
+    line_at = db.session.scalar(
+        select(RecordChange.at).where(
+            RecordChange.entity_id == current().entity("deal_lines").id, RecordChange.record_id == line.id
+        )
+    )
+    assert [x.at for x in updates] == [line_at]  # the same moment as the line's change
     assert [(x.changeset, x.user_id, x.source, x.field_id, x.old_value) for x in updates] == [
         (line_set, admin.user_id, "ui", amount_id, None)
     ]
@@ -486,3 +492,11 @@ def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None
     db.session.expire_all()
     row = db.session.get(deals, deal.id)
     assert (row.amount, row.row_version) == (Decimal("300.00"), deal.version + 2)
+
+
+def test_a_no_op_record_first_in_a_batch_does_not_stop_the_rest(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "same"}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "old"}, ADMIN()).id
+    saved = records.update_many(t.slug, [(a, {t.name: "same"}, 1), (b, {t.name: "new"}, 1)], ADMIN())
+    assert saved == [records.Saved(a, 1), records.Saved(b, 2)]
+    assert (t.row(a)["row_version"], t.row(b)[t.name], t.row(b)["row_version"]) == (1, "new", 2)
