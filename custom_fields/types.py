@@ -174,6 +174,15 @@ class FieldType:
     setting_defaults: ClassVar[dict[str, Any]] = {}
     #: Python types of the stored value, for the API schema.
     json_type: ClassVar[str] = "string"
+    #: Whether lists, the grid and the query layer may sort by it (a long text or a set of options has no
+    #: useful order).
+    sortable: ClassVar[bool] = True
+    #: What its values point at: None, ``"record"`` (a row of another table) or ``"user"`` (``ab_user``).
+    reference: ClassVar[str | None] = None
+    #: Whether its admin form edits a list of options.
+    has_options: ClassVar[bool] = False
+    #: Whether it gets an ordinary index even when not unique (link columns are joined and filtered on).
+    indexed_by_default: ClassVar[bool] = False
 
     # settings
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
@@ -244,6 +253,29 @@ class FieldType:
         """A filter's typed-in value -> what the operator compares with; raises FieldValueError."""
         return self.parse(raw, spec)
 
+    # quick search (the top bar, the grid's search box, lookups)
+    def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
+        """The SQL condition under which the field matches a quick search for ``text`` (already cleaned,
+        not empty), or None when a quick search never looks at this type."""
+        return None
+
+    def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
+        """Whether a stored value matches a quick search for ``text`` (as ``search_condition`` does in SQL),
+        to tell the user which field matched."""
+        return False
+
+    # references
+    def target_entity_id(self, spec: FieldSpec) -> int | None:
+        """The table (entity id) a value points into, for links to records; None otherwise."""
+        return None
+
+    def target_table(self, spec: FieldSpec) -> str | None:
+        """The SQL table a value points into (links and users), or None."""
+        return None
+
+    def check_exists(self, value: Any, spec: FieldSpec) -> None:
+        """Raises FieldValueError when the value points at a row that does not exist."""
+
 
 def _check_length(text: str, limit: int) -> str:
     if len(text) > limit:
@@ -288,6 +320,12 @@ class TextType(FieldType):
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:
         return str(raw)
 
+    def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
+        return _lower(column).like(f"%{_like_escape(text.lower())}%", escape="\\")
+
+    def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
+        return value is not None and text.lower() in str(value).lower()
+
     def unique_key(self, value: Any) -> Any:
         # ``RACE-SKU-1`` and ``race-sku-1`` are one SKU; SQLite's lower() is made Unicode-aware like this.
         return value.lower() if isinstance(value, str) else value
@@ -302,6 +340,7 @@ class LongTextType(TextType):
     setting_defaults = {}
     operators = ("ct", "nct", "empty", "nempty")
     can_unique = False
+    sortable = False
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return Text()
@@ -352,6 +391,20 @@ class IntegerType(FieldType):
 
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else str(int(value))
+
+    def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
+        # An invoice or order number typed whole (an index can answer; "12" does not find 3120).
+        number = self._searched_number(text)
+        return None if number is None else column == number
+
+    def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
+        number = self._searched_number(text)
+        return number is not None and value == number
+
+    def _searched_number(self, text: str) -> int | None:
+        if not re.fullmatch(r"-?\d{1,18}", text.strip()):
+            return None
+        return int(text.strip())
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "0"}
@@ -664,6 +717,7 @@ class SingleSelectType(FieldType):
     name = "single_select"
     label = _l("Single select")
     operators = CHOICE_OPS
+    has_options = True
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         return {"options": clean_options(settings.get("options"))}
@@ -699,6 +753,28 @@ class SingleSelectType(FieldType):
         option = self.option_by_id(spec).get(value) if value else None
         return option["label"] if option else ""
 
+    def option_condition(self, column: ColumnElement, option_id: str) -> ColumnElement:
+        """Records holding the option."""
+        return column == option_id
+
+    def matching_options(self, text: str, spec: FieldSpec) -> list[str]:
+        """Ids of the options whose label (as shipped or as shown) contains ``text``."""
+        needle = text.casefold()
+        return sorted(
+            {o["id"] for o in (*spec.options, *spec.stored_options) if needle in o["label"].casefold()}
+        )
+
+    def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
+        ids = self.matching_options(text, spec)
+        return or_(*(self.option_condition(column, i) for i in ids)) if ids else None
+
+    def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
+        ids = set(self.matching_options(text, spec))
+        return any(i in ids for i in self.ids(value))
+
+    def ids(self, value: Any) -> list[str]:
+        return [value] if value else []
+
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         option = self.option_by_id(spec).get(value) if value else None
         return option_badge(option) if option else Markup("")
@@ -729,12 +805,16 @@ class MultiSelectType(SingleSelectType):
     operators = ("has", "nhas", "empty", "nempty")
     can_unique = False
     json_type = "array"
+    sortable = False
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return Text()
 
     def ids(self, value: Any) -> list[str]:
         return [part for part in (value or "").split(",") if part]
+
+    def option_condition(self, column: ColumnElement, option_id: str) -> ColumnElement:
+        return column.like(f"%,{_like_escape(option_id)},%", escape="\\")
 
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
         if _blank(raw):
@@ -894,6 +974,35 @@ class PhoneType(TextType):
             return Markup("")
         return Markup('<a href="tel:{0}">{0}</a>').format(value)
 
+    MIN_DIGITS = 5
+
+    def searched_digits(self, text: str) -> list[str]:
+        """Digit strings a stored number may contain when ``text`` looks like a phone (at least
+        ``MIN_DIGITS`` digits): as typed, and in E.164 (``8 (495) 123`` finds ``+7495123...``)."""
+        digits = re.sub(r"\D", "", text)
+        if len(digits) < self.MIN_DIGITS:
+            return []
+        found = [digits]
+        if re.fullmatch(r"[\d\s\-+().\u00a0]+", text):
+            try:
+                number = phonenumbers.parse(text, self.DEFAULT_REGION)
+            except phonenumbers.NumberParseException:
+                number = None
+            if number is not None and phonenumbers.is_valid_number(number):
+                plain = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+                if plain not in found:
+                    found.append(plain)
+        return found
+
+    def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
+        digits = [column.like(f"%{d}%") for d in self.searched_digits(text)]
+        return or_(super().search_condition(column, text, spec), *digits)
+
+    def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
+        if super().search_matches(value, text, spec):
+            return True
+        return value is not None and any(d in str(value) for d in self.searched_digits(text))
+
 
 class UrlType(TextType):
     name = "url"
@@ -941,6 +1050,8 @@ class LinkType(FieldType):
     operators = CHOICE_OPS
     json_type = "integer"
     can_unique = True
+    reference = "record"
+    indexed_by_default = True
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         from custom_fields.runtime import entity_exists
@@ -958,7 +1069,10 @@ class LinkType(FieldType):
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return Integer()
 
-    def target_table(self, spec: FieldSpec) -> str:
+    def target_entity_id(self, spec: FieldSpec) -> int | None:
+        return int(spec.settings["target"])
+
+    def target_table(self, spec: FieldSpec) -> str | None:
         from custom_fields.runtime import table_name_of
 
         return table_name_of(int(spec.settings["target"]))
@@ -1013,11 +1127,15 @@ class UserType(LinkType):
 
     name = "user"
     label = _l("User")
+    reference = "user"
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         return {}
 
-    def target_table(self, spec: FieldSpec) -> str:
+    def target_entity_id(self, spec: FieldSpec) -> int | None:
+        return None
+
+    def target_table(self, spec: FieldSpec) -> str | None:
         return "ab_user"
 
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
