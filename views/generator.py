@@ -515,7 +515,7 @@ def _formatter(spec: FieldSpec) -> Any:
 
 
 def _sortable(spec: FieldSpec) -> bool:
-    return spec.type not in ("long_text", "multi_select")
+    return REGISTRY[spec.type].sortable
 
 
 def build_view(entity: EntitySpec, model: type, rights: Grants) -> ModelView:
