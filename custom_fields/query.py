@@ -31,7 +31,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, and_, false, func, literal, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -666,18 +666,24 @@ def _ordering(attr_of: Any, keys: Sequence[tuple[Column, bool]]) -> list[Any]:
     return order
 
 
+def _bound(attr: Any, value: Any) -> Any:
+    """A cursor value as a parameter of the column's type (``col > true`` is not built from a bare bool)."""
+    return literal(value, attr.type)
+
+
 def _beyond(attr: Any, desc: bool, value: Any) -> ColumnElement:
     """Rows strictly after ``value`` on one key (empty values the largest)."""
     nullable = _nullable(attr.expression)
     if value is None:
         return attr.is_not(None) if desc else false()
+    value = _bound(attr, value)
     if desc:
         return attr < value
     return or_(attr > value, attr.is_(None)) if nullable else attr > value
 
 
 def _same(attr: Any, value: Any) -> ColumnElement:
-    return attr.is_(None) if value is None else attr == value
+    return attr.is_(None) if value is None else attr == _bound(attr, value)
 
 
 def _rest_after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[Any]) -> ColumnElement:
@@ -696,6 +702,8 @@ def _after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[A
     (column, desc), value = keys[0], values[0]
     attr = attr_of(column.name)
     rest = _rest_after(attr_of, keys[1:], values[1:])
+    if value is not None:
+        value = _bound(attr, value)
     if len(keys) == 1:
         return [attr < value if desc else attr > value]
     if value is None:
