@@ -320,7 +320,9 @@ class TableQuery:
         groups = [k for k in ("and", "or") if k in node]
         if groups:
             if len(node) != 1 or not isinstance(node[groups[0]], list):
-                raise QueryError(_('A filter group is {"and": [...]} or {"or": [...]}.'))
+                raise QueryError(
+                    _("A filter group has one key, “and” or “or”, holding a list of conditions.")
+                )
             parts = [self._compile(child, depth + 1, budget) for child in node[groups[0]]]
             parts = [p for p in parts if p is not None]
             if not parts:
