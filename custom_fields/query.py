@@ -556,6 +556,15 @@ class TableQuery:
             plan = json.loads(plan)
         return int(plan[0]["Plan"]["Plan Rows"])
 
+    def cursor_after(self, record_id: int) -> str | None:
+        """The cursor of the page that follows the record in this query's order (to open the list at a
+        record), or None when the record does not match."""
+        keys = self._keys()
+        items = [self._attr(column.name) for column, _desc in keys]
+        chosen = select(*items).where(self._model.id == int(record_id), self.condition())
+        found = db.session.execute(chosen).first()
+        return None if found is None else self._encode(tuple(found))
+
     # --- JSON ---------------------------------------------------------------------------------------------
 
     def to_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
