@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, false, func, literal, or_, select
+from sqlalchemy import BigInteger, Integer, Select, and_, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -378,7 +378,11 @@ class TableQuery:
             raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=str(exc))) from None
         if value is None:
             return None
-        return build(self._attr(column.name), value)
+        attr = self._attr(column.name)
+        if isinstance(value, int) and not _holds(attr, value):
+            too_large = _("The number is too large.")
+            raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=too_large))
+        return build(attr, value)
 
     def _search_condition(self) -> ColumnElement | None:
         if not self._search:
@@ -731,6 +735,16 @@ def _record_spec(entity: EntitySpec, name: str, type_name: str, label: Any) -> F
         searchable=False,
         is_system=True,
     )
+
+
+INT32 = 2**31 - 1
+
+
+def _holds(attr: Any, number: int) -> bool:
+    """Whether a whole number fits the column (an ``id`` is 32 bits: PostgreSQL refuses more)."""
+    kind = attr.type
+    small = isinstance(kind, Integer) and not isinstance(kind, BigInteger)
+    return not small or -INT32 - 1 <= number <= INT32
 
 
 def _nullable(attr: Any) -> bool:
