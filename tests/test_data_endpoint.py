@@ -84,7 +84,9 @@ def test_pages_by_cursor_are_what_the_layer_answers(app, app_ctx, world, own_cli
 
 def test_columns_and_a_subset_of_fields(app_ctx, world, own_client) -> None:  # noqa: ANN001, F811
     n = world.names
-    body = own_client.get(url(world.slug, size=2)).get_json()
+    response = own_client.get(url(world.slug, size=2))
+    assert response.headers["Cache-Control"] == "private, no-store"
+    body = response.get_json()
     names = [c["name"] for c in body["columns"]]
     assert names[0] == "id" and n["secret"] not in names and "owner_id" in names
     assert all(n["secret"] not in row for row in body["rows"])

@@ -32,7 +32,9 @@ class BadRequest(QueryError):  # noqa: N818 (a refusal)
 
 def _json(status: int, body: dict[str, Any]) -> Response:
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
-    return Response(text, status=status, mimetype="application/json")
+    response = Response(text, status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "private, no-store"  # one user's rows: never kept by a proxy
+    return response
 
 
 def _actor() -> Actor | None:
