@@ -239,7 +239,13 @@ class FieldType:
 
     # presentation
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        """The XlsxWriter cell format of the field's column (``num_format``, ...)."""
         return {}
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        """What a spreadsheet cell holds: a number, a date, a naive local date-time, a boolean or text
+        (never a formula: the writers write text as text). None leaves the cell empty."""
+        return None if value is None else self.to_text(value, spec)
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "text", "align": "left"}
@@ -409,6 +415,9 @@ class IntegerType(FieldType):
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "0"}
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else int(value)
+
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "number", "align": "right"}
 
@@ -481,6 +490,9 @@ class DecimalType(FieldType):
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
         return {"num_format": "#,##0" + ("." + "0" * scale if scale else "")}
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else Decimal(value)
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "number", "align": "right", "scale": self.scale(spec)}
@@ -568,6 +580,9 @@ class BooleanType(FieldType):
     def display(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else (_("yes") if value else _("no"))
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else bool(value)
+
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if value is None:
             return Markup("")
@@ -621,6 +636,9 @@ class DateType(FieldType):
 
     def display(self, value: Any, spec: FieldSpec) -> str:
         return formats.date_text(value)
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return value
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy"}
@@ -694,6 +712,12 @@ class DateTimeType(FieldType):
         if value is None:
             return ""
         return formats.datetime_text(self._aware(value))
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        # Spreadsheets have no time zones: the wall-clock time where the users are.
+        if value is None:
+            return None
+        return self._aware(value).astimezone(local_timezone()).replace(tzinfo=None)
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy hh:mm"}
@@ -1113,6 +1137,10 @@ class LinkType(FieldType):
 
         return record_label(int(spec.settings["target"]), value) if value else ""
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        # The label comes from the query layer, which knows whether the reader may see it.
+        return None if value is None else f"#{value}"
+
     def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
         from custom_fields import forms
 
@@ -1162,6 +1190,9 @@ class UserType(LinkType):
         from custom_fields.runtime import user_label
 
         return user_label(value) if value else ""
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return self.display(value, spec) or None
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "user", "align": "left"}
