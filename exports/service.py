@@ -131,9 +131,7 @@ def _cells(query: TableQuery) -> tuple[list[Column], Callable[[dict[str, Any]], 
     return headers, cells
 
 
-def write(
-    export: ExportFile, query: TableQuery, target: Path, on_progress: Callable[[int], None]
-) -> Written:
+def write(export: ExportFile, query: TableQuery, target: Path, on_progress: Callable[[int], None]) -> Written:
     """Write every row of ``query`` to ``target``; ``on_progress(rows)`` after each batch (it may raise
     ``ExportCancelled``). An exception leaves no file."""
     headers, cells = _cells(query)

@@ -27,7 +27,9 @@ class ExportFile(Model):
     __tablename__ = "tabula_export"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     entity_id: Mapped[int | None] = mapped_column(ForeignKey("tabula_entity.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     file_format: Mapped[str] = mapped_column(String(8), nullable=False, default="xlsx")
