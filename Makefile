@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.test-installed
 FRONTEND_STAMP := node_modules/.package-lock.json
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard app/translations/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test setup setup-test frontend lint format translations extract-messages lock browser clean mutation
+.PHONY: run test setup setup-test frontend browser office lint format translations extract-messages lock clean mutation
 
 run: setup
 	$(BIN)/tabula run
@@ -19,7 +19,7 @@ test: setup-test
 
 setup: $(RUNTIME_STAMP) translations frontend
 
-setup-test: $(TEST_STAMP) translations frontend browser
+setup-test: $(TEST_STAMP) translations frontend browser office
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ extract-messages: setup
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt-get).
 browser:
 	@bash .ci/ensure-chromium
+
+# The export tests open workbooks with LibreOffice, as a user would; installed the same way.
+office:
+	@bash .ci/ensure-libreoffice
 
 lint: setup-test
 	$(BIN)/ruff check .

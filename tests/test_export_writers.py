@@ -199,3 +199,52 @@ def test_registry_export_values(app_ctx) -> None:  # noqa: ANN001
     assert local == moment.astimezone(local_timezone()).replace(tzinfo=None)
     for type_name in REGISTRY:
         assert REGISTRY[type_name].export_value(None, spec(type_name, target=1)) is None
+
+
+def test_libreoffice_reads_the_workbook_as_written(tmp_path: Path) -> None:
+    """An independent reader (LibreOffice Calc, headless) opens the workbook and sees the same content."""
+    import os
+    import shutil
+    import subprocess
+
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        if os.environ.get("CI"):
+            pytest.fail("LibreOffice is required in CI (make office installs it)")
+        pytest.skip("LibreOffice is not installed (make office installs it)")
+    path = tmp_path / "сделки.xlsx"
+    rows = [
+        [
+            "ООО «Ромашка»",
+            Decimal("1234.50"),
+            12,
+            dt.date(2026, 12, 31),
+            dt.datetime(2026, 12, 1, 13, 54),
+            True,
+        ],
+        ["=1+2", Decimal("-0.5"), None, dt.date(1841, 5, 3), None, False],
+    ]
+    with WorkbookWriter(path, columns(), title="Сделки") as writer:
+        writer.write(rows)
+        writer.close()
+    profile = tmp_path / "profile"
+    subprocess.run(  # noqa: S603
+        [
+            soffice,
+            f"-env:UserInstallation=file://{profile}",
+            "--headless",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true",
+            "--outdir",
+            str(tmp_path),
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with open(tmp_path / "сделки.csv", encoding="utf-8", newline="") as handle:
+        seen = list(csv.reader(handle))
+    assert seen[0] == ["Название", "Сумма", "Кол-во", "Дата", "Когда", "Да/нет"]
+    assert seen[1] == ["ООО «Ромашка»", "1,234.50 RUB", "12", "31.12.2026", "01.12.2026 13:54", "TRUE"]
+    assert seen[2] == ["=1+2", "-0.50 RUB", "", "03.05.1841", "", "FALSE"]
