@@ -203,6 +203,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_FILE_STORE": env.get("TABULA_FILE_STORE", "").strip(),
         "TABULA_S3_ENDPOINT": env.get("TABULA_S3_ENDPOINT", "").strip() or None,
         "TABULA_EXPORT_DAYS": _positive(env, "TABULA_EXPORT_DAYS", 7),
+        # The RQ queue export jobs go to (give big exports workers of their own: `tabula worker exports`).
+        "TABULA_EXPORT_QUEUE": env.get("TABULA_EXPORT_QUEUE", "").strip() or "default",
         # Outgoing mail (mailings, reminders).
         "SMTP_HOST": env.get("SMTP_HOST", "").strip() or "localhost",
         "SMTP_PORT": _int(env, "SMTP_PORT", 25),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -107,7 +108,8 @@ def start(
     )
     db.session.add(export)
     db.session.commit()
-    run = enqueue("export", run_export, export.id, user_id=actor.user_id, timeout=6 * 3600)
+    queue = current_app.config.get("TABULA_EXPORT_QUEUE") or "default"
+    run = enqueue("export", run_export, export.id, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
     export.job_run_id = run.id
     db.session.commit()
     return export
@@ -238,12 +240,20 @@ def reconcile(export: ExportFile) -> ExportFile:
         return export
     reconcile_run(job)
     if job.status == JobStatus.failed:
-        for partial in scratch_dir().glob(f"export-{export.id}-*"):
-            partial.unlink(missing_ok=True)
+        remove_partial(export.id)
         db.session.refresh(export)
         if export.status in ACTIVE:
             _finish(export, ExportStatus.failed, translated_message(job.message) or _("The export failed."))
     return export
+
+
+def remove_partial(export_id: int) -> None:
+    """Whatever a job writing the export left in the scratch folder (the file, the writer's parts)."""
+    for partial in scratch_dir().glob(f"export-{export_id}-*"):
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
 
 
 def cancel(export: ExportFile) -> None:

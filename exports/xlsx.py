@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,6 +87,10 @@ class WorkbookWriter:
         max_rows: int = MAX_ROWS,
     ) -> None:
         self.path = Path(path)
+        # XlsxWriter keeps each sheet's rows in temporary files until ``close`` zips them: next to the
+        # workbook, so that a killed job's leftovers are found (and removed) with it.
+        self._parts = self.path.with_name(self.path.name + ".parts")
+        self._parts.mkdir(parents=True, exist_ok=True)
         self.columns = list(columns)
         self.title = title
         self.rows = 0
@@ -98,6 +103,7 @@ class WorkbookWriter:
                 "strings_to_urls": False,
                 "strings_to_numbers": False,
                 "default_date_format": "dd.mm.yyyy",
+                "tmpdir": str(self._parts),
             },
         )
         self._book.set_properties(
@@ -197,6 +203,7 @@ class WorkbookWriter:
             self._new_sheet()
         self._finish_sheet()
         self._book.close()
+        shutil.rmtree(self._parts, ignore_errors=True)
         size = self.path.stat().st_size
         return Written(self.path, self.rows, len(self._sheets), size, file_sha256(self.path))
 
@@ -205,6 +212,7 @@ class WorkbookWriter:
         with contextlib.suppress(Exception):  # the file is removed either way
             self._book.close()
         self.path.unlink(missing_ok=True)
+        shutil.rmtree(self._parts, ignore_errors=True)
 
     def __enter__(self) -> WorkbookWriter:
         return self

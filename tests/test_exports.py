@@ -240,3 +240,73 @@ def test_expired_exports_are_removed_with_their_files(app, deals_table, admin_cl
     assert service.purge_expired(export.expires_at + dt.timedelta(seconds=1)) >= 1
     db.session.expire_all()
     assert db.session.get(ExportFile, export.id) is None and not file_store().exists(key)
+
+
+def test_a_worker_killed_mid_export_leaves_a_failed_export_and_no_file(
+    app_ctx, admin_client, env, redis_url  # noqa: ANN001
+) -> None:
+    """SIGKILL the worker (and its work horse) while it writes: the export is failed with the reason, nothing
+    is offered for download, and the partial file is gone."""
+    import signal
+
+    import psutil
+    from sqlalchemy import insert
+
+    from exports.store import scratch_dir
+    from tests.conftest import start_worker, stop_worker
+    from tests.test_jobs import _worker_on
+
+    queue = "doomed-exports"
+    entity = new_table(f"Много строк {uuid.uuid4().hex[:6]}")
+    new_field(entity, "Число", "integer")
+    from custom_fields.runtime import refresh
+
+    spec = refresh().entity(entity.slug)
+    model = refresh().classes[entity.slug]
+    number = next(f for f in spec.fields if f.label == "Число")
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {spec.display_field.name: f"Строка {i}", number.name: i, "created_at": now, "updated_at": now}
+        for i in range(60_000)
+    ]
+    db.session.execute(insert(model.__table__), rows)
+    db.session.commit()
+
+    process = start_worker({**env, "TABULA_WORKER_HEARTBEAT_SECONDS": "1"}, queue)
+    saved = app_ctx.config["TABULA_WORKER_STALE_SECONDS"], app_ctx.config["TABULA_EXPORT_QUEUE"]
+    doomed = None
+    try:
+        doomed = _worker_on(redis_url, queue)
+        app_ctx.config["TABULA_WORKER_STALE_SECONDS"], app_ctx.config["TABULA_EXPORT_QUEUE"] = 4, queue
+        export_id = start(admin_client, entity.slug, {}).get_json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = admin_client.get(f"/exports/{export_id}/status").get_json()
+            if state["done"] > 0:
+                break
+            time.sleep(0.05)
+        assert state["status"] == "running" and 0 < state["done"] < 60_000, state
+        assert list(scratch_dir().glob(f"export-{export_id}-*")), "the job writes to a temporary file"
+
+        horses = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGKILL)
+        for horse in horses:
+            horse.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+        deadline = time.monotonic() + 30
+        while (state := admin_client.get(f"/exports/{export_id}/status").get_json())["status"] == "running":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.5)
+        assert state["status"] == "failed" and "Worker stopped" in state["message"]
+        assert state["download"] is None
+        assert admin_client.get(f"/exports/{export_id}/download").status_code == 404
+        assert not list(scratch_dir().glob(f"export-{export_id}-*"))
+        db.session.expire_all()
+        assert db.session.get(ExportFile, export_id).storage_key is None
+    finally:
+        app_ctx.config["TABULA_WORKER_STALE_SECONDS"], app_ctx.config["TABULA_EXPORT_QUEUE"] = saved
+        if process.poll() is None:
+            stop_worker(process)
+        elif doomed is not None:
+            doomed.register_death()
