@@ -1,9 +1,9 @@
 """Where finished export files live, so that every web process can serve them.
 
 One interface, chosen by ``TABULA_FILE_STORE``: a folder (default ``<instance>/files``; on several machines a
-shared mount), or an S3-compatible object store (``s3://bucket/prefix``, with the usual ``AWS_*`` variables
-and ``TABULA_S3_ENDPOINT`` for MinIO and the like). A file is put whole (a temporary local file, complete,
-handed over in one step), so the store never holds a half-written file under a published key.
+shared mount), or ``database``: the files in the database every machine already shares. A file is put whole
+(a temporary local file, complete, handed over in one step), so the store never holds a half-written file
+under a published key.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from flask import current_app
 
@@ -62,48 +61,72 @@ class FolderStore:
         return self._path(key).is_file()
 
 
-class S3Store:
-    def __init__(self, bucket: str, prefix: str, endpoint: str | None) -> None:
-        import boto3
-
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint or None)
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+class DatabaseStore:
+    """Files as 1 MB chunks in ``tabula_file_chunk``: for several machines without a shared folder. A file is
+    written in its own transaction, all chunks or none."""
 
     def put(self, local: Path, key: str) -> None:
-        self.client.upload_file(str(local), self.bucket, self._key(key))
+        from sqlalchemy import delete, insert
+
+        from app.extensions import db
+        from models.exports import StoredFileChunk
+
+        table = StoredFileChunk.__table__
+        with db.engine.begin() as connection:
+            connection.execute(delete(table).where(table.c.key == key))
+            with open(local, "rb") as handle:
+                for seq, data in enumerate(iter(lambda: handle.read(CHUNK), b"")):
+                    connection.execute(insert(table), {"key": key, "seq": seq, "data": data})
         Path(local).unlink(missing_ok=True)
 
     def chunks(self, key: str) -> Iterator[bytes]:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except self.client.exceptions.NoSuchKey:
-            raise FileNotFoundError(key) from None
-        yield from body.iter_chunks(CHUNK)
+        from sqlalchemy import func, select
+
+        from app.extensions import db
+        from models.exports import StoredFileChunk
+
+        table = StoredFileChunk.__table__
+        count = db.session.scalar(select(func.count()).where(table.c.key == key))
+        if not count:
+            raise FileNotFoundError(key)
+        return self._read(key, count)
+
+    def _read(self, key: str, count: int) -> Iterator[bytes]:
+        from sqlalchemy import select
+
+        from app.extensions import db
+        from models.exports import StoredFileChunk
+
+        table = StoredFileChunk.__table__
+        for seq in range(count):  # one chunk in memory at a time
+            yield db.session.scalar(select(table.c.data).where(table.c.key == key, table.c.seq == seq))
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        from sqlalchemy import delete
+
+        from app.extensions import db
+        from models.exports import StoredFileChunk
+
+        table = StoredFileChunk.__table__
+        with db.engine.begin() as connection:
+            connection.execute(delete(table).where(table.c.key == key))
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from sqlalchemy import select
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError:
-            return False
-        return True
+        from app.extensions import db
+        from models.exports import StoredFileChunk
+
+        table = StoredFileChunk.__table__
+        return db.session.scalar(select(table.c.seq).where(table.c.key == key).limit(1)) is not None
 
 
 def file_store() -> FileStore:
     """The store this installation is configured with."""
     config = current_app.config
     where = (config.get("TABULA_FILE_STORE") or "").strip()
-    if where.startswith("s3://"):
-        parts = urlsplit(where)
-        return S3Store(parts.netloc, parts.path, config.get("TABULA_S3_ENDPOINT"))
+    if where == "database":
+        return DatabaseStore()
     return FolderStore(Path(where) if where else Path(config["TABULA_INSTANCE_DIR"]) / "files")
 
 

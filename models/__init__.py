@@ -17,7 +17,7 @@ from models.crm import (
     Stage,
     Task,
 )
-from models.exports import ExportFile, ExportStatus
+from models.exports import ExportFile, ExportStatus, StoredFileChunk
 from models.metadata import Entity, Field, SchemaChange, SchemaState
 from models.records import FieldRule, RecordChange, TableRule
 from models.system import AppSetting, JobRun, JobStatus, SeededGrant
@@ -50,5 +50,6 @@ __all__ = [
     "SchemaChange",
     "SchemaState",
     "SeededGrant",
+    "StoredFileChunk",
     "TableRule",
 ]

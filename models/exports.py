@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.system import utcnow
@@ -57,3 +57,14 @@ class ExportFile(Model):
 
     def __repr__(self) -> str:
         return f"<ExportFile {self.id} {self.status}>"
+
+
+class StoredFileChunk(Model):
+    """A piece of a file kept in the database (``TABULA_FILE_STORE=database``: every machine that reaches the
+    database serves the file, no shared folder needed)."""
+
+    __tablename__ = "tabula_file_chunk"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -243,7 +243,10 @@ def test_expired_exports_are_removed_with_their_files(app, deals_table, admin_cl
 
 
 def test_a_worker_killed_mid_export_leaves_a_failed_export_and_no_file(
-    app_ctx, admin_client, env, redis_url  # noqa: ANN001
+    app_ctx,
+    admin_client,
+    env,
+    redis_url,  # noqa: ANN001
 ) -> None:
     """SIGKILL the worker (and its work horse) while it writes: the export is failed with the reason, nothing
     is offered for download, and the partial file is gone."""
@@ -310,3 +313,33 @@ def test_a_worker_killed_mid_export_leaves_a_failed_export_and_no_file(
             stop_worker(process)
         elif doomed is not None:
             doomed.register_death()
+
+
+@pytest.mark.parametrize("where", ["folder", "database"])
+def test_file_stores_keep_a_file_whole(app_ctx, tmp_path, where: str) -> None:  # noqa: ANN001
+    import os
+
+    from exports.store import DatabaseStore, FolderStore, file_store
+
+    saved = app_ctx.config["TABULA_FILE_STORE"]
+    app_ctx.config["TABULA_FILE_STORE"] = "database" if where == "database" else str(tmp_path / "files")
+    try:
+        store = file_store()
+        assert isinstance(store, DatabaseStore if where == "database" else FolderStore)
+        content = os.urandom(2 * 1024 * 1024 + 123)
+        local = tmp_path / "export.xlsx"
+        local.write_bytes(content)
+        key = f"exports/1/{uuid.uuid4().hex}.xlsx"
+        assert not store.exists(key)
+        store.put(local, key)
+        assert not local.exists() and store.exists(key)
+        assert b"".join(store.chunks(key)) == content
+        store.delete(key)
+        assert not store.exists(key)
+        with pytest.raises(FileNotFoundError):
+            b"".join(store.chunks(key))
+        if where == "folder":
+            with pytest.raises(ValueError):
+                store.put(local, "../outside.xlsx")
+    finally:
+        app_ctx.config["TABULA_FILE_STORE"] = saved

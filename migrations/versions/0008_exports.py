@@ -1,4 +1,5 @@
-"""exports: a view of a table written to a file by a job, kept for its owner until it expires
+"""exports: a view of a table written to a file by a job, kept for its owner until it expires; files
+kept in the database when the file store is "database"
 
 Revision ID: 0008
 Revises: 0005
@@ -49,9 +50,17 @@ def upgrade():
     )
     op.create_index("ix_tabula_export_owner_id", "tabula_export", ["owner_id"])
     op.create_index("ix_tabula_export_expires_at", "tabula_export", ["expires_at"])
+    op.create_table(
+        "tabula_file_chunk",
+        sa.Column("key", sa.String(length=300), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("key", "seq"),
+    )
 
 
 def downgrade():
+    op.drop_table("tabula_file_chunk")
     op.drop_index("ix_tabula_export_expires_at", table_name="tabula_export")
     op.drop_index("ix_tabula_export_owner_id", table_name="tabula_export")
     op.drop_table("tabula_export")
