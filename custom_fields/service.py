@@ -319,7 +319,6 @@ def _add_field(
     position: int | None = None,
     show_in_list: bool = True,
     searchable: bool = True,
-    indexed: bool = False,
 ) -> Field:
     if type_name not in REGISTRY:
         raise SchemaError(_("Unknown field type."))
@@ -337,7 +336,7 @@ def _add_field(
         entity_id=entity.id, name="pending", column_name="pending", label=label, type=type_name,
         required=bool(required), unique=bool(unique), help_text=clean_help(help_text), settings=cleaned,
         position=position if position is not None else max((f.position for f in siblings), default=0) + 1,
-        show_in_list=bool(show_in_list), searchable=bool(searchable), indexed=bool(indexed),
+        show_in_list=bool(show_in_list), searchable=bool(searchable),
     )  # fmt: skip
     db.session.add(row)
     db.session.flush()
@@ -367,18 +366,22 @@ def _create_builtin_index(row: Field) -> None:
         ddl.create_index(conn, table_name, row.column_name, unique=False)
 
 
-def _sync_chosen_index(row: Field) -> tuple[str, str] | None:
-    """Inside a schema change: make the index the admin asked for match ``row.indexed`` (none when the
-    field has one anyway). Returns (table, column) when it is still to be built CONCURRENTLY after the
-    commit (PostgreSQL); on SQLite it is built here."""
+def _apply_indexed(row: Field, wanted: bool) -> tuple[str, str] | None:
+    """Inside a schema change: give the field the index the admin asked for (``wanted``), or none (also
+    when it has one anyway). Returns (table, column) of an index still to be built CONCURRENTLY once the
+    change is committed (PostgreSQL): ``row.indexed`` is set only once that index is valid, so the flag
+    never claims an index that a cut-off build did not finish. On SQLite it is built here."""
     conn, table_name = db.session.connection(), row.entity.table_name
-    if not row.indexed or has_builtin_index(row):
+    if not wanted or has_builtin_index(row):
+        row.indexed = wanted
         ddl.drop_chosen_index(conn, table_name, row.column_name)
         return None
     if not ddl.builds_concurrently(conn):
+        row.indexed = True
         ddl.create_chosen_index(conn, table_name, row.column_name)
         return None
     if ddl.index_state(conn, ddl.chosen_index_name(table_name, row.column_name)) == "valid":
+        row.indexed = True
         return None
     return table_name, row.column_name
 
@@ -388,16 +391,18 @@ class IndexBuildFailed(SchemaError):  # noqa: N818 (what the admin is told)
 
 
 def _build_chosen_index(pending: tuple[str, str] | None, field_id: int, user_id: int | None) -> None:
-    """After the schema change committed: build its index without blocking the table. If the build fails,
-    the field is marked unindexed again (and the change log says why) and ``IndexBuildFailed`` raised."""
+    """After the schema change committed: build its index without blocking the table, then mark the field
+    indexed (a schema change of its own, so every process learns it). If the build fails, the field stays
+    (or becomes) unindexed, the change log says why, and ``IndexBuildFailed`` is raised."""
     if pending is None:
         return
+    table_name, column_name = pending
     try:
-        ddl.build_chosen_index_concurrently(db.engine, *pending)
+        ddl.build_chosen_index_concurrently(db.engine, table_name, column_name)
     except ddl.IndexBuildFailed as exc:
         reason = exc.reason
 
-        def undo() -> None:
+        def failed() -> None:
             row = field_row(field_id)
             row.indexed = False
             summary = (
@@ -405,7 +410,7 @@ def _build_chosen_index(pending: tuple[str, str] | None, field_id: int, user_id:
             )
             bump_schema_version(user_id, "update_field", summary, row.entity_id, row.id)
 
-        run_schema_change(undo)
+        run_schema_change(failed)
         raise IndexBuildFailed(
             _(
                 "The field is saved, but its index could not be built (%(reason)s), so it stays unindexed. "
@@ -414,6 +419,16 @@ def _build_chosen_index(pending: tuple[str, str] | None, field_id: int, user_id:
             )
         ) from None
 
+    def built() -> None:
+        row = field_row(field_id)
+        if row.column_name != column_name or row.archived_at is not None:
+            return  # its type changed meanwhile (the index went with the old column), or it was archived
+        row.indexed = True
+        summary = f"Table “{row.entity.label}”: field “{row.label}” indexed"
+        bump_schema_version(user_id, "update_field", summary, row.entity_id, row.id)
+
+    run_schema_change(built)
+
 
 def add_field(
     entity_id: int, label: str, type_name: str, *, user_id: int | None = None, **options: Any
@@ -421,6 +436,8 @@ def add_field(
     """Add a real column (NULL-able, so no table rewrite) to the entity's table. With ``indexed=True`` its
     index is built CONCURRENTLY on PostgreSQL once the field is saved (``IndexBuildFailed`` if it cannot
     be)."""
+
+    indexed = bool(options.pop("indexed", False))
 
     def change() -> tuple[Field, int, tuple[str, str] | None]:
         entity = _entity(entity_id)
@@ -433,7 +450,7 @@ def add_field(
         )
         row = _add_field(entity, label, type_name, **options)
         _tag_change(row)
-        return row, row.id, _sync_chosen_index(row)
+        return row, row.id, _apply_indexed(row, indexed)
 
     # The id as of the transaction: reading the committed row again would begin a transaction that the
     # concurrent build waits for.
@@ -469,6 +486,7 @@ def update_field(
     def change() -> tuple[Field, tuple[str, str] | None]:  # the field, and an index still to build
         row = field_row(field_id)
         version = bump_schema_version(user_id, "update_field", "", row.entity_id, row.id)
+        was_indexed = row.indexed
         changes: list[str] = []
         if label is not None and clean_label(label) != row.label:
             new_label = clean_label(label)
@@ -498,10 +516,12 @@ def update_field(
         if unique is not None and bool(unique) != row.unique and not row.is_system:
             _set_unique(row, bool(unique))
             changes.append("unique" if unique else "not unique")
-        if indexed is not None and bool(indexed) != row.indexed:
-            row.indexed = bool(indexed)
-            changes.append("indexed" if indexed else "not indexed")
-        pending = _sync_chosen_index(row)
+        wanted = row.indexed if indexed is None else bool(indexed)
+        pending = _apply_indexed(row, wanted)
+        if pending is not None:
+            changes.append("index requested")
+        elif row.indexed != was_indexed:
+            changes.append("indexed" if row.indexed else "not indexed")
         entity = row.entity
         what = ", ".join(changes) or "settings"
         summary = f"Table “{entity.label}”: field “{row.label}” {what}"

@@ -43,6 +43,12 @@ def indexes_on(table_name: str, column_name: str) -> list[str]:
         return sorted(n for n in names if n.endswith(f"_{column_name}"))
 
 
+def flag(field_id: int) -> bool:
+    """The field's "indexed" flag as committed (read on a connection of its own)."""
+    with db.engine.connect() as conn:
+        return bool(conn.execute(select(Field.indexed).where(Field.id == field_id)).scalar_one())
+
+
 def spec_of(row: Field) -> Any:
     refresh()
     return current().by_id[row.entity_id].field_by_name(row.name)
@@ -241,6 +247,7 @@ def test_postgresql_builds_the_index_concurrently_while_writes_go_on(postgresql,
         other.execute(row_insert, {"v": "не ждёт"})
         other.commit()
     assert state(index) == "invalid" and thread.is_alive()
+    assert not flag(field_id)  # the field says "indexed" only once its index is valid
     writer.commit()
     writer.close()
     thread.join(60)
