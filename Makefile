@@ -15,6 +15,7 @@ run: setup
 
 test: setup-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(RUNTIME_STAMP) translations frontend
