@@ -237,7 +237,7 @@ def user_id_by_username(username: str) -> int | None:
 
 
 def lookup_url(ftype: FieldType, spec: FieldSpec) -> str:
-    if ftype.name == "user":
+    if ftype.reference == "user":
         return url_for("TableView.users_lookup")
     target = current().by_id.get(int(spec.settings["target"]))
     return url_for("TableView.lookup", slug=target.slug) if target else ""

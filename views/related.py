@@ -95,12 +95,10 @@ def links_to(child: EntitySpec, target: EntitySpec) -> list[FieldSpec]:
     """The live link fields of ``child`` that point at ``target``."""
     found = []
     for spec in child.live_fields:
-        if spec.type != "link":
-            continue
         try:
-            if int(spec.settings.get("target") or 0) == target.id:
+            if REGISTRY[spec.type].target_entity_id(spec) == target.id:
                 found.append(spec)
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # a link whose settings lost their target
             continue
     return found
 
