@@ -4,20 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
+# npm ci writes this file last: present and newer than the lockfile = the front-end libraries are installed.
+FRONTEND_STAMP := node_modules/.package-lock.json
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard app/translations/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test setup setup-test lint format translations extract-messages lock browser clean mutation
+.PHONY: run test setup setup-test frontend browser office lint format translations extract-messages lock clean mutation
 
 run: setup
 	$(BIN)/tabula run
 
 test: setup-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: $(RUNTIME_STAMP) translations
+setup: $(RUNTIME_STAMP) translations frontend
 
-setup-test: $(TEST_STAMP) translations browser
+setup-test: $(TEST_STAMP) translations frontend browser office
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +42,15 @@ $(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 
 translations: $(MO_FILES)
 
+# Front-end libraries (the grid's Tabulator, ECharts) from the npm registry, exactly as package-lock.json
+# pins them; served by the app from node_modules (views/assets.py). Needs Node.js 20+ with npm.
+frontend: $(FRONTEND_STAMP)
+
+$(FRONTEND_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer with npm (README, Quick start)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 %.mo: %.po $(RUNTIME_STAMP)
 	$(BIN)/pybabel compile --use-fuzzy -i $< -o $@
 
@@ -50,6 +62,10 @@ extract-messages: setup
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt-get).
 browser:
 	@bash .ci/ensure-chromium
+
+# The export tests open workbooks with LibreOffice, as a user would; installed the same way.
+office:
+	@bash .ci/ensure-libreoffice
 
 lint: setup-test
 	$(BIN)/ruff check .
@@ -100,4 +116,4 @@ $(BIN)/mutmut results --all true | grep -F " $(subst /,.,$(basename $(1)))." | a
 endef
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis mutants
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis mutants

@@ -198,6 +198,12 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_DEMO_PASSWORD": env.get("TABULA_DEMO_PASSWORD", ""),
         # Size of the demo book: 1.0 is 2,000 companies, 5,000 contacts, 3,000 deals, 20,000 activities ...
         "TABULA_DEMO_SCALE": _float(env, "TABULA_DEMO_SCALE", 1.0),
+        # Exports: where finished files live (a folder, default <instance>/files, shared by the machines; or
+        # "database": in the database they all reach), and how many days they are kept.
+        "TABULA_FILE_STORE": env.get("TABULA_FILE_STORE", "").strip(),
+        "TABULA_EXPORT_DAYS": _positive(env, "TABULA_EXPORT_DAYS", 7),
+        # The RQ queue export jobs go to (give big exports workers of their own: `tabula worker exports`).
+        "TABULA_EXPORT_QUEUE": env.get("TABULA_EXPORT_QUEUE", "").strip() or "default",
         # Outgoing mail (mailings, reminders).
         "SMTP_HOST": env.get("SMTP_HOST", "").strip() or "localhost",
         "SMTP_PORT": _int(env, "SMTP_PORT", 25),

@@ -17,7 +17,8 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, false, or_, select
 
 from app.extensions import db
-from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.spec import EntitySpec, FieldSpec, category_of
+from custom_fields.types import REGISTRY
 from models.metadata import TABLE_PERMISSION_PREFIX
 from models.records import FIELD_MODES, SCOPED_ACTIONS, SCOPES, TABLE_ACTIONS, FieldRule, TableRule
 from models.teams import team_member
@@ -266,7 +267,6 @@ def table_menu_access(menu_names: list[str] | None) -> set[str]:
     """The menu entries of tables the user may read (among ``menu_names``, or all), and the categories
     holding them."""
     from custom_fields import runtime
-    from views.tables import category_of
 
     allowed: set[str] = set()
     for entity in runtime.current().entities.values():
@@ -296,7 +296,7 @@ def row_filter(model: type, rights: Grants, action: str = "read") -> Any:
 
 def scope_user_fields(entity: EntitySpec) -> list[FieldSpec]:
     """The user fields (besides the owner) that make a record someone's own, e.g. a task's assignee."""
-    return [f for f in entity.live_fields if f.type == "user" and f.name != "owner_id"]
+    return [f for f in entity.live_fields if REGISTRY[f.type].reference == "user" and f.name != "owner_id"]
 
 
 def _parent_visible(model: type, link: FieldSpec, actor: Actor, action: str) -> Any:
@@ -369,9 +369,9 @@ def seed_defaults() -> int:
                 db.session.add(FieldRule(role_id=roles[name], field_id=field_id, mode=mode))
             applied += 1
     if applied:
-        from custom_fields.service import _bump
+        from custom_fields.service import bump_schema_version
 
-        _bump(None, "access", f"Seeded the built-in roles' access ({applied})", None, None)
+        bump_schema_version(None, "access", f"Seeded the built-in roles' access ({applied})", None, None)
     db.session.commit()
     return applied
 
@@ -427,7 +427,7 @@ def save_rules(
     actions (True/False) and scopes (``read_scope`` ... : own, team, all). For a table, None means "as the
     default for all tables"; the default itself must allow or deny each action it names. Bumps the schema
     version, so every process (web and worker) applies the change at once."""
-    from custom_fields.service import SchemaError, _bump, _field, _run
+    from custom_fields.service import SchemaError, bump_schema_version, field_row, run_schema_change
 
     def change() -> None:
         role = _role(role_id)
@@ -453,7 +453,7 @@ def save_rules(
                     changes.append(f"{where}.{action}={value}")
                 rule.set(action, value)
         for field_id, mode in (fields or {}).items():
-            row = _field(field_id)
+            row = field_row(field_id)
             if mode is not None and mode not in FIELD_MODES:
                 raise SchemaError(f"unknown field mode {mode!r}")
             rule = db.session.scalar(
@@ -471,9 +471,9 @@ def save_rules(
                 changes.append(f"{row.label}={mode or 'edit'}")
         if changes:
             summary = f"Access of role “{role.name}”: " + ", ".join(changes)
-            _bump(user_id, "access", summary[:2000], None, None)
+            bump_schema_version(user_id, "access", summary[:2000], None, None)
 
-    _run(change)
+    run_schema_change(change)
 
 
 def _role(role_id: int) -> Any:

@@ -385,7 +385,7 @@ def sync_core_entities() -> int:
                 continue
             col = model.__table__.c[name]
             type_name, settings = _type_of(col, hints)
-            if type_name == "link":
+            if "target" in hints:  # a link: the target table, by its id here
                 settings = {"target": slugs[hints["target"]].id}
             if "options" in hints:
                 settings = {"options": hints["options"]}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import suppress
 
 from sqlalchemy import Column, Index, Integer, MetaData, Table, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, DropIndex
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
@@ -18,6 +20,17 @@ from sqlalchemy.types import TypeEngine
 IndexKey = Callable[[ColumnElement], ColumnElement]
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 LOCK_TIMEOUT = "3s"
+#: How long building an index CONCURRENTLY may wait for transactions already writing to the table (it
+#: waits for them to end, and blocks nobody meanwhile).
+INDEX_BUILD_LOCK_TIMEOUT = "60s"
+
+
+class IndexBuildFailed(Exception):  # noqa: N818 (what the admin is told)
+    """A concurrent index build that did not finish; what it left behind was dropped."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def check_identifier(name: str) -> str:
@@ -35,7 +48,14 @@ def column_name_for(field_id: int, generation: int = 1) -> str:
 
 
 def index_name(table_name: str, column_name: str, unique: bool) -> str:
+    """The index a field has anyway: ``uq_`` for a unique field, ``ix_`` for a link or user."""
     return check_identifier(f"{'uq' if unique else 'ix'}_{table_name}_{column_name}"[:63])
+
+
+def chosen_index_name(table_name: str, column_name: str) -> str:
+    """The index an admin asked for ("Indexed"), named apart from those a field has anyway, so that each
+    is created and dropped on its own (also on a core table's column, beside the model's own indexes)."""
+    return check_identifier(f"ixa_{table_name}_{column_name}"[:63])
 
 
 def set_lock_timeout(conn: Connection) -> None:
@@ -84,11 +104,19 @@ def drop_column(conn: Connection, table_name: str, column_name: str) -> None:
     conn.execute(text(f"ALTER TABLE {_quote(conn, table_name)} DROP COLUMN {_quote(conn, column_name)}"))
 
 
-def _index(table_name: str, column_name: str, unique: bool, key: IndexKey | None = None):  # noqa: ANN202
+def _index(
+    table_name: str, column_name: str, unique: bool, key: IndexKey | None = None, name: str | None = None,
+    **kwargs: object,
+) -> Index:  # fmt: skip
     col = Column(check_identifier(column_name), Integer)
     tbl = Table(check_identifier(table_name), MetaData(), col)
     expression = key(tbl.c[column_name]) if key is not None else tbl.c[column_name]
-    return Index(index_name(table_name, column_name, unique), expression, unique=unique)
+    name = name or index_name(table_name, column_name, unique)
+    return Index(name, expression, unique=unique, **kwargs)
+
+
+def _chosen_index(table_name: str, column_name: str, **kwargs: object) -> Index:
+    return _index(table_name, column_name, False, name=chosen_index_name(table_name, column_name), **kwargs)
 
 
 def create_index(
@@ -101,6 +129,67 @@ def create_index(
 
 def drop_index(conn: Connection, table_name: str, column_name: str, *, unique: bool) -> None:
     conn.execute(DropIndex(_index(table_name, column_name, unique), if_exists=True))
+
+
+def builds_concurrently(conn: Connection) -> bool:
+    """Whether chosen indexes are built CONCURRENTLY after the schema change commits (PostgreSQL), rather
+    than inside its transaction (SQLite, whose writers wait for each other anyway)."""
+    return conn.dialect.name == "postgresql"
+
+
+def index_state(conn: Connection, name: str) -> str | None:
+    """``"valid"``, ``"invalid"`` (a concurrent build that did not finish) or None when there is none."""
+    if conn.dialect.name == "postgresql":
+        valid = conn.execute(
+            text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+            {"name": check_identifier(name)},
+        ).scalar()
+        return None if valid is None else ("valid" if valid else "invalid")
+    found = conn.execute(
+        text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :name"), {"name": name}
+    ).first()
+    return "valid" if found else None
+
+
+def create_chosen_index(conn: Connection, table_name: str, column_name: str) -> None:
+    """The admin's index on the column, inside the caller's transaction (SQLite; or a table the change
+    rewrites anyway)."""
+    conn.execute(CreateIndex(_chosen_index(table_name, column_name), if_not_exists=True))
+
+
+def drop_chosen_index(conn: Connection, table_name: str, column_name: str) -> None:
+    conn.execute(DropIndex(_chosen_index(table_name, column_name), if_exists=True))
+
+
+def build_chosen_index_concurrently(engine: Engine, table_name: str, column_name: str) -> None:
+    """PostgreSQL: ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, outside any transaction (it cannot run in
+    one), so reads and writes of the table go on while it builds. An invalid index (this build failed, or
+    an earlier one was interrupted) is dropped; a failure raises ``IndexBuildFailed``."""
+    name = chosen_index_name(table_name, column_name)
+    index = _chosen_index(table_name, column_name, postgresql_concurrently=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
+        try:
+            if index_state(conn, name) == "invalid":
+                _drop_concurrently(conn, index)
+            try:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+            except DBAPIError as exc:
+                _drop_concurrently(conn, index)
+                lines = str(exc.orig).strip().splitlines()
+                raise IndexBuildFailed(lines[0][:200] if lines else type(exc).__name__) from exc
+            if index_state(conn, name) != "valid":
+                _drop_concurrently(conn, index)
+                raise IndexBuildFailed("the new index is not valid")
+        finally:
+            conn.execute(text("RESET lock_timeout"))
+
+
+def _drop_concurrently(conn: Connection, index: Index) -> None:
+    # CONCURRENTLY, as the index was declared. If the table is still too busy, the next build of the index
+    # drops it first (``index_state`` "invalid").
+    with suppress(DBAPIError):
+        conn.execute(DropIndex(index, if_exists=True))
 
 
 def has_column(conn: Connection, table_name: str, column_name: str) -> bool:
@@ -119,5 +208,5 @@ def is_fixed_schema(obj: object, name: str | None, type_: str, reflected: bool, 
     if type_ == "column":
         return not (name or "").startswith("f_")
     if type_ == "index":
-        return not re.match(r"^(ix|uq)_.+_f_\d+", name or "")
+        return not re.match(r"^(ix|uq)_.+_f_\d+|^ixa_", name or "")
     return True

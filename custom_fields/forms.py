@@ -240,7 +240,7 @@ class LinkField(RegistryField):
             value = int(self.data)
         except (TypeError, ValueError):
             return str(self.data)
-        if self.ftype.name == "user":
+        if self.ftype.reference == "user":
             return user_label(value)
         return record_label(int(self.spec.settings["target"]), value)
 
@@ -251,7 +251,7 @@ def _validators(ftype: FieldType, spec: FieldSpec, search: bool) -> list[Any]:
     validators: list[Any] = []
     if spec.required:
         validators.append(required)
-    if ftype.name in ("link", "user"):
+    if ftype.reference is not None:
         validators.append(link_exists)
     return validators
 

@@ -18,6 +18,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, column, exists, select,
 from sqlalchemy.orm import registry, selectinload
 
 from app.extensions import db
+from custom_fields import hooks
 from custom_fields.access import AccessSnapshot, load_snapshot
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType
@@ -27,9 +28,6 @@ from models.system import utcnow
 
 EXTENSION_KEY = "tabula_schema"
 _build_lock = threading.Lock()
-
-#: Called with each new schema after its classes exist (the view generator registers itself here).
-REBUILD_HOOKS: list[Callable[[RuntimeSchema], None]] = []
 
 
 @dataclass
@@ -126,8 +124,7 @@ def build_schema(version: int) -> RuntimeSchema:
         by_id={s.id: s for s in specs},
         access=load_snapshot(),
     )
-    for hook in REBUILD_HOOKS:
-        hook(schema)
+    hooks.call.schema_rebuilt(schema=schema)
     return schema
 
 
@@ -240,7 +237,7 @@ def user_id_by_username(username: str) -> int | None:
 
 
 def lookup_url(ftype: FieldType, spec: FieldSpec) -> str:
-    if ftype.name == "user":
+    if ftype.reference == "user":
         return url_for("TableView.users_lookup")
     target = current().by_id.get(int(spec.settings["target"]))
     return url_for("TableView.lookup", slug=target.slug) if target else ""

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
 from custom_fields import ddl
-from custom_fields.spec import FieldSpec, label_of
+from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
 from models import Entity, Field, SchemaChange, SchemaState
 
@@ -111,8 +111,12 @@ def clean_help(raw: Any) -> str:
     return text
 
 
-def _bump(user_id: int | None, action: str, summary: str, entity_id: int | None, field_id: int | None) -> int:
-    """Bump the schema version first thing (it also serialises concurrent schema changes) and record it."""
+def bump_schema_version(
+    user_id: int | None, action: str, summary: str, entity_id: int | None, field_id: int | None
+) -> int:
+    """Bump the schema version first thing (it also serialises concurrent schema changes) and record it in
+    the schema change log. Every change to metadata that processes build from (fields, access rules,
+    teams) calls it inside its transaction."""
     ddl.set_lock_timeout(db.session.connection())
     # Incremented in SQL: the row lock (PostgreSQL) or write lock (SQLite) orders concurrent changes.
     db.session.execute(update(SchemaState).where(SchemaState.id == 1).values(version=SchemaState.version + 1))
@@ -132,8 +136,9 @@ def _bump(user_id: int | None, action: str, summary: str, entity_id: int | None,
     return version
 
 
-def _run(change: Callable[[], Any]) -> Any:
-    """Run a schema change as one transaction; turn database refusals into clear messages."""
+def run_schema_change(change: Callable[[], Any]) -> Any:
+    """Run a schema change as one transaction (commit, or roll back on any error); turn database refusals
+    into clear messages (``SchemaError``)."""
     try:
         result = change()
         db.session.commit()
@@ -175,7 +180,8 @@ def _entity(entity_id: int) -> Entity:
     return entity
 
 
-def _field(field_id: int) -> Field:
+def field_row(field_id: int) -> Field:
+    """The field's metadata row, or ``SchemaError``."""
     row = db.session.get(Field, field_id)
     if row is None:
         raise SchemaError(_("No such field."))
@@ -189,15 +195,6 @@ def _settings(
         return REGISTRY[type_name].clean_settings(dict(raw or {}), existing)
     except SettingsError as exc:
         raise SchemaError(str(exc)) from None
-
-
-def _link_target_table(type_name: str, settings: dict[str, Any]) -> str | None:
-    if type_name == "user":
-        return "ab_user"
-    if type_name == "link":
-        target = db.session.get(Entity, int(settings["target"]))
-        return target.table_name if target else None
-    return None
 
 
 def _spec_of(row: Field) -> FieldSpec:
@@ -230,7 +227,7 @@ def create_entity(
         if db.session.scalar(select(func.count()).select_from(Entity)) >= MAX_TABLES:
             raise SchemaError(_("At most %(n)d tables.", n=MAX_TABLES))
         _refuse_taken_table_name((label, plural))
-        version = _bump(user_id, "create_table", f"Created table “{label}”", None, None)
+        version = bump_schema_version(user_id, "create_table", f"Created table “{label}”", None, None)
         position = (db.session.scalar(select(func.max(Entity.position))) or 0) + 1
         entity = Entity(
             slug=f"pending_{version}", table_name=f"pending_{version}", label=label, plural_label=plural,
@@ -249,7 +246,7 @@ def create_entity(
         )
         return entity
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def update_entity(
@@ -273,10 +270,12 @@ def update_entity(
             if chosen is None or chosen.entity_id != entity.id or chosen.archived_at is not None:
                 raise SchemaError(_("The display field must be a field of this table."))
             entity.display_field_id = chosen.id
-        _bump(user_id, "update_table", f"Table “{entity.label}”: labels and display field", entity.id, None)
+        bump_schema_version(
+            user_id, "update_table", f"Table “{entity.label}”: labels and display field", entity.id, None
+        )
         return entity
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def archive_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
@@ -286,10 +285,10 @@ def archive_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
             raise SchemaError(_("Core tables cannot be archived."))
         if entity.archived_at is None:
             entity.archived_at = dt.datetime.now(dt.UTC)
-            _bump(user_id, "archive_table", f"Archived table “{entity.label}”", entity.id, None)
+            bump_schema_version(user_id, "archive_table", f"Archived table “{entity.label}”", entity.id, None)
         return entity
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def restore_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
@@ -298,10 +297,10 @@ def restore_entity(entity_id: int, *, user_id: int | None = None) -> Entity:
         if entity.archived_at is not None:
             _refuse_taken_table_name((entity.label, entity.plural_label), exclude_id=entity.id)
             entity.archived_at = None
-            _bump(user_id, "restore_table", f"Restored table “{entity.label}”", entity.id, None)
+            bump_schema_version(user_id, "restore_table", f"Restored table “{entity.label}”", entity.id, None)
         return entity
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 # --- fields ------------------------------------------------------------------------------------------------
@@ -348,27 +347,101 @@ def _add_field(
     conn = db.session.connection()
     spec = _spec_of(row)
     ddl.add_column(
-        conn,
-        entity.table_name,
-        row.column_name,
-        ftype.column_type(spec),
-        _link_target_table(type_name, cleaned),
+        conn, entity.table_name, row.column_name, ftype.column_type(spec), ftype.target_table(spec)
     )
-    if unique:
-        ddl.create_index(conn, entity.table_name, row.column_name, unique=True, key=ftype.unique_expression)
-    elif type_name in ("link", "user"):
-        ddl.create_index(conn, entity.table_name, row.column_name, unique=False)
+    _create_builtin_index(row)
     return row
+
+
+# --- indexes -----------------------------------------------------------------------------------------------
+
+
+def _create_builtin_index(row: Field) -> None:
+    """The index a field has anyway: a unique field's (on what its type compares), a link's or a user's."""
+    conn, table_name = db.session.connection(), row.entity.table_name
+    ftype = REGISTRY[row.type]
+    if row.unique:
+        ddl.create_index(conn, table_name, row.column_name, unique=True, key=ftype.unique_expression)
+    elif ftype.indexed_by_default:
+        ddl.create_index(conn, table_name, row.column_name, unique=False)
+
+
+def _apply_indexed(row: Field, wanted: bool) -> tuple[str, str] | None:
+    """Inside a schema change: give the field the index the admin asked for (``wanted``), or none (also
+    when it has one anyway). Returns (table, column) of an index still to be built CONCURRENTLY once the
+    change is committed (PostgreSQL): ``row.indexed`` is set only once that index is valid, so the flag
+    never claims an index that a cut-off build did not finish. On SQLite it is built here."""
+    conn, table_name = db.session.connection(), row.entity.table_name
+    if not wanted or has_builtin_index(row):
+        row.indexed = wanted
+        ddl.drop_chosen_index(conn, table_name, row.column_name)
+        return None
+    if not ddl.builds_concurrently(conn):
+        row.indexed = True
+        ddl.create_chosen_index(conn, table_name, row.column_name)
+        return None
+    if ddl.index_state(conn, ddl.chosen_index_name(table_name, row.column_name)) == "valid":
+        row.indexed = True
+        return None
+    return table_name, row.column_name
+
+
+class IndexBuildFailed(SchemaError):  # noqa: N818 (what the admin is told)
+    """The field was saved, but the index asked for could not be built; the field stays unindexed."""
+
+
+def _build_chosen_index(pending: tuple[str, str] | None, field_id: int, user_id: int | None) -> None:
+    """After the schema change committed: build its index without blocking the table, then mark the field
+    indexed (a schema change of its own, so every process learns it). If the build fails, the field stays
+    (or becomes) unindexed, the change log says why, and ``IndexBuildFailed`` is raised."""
+    if pending is None:
+        return
+    table_name, column_name = pending
+    try:
+        ddl.build_chosen_index_concurrently(db.engine, table_name, column_name)
+    except ddl.IndexBuildFailed as exc:
+        reason = exc.reason
+
+        def failed() -> None:
+            row = field_row(field_id)
+            row.indexed = False
+            summary = (
+                f"Table “{row.entity.label}”: field “{row.label}” not indexed: the build failed ({reason})"
+            )
+            bump_schema_version(user_id, "update_field", summary, row.entity_id, row.id)
+
+        run_schema_change(failed)
+        raise IndexBuildFailed(
+            _(
+                "The field is saved, but its index could not be built (%(reason)s), so it stays unindexed. "
+                "Try again when the table is less busy.",
+                reason=reason,
+            )
+        ) from None
+
+    def built() -> None:
+        row = field_row(field_id)
+        if row.column_name != column_name or row.archived_at is not None:
+            return  # its type changed meanwhile (the index went with the old column), or it was archived
+        row.indexed = True
+        summary = f"Table “{row.entity.label}”: field “{row.label}” indexed"
+        bump_schema_version(user_id, "update_field", summary, row.entity_id, row.id)
+
+    run_schema_change(built)
 
 
 def add_field(
     entity_id: int, label: str, type_name: str, *, user_id: int | None = None, **options: Any
 ) -> Field:
-    """Add a real column (NULL-able, so no table rewrite) to the entity's table."""
+    """Add a real column (NULL-able, so no table rewrite) to the entity's table. With ``indexed=True`` its
+    index is built CONCURRENTLY on PostgreSQL once the field is saved (``IndexBuildFailed`` if it cannot
+    be)."""
 
-    def change() -> Field:
+    indexed = bool(options.pop("indexed", False))
+
+    def change() -> tuple[Field, int, tuple[str, str] | None]:
         entity = _entity(entity_id)
-        _bump(
+        bump_schema_version(
             user_id,
             "add_field",
             f"Table “{entity.label}”: added field “{label}” ({type_name})",
@@ -377,9 +450,13 @@ def add_field(
         )
         row = _add_field(entity, label, type_name, **options)
         _tag_change(row)
-        return row
+        return row, row.id, _apply_indexed(row, indexed)
 
-    return _run(change)
+    # The id as of the transaction: reading the committed row again would begin a transaction that the
+    # concurrent build waits for.
+    row, row_id, pending = run_schema_change(change)
+    _build_chosen_index(pending, row_id, user_id)
+    return row
 
 
 def _tag_change(row: Field) -> None:
@@ -398,15 +475,18 @@ def update_field(
     searchable: bool | None = None,
     required: bool | None = None,
     unique: bool | None = None,
+    indexed: bool | None = None,
     default: Any = ...,
     user_id: int | None = None,
 ) -> Field:
-    """Labels, help, order, visibility, required, unique, default and select options: no data changes
-    (making a field unique is refused while values repeat)."""
+    """Labels, help, order, visibility, required, unique, indexed, default and select options: no data
+    changes (making a field unique is refused while values repeat). A new index is built CONCURRENTLY on
+    PostgreSQL once the rest is saved (``IndexBuildFailed`` if it cannot be)."""
 
-    def change() -> Field:
-        row = _field(field_id)
-        version = _bump(user_id, "update_field", "", row.entity_id, row.id)
+    def change() -> tuple[Field, tuple[str, str] | None]:  # the field, and an index still to build
+        row = field_row(field_id)
+        version = bump_schema_version(user_id, "update_field", "", row.entity_id, row.id)
+        was_indexed = row.indexed
         changes: list[str] = []
         if label is not None and clean_label(label) != row.label:
             new_label = clean_label(label)
@@ -425,7 +505,7 @@ def update_field(
         if required is not None and not row.is_system:
             row.required = bool(required)
         if options is not None:
-            if row.type not in ("single_select", "multi_select"):
+            if not REGISTRY[row.type].has_options:
                 raise SchemaError(_("Only select fields have options."))
             new_options = _settings(row.type, {"options": options})["options"]
             _refuse_removed_options_in_use(row, new_options)
@@ -436,15 +516,23 @@ def update_field(
         if unique is not None and bool(unique) != row.unique and not row.is_system:
             _set_unique(row, bool(unique))
             changes.append("unique" if unique else "not unique")
+        wanted = row.indexed if indexed is None else bool(indexed)
+        pending = _apply_indexed(row, wanted)
+        if pending is not None:
+            changes.append("index requested")
+        elif row.indexed != was_indexed:
+            changes.append("indexed" if row.indexed else "not indexed")
         entity = row.entity
         what = ", ".join(changes) or "settings"
         summary = f"Table “{entity.label}”: field “{row.label}” {what}"
         db.session.execute(
             update(SchemaChange).where(SchemaChange.version == version).values(summary=summary)
         )
-        return row
+        return row, pending
 
-    return _run(change)
+    row, pending = run_schema_change(change)
+    _build_chosen_index(pending, field_id, user_id)
+    return row
 
 
 def _set_unique(row: Field, unique: bool) -> None:
@@ -465,11 +553,11 @@ def _set_unique(row: Field, unique: bool) -> None:
             )
         ddl.drop_index(conn, table_name, row.column_name, unique=False)
         ddl.create_index(conn, table_name, row.column_name, unique=True, key=key)
+        row.unique = True
     else:
         ddl.drop_index(conn, table_name, row.column_name, unique=True)
-        if row.type in ("link", "user"):
-            ddl.create_index(conn, table_name, row.column_name, unique=False)
-    row.unique = unique
+        row.unique = False
+        _create_builtin_index(row)
 
 
 def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]) -> None:
@@ -480,7 +568,7 @@ def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]
     tbl = table(row.entity.table_name, sql_column("id"), sql_column(row.column_name))
     col = tbl.c[row.column_name]
     for option in removed:
-        condition = col == option["id"] if row.type == "single_select" else col.like(f"%,{option['id']},%")
+        condition = REGISTRY[row.type].option_condition(col, option["id"])
         count = db.session.scalar(select(func.count()).select_from(tbl).where(condition))
         if count:
             raise SchemaError(
@@ -498,7 +586,7 @@ def archive_field(field_id: int, *, user_id: int | None = None) -> Field:
     """Hide a field everywhere; its column and data stay until an explicit purge."""
 
     def change() -> Field:
-        row = _field(field_id)
+        row = field_row(field_id)
         if row.is_system:
             raise SchemaError(_("Core fields cannot be archived."))
         entity = row.entity
@@ -506,7 +594,7 @@ def archive_field(field_id: int, *, user_id: int | None = None) -> Field:
             raise SchemaError(_("This is the table's display field; choose another display field first."))
         if row.archived_at is None:
             row.archived_at = dt.datetime.now(dt.UTC)
-            _bump(
+            bump_schema_version(
                 user_id,
                 "archive_field",
                 f"Table “{entity.label}”: archived field “{row.label}”",
@@ -515,46 +603,47 @@ def archive_field(field_id: int, *, user_id: int | None = None) -> Field:
             )
         return row
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def restore_field(field_id: int, *, user_id: int | None = None) -> Field:
     def change() -> Field:
-        row = _field(field_id)
+        row = field_row(field_id)
         if row.archived_at is not None:
             if _field_label_taken(row.entity_id, row.label, exclude_id=row.id):
                 raise SchemaError(
                     _("Another field is now called “%(label)s”; rename it first.", label=row.label)
                 )
             row.archived_at = None
-            _bump(user_id, "restore_field", f"Table “{row.entity.label}”: restored field “{row.label}”",
-                  row.entity_id, row.id)  # fmt: skip
+            summary = f"Table “{row.entity.label}”: restored field “{row.label}”"
+            bump_schema_version(user_id, "restore_field", summary, row.entity_id, row.id)
         return row
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None) -> None:
     """Drop an archived field's column and data for good; the admin confirms by typing its label."""
 
     def change() -> tuple[int, str, str]:
-        row = _field(field_id)
+        row = field_row(field_id)
         if row.archived_at is None:
             raise SchemaError(_("Archive the field before purging it."))
         if (confirm_label or "").strip() != row.label:
             raise SchemaError(_("Type the field's label exactly to confirm the purge."))
         entity = row.entity
-        _bump(user_id, "purge_field", f"Table “{entity.label}”: purged field “{row.label}” and its data",
-              entity.id, None)  # fmt: skip
+        summary = f"Table “{entity.label}”: purged field “{row.label}” and its data"
+        bump_schema_version(user_id, "purge_field", summary, entity.id, None)
         conn = db.session.connection()
         ddl.drop_index(conn, entity.table_name, row.column_name, unique=True)
         ddl.drop_index(conn, entity.table_name, row.column_name, unique=False)
+        ddl.drop_chosen_index(conn, entity.table_name, row.column_name)
         ddl.drop_column(conn, entity.table_name, row.column_name)
         purged = (row.id, row.name, entity.slug)
         db.session.delete(row)
         return purged
 
-    purged = _run(change)
+    purged = run_schema_change(change)
     for hook in FIELD_PURGE_HOOKS:
         hook(*purged)
 
@@ -572,7 +661,7 @@ def change_type(
         raise SchemaError(_("Unknown field type."))
 
     def change() -> Field:
-        row = _field(field_id)
+        row = field_row(field_id)
         if row.is_system:
             raise SchemaError(_("The type of a core field cannot be changed."))
         entity = row.entity
@@ -585,23 +674,24 @@ def change_type(
         new_spec = FieldSpec(**{**old_spec.__dict__, "type": new_type, "settings": new_settings,
                                 "column_name": new_column})  # fmt: skip
         summary = f"Table “{entity.label}”: field “{row.label}” {row.type} → {new_type}"
-        _bump(user_id, "change_type", summary, entity.id, row.id)
+        bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
         converted = _convert_values(entity.table_name, old_spec, new_spec)
         conn = db.session.connection()
-        ddl.add_column(conn, entity.table_name, new_column, REGISTRY[new_type].column_type(new_spec),
-                       _link_target_table(new_type, new_settings))  # fmt: skip
+        target = REGISTRY[new_type]
+        ddl.add_column(conn, entity.table_name, new_column, target.column_type(new_spec),
+                       target.target_table(new_spec))  # fmt: skip
         _write_values(entity.table_name, new_column, new_spec, converted)
         for unique in (True, False):
             ddl.drop_index(conn, entity.table_name, row.column_name, unique=unique)
+        ddl.drop_chosen_index(conn, entity.table_name, row.column_name)
         ddl.drop_column(conn, entity.table_name, row.column_name)
-        if row.unique:
-            key = REGISTRY[new_type].unique_expression
-            ddl.create_index(conn, entity.table_name, new_column, unique=True, key=key)
-        elif new_type in ("link", "user"):
-            ddl.create_index(conn, entity.table_name, new_column, unique=False)
         row.type = new_type
         row.settings = new_settings
         row.column_name = new_column
+        _create_builtin_index(row)
+        if row.indexed and not has_builtin_index(row):
+            # In this transaction: the table is locked for the rewrite of the column anyway.
+            ddl.create_chosen_index(conn, entity.table_name, new_column)
         if row.default is not None:
             try:
                 row.default = _check_default(new_type, new_spec, row.default)
@@ -609,7 +699,7 @@ def change_type(
                 row.default = None
         return row
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def _generation(column_name: str) -> int:
@@ -639,8 +729,7 @@ def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tup
             last_id = record_id
             try:
                 new_value = target.convert(value, source, old, new)
-                if new.type in ("link", "user"):
-                    target.check_exists(new_value, new)
+                target.check_exists(new_value, new)
             except FieldValueError as exc:
                 failed += 1
                 if len(offenders) < MAX_OFFENDERS:

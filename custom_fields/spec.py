@@ -11,9 +11,15 @@ from typing import Any
 from flask_babel import gettext as translate  # (no literal here for the extractor)
 from flask_babel.speaklater import LazyString
 from markupsafe import Markup, escape
+from sqlalchemy import Column
 
 from models import Entity, Field
 from models.metadata import table_permission
+
+#: The menu categories tables are listed under, by name (the screens give them labels and icons): core
+#: tables under "CRM", the admins' own under "Tables".
+SYSTEM_CATEGORY_NAME = "CRM"
+CUSTOM_CATEGORY_NAME = "Tables"
 
 #: Core options with their labels translated, per locale, field and option list.
 _TRANSLATED: dict[tuple[str, int, tuple[tuple[str, str], ...]], list[dict[str, str]]] = {}
@@ -81,6 +87,34 @@ def core_options(slug: str, name: str) -> tuple[tuple[str, str], ...]:
     return tuple((o["id"], o["label"]) for o in hints.get("options", ()))
 
 
+def core_column_indexed(slug: str, column_name: str) -> bool:
+    """Whether a core table's column leads an index its model declares (its id, a foreign key, a phone)."""
+    from custom_fields.core import CORE
+
+    if slug not in CORE:
+        return False
+    table = CORE[slug][0].__table__
+    if column_name in table.primary_key.columns:
+        return True
+    leading = (index.expressions[0] for index in table.indexes if index.expressions)
+    return any(isinstance(first, Column) and first.name == column_name for first in leading)
+
+
+def has_builtin_index(row: Field) -> bool:
+    """Whether the field's column has an index whatever the admin chooses: a unique field's, a link's or a
+    user's (``indexed_by_default``), or a core column's declared in code."""
+    from custom_fields.types import REGISTRY
+
+    if row.unique or REGISTRY[row.type].indexed_by_default:
+        return True
+    return bool(row.is_system) and core_column_indexed(row.entity.slug, row.column_name)
+
+
+def category_of(entity: Any) -> str:
+    """The menu category (its name) a table is listed under."""
+    return SYSTEM_CATEGORY_NAME if entity.is_system else CUSTOM_CATEGORY_NAME
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     id: int
@@ -99,6 +133,9 @@ class FieldSpec:
     searchable: bool = True
     is_system: bool = False
     archived: bool = False
+    #: Whether the column has an index sorting and filtering can use: one an admin asked for ("Indexed")
+    #: or one it has anyway (``has_builtin_index``).
+    indexed: bool = False
     #: A core field's options as shipped, (id, label): these follow the user's language.
     shipped_options: tuple[tuple[str, str], ...] = field(default=(), hash=False, compare=False)
 
@@ -122,6 +159,7 @@ class FieldSpec:
             searchable=row.searchable,
             is_system=row.is_system,
             archived=row.archived_at is not None,
+            indexed=bool(row.indexed) or has_builtin_index(row),
             shipped_options=core_options(slug, row.name) if slug else (),
         )
 

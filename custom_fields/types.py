@@ -183,8 +183,14 @@ class FieldType:
     has_options: ClassVar[bool] = False
     #: Whether it gets an ordinary index even when not unique (link columns are joined and filtered on).
     indexed_by_default: ClassVar[bool] = False
+    #: The settings its admin form shows (inputs of ``tabula/schema/_settings.html``, by name).
+    admin_settings: ClassVar[tuple[str, ...]] = ()
 
     # settings
+    def setting_choices(self, key: str) -> list[tuple[str, Any]]:
+        """The values (value, label) an admin chooses a setting from, for a setting chosen from a list."""
+        return []
+
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         """Validate settings from the admin; keep only known keys, fill defaults."""
         return {key: settings.get(key, default) for key, default in self.setting_defaults.items()}
@@ -239,7 +245,13 @@ class FieldType:
 
     # presentation
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
+        """The XlsxWriter cell format of the field's column (``num_format``, ...)."""
         return {}
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        """What a spreadsheet cell holds: a number, a date, a naive local date-time, a boolean or text
+        (never a formula: the writers write text as text). None leaves the cell empty."""
+        return None if value is None else self.to_text(value, spec)
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "text", "align": "left"}
@@ -293,6 +305,7 @@ class TextType(FieldType):
     name = "text"
     label = _l("Text")
     setting_defaults = {"max_length": 255}
+    admin_settings = ("max_length",)
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         if "max_length" not in self.setting_defaults:  # text-like types of a fixed length
@@ -338,6 +351,7 @@ class LongTextType(TextType):
     name = "long_text"
     label = _l("Long text")
     setting_defaults = {}
+    admin_settings = ()
     operators = ("ct", "nct", "empty", "nempty")
     can_unique = False
     sortable = False
@@ -409,6 +423,9 @@ class IntegerType(FieldType):
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "0"}
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else int(value)
+
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "number", "align": "right"}
 
@@ -423,6 +440,7 @@ class DecimalType(FieldType):
     label = _l("Decimal")
     operators = NUMBER_OPS
     setting_defaults = {"scale": 2}
+    admin_settings = ("scale",)
     json_type = "string"
     PRECISION = 18
     MAX_SCALE = 8
@@ -482,6 +500,9 @@ class DecimalType(FieldType):
         scale = self.scale(spec)
         return {"num_format": "#,##0" + ("." + "0" * scale if scale else "")}
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else Decimal(value)
+
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "number", "align": "right", "scale": self.scale(spec)}
 
@@ -495,6 +516,7 @@ class MoneyType(DecimalType):
     name = "money"
     label = _l("Money")
     setting_defaults = {"currency": "RUB"}
+    admin_settings = ("currency",)
     CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
@@ -568,6 +590,9 @@ class BooleanType(FieldType):
     def display(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else (_("yes") if value else _("no"))
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return None if value is None else bool(value)
+
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if value is None:
             return Markup("")
@@ -621,6 +646,9 @@ class DateType(FieldType):
 
     def display(self, value: Any, spec: FieldSpec) -> str:
         return formats.date_text(value)
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return value
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy"}
@@ -695,6 +723,12 @@ class DateTimeType(FieldType):
             return ""
         return formats.datetime_text(self._aware(value))
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        # Spreadsheets have no time zones: the wall-clock time where the users are.
+        if value is None:
+            return None
+        return self._aware(value).astimezone(local_timezone()).replace(tzinfo=None)
+
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "dd.mm.yyyy hh:mm"}
 
@@ -718,6 +752,7 @@ class SingleSelectType(FieldType):
     label = _l("Single select")
     operators = CHOICE_OPS
     has_options = True
+    admin_settings = ("options",)
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         return {"options": clean_options(settings.get("options"))}
@@ -911,6 +946,7 @@ class EmailType(TextType):
     name = "email"
     label = _l("E-mail")
     setting_defaults = {}
+    admin_settings = ()
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(320)
@@ -947,6 +983,7 @@ class PhoneType(TextType):
     name = "phone"
     label = _l("Phone")
     setting_defaults = {}
+    admin_settings = ()
     DEFAULT_REGION = "RU"
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
@@ -1008,6 +1045,7 @@ class UrlType(TextType):
     name = "url"
     label = _l("Web address")
     setting_defaults = {}
+    admin_settings = ()
 
     def column_type(self, spec: FieldSpec) -> TypeEngine:
         return String(2048)
@@ -1052,6 +1090,7 @@ class LinkType(FieldType):
     can_unique = True
     reference = "record"
     indexed_by_default = True
+    admin_settings = ("target",)
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         from custom_fields.runtime import entity_exists
@@ -1113,6 +1152,10 @@ class LinkType(FieldType):
 
         return record_label(int(spec.settings["target"]), value) if value else ""
 
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        # The label comes from the query layer, which knows whether the reader may see it.
+        return None if value is None else f"#{value}"
+
     def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
         from custom_fields import forms
 
@@ -1128,6 +1171,7 @@ class UserType(LinkType):
     name = "user"
     label = _l("User")
     reference = "user"
+    admin_settings = ()
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:
         return {}
@@ -1162,6 +1206,9 @@ class UserType(LinkType):
         from custom_fields.runtime import user_label
 
         return user_label(value) if value else ""
+
+    def export_value(self, value: Any, spec: FieldSpec) -> Any:
+        return self.display(value, spec) or None
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "user", "align": "left"}
@@ -1203,7 +1250,13 @@ class TaxIdType(TextType):
     name = "tax_id"
     label = _l("Russian tax ID (INN, KPP, OGRN)")
     setting_defaults = {"kind": "inn", "foreign_field": ""}
+    admin_settings = ("kind",)
     KINDS = ("inn", "kpp", "ogrn")
+    KIND_LABELS = {"inn": _l("INN"), "kpp": _l("KPP"), "ogrn": _l("OGRN or OGRNIP")}
+
+    def setting_choices(self, key: str) -> list[tuple[str, Any]]:
+        return [(kind, self.KIND_LABELS[kind]) for kind in self.KINDS] if key == "kind" else []
+
     MAX_LENGTH = 20
 
     def clean_settings(self, settings: dict[str, Any], existing: FieldSpec | None = None) -> dict[str, Any]:

@@ -53,3 +53,27 @@ def enqueue(
         db.session.commit()
         raise JobQueueUnavailable(run.message) from exc
     return run
+
+
+def cancel_run(run_id: int | None) -> None:
+    """Take a queued job out of its queue (a running one is asked to stop by its own means) and mark its
+    run failed as cancelled. Redis being unreachable leaves the run to ``runtime.reconcile``."""
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
+    from rq.job import JobStatus as RQStatus
+
+    from jobs.runtime import STOPPED_BY_RQ
+
+    run = db.session.get(JobRun, run_id) if run_id is not None else None
+    if run is None:
+        return
+    if run.rq_job_id:
+        try:
+            Job.fetch(run.rq_job_id, connection=redis_connection()).cancel()
+        except (NoSuchJobError, InvalidJobOperation, RedisError):
+            pass
+    if run.status in (JobStatus.queued, JobStatus.running):
+        run.status = JobStatus.failed
+        run.message = STOPPED_BY_RQ[RQStatus.CANCELED]
+        run.finished_at = utcnow()
+        db.session.commit()

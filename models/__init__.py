@@ -17,6 +17,7 @@ from models.crm import (
     Stage,
     Task,
 )
+from models.exports import ExportFile, ExportStatus, StoredFileChunk
 from models.metadata import Entity, Field, SchemaChange, SchemaState
 from models.records import FieldRule, RecordChange, TableRule
 from models.system import AppSetting, JobRun, JobStatus, SeededGrant
@@ -39,6 +40,8 @@ __all__ = [
     "Team",
     "team_member",
     "Entity",
+    "ExportFile",
+    "ExportStatus",
     "Field",
     "FieldRule",
     "JobRun",
@@ -47,5 +50,6 @@ __all__ = [
     "SchemaChange",
     "SchemaState",
     "SeededGrant",
+    "StoredFileChunk",
     "TableRule",
 ]

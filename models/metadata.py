@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -93,6 +94,9 @@ class Field(Model):
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     show_in_list: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     searchable: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # An admin asked for an index on the column (faster sorting and filtering on big tables); unique, link
+    # and user fields and some core columns have one anyway (``custom_fields.spec.has_builtin_index``).
+    indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     is_system: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)

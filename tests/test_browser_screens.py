@@ -50,6 +50,7 @@ SKIPPED = {
     "LocaleView.index": "switches the language; the walk stays in Russian",
     "health.health": "JSON for load balancers; answers 503 by design while no worker runs (none here)",
     "static": "files, not screens",
+    "vendor": "front-end libraries from npm (files, not screens)",
     "appbuilder.static": "files, not screens",
     "UserStatsChartView.chart": "FAB's user statistics chart loads Google Charts from gstatic.com, which no "
     "offline install reaches (reported; it is not in Tabula's menu)",
@@ -60,7 +61,7 @@ SKIPPED_SUFFIXES = {
     ".download": "a file download, not a screen",
 }
 #: Routes that answer JSON to scripts and API clients, not screens: fetched, not rendered.
-DATA_ROUTES = re.compile(r"^/api/|/lookup(\?|$)|^/search/api|/state$")
+DATA_ROUTES = re.compile(r"^/api/|/lookup(\?|$)|^/search/api|/state$|^/exports/\d+/status$")
 #: Arguments that only select a variant of a screen already walked without them.
 SKIPPED_ARGUMENTS = {"group_by": "FAB's user statistics chart, walked without a grouping"}
 
@@ -132,6 +133,7 @@ class Planted:
 
     ids: dict[str, list[int]] = field(default_factory=dict)  # table slug -> record ids
     staff_id: int = 0
+    exports: list[int] = field(default_factory=list)
 
 
 def _plant(app: Any) -> Planted:
@@ -141,6 +143,7 @@ def _plant(app: Any) -> Planted:
     from custom_fields.access import Actor
     from custom_fields.runtime import current, refresh
     from models import Entity, Field
+    from models.exports import ExportFile, ExportStatus
     from models.system import JobRun
     from views.teams import create_team
 
@@ -153,6 +156,14 @@ def _plant(app: Any) -> Planted:
         walker = Actor.for_user_id(staff.id, "ui")
         create_team(SCRIPT, [staff.id])
         db.session.add(JobRun(kind="selfcheck", message=IMG, created_by_fk=staff.id))
+        for status in (ExportStatus.failed, ExportStatus.running):
+            export = ExportFile(
+                owner_id=staff.id, title=SCRIPT, status=status, message=IMG, source_url="/t/companies/list/",
+                rows_written=1234, rows_expected=20_000, rows_estimated=True,
+            )  # fmt: skip
+            db.session.add(export)
+            db.session.flush()
+            planted.exports.append(export.id)
         db.session.commit()
 
         # Every core table gets a hostile text field (with hostile help) and a hostile select.
@@ -307,6 +318,7 @@ def _fillers(app: Any, planted: Planted) -> dict[str, Any]:
         "run_id": lambda ep: db.session.scalars(select(JobRun.id)).all(),
         "pipeline_id": lambda ep: planted.ids["pipelines"],
         "version": lambda ep: ["v1"],
+        "export_id": lambda ep: planted.exports,
     }
 
 

@@ -36,7 +36,8 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(env, tmp_path) -
 
 
 def test_0005_makes_every_case_insensitive_unique_field_lower_and_its_downgrade_undoes_it(
-    env, tmp_path  # noqa: ANN001
+    env,
+    tmp_path,  # noqa: ANN001
 ) -> None:
     """The types whose unique values ignore letter case (long text and tax ids too) get a lower() index on
     upgrade, and their exact-value index back on downgrade (what revision 0004's code expects)."""

@@ -397,24 +397,27 @@ def test_quick_actions_refused_without_rights_or_record(staff_client: Any) -> No
         runtime.refresh()
 
 
-def test_record_actions_registry_renders_get_and_post_actions(admin_client: Any) -> None:
-    from views.related import RECORD_ACTIONS, RecordAction
+def test_record_actions_hook_renders_get_and_post_actions(admin_client: Any) -> None:
+    from custom_fields import hooks
+    from views.related import RecordAction
 
-    def provider(entity: Any, rights: Any, pk: int) -> list[RecordAction]:
-        return [
-            RecordAction("Open <thing>", f"/somewhere/{pk}"),
-            RecordAction("Do it", f"/do/{pk}", icon="fa-magic", method="post"),
-        ]
+    class Plugin:
+        @hooks.hookimpl
+        def record_actions(self, entity: Any, rights: Any, record_id: int) -> list[RecordAction]:
+            if entity.slug != "companies":
+                return []
+            return [
+                RecordAction("Open <thing>", f"/somewhere/{record_id}"),
+                RecordAction("Do it", f"/do/{record_id}", icon="fa-magic", method="post"),
+            ]
 
-    RECORD_ACTIONS.setdefault("companies", []).append(provider)
-    try:
-        cid = company(tag("Act"))
+    cid = company(tag("Act"))
+    with hooks.registered(Plugin()):
         text = page(admin_client, f"/t/companies/show/{cid}")
         assert f'href="/somewhere/{cid}"' in text and "Open &lt;thing&gt;" in text
         form = re.search(rf'<form method="post" action="/do/{cid}".*?</form>', text, re.S)
         assert form and 'name="csrf_token"' in form.group(0)
-    finally:
-        RECORD_ACTIONS["companies"].remove(provider)
+    assert "/somewhere/" not in page(admin_client, f"/t/companies/show/{cid}")
 
 
 # --- my tasks ----------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def add_system_view(appbuilder: AppBuilder, view: Any, name: str, label: Any, ic
 
 def register_views(appbuilder: AppBuilder) -> None:
     from views import (
+        assets,
         generator,  # noqa: F401  (registers the view generator as a schema rebuild hook)
         tables,
     )
@@ -66,13 +67,14 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.system import JobRunView, SystemView
 
     tables.register(appbuilder)
+    assets.register(current_app)
     # Browsers ask for /favicon.ico on every site; without one each first page logs a 404.
     current_app.add_url_rule(
         "/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="tabula/favicon.svg"), 301)
     )
-    from views import board, data, leads, my_tasks, search, teams
+    from views import board, data, exports, leads, my_tasks, search, teams
 
-    for crm_screens in (board, my_tasks, search, leads, teams, data):
+    for crm_screens in (board, my_tasks, search, leads, teams, exports, data):
         crm_screens.register(appbuilder)
     add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")
 

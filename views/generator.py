@@ -1,10 +1,12 @@
 """The one generator: every table's screens (a FAB ModelView) and REST API (a FAB ModelRestApi), core and
 custom alike, built from its metadata and the field-type registry. Registered as a rebuild hook, so each
-process rebuilds them whenever the schema version changes; ``views.tables`` serves them."""
+process rebuilds them whenever the schema version changes (the ``schema_rebuilt`` hook); ``views.tables``
+serves them."""
 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ from wtforms import HiddenField
 
 from app.bounded_filters import BoundedInterface
 from app.extensions import db
-from custom_fields import access, history, records, runtime
+from custom_fields import access, history, hooks, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec, stored_text
@@ -630,8 +632,13 @@ def api_for(slug: str, rights: Grants | None = None) -> ModelRestApi | None:
     return _generated("apis", slug, rights)
 
 
+@hooks.hookimpl
+def schema_rebuilt(schema: runtime.RuntimeSchema) -> None:
+    build_all(schema)
+
+
 def build_all(schema: runtime.RuntimeSchema) -> None:
-    """Rebuild hook: every live table's screens and API with all fields (what FAB's registry of views,
+    """Every live table's screens and API with all fields (what FAB's registry of views,
     used by its templates, holds), swapped in with the schema."""
     full = {}
     for slug, entity in schema.entities.items():
@@ -646,4 +653,4 @@ def build_all(schema: runtime.RuntimeSchema) -> None:
     install(schema, list(full.values()))
 
 
-runtime.REBUILD_HOOKS.append(build_all)
+hooks.register(sys.modules[__name__])

@@ -3,6 +3,7 @@ the deal), with the choice of other existing records; the conversion itself is `
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from flask import abort, flash, redirect, request, url_for
@@ -12,10 +13,10 @@ from sqlalchemy import select
 
 from app.crm import convert as conversion
 from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import hooks, records, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec
-from views.related import RECORD_ACTIONS, RecordAction
+from views.related import RecordAction
 
 CHOICES = ("auto", "new", "pick")
 MAX_ID = 2147483647
@@ -61,9 +62,11 @@ def _stages(actor: Actor) -> list[tuple[int, str]]:
     return [(row.id, f"{row.pipeline} — {row.name}") for row in db.session.execute(query)]
 
 
-def convert_action(entity: EntitySpec, rights: Grants, pk: int) -> list[RecordAction]:
+@hooks.hookimpl
+def record_actions(entity: EntitySpec, rights: Grants, record_id: int) -> list[RecordAction]:
     """A lead's page offers "Convert" to whoever may edit leads, until it is converted."""
-    if not rights.can("edit") or not rights.can("read"):
+    pk = record_id
+    if entity.slug != "leads" or not rights.can("edit") or not rights.can("read"):
         return []
     model = runtime.current().classes.get(entity.slug)
     if model is None:
@@ -172,5 +175,4 @@ def register(appbuilder: Any) -> None:
     from views import add_view
 
     add_view(appbuilder, LeadConvertView, None, audience="staff")
-    if convert_action not in RECORD_ACTIONS.setdefault("leads", []):
-        RECORD_ACTIONS["leads"].append(convert_action)
+    hooks.register(sys.modules[__name__])

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, or_, select
 
 from app.extensions import db
-from custom_fields import access, records, runtime
+from custom_fields import access, hooks, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
@@ -50,15 +50,10 @@ class RecordAction:
     method: str = "get"  # "post" renders a small form with the CSRF token
 
 
-#: Per table slug: functions (entity, rights, pk) -> actions to offer on the record's page (or none).
-RECORD_ACTIONS: dict[str, list[Callable[[EntitySpec, Grants, int], list[RecordAction]]]] = {}
-
-
 def record_actions(entity: EntitySpec, rights: Grants, pk: int) -> list[RecordAction]:
-    found: list[RecordAction] = []
-    for provider in RECORD_ACTIONS.get(entity.slug, []) + RECORD_ACTIONS.get("*", []):
-        found.extend(provider(entity, rights, pk))
-    return found
+    """What the ``record_actions`` hooks offer on this record's page, in the order they registered."""
+    offered = hooks.call.record_actions(entity=entity, rights=rights, record_id=pk)
+    return [action for found in reversed(offered) for action in (found or [])]
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
@@ -100,12 +95,10 @@ def links_to(child: EntitySpec, target: EntitySpec) -> list[FieldSpec]:
     """The live link fields of ``child`` that point at ``target``."""
     found = []
     for spec in child.live_fields:
-        if spec.type != "link":
-            continue
         try:
-            if int(spec.settings.get("target") or 0) == target.id:
+            if REGISTRY[spec.type].target_entity_id(spec) == target.id:
                 found.append(spec)
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # a link whose settings lost their target
             continue
     return found
 

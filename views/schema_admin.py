@@ -15,19 +15,10 @@ from custom_fields import service
 from custom_fields.core import N_
 from custom_fields.runtime import refresh
 from custom_fields.service import ICON_CHOICES, ConversionRefused, SchemaError
-from custom_fields.spec import label_of
+from custom_fields.spec import has_builtin_index, label_of
 from custom_fields.types import REGISTRY, type_choices
 from models import Entity, Field, SchemaChange
 
-TYPE_SETTINGS = {  # which settings inputs a type's form shows
-    "text": ("max_length",),
-    "decimal": ("scale",),
-    "percent": ("scale",),
-    "money": ("currency",),
-    "single_select": ("options",),
-    "multi_select": ("options",),
-    "link": ("target",),
-}
 MAX_NEW_OPTION_ROWS = 5
 #: The schema change log in the reader's language; the stored summary (English, as written at the time,
 #: with the labels of then) stays available under "Details".
@@ -97,9 +88,27 @@ def _options_from_form() -> list[dict[str, str]]:
     return [row for _p, _i, row in sorted(rows, key=lambda r: (r[0], r[1])) if row["label"].strip()]
 
 
+def setting_types() -> dict[str, str]:
+    """For each settings input of the field forms, the types that show it (``data-for`` of its block)."""
+    shown: dict[str, list[str]] = {}
+    for name, ftype in REGISTRY.items():
+        for key in ftype.admin_settings:
+            shown.setdefault(key, []).append(name)
+    return {key: " ".join(names) for key, names in shown.items()}
+
+
+def setting_choices(key: str) -> list[tuple[str, Any]]:
+    """The choices of a settings input chosen from a list (the same for every type that shows it)."""
+    for ftype in REGISTRY.values():
+        if key in ftype.admin_settings and ftype.setting_choices(key):
+            return ftype.setting_choices(key)
+    return []
+
+
 def _settings_from_form(type_name: str) -> dict[str, Any]:
     settings: dict[str, Any] = {}
-    for key in TYPE_SETTINGS.get(type_name, ()):
+    ftype = REGISTRY.get(type_name)
+    for key in ftype.admin_settings if ftype is not None else ():
         if key == "options":
             settings["options"] = _options_from_form()
         else:
@@ -127,7 +136,9 @@ class SchemaAdminView(BaseView):
             type_choices=type_choices(),
             registry=REGISTRY,
             icons=ICON_CHOICES,
-            type_settings=TYPE_SETTINGS,
+            setting_types=setting_types(),
+            setting_choices=setting_choices,
+            builtin_index=has_builtin_index,
             new_option_rows=MAX_NEW_OPTION_ROWS,
             **context,
         )
@@ -236,6 +247,7 @@ class SchemaAdminView(BaseView):
                 position=_form_int("position"),
                 show_in_list=_flag("show_in_list"),
                 searchable=_flag("searchable"),
+                indexed=_flag("indexed"),
                 user_id=self._user_id(),
             )
             flash(_("Field “%(label)s” added.", label=row.label), "success")
@@ -250,23 +262,33 @@ class SchemaAdminView(BaseView):
         targets = db.session.scalars(
             select(Entity).where(Entity.archived_at.is_(None)).order_by(Entity.position)
         )
-        return self._render("tabula/schema/field.html", field=row, entity=row.entity, targets=list(targets))
+        return self._render(
+            "tabula/schema/field.html",
+            field=row,
+            entity=row.entity,
+            targets=list(targets),
+            indexed_anyway=has_builtin_index(row),
+        )
 
     @expose("/fields/<int(max=2147483647):field_id>/update", methods=["POST"])
     @has_access
     def update_field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
+        has_options = REGISTRY[row.type].has_options
+        # A field indexed anyway shows "Indexed" ticked and locked (not sent): keep what the admin chose.
+        indexed = None if has_builtin_index(row) else _flag("indexed")
         self._attempt(
             lambda: service.update_field(
                 field_id,
                 label=request.form.get("label", ""),
                 help_text=request.form.get("help_text", ""),
-                options=_options_from_form() if row.type in ("single_select", "multi_select") else None,
+                options=_options_from_form() if has_options else None,
                 position=_form_int("position"),
                 show_in_list=_flag("show_in_list"),
                 searchable=_flag("searchable"),
                 required=_flag("required"),
                 unique=_flag("unique"),
+                indexed=indexed,
                 default=request.form.get("default"),
                 user_id=self._user_id(),
             ),
@@ -285,11 +307,13 @@ class SchemaAdminView(BaseView):
         except ConversionRefused as exc:
             db.session.expire_all()
             targets = db.session.scalars(select(Entity).where(Entity.archived_at.is_(None)))
+            refused_row = db.session.get(Field, field_id)
             return self._render(
                 "tabula/schema/field.html",
-                field=db.session.get(Field, field_id),
+                field=refused_row,
                 entity=row.entity,
                 targets=list(targets),
+                indexed_anyway=has_builtin_index(refused_row),
                 refused=exc,
             ), 409
         except SchemaError as exc:

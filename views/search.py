@@ -3,6 +3,7 @@ companies and contacts (choose the other record, compare side by side, merge).""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -17,7 +18,7 @@ from app.crm import duplicates
 from app.crm import merge as merging
 from app.crm import search as searching
 from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import hooks, records, runtime
 from custom_fields.access import Actor, Grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
@@ -239,8 +240,12 @@ def _reference_counts(entity: EntitySpec, drop: int) -> list[tuple[str, int]]:
     return [(labels[slug], n) for slug, n in counts.items()]
 
 
-def _merge_action(entity: EntitySpec, rights: Grants, pk: int) -> list[related.RecordAction]:
+@hooks.hookimpl
+def record_actions(entity: EntitySpec, rights: Grants, record_id: int) -> list[related.RecordAction]:
     """ "Merge with…" on a company's or contact's page, for those who may merge."""
+    pk = record_id
+    if entity.slug not in merging.MERGEABLE:
+        return []
     if not (rights.can("edit") and rights.can("delete")) or not merging.may_merge(current_user):
         return []
     return [
@@ -257,7 +262,4 @@ def register(appbuilder: Any) -> None:
     # Who each screen is for (``sync_roles`` grants from this): everyone searches, managers merge.
     add_view(appbuilder, SearchView, None, audience="staff")
     add_view(appbuilder, MergeView, None, audience="manager")
-    for slug in merging.MERGEABLE:
-        providers = related.RECORD_ACTIONS.setdefault(slug, [])
-        if _merge_action not in providers:
-            providers.append(_merge_action)
+    hooks.register(sys.modules[__name__])

@@ -21,10 +21,12 @@ from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
 from custom_fields import access, formats, runtime
-from custom_fields.spec import EntitySpec, label_of
+from custom_fields.spec import CUSTOM_CATEGORY_NAME, SYSTEM_CATEGORY_NAME, category_of, label_of
+from custom_fields.types import REGISTRY
 
-SYSTEM_CATEGORY = ("CRM", _l("CRM"), "fa-address-book")
-CUSTOM_CATEGORY = ("Tables", _l("Tables"), "fa-th")
+SYSTEM_CATEGORY = (SYSTEM_CATEGORY_NAME, _l("CRM"), "fa-address-book")
+CUSTOM_CATEGORY = (CUSTOM_CATEGORY_NAME, _l("Tables"), "fa-th")
+CATEGORIES = {SYSTEM_CATEGORY_NAME: SYSTEM_CATEGORY, CUSTOM_CATEGORY_NAME: CUSTOM_CATEGORY}
 #: Menu categories that list tables: shown to whoever may read one of their tables.
 TABLE_CATEGORIES = (SYSTEM_CATEGORY[0], CUSTOM_CATEGORY[0])
 LOOKUP_LIMIT = 20
@@ -84,7 +86,7 @@ class TableView(BaseView):
             if shown is not None and rights.mode(shown.name) != "hidden":
                 conditions.append(func.lower(cast(getattr(model, shown.name), String)).contains(term.lower()))
             query = query.where(or_(*conditions))
-        sortable = shown is not None and shown.type != "multi_select" and rights.mode(shown.name) != "hidden"
+        sortable = shown is not None and REGISTRY[shown.type].sortable and rights.mode(shown.name) != "hidden"
         order = getattr(model, shown.name) if sortable else model.id
         offset = _lookup_offset()
         page = query.order_by(order, model.id).offset(offset).limit(LOOKUP_LIMIT + 1)
@@ -208,11 +210,6 @@ def install(schema: runtime.RuntimeSchema, views: list[Any]) -> None:
     _rebuild_menu(appbuilder, schema, {v.tabula_entity.slug for v in views})
 
 
-def category_of(entity: EntitySpec) -> str:
-    """The menu category a table is listed under."""
-    return SYSTEM_CATEGORY[0] if entity.is_system else CUSTOM_CATEGORY[0]
-
-
 def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str]) -> None:
     menu = appbuilder.menu
     for name, _label, _icon in (SYSTEM_CATEGORY, CUSTOM_CATEGORY):
@@ -222,7 +219,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
     for entity in sorted(schema.entities.values(), key=lambda e: (not e.is_system, e.id)):
         if entity.archived or entity.slug not in built:
             continue
-        name, label, icon = SYSTEM_CATEGORY if entity.is_system else CUSTOM_CATEGORY
+        name, label, icon = CATEGORIES[category_of(entity)]
         menu.add_link(
             entity.permission_name,
             href=f"/t/{entity.slug}/list/",

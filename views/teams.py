@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.extensions import db
-from custom_fields.service import SchemaError, _bump, _run
+from custom_fields.service import SchemaError, bump_schema_version, run_schema_change
 from models.teams import Team, team_member
 from views import add_system_view
 
@@ -58,10 +58,10 @@ def create_team(name: str, member_ids: Iterable[int] = (), *, user_id: int | Non
         db.session.add(team)
         db.session.flush()
         _set_members(team, member_ids)
-        _bump(user_id, "teams", f"Team “{team.name}” created", None, None)
+        bump_schema_version(user_id, "teams", f"Team “{team.name}” created", None, None)
         return team.id
 
-    return _run(change)
+    return run_schema_change(change)
 
 
 def rename_team(team_id: int, name: str, *, user_id: int | None = None) -> None:
@@ -69,21 +69,21 @@ def rename_team(team_id: int, name: str, *, user_id: int | None = None) -> None:
         team = _team(team_id)
         new = _clean_name(name, exclude_id=team.id)
         if new != team.name:
-            _bump(user_id, "teams", f"Team “{team.name}” renamed to “{new}”", None, None)
+            bump_schema_version(user_id, "teams", f"Team “{team.name}” renamed to “{new}”", None, None)
             team.name = new
 
-    _run(change)
+    run_schema_change(change)
 
 
 def delete_team(team_id: int, *, user_id: int | None = None) -> None:
     def change() -> None:
         team = _team(team_id)
-        _bump(user_id, "teams", f"Team “{team.name}” deleted", None, None)
+        bump_schema_version(user_id, "teams", f"Team “{team.name}” deleted", None, None)
         team.members = []
         db.session.flush()
         db.session.delete(team)
 
-    _run(change)
+    run_schema_change(change)
 
 
 def set_members(team_id: int, member_ids: Iterable[int], *, user_id: int | None = None) -> None:
@@ -96,9 +96,9 @@ def set_members(team_id: int, member_ids: Iterable[int], *, user_id: int | None 
         after = {u.id for u in team.members}
         if before != after:
             names = ", ".join(sorted(u.username for u in team.members)) or "—"
-            _bump(user_id, "teams", f"Team “{team.name}” members: {names}", None, None)
+            bump_schema_version(user_id, "teams", f"Team “{team.name}” members: {names}", None, None)
 
-    _run(change)
+    run_schema_change(change)
 
 
 def _set_members(team: Team, member_ids: Iterable[int]) -> None:

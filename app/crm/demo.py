@@ -446,7 +446,7 @@ def _create_pipeline(
 def ensure_teams(user_ids: dict[str, int]) -> None:
     """The demo's two sales teams (created once; members added when missing); bumps the schema version so
     every process sees the new team scopes."""
-    from custom_fields.service import _bump
+    from custom_fields.service import bump_schema_version
 
     changed = False
     for name, members in TEAMS.items():
@@ -462,7 +462,7 @@ def ensure_teams(user_ids: dict[str, int]) -> None:
                 changed = True
     if changed:
         db.session.flush()
-        _bump(None, "access", "Demo teams", None, None)
+        bump_schema_version(None, "access", "Demo teams", None, None)
     db.session.commit()
     runtime.refresh()
 

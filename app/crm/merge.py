@@ -77,7 +77,7 @@ def references(entity: EntitySpec) -> list[tuple[EntitySpec, FieldSpec]]:
     found = []
     for other in runtime.current().entities.values():
         for spec in other.live_fields:
-            if spec.type == "link" and str(spec.settings.get("target")) == str(entity.id):
+            if REGISTRY[spec.type].target_entity_id(spec) == entity.id:
                 found.append((other, spec))
     return found
 

@@ -2,26 +2,25 @@
 
 Every table is searched only if the user may read it, only within their rows (``access.row_filter``: scope
 and not in the recycle bin), and only on fields not hidden from them. Matching is case-insensitive (also for
-Cyrillic: SQLite gets a Unicode ``lower()``, see ``app.extensions``) and "contains"; a query with at least
-five digits also matches phone fields by their digits, however the user typed them.
+Cyrillic: SQLite gets a Unicode ``lower()``, see ``app.extensions``) and "contains", as each field's type
+matches a quick search (``search_condition`` in the field-type registry): a query with at least five digits
+also matches phone fields by their digits, however the user typed them.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context, url_for
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import or_, select
 
-from app.crm.matching import normal_phone
 from app.extensions import db
 from custom_fields import runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
-from custom_fields.types import REGISTRY, _like_escape
+from custom_fields.types import REGISTRY
 
 #: Per table, the fields the global search looks in (in the order a match is reported).
 SEARCHED: dict[str, tuple[str, ...]] = {
@@ -32,7 +31,6 @@ SEARCHED: dict[str, tuple[str, ...]] = {
 }
 MAX_QUERY = 100  # characters of the query that are used
 MIN_QUERY = 2
-MIN_DIGITS = 5
 DROPDOWN_LIMIT = 8
 PAGE_LIMIT = 50
 
@@ -71,20 +69,6 @@ def clean_query(raw: Any) -> str:
     return " ".join(text.split())[:MAX_QUERY]
 
 
-def phone_digits(query: str) -> list[str]:
-    """Digit strings a phone field may contain when the query looks like a phone (≥ 5 digits)."""
-    digits = re.sub(r"\D", "", query)
-    if len(digits) < MIN_DIGITS:
-        return []
-    found = [digits]
-    normal = normal_phone(query) if re.fullmatch(r"[\d\s\-+().\u00a0]+", query) else None
-    if normal:
-        plain = normal.lstrip("+")
-        if plain not in found:
-            found.append(plain)
-    return found
-
-
 def record_url(slug: str, pk: int) -> str:
     """A record's page (also outside a request, e.g. in a job: then relative to the site's root)."""
     if has_request_context():
@@ -118,34 +102,19 @@ def _fields(entity: EntitySpec, rights: Grants) -> list[FieldSpec]:
 
 
 def _conditions(model: type, specs: list[FieldSpec], query: str) -> list[Any]:
-    pattern = f"%{_like_escape(query.lower())}%"
-    digits = phone_digits(query)
-    conditions: list[Any] = []
-    for spec in specs:
-        column = getattr(model, spec.name)
-        if not isinstance(column.type, String):
-            column = cast(column, String)
-        conditions.append(func.lower(column).like(pattern, escape="\\"))
-        if spec.type == "phone":
-            conditions.extend(column.like(f"%{d}%") for d in digits)
-    return conditions
+    found = (REGISTRY[spec.type].search_condition(getattr(model, spec.name), query, spec) for spec in specs)
+    return [condition for condition in found if condition is not None]
 
 
 def _detail(item: Any, specs: list[FieldSpec], entity: EntitySpec, query: str) -> str:
     """Which field matched, when it is not the one the label shows."""
-    needle = query.lower()
-    digits = phone_digits(query)
     shown = entity.display_field
     for spec in specs:
         value = getattr(item, spec.name, None)
-        if value is None:
-            continue
-        text = _text(spec, value)
-        hit = needle in text.lower() or (spec.type == "phone" and any(d in str(value) for d in digits))
-        if hit:
+        if value is not None and REGISTRY[spec.type].search_matches(value, query, spec):
             if shown is not None and spec.name == shown.name:
                 return ""
-            return f"{spec.label}: {text}"
+            return f"{spec.label}: {_text(spec, value)}"
     return ""
 
 

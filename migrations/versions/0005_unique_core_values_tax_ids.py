@@ -60,7 +60,9 @@ def _report(conn: sa.Connection, table: str, column: str, repeated: list[tuple[s
         f"`tabula init` to create the index."
     )
     log.warning(summary)
-    entity = conn.execute(sa.text("SELECT id FROM tabula_entity WHERE table_name = :t"), {"t": table}).scalar()
+    entity = conn.execute(
+        sa.text("SELECT id FROM tabula_entity WHERE table_name = :t"), {"t": table}
+    ).scalar()
     version = conn.execute(sa.text("SELECT version FROM tabula_schema_state WHERE id = 1")).scalar() or 1
     conn.execute(
         sa.text(

@@ -1,0 +1,70 @@
+"""Exports: a view of a table written to a file in the background, kept for its owner until it expires."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from flask_appbuilder import Model
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.system import utcnow
+
+
+class ExportStatus(enum.StrEnum):  # noqa: N815 (member names equal their values, as JobStatus)
+    queued = "queued"
+    running = "running"
+    ready = "ready"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class ExportFile(Model):
+    """One export. ``ready`` is set in the same commit that records the file's size and checksum, after the
+    file is complete in the store: a row that says ready always has a whole file behind it."""
+
+    __tablename__ = "tabula_export"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    entity_id: Mapped[int | None] = mapped_column(ForeignKey("tabula_entity.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    file_format: Mapped[str] = mapped_column(String(8), nullable=False, default="xlsx")
+    #: What was exported: {"filter": ..., "sort": [...], "q": "...", "fields": [...]} (the screen's state).
+    view_state: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    #: The address of the screen it came from (to go back to it).
+    source_url: Mapped[str] = mapped_column(String(2000), nullable=False, default="")
+    language: Mapped[str] = mapped_column(String(8), nullable=False, default="en")
+    status: Mapped[ExportStatus] = mapped_column(
+        Enum(ExportStatus, name="tabula_export_status"), nullable=False, default=ExportStatus.queued
+    )
+    rows_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rows_expected: Mapped[int | None] = mapped_column(BigInteger)
+    rows_estimated: Mapped[bool] = mapped_column(default=False)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    storage_key: Mapped[str | None] = mapped_column(String(300))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    job_run_id: Mapped[int | None] = mapped_column(ForeignKey("tabula_job_run.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    def __repr__(self) -> str:
+        return f"<ExportFile {self.id} {self.status}>"
+
+
+class StoredFileChunk(Model):
+    """A piece of a file kept in the database (``TABULA_FILE_STORE=database``: every machine that reaches the
+    database serves the file, no shared folder needed)."""
+
+    __tablename__ = "tabula_file_chunk"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
