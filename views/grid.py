@@ -362,8 +362,8 @@ def tabulator_langs() -> dict[str, Any]:
 def ui_texts() -> dict[str, str]:
     """The grid's own words, in the reader's language (the page passes them to grid.js)."""
     return {
-        "rows": _("%(n)s rows"),
-        "about": _("about %(n)s rows"),
+        "rows": _("Rows: %(n)s"),
+        "about": _("Rows: about %(n)s"),
         "saving": _("Saving…"),
         "saved": _("Saved."),
         "notSaved": _("Not saved."),
