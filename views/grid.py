@@ -21,10 +21,13 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.security.decorators import has_access_api
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor, Grants, current_grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
 from views import add_view
@@ -34,6 +37,7 @@ MAX_CELLS = 100_000
 MAX_ROWS = 5_000
 MAX_ID = 2**31 - 1
 PAGE_SIZE = 100
+MAX_VERSIONS = 500
 
 
 # --- columns -----------------------------------------------------------------------------------------------
@@ -415,7 +419,7 @@ class GridView(BaseView):
     route_base = "/grid"
     default_view = "table"
     class_permission_name = "Grid"
-    method_permission_name = {"table": "read", "save": "write"}
+    method_permission_name = {"table": "read", "versions": "read", "save": "write"}
 
     @expose("/<slug>/")
     @has_access
@@ -427,6 +431,7 @@ class GridView(BaseView):
             "canEdit": rights.can("edit"),
             "canAdd": rights.can("add"),
             "saveUrl": url_for("GridView.save", slug=slug),
+            "versionsUrl": url_for("GridView.versions", slug=slug),
             "recordUrl": url_for("TableView.show", slug=slug, pk=0).removesuffix("0"),
             "pageSize": PAGE_SIZE,
             "locale": str(get_locale() or "en"),
@@ -441,6 +446,25 @@ class GridView(BaseView):
             config=json.dumps(config, ensure_ascii=False),
             list_url=url_for("TableView.list", slug=slug),
         )
+
+    @expose("/<slug>/versions")
+    @has_access_api
+    def versions(self, slug: str) -> Response:
+        """``{"versions": {id: row_version}}`` of loaded rows (``?ids=1,2``), which the data endpoint's rows
+        do not carry: each save names the version its row was loaded at (optimistic locking)."""
+        wanted = [part for part in request.args.get("ids", "").split(",") if part]
+        if len(wanted) > MAX_VERSIONS or not all(p.isdigit() and len(p) < 11 for p in wanted):
+            return _json(400, message=_("Unknown field."))
+        try:
+            query = TableQuery(slug, Actor.current("ui"))
+        except QueryError as refused:
+            return _json(refused.status, message=str(refused))
+        model = query.model
+        ids = sorted({int(p) for p in wanted if 0 < int(p) <= MAX_ID})
+        found = db.session.execute(
+            select(model.id, model.row_version).where(query.condition(), model.id.in_(ids))
+        ).all()
+        return _json(200, versions={str(pk): version for pk, version in found})
 
     @expose("/<slug>/save", methods=["POST"])
     @has_access_api

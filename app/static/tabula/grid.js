@@ -450,7 +450,11 @@
       });
     }
     var query = queryParams(params);
-    return fetchJson(config.rows + "?" + query.toString()).then(function (answer) {
+    return fetchAnswer(config.rows + "?" + query.toString()).then(function (answer) {
+      if (answer.failed) {  // a filter the table cannot take (a word in a number column): say so
+        say(answer.message || T.notSaved, "danger");
+        return {last_page: 1, data: []};
+      }
       var names = (answer.columns || []).map(function (c) { return typeof c === "string" ? c : (c.name || c.field); });
       cursors[page + 1] = answer.next || null;
       if (page === 1) {
@@ -458,7 +462,31 @@
         lastQuery = query.toString();
         countRows(lastQuery);
       }
-      return {last_page: answer.next ? page + 1 : page, data: (answer.rows || []).map(function (r) { return normalize(r, names); })};
+      var rows = (answer.rows || []).map(function (r) { return normalize(r, names); });
+      return withVersions(rows).then(function () {
+        return {last_page: answer.next ? page + 1 : page, data: rows};
+      });
+    });
+  }
+
+  // An answer the page can show: 2xx as it is, a refusal as {failed, message} (no exception, no console error).
+  function fetchAnswer(url) {
+    return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (answer) {
+        if (!r.ok) { return {failed: true, message: answer.message}; }
+        return answer;
+      });
+    }, function () { return {failed: true, message: T.network}; });
+  }
+
+  // The version each row was loaded at, for the save's optimistic lock (when rows come without it).
+  function withVersions(rows) {
+    var missing = rows.filter(function (r) { return r._version === undefined; });
+    if (!missing.length || !config.versionsUrl) { return Promise.resolve(); }
+    var url = config.versionsUrl + "?ids=" + missing.map(function (r) { return r.id; }).join(",");
+    return fetchAnswer(url).then(function (answer) {
+      var versions = answer.versions || {};
+      missing.forEach(function (r) { r._version = versions[String(r.id)]; });
     });
   }
 

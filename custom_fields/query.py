@@ -1,0 +1,773 @@
+"""The read door: every read of a table's records, for one actor and one action.
+
+``TableQuery(slug, actor, action)`` is an immutable builder. Whatever a caller asks, the actor's row scope
+and the recycle-bin exclusion are applied inside (``access.row_filter``), and fields hidden from the actor
+do not exist here: they cannot be selected, filtered, sorted or searched, and asking for one is the same
+error as asking for a field that does not exist. Pages are keyset pages after an opaque cursor (HMAC-signed
+with the app's ``SECRET_KEY`` and bound to the query), counts are asked for apart from pages, link and user
+fields come back with their labels through outer joins (the label of a record the actor may not read is
+not disclosed), and ``stream`` reads everything in constant memory::
+
+    query = TableQuery("deals", actor).where({"field": "amount", "op": "gt", "value": "1000"})
+    page = query.order_by("-amount", "title").page(100)          # Page(rows, next_cursor)
+    more = query.order_by("-amount", "title").page(100, after=page.next_cursor)
+    query.count()                                                  # Count(value, exact)
+    for row in query.stream(1000): ...
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Select, and_, false, func, literal, or_, select
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.extensions import db
+from custom_fields import runtime
+from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
+
+#: Rows a page may hold, and how many it holds unless asked.
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+#: Rows a stream reads per statement, at most.
+MAX_BATCH = 10_000
+#: Counts are exact up to here; above it they are estimated (and say so).
+COUNT_LIMIT = 10_000
+#: How far filter groups may nest, and how many conditions a filter may hold.
+MAX_DEPTH = 4
+MAX_CONDITIONS = 50
+MAX_SORT = 6
+MAX_SEARCH = 100
+MAX_CURSOR = 40_000
+#: ``readable_ids`` asks for this many ids per statement.
+ID_CHUNK = 500
+#: What only the layer acts for: actions that reach rows (``access.SCOPED_ACTIONS``).
+ACTIONS = ("read", "edit", "delete")
+#: Columns every table has besides its fields (shown when no field of that name exists).
+RECORD_COLUMNS: dict[str, tuple[str, Any]] = {
+    "owner_id": ("user", _l("Owner")),
+    "created_at": ("datetime", _l("Created")),
+    "updated_at": ("datetime", _l("Updated")),
+}
+
+
+class QueryError(ValueError):
+    """A request the layer refuses; the message is shown to the user as is. ``status`` is the HTTP answer."""
+
+    status = 400
+
+
+class TableNotFound(QueryError):  # noqa: N818 (refusals, not failures)
+    status = 404
+
+
+class QueryDenied(QueryError):  # noqa: N818 (refusals, not failures)
+    status = 403
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column the actor may see: a field, or a record column (``id``, the owner ...)."""
+
+    spec: FieldSpec
+    record: bool = False
+    editable: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+    @property
+    def sortable(self) -> bool:
+        return REGISTRY[self.spec.type].sortable
+
+    @property
+    def reference(self) -> str | None:
+        return REGISTRY[self.spec.type].reference
+
+    @property
+    def operators(self) -> tuple[str, ...]:
+        return REGISTRY[self.spec.type].operators
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": str(self.spec.label),
+            "type": self.type,
+            "record": self.record,
+            "editable": self.editable,
+            "sortable": self.sortable,
+            "reference": self.reference,
+            "operators": list(self.operators),
+            "hints": REGISTRY[self.type].grid_hints(self.spec),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """Rows (plain dicts of stored values by name, with ``_labels`` for link and user fields: the label,
+    or None when it is not disclosed or empty: show ``#id``) and the cursor of the next page (None: last)."""
+
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many rows match: exact, or (``exact`` False) estimated above ``COUNT_LIMIT`` — PostgreSQL's
+    planner estimate (never below ``COUNT_LIMIT + 1``), and on SQLite ``COUNT_LIMIT`` meaning "more"."""
+
+    value: int
+    exact: bool
+
+
+def _unknown_field(name: Any) -> QueryError:
+    return QueryError(_("Unknown field: %(name)s.", name=_shown_text(name)))
+
+
+def _shown_text(value: Any, limit: int = 60) -> str:
+    """Text from a request, safe to put into a message (cut short, no lone surrogates)."""
+    text = str(value)[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_search(raw: Any) -> str:
+    """Quick-search text as searched: no control characters, spaces collapsed, at most ``MAX_SEARCH``."""
+    if not isinstance(raw, str):
+        return ""
+    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in raw[: MAX_SEARCH * 4])
+    return " ".join(text.split())[:MAX_SEARCH]
+
+
+def user_text(first_name: str | None, last_name: str | None, username: str | None) -> str | None:
+    """A user's label as ``runtime.user_label`` shows it."""
+    if username is None:
+        return None
+    name = " ".join(p for p in (first_name, last_name) if p)
+    return f"{name} ({username})" if name else username
+
+
+class TableQuery:
+    """What ``actor`` may ``action`` ("read", "edit", "delete") in the table ``slug``: an immutable builder
+    (every method returns a new query). Raises ``TableNotFound`` for an unknown or archived table and
+    ``QueryDenied`` when the actor may not do ``action`` in it."""
+
+    __slots__ = (
+        "_action",
+        "_actor",
+        "_columns",
+        "_entity",
+        "_filters",
+        "_model",
+        "_rights",
+        "_schema",
+        "_search",
+        "_selected",
+        "_sort",
+    )
+
+    def __init__(self, table: str, actor: Actor, action: str = "read") -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        schema = runtime.current()
+        entity = schema.entity(table) if isinstance(table, str) else None
+        if entity is None or entity.archived:
+            raise TableNotFound(_("No such table."))
+        rights = grants(actor, entity, schema.access)
+        if not rights.can(action):
+            raise QueryDenied(_("You may not do this in this table."))
+        self._schema = schema
+        self._entity: EntitySpec = entity
+        self._actor = actor
+        self._action = action
+        self._rights: Grants = rights
+        self._model = schema.classes[entity.slug]
+        self._columns: dict[str, Column] = _visible_columns(entity, rights, self._model)
+        self._selected: tuple[str, ...] | None = None
+        self._filters: tuple[tuple[str, ColumnElement], ...] = ()
+        self._search = ""
+        self._sort: tuple[tuple[str, bool], ...] = ()
+
+    def _copy(self, **changes: Any) -> TableQuery:
+        other = object.__new__(TableQuery)
+        for name in self.__slots__:
+            object.__setattr__(other, name, changes.get(name, getattr(self, name)))
+        return other
+
+    # --- what the actor sees ---------------------------------------------------------------------------
+
+    @property
+    def entity(self) -> EntitySpec:
+        return self._entity
+
+    @property
+    def rights(self) -> Grants:
+        return self._rights
+
+    @property
+    def model(self) -> type:
+        return self._model
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The columns rows come back with: ``id`` first, then the selected (default: every visible)
+        column."""
+        if self._selected is None:
+            return tuple(self._columns.values())
+        return (self._columns["id"], *(self._columns[n] for n in self._selected if n != "id"))
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """Every column the actor may see, filter and sort by (selected or not)."""
+        return tuple(self._columns.values())
+
+    def column(self, name: Any) -> Column:
+        """A visible column by name; an unknown and a hidden field are the same error."""
+        found = self._columns.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise _unknown_field(name)
+        return found
+
+    # --- building ----------------------------------------------------------------------------------------
+
+    def fields(self, *names: str) -> TableQuery:
+        """Only these columns in the rows (``id`` always); any visible column may still filter and sort."""
+        for name in names:
+            self.column(name)
+        return self._copy(_selected=tuple(dict.fromkeys(names)))
+
+    def where(self, spec: Any) -> TableQuery:
+        """Add a filter (ANDed with those given before), as plain data::
+
+            {"and": [{"field": "name", "op": "ct", "value": "x"}, {"or": [...]}]}
+
+        A list means "and". A condition whose value is empty is left out (as the list screens do)."""
+        if spec is None or spec == {} or spec == []:
+            return self
+        budget = [MAX_CONDITIONS]
+        condition = self._compile(spec, 1, budget)
+        if condition is None:
+            return self
+        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+        return self._copy(_filters=(*self._filters, (canonical, condition)))
+
+    def search(self, text: Any) -> TableQuery:
+        """Quick search: rows where a visible, searchable field matches ``text`` as its type searches."""
+        return self._copy(_search=clean_search(text))
+
+    def order_by(self, *keys: str) -> TableQuery:
+        """Sort by sortable visible columns, ``-name`` for descending; always ends in ``id``. Empty values
+        sort as the largest (last ascending, first descending)."""
+        sort: list[tuple[str, bool]] = []
+        for key in keys:
+            if not isinstance(key, str):
+                raise _unknown_field(key)
+            desc = key.startswith("-")
+            name = key[1:] if desc else key
+            column = self.column(name)
+            if not column.sortable:
+                raise QueryError(_("The field %(field)s cannot be sorted.", field=column.spec.label))
+            if name in {n for n, _d in sort}:
+                continue
+            sort.append((name, desc))
+            if name == "id":
+                break
+        if len(sort) > MAX_SORT:
+            raise QueryError(_("Sort by at most %(n)d fields.", n=MAX_SORT))
+        return self._copy(_sort=tuple(sort))
+
+    # --- conditions ---------------------------------------------------------------------------------------
+
+    def _attr(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _compile(self, node: Any, depth: int, budget: list[int]) -> ColumnElement | None:
+        if depth > MAX_DEPTH:
+            raise QueryError(_("Filter groups may nest at most %(n)d levels.", n=MAX_DEPTH))
+        if isinstance(node, list):
+            node = {"and": node}
+        if not isinstance(node, Mapping):
+            raise QueryError(_("A filter is an object with field, op and value, or an and/or group."))
+        groups = [k for k in ("and", "or") if k in node]
+        if groups:
+            if len(node) != 1 or not isinstance(node[groups[0]], list):
+                raise QueryError(
+                    _("A filter group has one key, “and” or “or”, holding a list of conditions.")
+                )
+            parts = [self._compile(child, depth + 1, budget) for child in node[groups[0]]]
+            parts = [p for p in parts if p is not None]
+            if not parts:
+                return None
+            return and_(*parts) if groups[0] == "and" else or_(*parts)
+        return self._leaf(node, budget)
+
+    def _leaf(self, node: Mapping[str, Any], budget: list[int]) -> ColumnElement | None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise QueryError(_("A filter may have at most %(n)d conditions.", n=MAX_CONDITIONS))
+        if set(node) - {"field", "op", "value"} or "field" not in node or "op" not in node:
+            raise QueryError(_("A filter is an object with field, op and value, or an and/or group."))
+        column = self.column(node["field"])
+        spec, op = column.spec, node["op"]
+        if not isinstance(op, str) or op not in column.operators:
+            raise QueryError(
+                _(
+                    "“%(op)s” is not a filter operator for %(field)s (use one of: %(ops)s).",
+                    op=_shown_text(op, 20),
+                    field=spec.label,
+                    ops=", ".join(column.operators),
+                )
+            )
+        _label, build, takes_value = OPERATORS[op]
+        if not takes_value:
+            return build(self._attr(column.name), None)
+        raw = node.get("value")
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, list | dict) or (isinstance(raw, str) and not _storable(raw)):
+            raise QueryError(_("The filter on %(field)s needs a single value.", field=spec.label))
+        if isinstance(raw, float) and raw != raw:  # NaN
+            raise QueryError(_("The filter on %(field)s needs a single value.", field=spec.label))
+        try:
+            value = REGISTRY[spec.type].filter_value(raw, spec)
+        except (FieldValueError, TypeError, ValueError, ArithmeticError) as exc:
+            raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=str(exc))) from None
+        if value is None:
+            return None
+        return build(self._attr(column.name), value)
+
+    def _search_condition(self) -> ColumnElement | None:
+        if not self._search:
+            return None
+        found = []
+        for column in self._columns.values():
+            if column.record or not column.spec.searchable:
+                continue
+            condition = REGISTRY[column.type].search_condition(
+                self._attr(column.name), self._search, column.spec
+            )
+            if condition is not None:
+                found.append(condition)
+        return or_(*found) if found else false()
+
+    def condition(self) -> ColumnElement:
+        """The WHERE of this query: the actor's row scope for its action, not in the recycle bin, and the
+        filters and quick search given."""
+        parts = [row_filter(self._model, self._rights, self._action)]
+        parts += [c for _key, c in self._filters]
+        searched = self._search_condition()
+        if searched is not None:
+            parts.append(searched)
+        return and_(*parts)
+
+    def ids_statement(self) -> Select:
+        """``SELECT id`` of every matching row (for "apply to all matching" and sub-selects)."""
+        return select(self._model.id).where(self.condition())
+
+    def rows_statement(self, ids: Iterable[int]) -> Select:
+        """The whole stored rows (every column, hidden fields too: for the write path, which never shows
+        them) with these ids that the action may reach; add ``.with_for_update()`` to lock them."""
+        table = self._model.__table__
+        return select(table).where(table.c.id.in_(sorted({int(i) for i in ids})), self.condition())
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def _keys(self) -> list[tuple[Column, bool]]:
+        keys = [(self._columns[n], d) for n, d in self._sort]
+        if not keys or keys[-1][0].name != "id":
+            keys.append((self._columns["id"], False))
+        return keys
+
+    def _select(self, keys: Sequence[tuple[Column, bool]]) -> tuple[Select, list[Any]]:
+        """The SELECT of rows with their keys and labels, and how to read each result row."""
+        model = self._model
+        items: list[Any] = [model.id.label("id")]
+        readers: list[Any] = []
+        joins: list[tuple[Any, Any]] = []
+        for index, column in enumerate(self.columns):
+            if column.name == "id":
+                continue
+            attr = self._attr(column.name)
+            items.append(attr.label(f"v{index}"))
+            label = self._label_reader(index, column, attr, items, joins)
+            readers.append((column.name, f"v{index}", label))
+        for index, (column, _desc) in enumerate(keys):
+            items.append(self._attr(column.name).label(f"k{index}"))
+        statement = select(*items).select_from(model)
+        for target, on in joins:
+            statement = statement.outerjoin(target, on)
+        return statement, readers
+
+    def _label_reader(self, index: int, column: Column, attr: Any, items: list[Any], joins: list) -> Any:
+        """Adds the outer join and columns for a link's or user's label; returns how to read it."""
+        if column.reference == "user":
+            users = runtime.USERS.alias(f"u{index}")
+            items += [
+                users.c.username.label(f"un{index}"),
+                users.c.first_name.label(f"uf{index}"),
+                users.c.last_name.label(f"ul{index}"),
+            ]
+            joins.append((users, users.c.id == attr))
+            return lambda row: user_text(row[f"uf{index}"], row[f"ul{index}"], row[f"un{index}"])
+        if column.reference != "record":
+            return None
+        target_id = REGISTRY[column.type].target_entity_id(column.spec)
+        target = self._schema.by_id.get(target_id) if target_id is not None else None
+        target_model = self._schema.model(target_id) if target is not None else None
+        if target is None or target.archived or target_model is None:
+            return lambda row: None
+        target_rights = grants(self._actor, target, self._schema.access)
+        shown = target.display_field
+        if shown is None or not target_rights.can("read") or target_rights.mode(shown.name) == "hidden":
+            return lambda row: None
+        alias = aliased(target_model, name=f"r{index}")
+        items.append(getattr(alias, shown.name).label(f"l{index}"))
+        items.append(alias.id.label(f"s{index}"))
+        joins.append((alias, and_(alias.id == attr, row_filter(alias, target_rights, "read"))))
+        ftype = REGISTRY[shown.type]
+
+        def read(row: Mapping[str, Any]) -> str | None:
+            if row[f"s{index}"] is None:
+                return None
+            return ftype.to_text(row[f"l{index}"], shown) or None
+
+        return read
+
+    def _fetch(self, statement: Select, readers: list[Any], nkeys: int) -> list[tuple[dict, tuple]]:
+        found = []
+        for row in db.session.execute(statement).mappings():
+            item: dict[str, Any] = {"id": row["id"]}
+            labels: dict[str, str | None] = {}
+            for name, key, label in readers:
+                item[name] = row[key]
+                if label is not None:
+                    labels[name] = label(row) if row[key] is not None else None
+            if labels:
+                item["_labels"] = labels
+            found.append((item, tuple(row[f"k{i}"] for i in range(nkeys))))
+        return found
+
+    def _page(self, size: int, after: tuple | None) -> tuple[list[dict], tuple | None]:
+        keys = self._keys()
+        statement, readers = self._select(keys)
+        statement = statement.where(self.condition()).order_by(*_ordering(self._attr, keys))
+        segments = [None] if after is None else _after(self._attr, keys, after)
+        found: list[tuple[dict, tuple]] = []
+        for segment in segments:
+            chosen = statement if segment is None else statement.where(segment)
+            found += self._fetch(chosen.limit(size + 1 - len(found)), readers, len(keys))
+            if len(found) > size:
+                break
+        last = found[size - 1][1] if len(found) > size else None
+        return [item for item, _k in found[:size]], last
+
+    def page(self, size: int = DEFAULT_PAGE, after: str | None = None) -> Page:
+        """``size`` rows (1 to ``MAX_PAGE``) after the cursor ``after`` (None: the first page)."""
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE:
+            raise QueryError(_("A page has from 1 to %(n)d rows.", n=MAX_PAGE))
+        values = self._decode(after) if after else None
+        rows, last = self._page(size, values)
+        return Page(rows, self._encode(last) if last is not None else None)
+
+    def batches(self, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Every matching row, ``size`` at a time, in this query's order (keyset batches: constant memory,
+        no long transaction)."""
+        size = max(1, min(int(size), MAX_BATCH))
+        after: tuple | None = None
+        while True:
+            rows, after = self._page(size, after)
+            if rows:
+                yield rows
+            if after is None:
+                return
+
+    def stream(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every matching row, one at a time, read ``batch`` at a time."""
+        for rows in self.batches(batch):
+            yield from rows
+
+    def get(self, record_id: int) -> dict[str, Any] | None:
+        """One matching row by id, or None (not there, in the bin, or out of reach: all the same)."""
+        keys = self._keys()
+        statement, readers = self._select(keys)
+        found = self._fetch(statement.where(self.condition(), self._model.id == int(record_id)), readers, 0)
+        return found[0][0] if found else None
+
+    def exists(self, record_id: int) -> bool:
+        query = select(self._model.id).where(self._model.id == int(record_id), self.condition())
+        return db.session.scalar(query) is not None
+
+    def readable_ids(self, ids: Iterable[int]) -> set[int]:
+        """Which of ``ids`` match (for a link: the records the actor may point at)."""
+        wanted = sorted({int(i) for i in ids})
+        found: set[int] = set()
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            found.update(
+                db.session.scalars(select(self._model.id).where(self._model.id.in_(chunk), self.condition()))
+            )
+        return found
+
+    def count(self) -> Count:
+        """How many rows match: exact up to ``COUNT_LIMIT``, estimated above it."""
+        limited = select(self._model.id).where(self.condition()).limit(COUNT_LIMIT + 1).subquery()
+        counted = db.session.scalar(select(func.count()).select_from(limited)) or 0
+        if counted <= COUNT_LIMIT:
+            return Count(counted, True)
+        if db.session.get_bind().dialect.name != "postgresql":
+            return Count(COUNT_LIMIT, False)
+        return Count(max(self._estimate(), COUNT_LIMIT + 1), False)
+
+    def _estimate(self) -> int:
+        statement = select(self._model.id).where(self.condition())
+        connection = db.session.connection()
+        compiled = statement.compile(dialect=connection.dialect)
+        plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    # --- JSON ---------------------------------------------------------------------------------------------
+
+    def to_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row as the data endpoint sends it: values through their type's ``to_json``; a link or user as
+        ``{"id", "label"}`` (label null: not disclosed, show ``#id``)."""
+        out: dict[str, Any] = {"id": row["id"]}
+        labels = row.get("_labels") or {}
+        for column in self.columns:
+            name = column.name
+            if name == "id" or name not in row:
+                continue
+            value = row[name]
+            if column.reference is not None:
+                out[name] = None if value is None else {"id": value, "label": labels.get(name)}
+            else:
+                out[name] = REGISTRY[column.type].to_json(value, column.spec)
+        return out
+
+    # --- cursors ------------------------------------------------------------------------------------------
+
+    def _binding(self) -> bytes:
+        what = [
+            self._entity.id,
+            self._action,
+            self._actor.user_id,
+            [[n, d] for n, d in self._sort],
+            [key for key, _c in self._filters],
+            self._search,
+        ]
+        return json.dumps(what, separators=(",", ":"), ensure_ascii=True).encode()
+
+    def _encode(self, values: tuple) -> str:
+        payload = json.dumps([_encode_value(v) for v in values], separators=(",", ":"), ensure_ascii=True)
+        data = payload.encode()
+        return f"{_b64(data)}.{_b64(_mac(self._binding(), data))}"
+
+    def _decode(self, cursor: Any) -> tuple:
+        refused = QueryError(_("This cursor does not belong to this query: start again from the first page."))
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR or cursor.count(".") != 1:
+            raise refused
+        body, signature = cursor.split(".")
+        try:
+            data, mac = _unb64(body), _unb64(signature)
+        except ValueError:
+            raise refused from None
+        if not hmac.compare_digest(mac, _mac(self._binding(), data)):
+            raise refused
+        keys = self._keys()
+        try:
+            raw = json.loads(data)
+            values = tuple(_decode_value(v) for v in raw)
+        except (ValueError, TypeError, KeyError):
+            raise refused from None
+        if len(values) != len(keys):
+            raise refused
+        for value, (column, _desc) in zip(values, keys, strict=True):
+            expected = _python_type(self._model.__table__.c[column.name])
+            if value is None and column.name == "id":
+                raise refused
+            if value is not None and expected is not None and not isinstance(value, expected):
+                raise refused  # the column changed type since the cursor was made
+        return values
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+def _visible_columns(entity: EntitySpec, rights: Grants, model: type) -> dict[str, Column]:
+    table = model.__table__
+    columns: dict[str, Column] = {
+        "id": Column(_record_spec(entity, "id", "integer", _l("No.")), record=True),
+    }
+    editable = {f.name for f in rights.editable_fields}
+    for spec in rights.visible_fields:
+        columns[spec.name] = Column(spec, editable=spec.name in editable)
+    names = {f.name for f in entity.fields}
+    for name, (type_name, label) in RECORD_COLUMNS.items():
+        if name in table.c and name not in names:
+            columns[name] = Column(_record_spec(entity, name, type_name, label), record=True)
+    return columns
+
+
+def _record_spec(entity: EntitySpec, name: str, type_name: str, label: Any) -> FieldSpec:
+    return FieldSpec(
+        id=0,
+        entity_id=entity.id,
+        name=name,
+        column_name=name,
+        label=label,
+        type=type_name,
+        searchable=False,
+        is_system=True,
+    )
+
+
+def _nullable(attr: Any) -> bool:
+    return bool(getattr(attr, "nullable", True)) and attr.key != "id"
+
+
+def _ordering(attr_of: Any, keys: Sequence[tuple[Column, bool]]) -> list[Any]:
+    """ORDER BY with empty values as the largest: last ascending, first descending (PostgreSQL's own
+    order, so a plain index on the column serves it both ways; SQLite honours the explicit NULLS)."""
+    order = []
+    for column, desc in keys:
+        attr = attr_of(column.name)
+        if not _nullable(attr.expression):
+            order.append(attr.desc() if desc else attr.asc())
+        else:
+            order.append(attr.desc().nulls_first() if desc else attr.asc().nulls_last())
+    return order
+
+
+def _bound(attr: Any, value: Any) -> Any:
+    """A cursor value as a parameter of the column's type (``col > true`` is not built from a bare bool)."""
+    return literal(value, attr.type)
+
+
+def _beyond(attr: Any, desc: bool, value: Any) -> ColumnElement:
+    """Rows strictly after ``value`` on one key (empty values the largest)."""
+    nullable = _nullable(attr.expression)
+    if value is None:
+        return attr.is_not(None) if desc else false()
+    value = _bound(attr, value)
+    if desc:
+        return attr < value
+    return or_(attr > value, attr.is_(None)) if nullable else attr > value
+
+
+def _same(attr: Any, value: Any) -> ColumnElement:
+    return attr.is_(None) if value is None else attr == _bound(attr, value)
+
+
+def _rest_after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[Any]) -> ColumnElement:
+    if not keys:
+        return false()
+    (column, desc), value = keys[0], values[0]
+    attr = attr_of(column.name)
+    return or_(
+        _beyond(attr, desc, value), and_(_same(attr, value), _rest_after(attr_of, keys[1:], values[1:]))
+    )
+
+
+def _after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[Any]) -> list[ColumnElement]:
+    """Rows strictly after the cursor's ``values``, as segments read one after another: the first key's
+    range is a plain comparison an index on it can serve, its empty values a segment of their own."""
+    (column, desc), value = keys[0], values[0]
+    attr = attr_of(column.name)
+    rest = _rest_after(attr_of, keys[1:], values[1:])
+    if value is not None:
+        value = _bound(attr, value)
+    if len(keys) == 1:
+        return [attr < value if desc else attr > value]
+    if value is None:
+        segments = [and_(attr.is_(None), rest)]
+        return [*segments, attr.is_not(None)] if desc else segments
+    if desc:
+        return [and_(attr <= value, or_(attr < value, rest))]
+    segments = [and_(attr >= value, or_(attr > value, rest))]
+    return [*segments, attr.is_(None)] if _nullable(attr.expression) else segments
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        return None
+    if kind is float:
+        return None
+    return kind
+
+
+def _encode_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        return {"n": str(value)}
+    if isinstance(value, dt.datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"d": value.isoformat()}
+    return {"s": str(value)}
+
+
+def _decode_value(raw: Any) -> Any:
+    if raw is None or isinstance(raw, bool | int | str):
+        return raw
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ValueError(raw)
+    ((tag, text),) = raw.items()
+    if not isinstance(text, str):
+        raise ValueError(raw)
+    if tag == "n":
+        return Decimal(text)
+    if tag == "t":
+        return dt.datetime.fromisoformat(text)
+    if tag == "d":
+        return dt.date.fromisoformat(text)
+    raise ValueError(raw)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(text) from exc
+
+
+def _mac(binding: bytes, data: bytes) -> bytes:
+    secret = str(current_app.config.get("SECRET_KEY") or "").encode()
+    key = hashlib.sha256(b"tabula-query-cursor\x00" + secret).digest()
+    return hmac.new(key, binding + b"\x00" + data, hashlib.sha256).digest()[:18]
