@@ -272,3 +272,43 @@ def test_staff_sees_read_only_and_no_hidden_columns(browser, live_url, sheet) ->
     assert stored(slug, ids[0])[sheet["note"]] == "заметка"
     assert not problems, "\n".join(problems)
     page.context.close()
+
+
+def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug = sheet["slug"]
+    page, problems = open_grid(browser, live_url, slug)
+    assert HOSTILE in page.inner_text(".tabula-grid-title"), "the table's label is shown as text"
+    names = lambda: [  # noqa: E731
+        page.locator(".tabulator-row").nth(i).locator(f'[tabulator-field="{sheet["name"]}"]').inner_text()
+        for i in range(page.locator(".tabulator-row").count())
+    ]
+    header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
+    header.click()
+    page.wait_for_timeout(300)
+    header.click()  # descending
+    page.wait_for_timeout(500)
+    assert names() == ["Строка 3", "Строка 2", "Строка 1"]
+
+    count_filter = page.locator(
+        f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input'
+    )
+    count_filter.click()
+    page.keyboard.type(">1")
+    page.wait_for_timeout(1000)
+    assert sorted(names()) == ["Строка 2", "Строка 3"]
+    assert page.inner_text("#grid-count") == "Строк: 2"
+    count_filter.click()
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.wait_for_timeout(1000)
+    assert len(names()) == 3
+
+    cell(page, 0, sheet["name"]).click()
+    page.keyboard.press("Control+f")
+    assert page.evaluate("document.activeElement.id") == "grid-search"
+    page.keyboard.type("Строка 2")
+    page.wait_for_timeout(1000)
+    assert names() == ["Строка 2"]
+    assert page.inner_text("#grid-count") == "Строк: 1"
+    assert not problems, "\n".join(problems)
+    page.context.close()

@@ -104,6 +104,7 @@ def test_columns_follow_the_registry_and_the_field_rules(sheet, admin_client, st
     assert columns[sheet["kind"]]["label"] == LONG_CYRILLIC
     assert {o["op"] for o in columns[sheet["count"]]["operators"]} >= {"eq", "gt", "lt"}
     assert all(c["editable"] for c in config["columns"])
+    assert config["source"] == "data" and config["rows"] == f"/api/v1/data/{sheet['slug']}"
     # Staff: the secret is absent, the note read-only.
     config, _token = page_config(staff_client, sheet["slug"])
     columns = {c["field"]: c for c in config["columns"]}
@@ -286,3 +287,13 @@ def test_unknown_fields_and_missing_records_are_refused_not_crashed(sheet, admin
     response = save(admin_client, sheet["slug"], token, {**body, "mode": "valid"})
     assert response.status_code == 200
     assert stored(sheet["slug"], sheet["mine"][1])[sheet["count"]] == 5
+
+
+def test_versions_of_loaded_rows_follow_the_row_scope(sheet, admin_client, staff_client) -> None:  # noqa: ANN001
+    ids = ",".join(str(i) for i in [*sheet["mine"], sheet["other"]])
+    answer = admin_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
+    assert answer["versions"] == {str(i): 1 for i in [*sheet["mine"], sheet["other"]]}
+    answer = staff_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
+    assert answer["versions"] == {str(i): 1 for i in sheet["mine"]}  # the other record is out of reach
+    assert staff_client.get(f"/grid/{sheet['slug']}/versions?ids=1,x").status_code == 400
+    assert staff_client.get("/grid/no_such_table/versions?ids=1").status_code == 404
