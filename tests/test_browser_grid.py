@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -48,6 +50,7 @@ def sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     kind = new_field(entity, LONG_CYRILLIC, "single_select", settings={"options": [HOSTILE, "Обычный"]})
     note = new_field(entity, "Заметка", "text")
     secret = new_field(entity, "Секрет", "text")
+    manager = new_field(entity, "Менеджер", "user")
     staff = role_id("Staff")
     access.set_field_mode(staff, note.id, "view")
     access.set_field_mode(staff, secret.id, "hidden")
@@ -74,6 +77,7 @@ def sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
         "kind": kind.name,
         "note": note.name,
         "secret": secret.name,
+        "manager": manager.name,
         "ids": [s.id for s in saved],
     }
 
@@ -249,7 +253,20 @@ def test_two_browsers_edit_one_row_and_nothing_is_lost(browser, live_url, sheet)
 
 def test_staff_sees_read_only_and_no_hidden_columns(browser, live_url, sheet) -> None:  # noqa: ANN001
     slug, ids = sheet["slug"], sheet["ids"]
+    # Staff read every record of the table but edit only their own.
+    admins = records.create(slug, {sheet["name"]: "Не моя"}, Actor.for_user_id(user_id("admin"), "ui"))
+    access.set_table_rights(role_id("Staff"), current().entity(slug).id, {"read_scope": "all"})
+    refresh()
+    db.session.rollback()
     page, problems = open_grid(browser, live_url, slug, "staff1", DEMO_PASSWORD)
+    assert page.locator(".tabulator-row").count() == 4
+    other = page.locator(".tabulator-row", has_text="Не моя").locator(f'[tabulator-field="{sheet["name"]}"]')
+    assert "grid-readonly" in other.get_attribute("class")
+    other.click()
+    page.keyboard.type("z")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert stored(slug, admins.id)[sheet["name"]] == "Не моя"
     header = page.inner_text(".tabulator-header")
     assert "Секрет" not in header and "Заметка" in header
     assert page.locator(f'.tabulator-cell[tabulator-field="{sheet["secret"]}"]').count() == 0
@@ -310,5 +327,56 @@ def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -
     page.wait_for_timeout(1000)
     assert names() == ["Строка 2"]
     assert page.inner_text("#grid-count") == "Строк: 1"
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_a_user_is_chosen_by_typing_and_shown_by_name(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, first = sheet["slug"], sheet["ids"][0]
+    page, problems = open_grid(browser, live_url, slug)
+    cell(page, 0, sheet["manager"]).click()
+    page.keyboard.type("staff1")
+    page.locator(".tabula-grid-suggest li.active a", has_text="staff1").wait_for(timeout=10_000)
+    page.keyboard.press("Enter")
+    settle(page)
+    assert stored(slug, first)[sheet["manager"]] == user_id("staff1")
+    assert "staff1" in cell(page, 0, sheet["manager"]).inner_text()
+    assert page.locator(".tabula-grid-suggest").count() == 0
+    # Ctrl+Z puts the empty value back.
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert stored(slug, first)[sheet["manager"]] is None
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+EXCEL_CASES = [
+    ("a\tb\r\nc\td\r\n", [["a", "b"], ["c", "d"]]),
+    ('"x\ty"\t"1""2"\r\n"line1\r\nline2"\tz\r\n', [["x\ty", '1"2'], ["line1\r\nline2", "z"]]),
+    ("a\tb", [["a", "b"]]),
+    ("a\nb\n", [["a"], ["b"]]),
+    ("\t\r\n", [["", ""]]),
+    ("\r\n", [[""]]),
+    ('1 234,50\t"3"""\r\n', [["1 234,50", '3"']]),
+]
+CELL = st.text(alphabet=st.sampled_from(["a", "Ж", '"', "\t", "\r", "\n", " ", "1", ","]), max_size=8)
+
+
+def test_the_clipboard_parser_reads_what_excel_writes(browser, live_url) -> None:  # noqa: ANN001
+    """Excel's TSV (CRLF, quoted cells with tabs, line breaks and doubled quotes, a last CRLF) parses into
+    its cells, and whatever the grid copies parses back into the same cells (on a core table's grid)."""
+    page, problems = open_grid(browser, live_url, "companies")
+    parse = "text => window.TabulaGrid.parseClipboard(text)"
+    for text, cells in EXCEL_CASES:
+        assert page.evaluate(parse, text) == cells, text
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=1, max_size=4))
+    def round_trip(rows: list[list[str]]) -> None:
+        copied = page.evaluate("rows => window.TabulaGrid.toClipboard(rows)", rows)
+        assert copied.endswith("\r\n")
+        assert page.evaluate(parse, copied) == rows
+
+    round_trip()
     assert not problems, "\n".join(problems)
     page.context.close()

@@ -295,5 +295,11 @@ def test_versions_of_loaded_rows_follow_the_row_scope(sheet, admin_client, staff
     assert answer["versions"] == {str(i): 1 for i in [*sheet["mine"], sheet["other"]]}
     answer = staff_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
     assert answer["versions"] == {str(i): 1 for i in sheet["mine"]}  # the other record is out of reach
+    # Reading every record but editing only their own: the other one is read-only.
+    access.set_table_rights(role_id("Staff"), current().entity(sheet["slug"]).id, {"read_scope": "all"})
+    refresh()
+    answer = staff_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
+    assert set(answer["versions"]) == {str(i) for i in [*sheet["mine"], sheet["other"]]}
+    assert answer["editable"] == sorted(sheet["mine"])
     assert staff_client.get(f"/grid/{sheet['slug']}/versions?ids=1,x").status_code == 400
     assert staff_client.get("/grid/no_such_table/versions?ids=1").status_code == 404

@@ -456,7 +456,8 @@ class GridView(BaseView):
         if len(wanted) > MAX_VERSIONS or not all(p.isdigit() and len(p) < 11 for p in wanted):
             return _json(400, message=_("Unknown field."))
         try:
-            query = TableQuery(slug, Actor.current("ui"))
+            actor = Actor.current("ui")
+            query = TableQuery(slug, actor)
         except QueryError as refused:
             return _json(refused.status, message=str(refused))
         model = query.model
@@ -464,7 +465,16 @@ class GridView(BaseView):
         found = db.session.execute(
             select(model.id, model.row_version).where(query.condition(), model.id.in_(ids))
         ).all()
-        return _json(200, versions={str(pk): version for pk, version in found})
+        # Rows the user may read but not edit (outside their edit scope) show read-only.
+        editable: list[int] = []
+        if query.rights.can("edit") and found:
+            reach = TableQuery(slug, actor, "edit")
+            editable = list(
+                db.session.scalars(
+                    select(model.id).where(reach.condition(), model.id.in_([r[0] for r in found]))
+                )
+            )
+        return _json(200, versions={str(pk): version for pk, version in found}, editable=sorted(editable))
 
     @expose("/<slug>/save", methods=["POST"])
     @has_access_api

@@ -486,7 +486,11 @@
     var url = config.versionsUrl + "?ids=" + missing.map(function (r) { return r.id; }).join(",");
     return fetchAnswer(url).then(function (answer) {
       var versions = answer.versions || {};
-      missing.forEach(function (r) { r._version = versions[String(r.id)]; });
+      var editable = new Set(answer.editable || []);
+      missing.forEach(function (r) {
+        r._version = versions[String(r.id)];
+        if (answer.editable && !editable.has(r.id)) { r._editable = false; }
+      });
     });
   }
 
@@ -559,6 +563,7 @@
     filterMode: "remote",
     headerFilterLiveFilterDelay: 400,
     columnHeaderSortMulti: true,
+    movableColumns: true,
     langs: config.langs,
     locale: "default",
     placeholder: T.nothingFound
