@@ -204,6 +204,15 @@ def test_edit_paste_fill_and_undo_in_russian(browser, live_url, sheet) -> None: 
     assert db.session.scalar(select(func.count()).select_from(model)) == before + 2
     assert stored(slug, ids[2])[sheet["name"]] == "Последняя"
     assert page.locator(".tabulator-row").count() == 5
+    # Undoing that paste: the row it changed comes back, the rows it added go to the recycle bin.
+    page.keyboard.press("Control+z")
+    settle(page)
+    page.wait_for_timeout(300)
+    assert stored(slug, ids[2])[sheet["name"]] == "Строка 3"
+    db.session.rollback()
+    live = select(func.count()).select_from(model).where(model.deleted_at.is_(None))
+    assert db.session.scalar(live) == before
+    assert page.locator(".tabulator-row").count() == 3
     assert not problems, "\n".join(problems)
     page.context.close()
 
@@ -246,6 +255,22 @@ def test_two_browsers_edit_one_row_and_nothing_is_lost(browser, live_url, sheet)
     two.click("#grid-choice-yes")  # keep mine: saved over the version now known
     settle(two)
     assert stored(slug, first)[sheet["count"]] == 42
+    assert "grid-conflict" not in cell(two, 0, sheet["count"]).get_attribute("class")
+
+    # The first browser, still at the old version, is refused in turn and takes the saved value.
+    cell(one, 0, sheet["count"]).click()
+    one.keyboard.type("43")
+    one.keyboard.press("Enter")
+    settle(one)
+    assert "grid-conflict" in cell(one, 0, sheet["count"]).get_attribute("class")
+    one.click("#grid-choice-no")
+    assert cell(one, 0, sheet["count"]).inner_text() == "42"
+    assert stored(slug, first)[sheet["count"]] == 42
+    cell(one, 0, sheet["count"]).click()
+    one.keyboard.type("44")
+    one.keyboard.press("Enter")
+    settle(one)
+    assert stored(slug, first)[sheet["count"]] == 44
     assert not problems_one and not problems_two, problems_one + problems_two
     one.context.close()
     two.context.close()
