@@ -51,6 +51,7 @@ def sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     note = new_field(entity, "Заметка", "text")
     secret = new_field(entity, "Секрет", "text")
     manager = new_field(entity, "Менеджер", "user")
+    trusted = new_field(entity, "Надёжный", "boolean")
     staff = role_id("Staff")
     access.set_field_mode(staff, note.id, "view")
     access.set_field_mode(staff, secret.id, "hidden")
@@ -78,6 +79,7 @@ def sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
         "note": note.name,
         "secret": secret.name,
         "manager": manager.name,
+        "trusted": trusted.name,
         "ids": [s.id for s in saved],
     }
 
@@ -371,6 +373,24 @@ def test_a_user_is_chosen_by_typing_and_shown_by_name(browser, live_url, sheet) 
     page.keyboard.press("Control+z")
     settle(page)
     assert stored(slug, first)[sheet["manager"]] is None
+    # A yes/no cell toggles with the space bar; Esc drops a refused value and shows the saved one.
+    cell(page, 0, sheet["trusted"]).click()
+    page.keyboard.press(" ")
+    settle(page)
+    assert stored(slug, first)[sheet["trusted"]] is True
+    assert cell(page, 0, sheet["trusted"]).inner_text() == "✓"
+    cell(page, 1, sheet["count"]).click()
+    page.keyboard.type("dva")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert "grid-refused" in cell(page, 1, sheet["count"]).get_attribute("class")
+    cell(page, 1, sheet["count"]).click()
+    page.keyboard.press("Escape")
+    assert cell(page, 1, sheet["count"]).inner_text() == "2"
+    assert "grid-refused" not in cell(page, 1, sheet["count"]).get_attribute("class")
+    # The estimated count reads as words.
+    assert page.evaluate("window.TabulaGrid.countText(1234567, false)") == "Строк: около 1,2 миллиона"
+    assert page.evaluate("window.TabulaGrid.countText(1234, true)").replace("\u00a0", " ") == "Строк: 1 234"
     assert not problems, "\n".join(problems)
     page.context.close()
 

@@ -278,9 +278,12 @@
         }
         return input.value;
       }
+      function typedPart() {  // what the suggestions answer: a multiple select's last label being typed
+        return (col.editor === "multiselect" ? input.value.split(/[;,]/).pop() : input.value).trim();
+      }
       function show(found) {
         items = found || [];
-        active = items.length && input.value.trim() ? 0 : -1;
+        active = items.length && typedPart() && input.value !== start ? 0 : -1;
         if (!list) {
           list = document.createElement("ul");
           list.className = "tabula-grid-suggest dropdown-menu";
@@ -309,7 +312,7 @@
         });
       }
       function refresh() {
-        var pending = suggestions(col, input.value);
+        var pending = suggestions(col, input.value === start ? "" : input.value);
         if (!pending) { return; }
         var ticket = ++asked;
         pending.then(function (found) { if (ticket === asked && !done) { show(found); } });
@@ -339,12 +342,12 @@
         if (e.key === "Enter" && !(multiline && e.shiftKey)) {
           e.preventDefault();
           if (list && active >= 0 && items[active]) { choose(active); return; }
-          finish(typedRaw(), undefined, [e.shiftKey ? -1 : 1, 0]);
+          finish(input.value === start ? undefined : typedRaw(), undefined, [e.shiftKey ? -1 : 1, 0]);
           return;
         }
         if (e.key === "Tab") {
           e.preventDefault();
-          finish(typedRaw(), undefined, [0, e.shiftKey ? -1 : 1]);
+          finish(input.value === start ? undefined : typedRaw(), undefined, [0, e.shiftKey ? -1 : 1]);
         }
       });
       input.addEventListener("input", refresh);
@@ -501,10 +504,14 @@
     }).catch(function () { countEl.textContent = ""; });
   }
 
-  function showCount(count, exact) {
+  function countText(count, exact) {
     var words = exact ? new Intl.NumberFormat(locale).format(count)
       : new Intl.NumberFormat(locale, {notation: "compact", compactDisplay: "long", maximumFractionDigits: 1}).format(count);
-    countEl.textContent = fmt(exact ? T.rows : T.about, {n: words});
+    return fmt(exact ? T.rows : T.about, {n: words});
+  }
+
+  function showCount(count, exact) {
+    countEl.textContent = countText(count, exact);
     countEl.setAttribute("data-count", String(count));
     countEl.setAttribute("data-exact", exact ? "true" : "false");
   }
@@ -569,6 +576,7 @@
     placeholder: T.nothingFound
   });
   window.TabulaGrid.table = table;
+  window.TabulaGrid.countText = countText;
   window.addEventListener("resize", function () { table.setHeight(fitHeight()); });
 
   var searchTimer = null;
@@ -1016,7 +1024,12 @@
     } else if (!ctrl && !e.altKey && key.length === 1) {
       var target = activeCell();
       if (target) { startEdit(target, key); }
-    } else if (key === "Escape") { choiceEl.hidden = true; say("", ""); }
+    } else if (key === "Escape") {  // drop a refused value typed in the active cell: the saved one shows again
+      var marked = activeCell();
+      if (marked && markOf(marked.getRow().getData(), marked.getField())) { setMark(marked.getRow(), marked.getField(), null); }
+      choiceEl.hidden = true;
+      say("", "");
+    }
     else { handled = false; }
     if (handled) { e.preventDefault(); e.stopPropagation(); }
   }, true);
