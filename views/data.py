@@ -106,7 +106,7 @@ def _rows(slug: str) -> dict[str, Any]:
     page = query.page(int(size_text), after=after)
     return {
         "columns": [column.as_json() for column in query.columns],
-        "rows": [query.to_json(row) for row in page.rows],
+        "rows": query.json_rows(page.rows),
         "next": page.next_cursor,
     }
 
