@@ -231,6 +231,22 @@ def test_a_refused_paste_offers_a_choice(browser, live_url, sheet) -> None:  # n
     settle(page)
     assert [stored(slug, pk)[sheet["count"]] for pk in ids] == [4, 2, 6]
     assert "grid-refused" in cell(page, 1, sheet["count"]).get_attribute("class")
+
+    # Ctrl+C copies the selected range as TSV, as it is shown (the refused value as typed).
+    cell(page, 0, sheet["name"]).click()
+    cell(page, 1, sheet["count"]).click(modifiers=["Shift"])
+    page.keyboard.press("Control+c")
+    copied = page.evaluate("navigator.clipboard.readText()").replace("\u00a0", " ")
+    assert copied == "Строка 1\t10,00 RUB\t4\r\nСтрока 2\t20,00 RUB\tмного\r\n"
+
+    # Deleting the selected rows asks first, naming how many.
+    page.click("#grid-delete")
+    assert "(2)" in page.inner_text("#grid-choice-text")
+    page.click("#grid-choice-yes")
+    settle(page)
+    assert stored(slug, ids[0])["deleted_at"] is not None and stored(slug, ids[1])["deleted_at"] is not None
+    assert stored(slug, ids[2])["deleted_at"] is None
+    assert page.locator(".tabulator-row").count() == 1
     assert not problems, "\n".join(problems)
     page.context.close()
 

@@ -242,6 +242,9 @@ def test_saves_refused_without_rights_change_nothing(sheet, staff_client, manage
     assert response.status_code == 403
     assert stored(sheet["slug"], first)[sheet["count"]] == 9
     assert page_config(staff_client, sheet["slug"])[0]["canEdit"] is False
+    # Adding needs no edit right: pasted rows past the end are still added.
+    response = save(staff_client, sheet["slug"], token, {"create": [{"values": {sheet["name"]: "Ещё"}}]})
+    assert response.status_code == 200 and len(response.get_json()["created"]) == 1
     # Without the read right: no grid at all.
     access.set_table_rights(staff, entity_id, {"read": False})
     refresh()

@@ -38,6 +38,7 @@ MAX_ROWS = 5_000
 MAX_ID = 2**31 - 1
 PAGE_SIZE = 100
 MAX_VERSIONS = 500
+CHUNK = 500
 
 
 # --- columns -----------------------------------------------------------------------------------------------
@@ -185,8 +186,25 @@ def _values(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
+def reachable(batch: Batch, ids: list[int]) -> set[int]:
+    """Which of the records the actor may edit (the query layer's edit scope), in chunks."""
+    query = TableQuery(batch.slug, batch.actor, "edit")
+    model = query.model
+    found: set[int] = set()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(db.session.scalars(select(model.id).where(query.condition(), model.id.in_(chunk))))
+    return found
+
+
 def check_updates(batch: Batch) -> None:
     """Take out of ``batch.updates`` every cell the write path refuses and every row that conflicts."""
+    if batch.updates:  # records gone or out of reach, all at once (not by elimination, one dry run each)
+        found = reachable(batch, sorted({pk for pk, _values, _version in batch.updates.values()}))
+        for index, (pk, _values, _version) in list(batch.updates.items()):
+            if pk not in found:
+                batch.refuse("update", index, None, _("Record %(id)s does not exist.", id=pk))
+                del batch.updates[index]
     while batch.updates:
         order = list(batch.updates)
         refused = _attempt(
@@ -317,9 +335,15 @@ def save_batch(batch: Batch, mode: str) -> tuple[int, dict[str, Any]]:
     new_order = list(batch.creates)
     done: dict[str, list[records.Saved]] = {}
 
-    def work() -> None:
-        done["updated"] = records.update_many(batch.slug, [batch.updates[i] for i in order], batch.actor)
-        done["created"] = records.create_many(batch.slug, [batch.creates[i] for i in new_order], batch.actor)
+    def work() -> None:  # each kind only when there is some (each asks for its own right)
+        done["updated"] = (
+            records.update_many(batch.slug, [batch.updates[i] for i in order], batch.actor) if order else []
+        )
+        done["created"] = (
+            records.create_many(batch.slug, [batch.creates[i] for i in new_order], batch.actor)
+            if new_order
+            else []
+        )
         if batch.deletes:
             pks, versions = zip(*batch.deletes, strict=True)
             records.delete_many(batch.slug, list(pks), batch.actor, expected_versions=list(versions))
@@ -386,6 +410,11 @@ def ui_texts() -> dict[str, str]:
         "pasteCut": _("Only the loaded rows were pasted into; scroll to the end to add new rows."),
         "noAdd": _("You may not add records to this table: rows past the end were left out."),
         "newRow": _("new"),
+        "deleteAsk": _("Move %(n)s records to the recycle bin?"),
+        "delete": _("Delete"),
+        "cancel": _("Cancel"),
+        "deleted": _("Moved to the recycle bin: %(n)s."),
+        "noRows": _("Select cells in the rows to delete first."),
         "empty": _("(empty)"),
         "yes": _("yes"),
         "no": _("no"),
@@ -430,6 +459,7 @@ class GridView(BaseView):
             "columns": column_defs(entity, rights),
             "canEdit": rights.can("edit"),
             "canAdd": rights.can("add"),
+            "canDelete": rights.can("delete"),
             "saveUrl": url_for("GridView.save", slug=slug),
             "versionsUrl": url_for("GridView.versions", slug=slug),
             "recordUrl": url_for("TableView.show", slug=slug, pk=0).removesuffix("0"),
@@ -490,6 +520,8 @@ class GridView(BaseView):
             return _json(403, message=str(denied))
         except records.RecordNotFound as missing:
             return _json(404, message=str(missing))
+        except QueryError as refused:
+            return _json(refused.status, message=str(refused))
         return _json(status, **answer)
 
 

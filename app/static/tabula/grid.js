@@ -1054,6 +1054,32 @@
     }
   });
 
+  // Delete the rows of the selected range, after a confirmation naming how many (to the recycle bin).
+  var deleteButton = document.getElementById("grid-delete");
+  if (config.canDelete && deleteButton) {
+    deleteButton.hidden = false;
+    deleteButton.addEventListener("click", function () {
+      var found = rangeCells();
+      var rows = found ? found.rows.filter(function (row) { return row.getData().id; }) : [];
+      if (!rows.length) { say(T.noRows, "warning"); return; }
+      document.getElementById("grid-choice-list").textContent = "";
+      choose(fmt(T.deleteAsk, {n: rows.length}), T.delete, T.cancel, function () {
+        busy = true;
+        post({mode: "all", delete: rows.map(function (row) {
+          return {id: row.getData().id, version: row.getData()._version};
+        })}).then(function (answer) {
+          busy = false;
+          if (answer.saved) {
+            rows.forEach(function (row) { row.delete(); });
+            say(fmt(T.deleted, {n: rows.length}), "success");
+          } else {
+            say(answer.message || T.notSaved, "danger");
+          }
+        }, function () { busy = false; say(T.network, "danger"); });
+      }, function () { say("", ""); });
+    });
+  }
+
   window.TabulaGrid.ready = new Promise(function (resolve) { table.on("tableBuilt", resolve); });
   window.TabulaGrid.busy = function () { return busy; };
 })();
