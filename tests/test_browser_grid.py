@@ -143,7 +143,7 @@ def stored(slug: str, pk: int) -> dict[str, Any]:
     return {model.__table__.c[k].key: v for k, v in row.items()}
 
 
-def test_edit_paste_fill_and_undo_in_russian(browser, live_url, sheet) -> None:  # noqa: ANN001
+def test_edit_paste_fill_and_undo_in_russian(browser, live_url, sheet, tmp_path) -> None:  # noqa: ANN001
     slug, ids = sheet["slug"], sheet["ids"]
     page, problems = open_grid(browser, live_url, slug)
     # Russian number format and hostile option labels as text.
@@ -181,6 +181,7 @@ def test_edit_paste_fill_and_undo_in_russian(browser, live_url, sheet) -> None: 
     assert [r[sheet["name"]] for r in rows] == ["Альфа", 'Бета\t"кв"\r\nстрока', "Гамма"]
     assert [r[sheet["amount"]] for r in rows] == [Decimal("1234.50"), Decimal("2.50"), Decimal("0.75")]
     assert [r[sheet["count"]] for r in rows] == [5, 6, 7]
+    page.screenshot(path=str(tmp_path / "grid.png"))
     assert cell(page, 0, sheet["amount"]).inner_text().replace("\u00a0", " ") == "1 234,50 RUB"
 
     # Undo of the paste puts every cell back through the write path.
@@ -370,6 +371,14 @@ def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -
     page.wait_for_timeout(1000)
     assert names() == ["Строка 2"]
     assert page.inner_text("#grid-count") == "Строк: 1"
+
+    # Hiding a column; the menu shows hostile labels as text.
+    page.click("#grid-columns-button")
+    assert LONG_CYRILLIC in page.inner_text("#grid-columns-menu")
+    page.locator(f'#grid-columns-menu input[value="{sheet["note"]}"]').uncheck()
+    assert "Заметка" not in page.inner_text(".tabulator-header")
+    page.locator(f'#grid-columns-menu input[value="{sheet["note"]}"]').check()
+    assert "Заметка" in page.inner_text(".tabulator-header")
     assert not problems, "\n".join(problems)
     page.context.close()
 

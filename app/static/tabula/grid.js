@@ -536,7 +536,7 @@
       headerSort: !!col.sortable,
       headerFilter: "input",
       headerFilterPlaceholder: col.operators.length ? col.operators[0].label : "",
-      minWidth: 90,
+      minWidth: col.editor === "number" ? 120 : 90,
       maxWidth: 420,
       cssClass: "grid-col-" + (col.editor || "text")
     };
@@ -1077,6 +1077,40 @@
           }
         }, function () { busy = false; say(T.network, "danger"); });
       }, function () { say("", ""); });
+    });
+  }
+
+  // Show or hide columns (for this page only; saved views will keep the choice).
+  var columnsButton = document.getElementById("grid-columns-button");
+  var columnsMenu = document.getElementById("grid-columns-menu");
+  if (columnsButton && columnsMenu) {
+    columns.forEach(function (col) {
+      var li = document.createElement("li");
+      var label = document.createElement("label");
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = true;
+      box.value = col.field;
+      label.appendChild(box);
+      label.appendChild(document.createTextNode(" " + col.label));
+      li.appendChild(label);
+      columnsMenu.appendChild(li);
+      box.addEventListener("change", function () {
+        var shown = columnsMenu.querySelectorAll("input:checked").length;
+        if (!box.checked && shown === 0) { box.checked = true; return; }
+        if (box.checked) { table.showColumn(col.field); } else { table.hideColumn(col.field); }
+      });
+    });
+    columnsButton.addEventListener("click", function () {
+      var open = columnsMenu.style.display !== "block";
+      columnsMenu.style.display = open ? "block" : "none";
+      columnsButton.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    document.addEventListener("click", function (e) {
+      if (!columnsMenu.contains(e.target) && !columnsButton.contains(e.target)) {
+        columnsMenu.style.display = "none";
+        columnsButton.setAttribute("aria-expanded", "false");
+      }
     });
   }
 
