@@ -176,6 +176,9 @@ def test_a_batch_is_checked_cell_by_cell_before_anything_is_saved(sheet, admin_c
     assert str(stored(sheet["slug"], first)[sheet["amount"]]) == "1234.50"
     assert stored(sheet["slug"], first)[sheet["count"]] == 1
     assert len(answer["created"]) == 1  # the row whose only cell was refused is left out
+    # The saved rows read back through the query layer, as the data endpoint shows them.
+    assert answer["rows"][str(first)][sheet["amount"]] == "1234.50"
+    assert answer["rows"][str(answer["created"][0]["id"])][sheet["name"]] == "Новая"
     assert db.session.scalar(select(func.count()).select_from(model)) == before + 1
     created = answer["created"][0]
 

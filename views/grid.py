@@ -38,6 +38,8 @@ MAX_ROWS = 5_000
 MAX_ID = 2**31 - 1
 PAGE_SIZE = 100
 MAX_VERSIONS = 500
+#: Saved rows read back for the grid after a save (a bigger paste keeps the values it sent).
+REREAD = 200
 CHUNK = 500
 
 
@@ -325,21 +327,43 @@ def shown_values(entity: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any
 
 
 def save_batch(batch: Batch, mode: str) -> tuple[int, dict[str, Any]]:
-    """Check the batch, then save it (all or what passed, per ``mode``); (HTTP status, answer)."""
+    """Save the batch (all of it, or what passes the checks, per ``mode``); (HTTP status, answer)."""
+    if mode == "all":  # the usual case, one edit: straight to the write path, all or nothing
+        try:
+            return 200, _save(batch)
+        except records.AccessDenied:
+            raise
+        except records.RecordError:
+            pass  # nothing was written: find out which cells and rows were refused
     check_updates(batch)
     check_creates(batch)
     answer: dict[str, Any] = {"refused": batch.refused, "conflicts": batch.conflicts, "saved": False}
-    if mode == "all" and not batch.clean:
+    if mode == "all":
+        if batch.clean:  # refused a moment ago, accepted now: someone saved in between
+            answer["message"] = _("Not saved.")
+            return 409, answer
         return (409 if batch.conflicts else 422), answer
+    try:
+        saved = _save(batch)
+    except records.StaleRecord as stale:  # someone saved in between the check and the save
+        answer["message"] = str(stale)
+        return 409, answer
+    except records.RecordError as refused:
+        answer["message"] = str(refused) or _("Not saved.")
+        return 422, answer
+    return 200, {**answer, **saved}
+
+
+def _save(batch: Batch) -> dict[str, Any]:
+    """Write the batch in one transaction (each kind only when there is some: each needs its own right);
+    the saved rows as the data endpoint shows them."""
     order = list(batch.updates)
     new_order = list(batch.creates)
-    done: dict[str, list[records.Saved]] = {}
-
-    def work() -> None:  # each kind only when there is some (each asks for its own right)
-        done["updated"] = (
+    with records.atomic():
+        updated = (
             records.update_many(batch.slug, [batch.updates[i] for i in order], batch.actor) if order else []
         )
-        done["created"] = (
+        created = (
             records.create_many(batch.slug, [batch.creates[i] for i in new_order], batch.actor)
             if new_order
             else []
@@ -347,31 +371,45 @@ def save_batch(batch: Batch, mode: str) -> tuple[int, dict[str, Any]]:
         if batch.deletes:
             pks, versions = zip(*batch.deletes, strict=True)
             records.delete_many(batch.slug, list(pks), batch.actor, expected_versions=list(versions))
+    return {
+        "saved": True,
+        "updated": [
+            {
+                "index": i,
+                "id": s.id,
+                "version": s.version,
+                "values": shown_values(batch.entity, batch.updates[i][1]),
+            }
+            for i, s in zip(order, updated, strict=True)
+        ],
+        "created": [
+            {
+                "index": i,
+                "id": s.id,
+                "version": s.version,
+                "values": shown_values(batch.entity, batch.creates[i]),
+            }
+            for i, s in zip(new_order, created, strict=True)
+        ],
+        "rows": saved_rows(batch, [s.id for s in (*updated, *created)]),
+    }
 
+
+def saved_rows(batch: Batch, ids: list[int]) -> dict[str, Any]:
+    """The saved rows read back through the query layer, as the data endpoint sends them (values the write
+    path derived, defaults of new rows, labels); up to ``REREAD`` rows, else the grid keeps what it sent."""
+    if not ids or len(ids) > REREAD:
+        return {}
     try:
-        with records.atomic():
-            work()
-    except records.StaleRecord as stale:  # someone saved in between the check and the save
-        answer["message"] = str(stale)
-        return 409, answer
-    except records.RecordError as refused:
-        answer["message"] = str(refused) or _("Not saved.")
-        return 422, answer
-    answer["saved"] = True
-    answer["updated"] = [
-        {
-            "index": i,
-            "id": s.id,
-            "version": s.version,
-            "values": shown_values(batch.entity, batch.updates[i][1]),
-        }
-        for i, s in zip(order, done["updated"], strict=True)
-    ]
-    answer["created"] = [
-        {"index": i, "id": s.id, "version": s.version, "values": shown_values(batch.entity, batch.creates[i])}
-        for i, s in zip(new_order, done["created"], strict=True)
-    ]
-    return 200, answer
+        query = TableQuery(batch.slug, batch.actor)
+    except QueryError:
+        return {}
+    found = {}
+    for pk in ids:
+        row = query.get(pk)
+        if row is not None:
+            found[str(pk)] = query.to_json(row)
+    return found
 
 
 # --- the screen --------------------------------------------------------------------------------------------

@@ -691,6 +691,7 @@
 
   function applySaved(answer, entries, creates, kind) {
     var undo = {cells: [], created: []};
+    var fresh = answer.rows || {};
     (answer.updated || []).forEach(function (saved) {
       var entry = entries[saved.index];
       if (!entry) { return; }
@@ -707,6 +708,9 @@
         delete marks[rowKey(data) + "|" + item.field];
       });
       update._labels = labels;
+      if (fresh[String(saved.id)]) {  // the row as saved, derived values included
+        update = Object.assign(normalize(fresh[String(saved.id)]), {_version: saved.version});
+      }
       row.update(update);
       row.reformat();
     });
@@ -716,6 +720,7 @@
         data[field] = saved.values[field].value;
         if (saved.values[field].label !== undefined) { data._labels[field] = saved.values[field].label; }
       });
+      if (fresh[String(saved.id)]) { data = Object.assign(normalize(fresh[String(saved.id)]), {_version: saved.version}); }
       table.addRow(data, false);
       undo.created.push(saved.id);
     });
