@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, false, func, literal, or_, select
+from sqlalchemy import BigInteger, Integer, Select, and_, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -378,7 +378,11 @@ class TableQuery:
             raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=str(exc))) from None
         if value is None:
             return None
-        return build(self._attr(column.name), value)
+        attr = self._attr(column.name)
+        if isinstance(value, int) and not _holds(attr, value):
+            too_large = _("The number is too large.")
+            raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=too_large))
+        return build(attr, value)
 
     def _search_condition(self) -> ColumnElement | None:
         if not self._search:
@@ -474,10 +478,12 @@ class TableQuery:
 
         return read
 
-    def _fetch(self, statement: Select, reader: _Reader) -> list[tuple[dict, tuple]]:
+    def _fetch(self, statement: Select, reader: _Reader, as_json: bool = False) -> list[tuple[dict, tuple]]:
+        if as_json:
+            return self._fetch_json(statement, reader)
         names, width, nkeys, labels = reader
         found = []
-        for row in db.session.execute(statement):
+        for row in db.session.execute(statement).all():
             item = dict(zip(names, row, strict=False))
             if labels:
                 item["_labels"] = {
@@ -486,7 +492,31 @@ class TableQuery:
             found.append((item, tuple(row[width : width + nkeys])))
         return found
 
-    def _page(self, size: int, after: tuple | None) -> tuple[list[dict], tuple | None]:
+    def _fetch_json(self, statement: Select, reader: _Reader) -> list[tuple[dict, tuple]]:
+        """Result rows straight to what ``json_rows`` makes of them (one pass, for the data endpoint)."""
+        names, width, nkeys, labels = reader
+        referenced = {name for name, _at, _read in labels}
+        plain: list[tuple[str, int]] = []
+        converted: list[tuple[str, int, Any, FieldSpec]] = []
+        for at, column in enumerate(self.columns):
+            if column.name in referenced:
+                continue
+            if type(column.ftype).to_json is FieldType.to_json:
+                plain.append((column.name, at))
+            else:
+                converted.append((column.name, at, column.ftype.to_json, column.spec))
+        found = []
+        for row in db.session.execute(statement).all():
+            item = {name: row[at] for name, at in plain}
+            for name, at, convert, spec in converted:
+                item[name] = convert(row[at], spec)
+            for name, at, read in labels:
+                value = row[at]
+                item[name] = None if value is None else {"id": value, "label": read(row)}
+            found.append((item, tuple(row[width : width + nkeys])))
+        return found
+
+    def _page(self, size: int, after: tuple | None, as_json: bool = False) -> tuple[list[dict], tuple | None]:
         keys = self._keys()
         statement, reader = self._select(keys)
         statement = statement.where(self.condition()).order_by(*_ordering(self._attr, keys))
@@ -494,18 +524,19 @@ class TableQuery:
         found: list[tuple[dict, tuple]] = []
         for segment in segments:
             chosen = statement if segment is None else statement.where(segment)
-            found += self._fetch(chosen.limit(size + 1 - len(found)), reader)
+            found += self._fetch(chosen.limit(size + 1 - len(found)), reader, as_json)
             if len(found) > size:
                 break
         last = found[size - 1][1] if len(found) > size else None
         return [item for item, _k in found[:size]], last
 
-    def page(self, size: int = DEFAULT_PAGE, after: str | None = None) -> Page:
-        """``size`` rows (1 to ``MAX_PAGE``) after the cursor ``after`` (None: the first page)."""
+    def page(self, size: int = DEFAULT_PAGE, after: str | None = None, *, as_json: bool = False) -> Page:
+        """``size`` rows (1 to ``MAX_PAGE``) after the cursor ``after`` (None: the first page); with
+        ``as_json``, the rows as ``json_rows`` gives them."""
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE:
             raise QueryError(_("A page has from 1 to %(n)d rows.", n=MAX_PAGE))
         values = self._decode(after) if after else None
-        rows, last = self._page(size, values)
+        rows, last = self._page(size, values, as_json)
         return Page(rows, self._encode(last) if last is not None else None)
 
     def batches(self, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
@@ -562,7 +593,7 @@ class TableQuery:
     def _estimate(self) -> int:
         statement = select(self._table.c.id).where(self.condition())
         connection = db.session.connection()
-        compiled = statement.compile(dialect=connection.dialect)
+        compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
         if isinstance(plan, str):
             plan = json.loads(plan)
@@ -704,6 +735,16 @@ def _record_spec(entity: EntitySpec, name: str, type_name: str, label: Any) -> F
         searchable=False,
         is_system=True,
     )
+
+
+INT32 = 2**31 - 1
+
+
+def _holds(attr: Any, number: int) -> bool:
+    """Whether a whole number fits the column (an ``id`` is 32 bits: PostgreSQL refuses more)."""
+    kind = attr.type
+    small = isinstance(kind, Integer) and not isinstance(kind, BigInteger)
+    return not small or -INT32 - 1 <= number <= INT32
 
 
 def _nullable(attr: Any) -> bool:

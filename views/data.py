@@ -103,10 +103,10 @@ def _rows(slug: str) -> dict[str, Any]:
     if names:
         query = query.fields(*names)
     query = query.order_by(*_names("sort"))
-    page = query.page(int(size_text), after=after)
+    page = query.page(int(size_text), after=after, as_json=True)
     return {
         "columns": [column.as_json() for column in query.columns],
-        "rows": query.json_rows(page.rows),
+        "rows": page.rows,
         "next": page.next_cursor,
     }
 
