@@ -450,3 +450,28 @@ def test_the_clipboard_parser_reads_what_excel_writes(browser, live_url) -> None
     round_trip()
     assert not problems, "\n".join(problems)
     page.context.close()
+
+
+def test_rows_load_by_cursor_as_the_user_scrolls(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug = sheet["slug"]
+    records.create_many(
+        slug, [{sheet["name"]: f"Ряд {i:03}", sheet["count"]: i} for i in range(247)], Actor.system_job()
+    )
+    db.session.rollback()
+    page, problems = open_grid(browser, live_url, slug)
+    assert page.inner_text("#grid-count").replace("\u00a0", " ") == "Строк: 250"
+    loaded = "window.TabulaGrid.table.getDataCount()"
+    assert page.evaluate(loaded) == 100
+    holder = page.locator(".tabulator-tableholder")
+    for _ in range(40):  # scroll to the end until every page has come
+        holder.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        page.wait_for_timeout(250)
+        if page.evaluate(loaded) == 250:
+            break
+    assert page.evaluate(loaded) == 250
+    ids = page.evaluate("window.TabulaGrid.table.getData().map(r => r.id)")
+    assert len(set(ids)) == 250 and ids == sorted(ids)
+    # Every row got its version (for the optimistic lock of its next save).
+    assert page.evaluate("window.TabulaGrid.table.getData().every(r => Number.isInteger(r._version) && r._version >= 1)") is True
+    assert not problems, "\n".join(problems)
+    page.context.close()
