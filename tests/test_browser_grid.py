@@ -472,6 +472,28 @@ def test_rows_load_by_cursor_as_the_user_scrolls(browser, live_url, sheet) -> No
     ids = page.evaluate("window.TabulaGrid.table.getData().map(r => r.id)")
     assert len(set(ids)) == 250 and ids == sorted(ids)
     # Every row got its version (for the optimistic lock of its next save).
-    assert page.evaluate("window.TabulaGrid.table.getData().every(r => Number.isInteger(r._version) && r._version >= 1)") is True
+    assert (
+        page.evaluate(
+            "window.TabulaGrid.table.getData().every(r => Number.isInteger(r._version) && r._version >= 1)"
+        )
+        is True
+    )
     assert not problems, "\n".join(problems)
     page.context.close()
+
+
+def test_every_core_table_opens_as_a_grid(browser, live_url, app_ctx) -> None:  # noqa: ANN001
+    slugs = sorted(
+        slug for slug, entity in current().entities.items() if entity.is_system and not entity.archived
+    )
+    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_url, "admin", ADMIN_PASSWORD)
+    for slug in slugs:
+        page.goto(f"{live_url}/grid/{slug}/")
+        page.locator("#grid-count:not(:empty)").wait_for(timeout=10_000)
+        if page.inner_text("#grid-count") != "Строк: 0":
+            page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+    assert not problems, "\n".join(problems)
+    context.close()
