@@ -413,6 +413,13 @@ def test_a_user_is_chosen_by_typing_and_shown_by_name(browser, live_url, sheet) 
     page.keyboard.press("Escape")
     assert cell(page, 1, sheet["count"]).inner_text() == "2"
     assert "grid-refused" not in cell(page, 1, sheet["count"]).get_attribute("class")
+    # Ctrl+Enter puts the typed value into every selected cell.
+    cell(page, 0, sheet["count"]).click()
+    cell(page, 2, sheet["count"]).click(modifiers=["Shift"])
+    page.keyboard.type("7")
+    page.keyboard.press("Control+Enter")
+    settle(page)
+    assert [stored(slug, pk)[sheet["count"]] for pk in sheet["ids"]] == [7, 7, 7]
     # The estimated count reads as words.
     assert page.evaluate("window.TabulaGrid.countText(1234567, false)") == "Строк: около 1,2 миллиона"
     assert page.evaluate("window.TabulaGrid.countText(1234, true)").replace("\u00a0", " ") == "Строк: 1 234"

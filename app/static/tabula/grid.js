@@ -226,6 +226,7 @@
   // --- editors ---------------------------------------------------------------------------------------
 
   var firstKey = null;  // the key that started editing by typing (it becomes the editor's text)
+  var editRange = null;  // the range selected when editing started (Ctrl+Enter fills it)
   var editing = false;
 
   function suggestions(col, text) {
@@ -255,6 +256,8 @@
       input.value = firstKey !== null ? firstKey : start;
       firstKey = null;
       var list = null, items = [], active = -1, done = false, asked = 0;
+      var range = editRange;
+      editRange = null;
       editing = true;
 
       function close() {
@@ -337,6 +340,13 @@
           e.preventDefault();
           active = (active + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
           Array.prototype.forEach.call(list.children, function (li, i) { li.className = i === active ? "active" : ""; });
+          return;
+        }
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && range && range.rows.length * range.cols.length > 1) {
+          e.preventDefault();  // the typed value into every selected cell, in one save
+          var raw = typedRaw();
+          finish(undefined);
+          commit(editableTargets(range.rows, range.cols, function () { return raw; }), "fill");
           return;
         }
         if (e.key === "Enter" && !(multiline && e.shiftKey)) {
@@ -629,6 +639,7 @@
     if (!col || !cellEditable(col, cell.getRow().getData())) { say(T.readOnly, "warning"); return; }
     if (col.editor === "checkbox") { toggle(cell); return; }
     firstKey = key === undefined ? null : key;
+    editRange = rangeCells();
     cell.edit(true);
   }
 
