@@ -40,7 +40,6 @@ PAGE_SIZE = 100
 MAX_VERSIONS = 500
 #: Saved rows read back for the grid after a save (a bigger paste keeps the values it sent).
 REREAD = 200
-CHUNK = 500
 
 
 # --- columns -----------------------------------------------------------------------------------------------
@@ -188,21 +187,11 @@ def _values(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
-def reachable(batch: Batch, ids: list[int]) -> set[int]:
-    """Which of the records the actor may edit (the query layer's edit scope), in chunks."""
-    query = TableQuery(batch.slug, batch.actor, "edit")
-    model = query.model
-    found: set[int] = set()
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        found.update(db.session.scalars(select(model.id).where(query.condition(), model.id.in_(chunk))))
-    return found
-
-
 def check_updates(batch: Batch) -> None:
     """Take out of ``batch.updates`` every cell the write path refuses and every row that conflicts."""
     if batch.updates:  # records gone or out of reach, all at once (not by elimination, one dry run each)
-        found = reachable(batch, sorted({pk for pk, _values, _version in batch.updates.values()}))
+        wanted = {pk for pk, _values, _version in batch.updates.values()}
+        found = TableQuery(batch.slug, batch.actor, "edit").readable_ids(wanted)
         for index, (pk, _values, _version) in list(batch.updates.items()):
             if pk not in found:
                 batch.refuse("update", index, None, _("Record %(id)s does not exist.", id=pk))
@@ -534,14 +523,9 @@ class GridView(BaseView):
             select(model.id, model.row_version).where(query.condition(), model.id.in_(ids))
         ).all()
         # Rows the user may read but not edit (outside their edit scope) show read-only.
-        editable: list[int] = []
+        editable: set[int] = set()
         if query.rights.can("edit") and found:
-            reach = TableQuery(slug, actor, "edit")
-            editable = list(
-                db.session.scalars(
-                    select(model.id).where(reach.condition(), model.id.in_([r[0] for r in found]))
-                )
-            )
+            editable = TableQuery(slug, actor, "edit").readable_ids(pk for pk, _version in found)
         return _json(200, versions={str(pk): version for pk, version in found}, editable=sorted(editable))
 
     @expose("/<slug>/save", methods=["POST"])
