@@ -436,7 +436,6 @@ def ui_texts() -> dict[str, str]:
         "undone": _("Undone."),
         "pasteCut": _("Only the loaded rows were pasted into; scroll to the end to add new rows."),
         "noAdd": _("You may not add records to this table: rows past the end were left out."),
-        "newRow": _("new"),
         "deleteAsk": _("Move %(n)s records to the recycle bin?"),
         "delete": _("Delete"),
         "cancel": _("Cancel"),
@@ -461,12 +460,8 @@ def _grid_entity(slug: str) -> tuple[EntitySpec, Grants]:
 
 
 def data_urls(slug: str) -> dict[str, str]:
-    """Where rows and counts come from: the query layer's data endpoint, or (until it is there) the
-    table's REST API."""
-    rules = {rule.rule for rule in current_app.url_map.iter_rules()}
-    if "/api/v1/data/<slug>" in rules:
-        return {"source": "data", "rows": f"/api/v1/data/{slug}", "count": f"/api/v1/data/{slug}/count"}
-    return {"source": "rest", "rows": f"/api/v1/t/{slug}/", "count": ""}
+    """Where rows and their count come from: the query layer's data endpoint."""
+    return {"rows": f"/api/v1/data/{slug}", "count": f"/api/v1/data/{slug}/count"}
 
 
 class GridView(BaseView):

@@ -172,7 +172,7 @@
 
   var marks = {};  // "<row key>|<field>" -> {state, typed, message}
 
-  function rowKey(data) { return data.id ? String(data.id) : "new:" + data._new; }
+  function rowKey(data) { return String(data.id); }
   function markOf(data, field) { return marks[rowKey(data) + "|" + field]; }
   function setMark(row, field, mark) {
     var key = rowKey(row.getData()) + "|" + field;
@@ -377,7 +377,6 @@
   // --- the table -------------------------------------------------------------------------------------
 
   var cursors = {1: null};
-  var newRows = 0;
 
   function filterFor(col, text) {
     text = String(text || "").trim();
@@ -450,18 +449,6 @@
   function load(url, ajaxConfig, params) {
     var page = params.page || 1;
     if (page === 1) { cursors = {1: null}; }
-    if (config.source === "rest") {  // the table's REST API until the data endpoint is there
-      var sort = (params.sort || [])[0];
-      var rison = "(page:" + (page - 1) + ",page_size:" + config.pageSize +
-        (sort ? ",order_column:" + sort.field + ",order_direction:" + sort.dir : "") + ")";
-      return fetchJson(config.rows + "?q=" + encodeURIComponent(rison)).then(function (answer) {
-        if (page === 1) { showCount(answer.count, true); }
-        return {
-          last_page: Math.max(1, Math.ceil((answer.count || 0) / config.pageSize)),
-          data: (answer.result || []).map(function (r) { return normalize(r); })
-        };
-      });
-    }
     var query = queryParams(params);
     return fetchAnswer(config.rows + "?" + query.toString()).then(function (answer) {
       if (answer.failed) {  // a filter the table cannot take (a word in a number column): say so
@@ -576,7 +563,7 @@
     progressiveLoad: "scroll",
     progressiveLoadScrollMargin: 400,
     paginationSize: config.pageSize,
-    sortMode: config.source === "rest" ? "remote" : "remote",
+    sortMode: "remote",
     filterMode: "remote",
     headerFilterLiveFilterDelay: 400,
     columnHeaderSortMulti: true,
@@ -706,10 +693,9 @@
     (answer.updated || []).forEach(function (saved) {
       var entry = entries[saved.index];
       if (!entry) { return; }
-      var update = {_version: saved.version}, labels = Object.assign({}, entry.row ? {} : {});
       var row = entry.cells[0].row;
       var data = row.getData();
-      labels = Object.assign({}, data._labels || {});
+      var update = {_version: saved.version}, labels = Object.assign({}, data._labels || {});
       entry.cells.forEach(function (item) {
         var shown = saved.values[item.field];
         if (!shown) { return; }
