@@ -9,6 +9,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -309,3 +311,46 @@ def test_versions_of_loaded_rows_follow_the_row_scope(sheet, admin_client, staff
     assert answer["editable"] == sorted(sheet["mine"])
     assert staff_client.get(f"/grid/{sheet['slug']}/versions?ids=1,x").status_code == 400
     assert staff_client.get("/grid/no_such_table/versions?ids=1").status_code == 404
+
+
+JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def test_no_save_body_makes_a_server_error(sheet, admin_client) -> None:  # noqa: ANN001
+    """Any JSON at all, and changes shaped almost right, get an answer, never a 500."""
+    _config, token = page_config(admin_client, sheet["slug"])
+    names = [sheet["name"], sheet["amount"], sheet["count"], sheet["kind"], "nope"]
+    change = st.fixed_dictionaries(
+        {"id": st.sampled_from([*sheet["mine"], 0, -1, 2**31]) | JSON, "version": st.integers(-1, 3) | JSON},
+        optional={"values": st.dictionaries(st.sampled_from(names), JSON, max_size=4) | JSON},
+    )
+    body = (
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "mode": st.sampled_from(["all", "valid"]) | JSON,
+                "changes": st.lists(change, max_size=3) | JSON,
+                "create": st.lists(
+                    st.fixed_dictionaries({"values": st.dictionaries(st.sampled_from(names), JSON)}),
+                    max_size=2,
+                ),
+                "delete": st.lists(change, max_size=2) | JSON,
+            },
+        )
+        | JSON
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body)
+    def answers(payload: Any) -> None:
+        response = save(admin_client, sheet["slug"], token, payload)
+        assert response.status_code in (200, 400, 403, 404, 409, 422), (payload, response.status_code)
+        # JSON, except the app's guard refusing a NUL character anywhere in a request (its 400 page).
+        assert response.is_json or response.status_code == 400, payload
+
+    answers()
