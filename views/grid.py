@@ -209,10 +209,11 @@ def check_updates(batch: Batch) -> None:
             raise refused
         if isinstance(refused, records.StaleRecord):
             index = next((i for i in order if batch.updates[i][0] == refused.record_id), None)
-            if index is None:
-                raise refused
-            batch.conflicts.append(_conflict(batch, index, refused))
-            del batch.updates[index]
+            if index is None:  # a record of another table the write changes in turn (a deal's total)
+                _isolate(batch, order, refused)
+            else:
+                batch.conflicts.append(_conflict(batch, index, refused))
+                del batch.updates[index]
         elif isinstance(refused, records.RecordInvalid) and refused.rows:
             _take_out(batch, "update", order, refused.rows, lambda i: batch.updates[i][1])
             for i in order:
@@ -272,14 +273,18 @@ def _take_out(
 
 
 def _isolate(batch: Batch, order: list[int], refused: records.RecordError) -> None:
-    if len(order) == 1:
-        batch.refuse("update", order[0], None, str(refused))
-        del batch.updates[order[0]]
-        return
-    for i in order:
-        alone = _attempt(lambda i=i: records.update_many(batch.slug, [batch.updates[i]], batch.actor))
-        if alone is not None and not isinstance(alone, records.RecordInvalid | records.StaleRecord):
-            batch.refuse("update", i, None, str(alone))
+    """Find the rows behind a refusal that names none by trying each alone; when no row alone is refused
+    so (only their combination is), refuse them all: the loop checking the batch always ends."""
+    before = len(batch.updates)
+    if len(order) > 1:
+        for i in order:
+            alone = _attempt(lambda i=i: records.update_many(batch.slug, [batch.updates[i]], batch.actor))
+            if alone is not None and not isinstance(alone, records.RecordInvalid):
+                batch.refuse("update", i, None, str(alone))
+                del batch.updates[i]
+    if len(batch.updates) == before:
+        for i in order:
+            batch.refuse("update", i, None, str(refused) or _("Not saved."))
             del batch.updates[i]
 
 
@@ -539,6 +544,8 @@ class GridView(BaseView):
             return _json(404, message=str(missing))
         except QueryError as refused:
             return _json(refused.status, message=str(refused))
+        except records.RecordError as refused:  # any other refusal of the write path: nothing was saved
+            return _json(422, message=str(refused) or _("Not saved."))
         return _json(status, **answer)
 
 
