@@ -538,6 +538,9 @@ class MoneyType(DecimalType):
             return ""
         return f"{formats.number_text(value, 2)} {spec.settings.get('currency', 'RUB')}"
 
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {**super().grid_hints(spec), "currency": spec.settings.get("currency", "RUB")}
+
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": f'#,##0.00 "{spec.settings.get("currency", "RUB")}"'}
 
@@ -548,6 +551,9 @@ class PercentType(DecimalType):
 
     def display(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else f"{formats.number_text(value, self.scale(spec))} %"
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {**super().grid_hints(spec), "suffix": "%"}
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
@@ -892,6 +898,9 @@ class MultiSelectType(SingleSelectType):
 
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:
         return self.match_option(raw, spec)
+
+    def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
+        return {**super().grid_hints(spec), "editor": "multiselect"}
 
     def form_field(self, spec: FieldSpec, *, search: bool = False) -> Any:
         from custom_fields import forms

@@ -92,6 +92,7 @@ REFUSAL_TESTS: dict[str, str] = {
     "RecycleBinView.purge": "tests/test_write_path.py::test_only_an_admin_may_empty_the_recycle_bin",
     # CRM screens
     "DealBoardView.move": "tests/test_board.py::test_staff_may_not_move_someone_elses_deal",
+    "GridView.save": "tests/test_grid.py::test_saves_refused_without_rights_change_nothing",
     "LeadConvertView.convert": "tests/test_leads.py::test_staff_converts_own_leads_only",
     "MergeView.apply": "tests/test_search_merge.py::test_staff_may_not_merge",
     "RecordQuickView.log_call": "tests/test_related.py::test_quick_actions_refused_without_rights_or_record",

@@ -1,0 +1,506 @@
+"""The grid in real chromium, in Russian at 1366x768: an edit refused at its cell, a pasted 3×3 block from
+Excel (CRLF, a quoted cell with a tab, a line break and quotes, Russian decimals), a paste past the end that
+appends rows, fill-down, undo of a paste, two browsers editing one row (the second is refused, nothing is
+lost), Staff's read-only and hidden columns, and hostile labels shown as text. Any console error or dialog
+fails the test."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from app.extensions import db
+from custom_fields import access, records
+from custom_fields.access import Actor
+from custom_fields.runtime import current, refresh
+from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD
+from tests.tables_helpers import new_field, new_table, unique_label
+from tests.test_browser_tables import sign_in
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = '<script>alert("x")</script> \'"'
+LONG_CYRILLIC = "Щ" * 100
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+def user_id(username: str) -> int:
+    from flask_appbuilder.security.sqla.models import User
+
+    return db.session.scalar(select(User.id).where(User.username == username))
+
+
+def role_id(name: str) -> int:
+    from flask_appbuilder.security.sqla.models import Role
+
+    return db.session.scalar(select(Role.id).where(Role.name == name))
+
+
+@pytest.fixture
+def sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
+    entity = new_table(unique_label(f"{HOSTILE} Лист"))
+    amount = new_field(entity, "Сумма", "money")
+    count = new_field(entity, "Количество", "integer")
+    kind = new_field(entity, LONG_CYRILLIC, "single_select", settings={"options": [HOSTILE, "Обычный"]})
+    note = new_field(entity, "Заметка", "text")
+    secret = new_field(entity, "Секрет", "text")
+    manager = new_field(entity, "Менеджер", "user")
+    trusted = new_field(entity, "Надёжный", "boolean")
+    staff = role_id("Staff")
+    access.set_field_mode(staff, note.id, "view")
+    access.set_field_mode(staff, secret.id, "hidden")
+    refresh()
+    name = current().entity(entity.slug).display_field.name
+    options = {o["label"]: o["id"] for o in kind.settings["options"]}
+    saved = records.create_many(
+        entity.slug,
+        [{name: f"Строка {i}", amount.name: str(10 * i), count.name: i} for i in (1, 2, 3)],
+        Actor.for_user_id(user_id("staff1"), "ui"),
+    )
+    records.update_many(
+        entity.slug,
+        [(s.id, {note.name: "заметка", secret.name: "тайна"}, None) for s in saved]
+        + [(saved[0].id, {kind.name: options[HOSTILE]}, None)],
+        Actor.system_job(),
+    )
+    db.session.rollback()
+    return {
+        "slug": entity.slug,
+        "name": name,
+        "amount": amount.name,
+        "count": count.name,
+        "kind": kind.name,
+        "note": note.name,
+        "secret": secret.name,
+        "manager": manager.name,
+        "trusted": trusted.name,
+        "ids": [s.id for s in saved],
+    }
+
+
+def watch(page) -> list[str]:  # noqa: ANN001
+    problems: list[str] = []
+
+    def on_dialog(dialog) -> None:  # noqa: ANN001
+        problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    def on_console(msg) -> None:  # noqa: ANN001
+        # A refused or conflicting save answers 422 or 409 by design; chromium logs every such answer.
+        expected = "/save" in (msg.location or {}).get("url", "") and any(
+            f"status of {code}" in msg.text for code in (409, 422)
+        )
+        if msg.type == "error" and not expected:
+            problems.append(f"console: {msg.text}")
+
+    page.on("dialog", on_dialog)
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    return problems
+
+
+def open_grid(browser, live_url: str, slug: str, username: str = "admin", password: str = ADMIN_PASSWORD):  # noqa: ANN001, ANN201
+    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_url)
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_url, username, password)
+    page.goto(f"{live_url}/grid/{slug}/")
+    page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+    return page, problems
+
+
+def cell(page, row: int, field: str):  # noqa: ANN001, ANN201
+    return page.locator(".tabulator-row").nth(row).locator(f'.tabulator-cell[tabulator-field="{field}"]')
+
+
+def settle(page, timeout: float = 10) -> None:  # noqa: ANN001
+    """Until the grid has no save in flight (wait_for_function cannot run under the CSP)."""
+    deadline = time.monotonic() + timeout
+    page.wait_for_timeout(100)
+    while page.evaluate("window.TabulaGrid.busy()"):
+        assert time.monotonic() < deadline, "a save never finished"
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(100)
+
+
+def paste(page, text: str) -> None:  # noqa: ANN001
+    page.evaluate("text => navigator.clipboard.writeText(text)", text)
+    page.keyboard.press("Control+v")
+    settle(page)
+
+
+def stored(slug: str, pk: int) -> dict[str, Any]:
+    db.session.rollback()
+    model = current().classes[slug]
+    row = db.session.execute(select(model.__table__).where(model.id == pk)).mappings().one()
+    return {model.__table__.c[k].key: v for k, v in row.items()}
+
+
+def test_edit_paste_fill_and_undo_in_russian(browser, live_url, sheet, tmp_path) -> None:  # noqa: ANN001
+    slug, ids = sheet["slug"], sheet["ids"]
+    page, problems = open_grid(browser, live_url, slug)
+    # Russian number format and hostile option labels as text.
+    assert cell(page, 0, sheet["amount"]).inner_text().replace("\u00a0", " ") == "10,00 RUB"
+    assert cell(page, 0, sheet["kind"]).inner_text() == HOSTILE
+    assert LONG_CYRILLIC in page.inner_text(".tabulator-header")
+    assert page.inner_text("#grid-count") == "Строк: 3"
+
+    # A value that does not fit stays in its cell with the message.
+    cell(page, 0, sheet["count"]).click()
+    page.keyboard.type("abc")
+    page.keyboard.press("Enter")
+    settle(page)
+    refused = cell(page, 0, sheet["count"])
+    assert "grid-refused" in refused.get_attribute("class")
+    assert refused.inner_text() == "abc" and refused.get_attribute("title")
+    assert page.inner_text("#grid-status").strip()
+    assert stored(slug, ids[0])[sheet["count"]] == 1
+
+    # F2 edits: a valid value replaces it.
+    cell(page, 0, sheet["count"]).click()
+    page.keyboard.press("F2")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("11")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert stored(slug, ids[0])[sheet["count"]] == 11
+    assert "grid-refused" not in cell(page, 0, sheet["count"]).get_attribute("class")
+
+    # A 3×3 block from Excel: CRLF, a quoted cell with a tab, a line break and doubled quotes.
+    cell(page, 0, sheet["name"]).click()
+    block = 'Альфа\t1 234,50\t5\r\n"Бета\t""кв""\r\nстрока"\t2,5\t6\r\nГамма\t0,75\t7\r\n'
+    paste(page, block)
+    rows = [stored(slug, pk) for pk in ids]
+    assert [r[sheet["name"]] for r in rows] == ["Альфа", 'Бета\t"кв"\r\nстрока', "Гамма"]
+    assert [r[sheet["amount"]] for r in rows] == [Decimal("1234.50"), Decimal("2.50"), Decimal("0.75")]
+    assert [r[sheet["count"]] for r in rows] == [5, 6, 7]
+    page.screenshot(path=str(tmp_path / "grid.png"))
+    assert cell(page, 0, sheet["amount"]).inner_text().replace("\u00a0", " ") == "1 234,50 RUB"
+
+    # Undo of the paste puts every cell back through the write path.
+    page.keyboard.press("Control+z")
+    settle(page)
+    rows = [stored(slug, pk) for pk in ids]
+    assert [r[sheet["name"]] for r in rows] == ["Строка 1", "Строка 2", "Строка 3"]
+    assert [r[sheet["count"]] for r in rows] == [11, 2, 3]
+
+    # Fill down: the first row's count into the two below.
+    cell(page, 0, sheet["count"]).click()
+    cell(page, 2, sheet["count"]).click(modifiers=["Shift"])
+    page.keyboard.press("Control+d")
+    settle(page)
+    assert [stored(slug, pk)[sheet["count"]] for pk in ids] == [11, 11, 11]
+
+    # Past the end: new rows are appended through the write path.
+    model = current().classes[slug]
+    before = db.session.scalar(select(func.count()).select_from(model))
+    cell(page, 2, sheet["name"]).click()
+    paste(page, "Последняя\t1\r\nНовая 1\t2\r\nНовая 2\t3,5\r\n")
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(model)) == before + 2
+    assert stored(slug, ids[2])[sheet["name"]] == "Последняя"
+    assert page.locator(".tabulator-row").count() == 5
+    # Undoing that paste: the row it changed comes back, the rows it added go to the recycle bin.
+    page.keyboard.press("Control+z")
+    settle(page)
+    page.wait_for_timeout(300)
+    assert stored(slug, ids[2])[sheet["name"]] == "Строка 3"
+    db.session.rollback()
+    live = select(func.count()).select_from(model).where(model.deleted_at.is_(None))
+    assert db.session.scalar(live) == before
+    assert page.locator(".tabulator-row").count() == 3
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_a_refused_paste_offers_a_choice(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, ids = sheet["slug"], sheet["ids"]
+    page, problems = open_grid(browser, live_url, slug)
+    cell(page, 0, sheet["count"]).click()
+    paste(page, "4\r\nмного\r\n6\r\n")
+    assert page.locator("#grid-choice").is_visible()
+    assert "2" in page.inner_text("#grid-choice-text") and "1" in page.inner_text("#grid-choice-text")
+    assert [stored(slug, pk)[sheet["count"]] for pk in ids] == [1, 2, 3]  # nothing saved yet
+    page.click("#grid-choice-yes")  # save the valid ones
+    settle(page)
+    assert [stored(slug, pk)[sheet["count"]] for pk in ids] == [4, 2, 6]
+    assert "grid-refused" in cell(page, 1, sheet["count"]).get_attribute("class")
+
+    # Ctrl+C copies the selected range as TSV, as it is shown (the refused value as typed).
+    cell(page, 0, sheet["name"]).click()
+    cell(page, 1, sheet["count"]).click(modifiers=["Shift"])
+    page.keyboard.press("Control+c")
+    copied = page.evaluate("navigator.clipboard.readText()").replace("\u00a0", " ")
+    assert copied == "Строка 1\t10,00 RUB\t4\r\nСтрока 2\t20,00 RUB\tмного\r\n"
+
+    # Deleting the selected rows asks first, naming how many.
+    page.click("#grid-delete")
+    assert "(2)" in page.inner_text("#grid-choice-text")
+    page.click("#grid-choice-yes")
+    settle(page)
+    assert stored(slug, ids[0])["deleted_at"] is not None and stored(slug, ids[1])["deleted_at"] is not None
+    assert stored(slug, ids[2])["deleted_at"] is None
+    assert page.locator(".tabulator-row").count() == 1
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_two_browsers_edit_one_row_and_nothing_is_lost(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, first = sheet["slug"], sheet["ids"][0]
+    one, problems_one = open_grid(browser, live_url, slug)
+    two, problems_two = open_grid(browser, live_url, slug)
+    cell(one, 0, sheet["count"]).click()
+    one.keyboard.type("41")
+    one.keyboard.press("Enter")
+    settle(one)
+    assert stored(slug, first)[sheet["count"]] == 41
+
+    cell(two, 0, sheet["count"]).click()
+    two.keyboard.type("42")
+    two.keyboard.press("Enter")
+    settle(two)
+    conflict = cell(two, 0, sheet["count"])
+    assert "grid-conflict" in conflict.get_attribute("class")
+    assert "42" in conflict.inner_text() and "41" in conflict.inner_text()
+    assert stored(slug, first)[sheet["count"]] == 41, "the second save overwrote the first"
+    assert two.locator("#grid-choice").is_visible()
+    two.click("#grid-choice-yes")  # keep mine: saved over the version now known
+    settle(two)
+    assert stored(slug, first)[sheet["count"]] == 42
+    assert "grid-conflict" not in cell(two, 0, sheet["count"]).get_attribute("class")
+
+    # The first browser, still at the old version, is refused in turn and takes the saved value.
+    cell(one, 0, sheet["count"]).click()
+    one.keyboard.type("43")
+    one.keyboard.press("Enter")
+    settle(one)
+    assert "grid-conflict" in cell(one, 0, sheet["count"]).get_attribute("class")
+    one.click("#grid-choice-no")
+    assert cell(one, 0, sheet["count"]).inner_text() == "42"
+    assert stored(slug, first)[sheet["count"]] == 42
+    cell(one, 0, sheet["count"]).click()
+    one.keyboard.type("44")
+    one.keyboard.press("Enter")
+    settle(one)
+    assert stored(slug, first)[sheet["count"]] == 44
+    assert not problems_one and not problems_two, problems_one + problems_two
+    one.context.close()
+    two.context.close()
+
+
+def test_staff_sees_read_only_and_no_hidden_columns(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, ids = sheet["slug"], sheet["ids"]
+    # Staff read every record of the table but edit only their own.
+    admins = records.create(slug, {sheet["name"]: "Не моя"}, Actor.for_user_id(user_id("admin"), "ui"))
+    access.set_table_rights(role_id("Staff"), current().entity(slug).id, {"read_scope": "all"})
+    refresh()
+    db.session.rollback()
+    page, problems = open_grid(browser, live_url, slug, "staff1", DEMO_PASSWORD)
+    assert page.locator(".tabulator-row").count() == 4
+    other = page.locator(".tabulator-row", has_text="Не моя").locator(f'[tabulator-field="{sheet["name"]}"]')
+    assert "grid-readonly" in other.get_attribute("class")
+    other.click()
+    page.keyboard.type("z")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert stored(slug, admins.id)[sheet["name"]] == "Не моя"
+    header = page.inner_text(".tabulator-header")
+    assert "Секрет" not in header and "Заметка" in header
+    assert page.locator(f'.tabulator-cell[tabulator-field="{sheet["secret"]}"]').count() == 0
+    note = cell(page, 0, sheet["note"])
+    assert "grid-readonly" in note.get_attribute("class")
+    note.click()
+    page.keyboard.type("x")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert page.locator(".tabula-grid-editor").count() == 0
+    assert stored(slug, ids[0])[sheet["note"]] == "заметка"
+    # Pasting over it changes only the editable cells.
+    cell(page, 0, sheet["kind"]).click()
+    paste(page, "Обычный\tчужое\r\n")
+    assert stored(slug, ids[0])[sheet["kind"]] == next(
+        o["id"]
+        for o in current().entity(slug).field_by_name(sheet["kind"]).options
+        if o["label"] == "Обычный"
+    )
+    assert stored(slug, ids[0])[sheet["note"]] == "заметка"
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug = sheet["slug"]
+    page, problems = open_grid(browser, live_url, slug)
+    assert HOSTILE in page.inner_text(".tabula-grid-title"), "the table's label is shown as text"
+    names = lambda: [  # noqa: E731
+        page.locator(".tabulator-row").nth(i).locator(f'[tabulator-field="{sheet["name"]}"]').inner_text()
+        for i in range(page.locator(".tabulator-row").count())
+    ]
+    header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
+    header.click()
+    page.wait_for_timeout(300)
+    header.click()  # descending
+    page.wait_for_timeout(500)
+    assert names() == ["Строка 3", "Строка 2", "Строка 1"]
+
+    count_filter = page.locator(
+        f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input'
+    )
+    count_filter.click()
+    page.keyboard.type(">1")
+    page.wait_for_timeout(1000)
+    assert sorted(names()) == ["Строка 2", "Строка 3"]
+    assert page.inner_text("#grid-count") == "Строк: 2"
+    count_filter.click()
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.wait_for_timeout(1000)
+    assert len(names()) == 3
+
+    cell(page, 0, sheet["name"]).click()
+    page.keyboard.press("Control+f")
+    assert page.evaluate("document.activeElement.id") == "grid-search"
+    page.keyboard.type("Строка 2")
+    page.wait_for_timeout(1000)
+    assert names() == ["Строка 2"]
+    assert page.inner_text("#grid-count") == "Строк: 1"
+
+    # Hiding a column; the menu shows hostile labels as text.
+    page.click("#grid-columns-button")
+    assert LONG_CYRILLIC in page.inner_text("#grid-columns-menu")
+    page.locator(f'#grid-columns-menu input[value="{sheet["note"]}"]').uncheck()
+    assert "Заметка" not in page.inner_text(".tabulator-header")
+    page.locator(f'#grid-columns-menu input[value="{sheet["note"]}"]').check()
+    assert "Заметка" in page.inner_text(".tabulator-header")
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_a_user_is_chosen_by_typing_and_shown_by_name(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, first = sheet["slug"], sheet["ids"][0]
+    page, problems = open_grid(browser, live_url, slug)
+    cell(page, 0, sheet["manager"]).click()
+    page.keyboard.type("staff1")
+    page.locator(".tabula-grid-suggest li.active a", has_text="staff1").wait_for(timeout=10_000)
+    page.keyboard.press("Enter")
+    settle(page)
+    assert stored(slug, first)[sheet["manager"]] == user_id("staff1")
+    assert "staff1" in cell(page, 0, sheet["manager"]).inner_text()
+    assert page.locator(".tabula-grid-suggest").count() == 0
+    # Ctrl+Z puts the empty value back.
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert stored(slug, first)[sheet["manager"]] is None
+    # A yes/no cell toggles with the space bar; Esc drops a refused value and shows the saved one.
+    cell(page, 0, sheet["trusted"]).click()
+    page.keyboard.press(" ")
+    settle(page)
+    assert stored(slug, first)[sheet["trusted"]] is True
+    assert cell(page, 0, sheet["trusted"]).inner_text() == "✓"
+    cell(page, 1, sheet["count"]).click()
+    page.keyboard.type("dva")
+    page.keyboard.press("Enter")
+    settle(page)
+    assert "grid-refused" in cell(page, 1, sheet["count"]).get_attribute("class")
+    cell(page, 1, sheet["count"]).click()
+    page.keyboard.press("Escape")
+    assert cell(page, 1, sheet["count"]).inner_text() == "2"
+    assert "grid-refused" not in cell(page, 1, sheet["count"]).get_attribute("class")
+    # Ctrl+Enter puts the typed value into every selected cell.
+    cell(page, 0, sheet["count"]).click()
+    cell(page, 2, sheet["count"]).click(modifiers=["Shift"])
+    page.keyboard.type("7")
+    page.keyboard.press("Control+Enter")
+    settle(page)
+    assert [stored(slug, pk)[sheet["count"]] for pk in sheet["ids"]] == [7, 7, 7]
+    # The estimated count reads as words.
+    assert page.evaluate("window.TabulaGrid.countText(1234567, false)") == "Строк: около 1,2 миллиона"
+    assert page.evaluate("window.TabulaGrid.countText(1234, true)").replace("\u00a0", " ") == "Строк: 1 234"
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+EXCEL_CASES = [
+    ("a\tb\r\nc\td\r\n", [["a", "b"], ["c", "d"]]),
+    ('"x\ty"\t"1""2"\r\n"line1\r\nline2"\tz\r\n', [["x\ty", '1"2'], ["line1\r\nline2", "z"]]),
+    ("a\tb", [["a", "b"]]),
+    ("a\nb\n", [["a"], ["b"]]),
+    ("\t\r\n", [["", ""]]),
+    ("\r\n", [[""]]),
+    ('1 234,50\t"3"""\r\n', [["1 234,50", '3"']]),
+]
+CELL = st.text(alphabet=st.sampled_from(["a", "Ж", '"', "\t", "\r", "\n", " ", "1", ","]), max_size=8)
+
+
+def test_the_clipboard_parser_reads_what_excel_writes(browser, live_url) -> None:  # noqa: ANN001
+    """Excel's TSV (CRLF, quoted cells with tabs, line breaks and doubled quotes, a last CRLF) parses into
+    its cells, and whatever the grid copies parses back into the same cells (on a core table's grid)."""
+    page, problems = open_grid(browser, live_url, "companies")
+    parse = "text => window.TabulaGrid.parseClipboard(text)"
+    for text, cells in EXCEL_CASES:
+        assert page.evaluate(parse, text) == cells, text
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=1, max_size=4))
+    def round_trip(rows: list[list[str]]) -> None:
+        copied = page.evaluate("rows => window.TabulaGrid.toClipboard(rows)", rows)
+        assert copied.endswith("\r\n")
+        assert page.evaluate(parse, copied) == rows
+
+    round_trip()
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_rows_load_by_cursor_as_the_user_scrolls(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug = sheet["slug"]
+    records.create_many(
+        slug, [{sheet["name"]: f"Ряд {i:03}", sheet["count"]: i} for i in range(247)], Actor.system_job()
+    )
+    db.session.rollback()
+    page, problems = open_grid(browser, live_url, slug)
+    assert page.inner_text("#grid-count").replace("\u00a0", " ") == "Строк: 250"
+    loaded = "window.TabulaGrid.table.getDataCount()"
+    assert page.evaluate(loaded) == 100
+    holder = page.locator(".tabulator-tableholder")
+    for _ in range(40):  # scroll to the end until every page has come
+        holder.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        page.wait_for_timeout(250)
+        if page.evaluate(loaded) == 250:
+            break
+    assert page.evaluate(loaded) == 250
+    ids = page.evaluate("window.TabulaGrid.table.getData().map(r => r.id)")
+    assert len(set(ids)) == 250 and ids == sorted(ids)
+    # Every row got its version (for the optimistic lock of its next save).
+    assert (
+        page.evaluate(
+            "window.TabulaGrid.table.getData().every(r => Number.isInteger(r._version) && r._version >= 1)"
+        )
+        is True
+    )
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_every_core_table_opens_as_a_grid(browser, live_url, app_ctx) -> None:  # noqa: ANN001
+    slugs = sorted(
+        slug for slug, entity in current().entities.items() if entity.is_system and not entity.archived
+    )
+    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_url, "admin", ADMIN_PASSWORD)
+    for slug in slugs:
+        page.goto(f"{live_url}/grid/{slug}/")
+        page.locator("#grid-count:not(:empty)").wait_for(timeout=10_000)
+        if page.inner_text("#grid-count") != "Строк: 0":
+            page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+    assert not problems, "\n".join(problems)
+    context.close()
