@@ -80,6 +80,20 @@ def core_field_text(slug: str, name: str, attr: str) -> str | None:
     return hints.get({"label": "label", "help_text": "help"}.get(attr, attr))
 
 
+def core_integer_limit(slug: str, column_name: str) -> int | None:
+    """2**31 - 1 for a core table's 32-bit integer column (the registry's integers are 64-bit)."""
+    from sqlalchemy import BigInteger, Integer
+
+    from custom_fields.core import CORE
+
+    if slug not in CORE:
+        return None
+    column = CORE[slug][0].__table__.c.get(column_name)
+    if column is None or not isinstance(column.type, Integer) or isinstance(column.type, BigInteger):
+        return None
+    return 2**31 - 1
+
+
 def core_options(slug: str, name: str) -> tuple[tuple[str, str], ...]:
     from custom_fields.core import CORE
 
@@ -138,6 +152,9 @@ class FieldSpec:
     indexed: bool = False
     #: A core field's options as shipped, (id, label): these follow the user's language.
     shipped_options: tuple[tuple[str, str], ...] = field(default=(), hash=False, compare=False)
+    #: The largest whole number the column holds, when it is narrower than the type's own (a core table's
+    #: 32-bit ``position``).
+    int_limit: int | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def of(cls, row: Field) -> FieldSpec:
@@ -161,6 +178,7 @@ class FieldSpec:
             archived=row.archived_at is not None,
             indexed=bool(row.indexed) or has_builtin_index(row),
             shipped_options=core_options(slug, row.name) if slug else (),
+            int_limit=core_integer_limit(slug, row.column_name) if slug else None,
         )
 
     @property

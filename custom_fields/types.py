@@ -399,7 +399,7 @@ class IntegerType(FieldType):
         if number and number.adjusted() > 19:
             raise FieldValueError(_("The number is too large."))
         value = int(number)
-        if abs(value) > self.LIMIT:
+        if abs(value) > (spec.int_limit or self.LIMIT):
             raise FieldValueError(_("The number is too large."))
         return value
 

@@ -203,3 +203,19 @@ def test_schema_change_gives_up_behind_an_open_transaction(app, app_ctx) -> None
     assert [f.label for f in db.session.get(type(entity), entity.id).fields] == ["Name"]
     assert service.add_field(entity.id, "Теперь можно", "text").label == "Теперь можно"
     assert threading.active_count() >= 1
+
+
+def test_a_core_32_bit_integer_refuses_what_its_column_cannot_hold(app_ctx) -> None:  # noqa: ANN001
+    """A pipeline's position is a 32-bit column: a larger number is refused with a message (it reached the
+    database as a 500 on PostgreSQL), while a custom integer field takes 64 bits."""
+    import pytest
+
+    from custom_fields.runtime import current
+    from custom_fields.types import REGISTRY, FieldValueError
+
+    position = current().entity("pipelines").field_by_name("position")
+    assert position.int_limit == 2**31 - 1
+    assert REGISTRY["integer"].parse(str(2**31 - 1), position) == 2**31 - 1
+    for raw in (2**31, -1259859596886446, "-2147483648"):
+        with pytest.raises(FieldValueError):
+            REGISTRY["integer"].parse(raw, position)
