@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +28,11 @@ from app.extensions import db
 from custom_fields import ddl, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
-from custom_fields.types import REGISTRY, FieldValueError
+from custom_fields.types import REGISTRY, FieldType, FieldValueError
 from models.records import RecordChange
 from models.system import utcnow
 
 BATCH = 500
-#: Field types whose values point at rows of another table.
-LINK_TYPES = ("link", "user")
 
 
 class RecordError(Exception):
@@ -98,23 +97,103 @@ class _Context:
     actor: Actor
     changeset: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: dt.datetime = field(default_factory=utcnow)
+    #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
+    _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+
+    def entry(
+        self, record_id: int, action: str, changes: list[list[Any]] | None = None, note: Any = None
+    ) -> dict[str, Any]:
+        """A new history row for one record (``changes``: ``[field_id, old, new]`` in the fields' order)."""
+        row = {
+            "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
+            "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
+            "action": action, "changes": [] if changes is None else changes, "note": note,
+        }  # fmt: skip
+        self.history.append(row)
+        self._open[(record_id, action)] = row
+        return row
+
+    def row(self, record_id: int, action: str) -> dict[str, Any]:
+        """The record's history row for ``action`` in this change set (a new one the first time)."""
+        return self._open.get((record_id, action)) or self.entry(record_id, action)
 
     def log(
         self, record_id: int, action: str, spec: FieldSpec | None = None, old: Any = None, new: Any = None
-    ):
-        self.history.append(
-            {
-                "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
-                "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
-                "action": action, "field_id": spec.id if spec else None, "old_value": old, "new_value": new,
-            }
-        )  # fmt: skip
+    ) -> None:
+        """One fact: the record's own line (``spec`` None; ``new`` is its note, e.g. a merge's) starts a
+        row; a field's old and new value joins the record's row for ``action``."""
+        row = self._open.get((record_id, action)) if spec is not None else None
+        if row is None:
+            row = self.entry(record_id, action, note=new if spec is None else None)
+        if spec is not None:
+            row["changes"].append([spec.id, old, new])
 
     def flush_history(self) -> None:
-        for chunk in _chunks(self.history, BATCH):
-            db.session.execute(sa.insert(RecordChange.__table__), chunk)
+        write_history(self.history)
         self.history.clear()
+        self._open.clear()
+
+
+#: Rows from which PostgreSQL gets history (and new records) by COPY instead of an INSERT statement.
+COPY_FROM = 50
+_HISTORY_COLUMNS = (
+    "changeset",
+    "at",
+    "user_id",
+    "source",
+    "entity_id",
+    "record_id",
+    "action",
+    "changes",
+    "note",
+)
+
+
+def write_history(rows: Sequence[dict[str, Any]]) -> None:
+    """Insert history rows (in order, so ids follow it) in the current transaction."""
+    if not rows:
+        return
+    if _copyable(len(rows)):
+        dumps = json.dumps
+        _copy(
+            RecordChange.__tablename__,
+            _HISTORY_COLUMNS,
+            (
+                (
+                    r["changeset"], r["at"], r["user_id"], r["source"], r["entity_id"], r["record_id"],
+                    r["action"], dumps(r["changes"]) if r["changes"] else None,
+                    None if r["note"] is None else dumps(r["note"]),
+                )
+                for r in rows
+            ),
+        )  # fmt: skip
+        return
+    params = [{**r, "changes": r["changes"] or None} for r in rows]
+    for chunk in _chunks(params, BATCH):
+        db.session.execute(sa.insert(RecordChange.__table__), chunk)
+
+
+def _copyable(count: int) -> bool:
+    return count >= COPY_FROM and db.session.get_bind().dialect.name == "postgresql"
+
+
+def _copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL COPY of ``rows`` into ``table`` inside the session's transaction; the driver's refusals
+    become SQLAlchemy's errors, as a statement's would."""
+    import psycopg
+
+    raw = db.session.connection().connection.driver_connection
+    names = ", ".join(f'"{ddl.check_identifier(c)}"' for c in columns)
+    statement = f'COPY "{ddl.check_identifier(table)}" ({names}) FROM STDIN'  # generated names only
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(statement, None, exc) from exc
 
 
 #: Per table (slug), rules no single field type knows, run inside the write's transaction (registered by
@@ -226,36 +305,65 @@ def _unique_field_refusing(ctx: _Context, exc: IntegrityError) -> str | None:
 # --- validation --------------------------------------------------------------------------------------------
 
 
+class _Parser:
+    """Raw values by field name -> (stored values, errors by field name), field rights included. Each
+    field's parser and the actor's mode are looked up once per batch, not once per value."""
+
+    def __init__(self, ctx: _Context, *, creating: bool) -> None:
+        self.ctx = ctx
+        self.creating = creating
+        self.fields: dict[Any, tuple[Any, FieldSpec | None, str | None]] = {}
+        live = ctx.entity.live_fields
+        self.required = [spec.name for spec in live if spec.required]
+        self.defaults = (
+            [(spec.name, runtime.column_default(spec)) for spec in live if not spec.settings.get("auto")]
+            if creating
+            else []
+        )
+
+    def resolve(self, name: Any) -> tuple[Any, FieldSpec | None, str | None]:
+        """(parser, spec, None) for a field the actor may set, else (None, error key, message)."""
+        ctx = self.ctx
+        spec = ctx.entity.field_by_name(name)
+        mode = ctx.grants.mode(name)
+        if spec is None or spec.archived or mode == "hidden":
+            return None, str(name)[:100], _("No such field.")
+        if spec.settings.get("auto"):
+            return None, name, _("This field is filled in automatically.")
+        if mode != "edit":
+            return None, name, _("You may not change this field.")
+        return REGISTRY[spec.type].parse, spec, None
+
+    def __call__(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        parsed: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        fields = self.fields
+        for name, raw in values.items():
+            entry = fields.get(name)
+            if entry is None:
+                entry = fields[name] = self.resolve(name)
+            parse, spec, message = entry
+            if message is not None:
+                errors[spec] = message  # type: ignore[index]  (the error key, for a refused field)
+                continue
+            try:
+                parsed[name] = parse(raw, spec)
+            except FieldValueError as exc:
+                errors[name] = str(exc)
+        for name, default in self.defaults:
+            if name not in parsed:
+                parsed[name] = default() if callable(default) else default
+        for name in self.required:
+            if name in parsed and parsed[name] is None and name not in errors:
+                errors[name] = _("This field is required.")
+        return parsed, errors
+
+
 def _parse(
     ctx: _Context, values: Mapping[str, Any], *, creating: bool
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Raw values by field name -> (stored values, errors by field name), field rights included."""
-    parsed: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, raw in values.items():
-        spec = ctx.entity.field_by_name(name)
-        mode = ctx.grants.mode(name)
-        if spec is None or spec.archived or mode == "hidden":
-            errors[str(name)[:100]] = _("No such field.")
-        elif spec.settings.get("auto"):
-            errors[name] = _("This field is filled in automatically.")
-        elif mode != "edit":
-            errors[name] = _("You may not change this field.")
-        else:
-            try:
-                parsed[name] = REGISTRY[spec.type].parse(raw, spec)
-            except FieldValueError as exc:
-                errors[name] = str(exc)
-    if creating:
-        for spec in ctx.entity.live_fields:
-            if spec.name in parsed or spec.settings.get("auto"):
-                continue
-            default = runtime.column_default(spec)
-            parsed[spec.name] = default() if callable(default) else default
-    for spec in ctx.entity.live_fields:
-        if spec.required and spec.name in parsed and parsed[spec.name] is None and spec.name not in errors:
-            errors[spec.name] = _("This field is required.")
-    return parsed, errors
+    return _Parser(ctx, creating=creating)(values)
 
 
 def _check_references_and_unique(
@@ -268,7 +376,7 @@ def _check_references_and_unique(
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
-        if spec.type in LINK_TYPES:
+        if REGISTRY[spec.type].reference is not None:
             target = _reference_table(spec)
             ids = set(wanted.values())
             conditions = [target.c.id.in_(ids)]
@@ -314,6 +422,8 @@ def _check_records(
     errors: dict[int, dict[str, str]] = {}
     for spec in ctx.entity.live_fields:
         ftype = REGISTRY[spec.type]
+        if type(ftype).check_record is FieldType.check_record:  # the type checks nothing record-wide
+            continue
         watched = {spec.name, *ftype.depends_on(spec)}
         for i, (row, diff) in enumerate(zip(rows, changed, strict=True)):
             if spec.name not in row or not watched & diff.keys():
@@ -334,9 +444,11 @@ def _merge_errors(into: dict[int, dict[str, str]], found: dict[int, dict[str, st
 
 
 def _reference_table(spec: FieldSpec) -> Table:
-    if spec.type == "user":
+    ftype = REGISTRY[spec.type]
+    if ftype.reference == "user":
         return runtime.USERS
-    target = runtime.current().model(int(spec.settings["target"]))
+    target_id = ftype.target_entity_id(spec)
+    target = runtime.current().model(target_id) if target_id is not None else None
     if target is None:
         raise RecordError(_("The linked table no longer exists."))
     return target.__table__
@@ -353,10 +465,11 @@ def create(slug: str, values: Mapping[str, Any], actor: Actor) -> Saved:
 def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> list[Saved]:
     """New records, all or none: any invalid row refuses the whole batch (errors per row index)."""
     ctx = _context(slug, actor, "add")
+    parse = _Parser(ctx, creating=True)
     parsed_rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, str]] = {}
     for i, values in enumerate(rows):
-        parsed, row_errors = _parse(ctx, values, creating=True)
+        parsed, row_errors = parse(values)
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
@@ -364,30 +477,83 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
     _merge_errors(errors, _check_records(ctx, parsed_rows, parsed_rows))
     if errors:
         raise _invalid(errors)
-    specs = {f.name: f for f in ctx.entity.live_fields}
+    specs = [(spec.id, spec.name, REGISTRY[spec.type].to_json, spec) for spec in ctx.entity.live_fields]
 
     def work() -> list[Saved]:
         _derive(ctx, parsed_rows, [None] * len(parsed_rows))
-        saved: list[Saved] = []
-        for chunk in _chunks(parsed_rows, BATCH):
-            # Parameters by column key, which is the field name. The owner is whoever creates the record,
-            # unless the table has an Owner field and it was given.
-            params = [
-                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id} for row in chunk
-            ]
-            statement = sa.insert(ctx.table).returning(ctx.table.c.id, sort_by_parameter_order=True)
-            ids = list(db.session.scalars(statement, params))
-            for record_id, row in zip(ids, chunk, strict=True):
-                ctx.log(record_id, "create")
-                for name, spec in specs.items():  # in the fields' order
-                    if row.get(name) is not None:
-                        ctx.log(record_id, "create", spec, None, _json(spec, row[name]))
-                saved.append(Saved(record_id, 1))
-        _after(ctx, [{**row, "id": s.id} for row, s in zip(parsed_rows, saved, strict=True)])
+        # The owner is whoever creates the record, unless the table has an Owner field and it was given.
+        ids = _insert(
+            ctx,
+            [
+                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id}
+                for row in parsed_rows
+            ],
+        )
+        entry = ctx.entry
+        for record_id, row in zip(ids, parsed_rows, strict=True):
+            entry(
+                record_id,
+                "create",
+                [
+                    [fid, None, to_json(row[name], spec)]
+                    for fid, name, to_json, spec in specs  # in the fields' order
+                    if row.get(name) is not None
+                ],
+            )
+        _after(ctx, [{**row, "id": pk} for row, pk in zip(parsed_rows, ids, strict=True)])
         ctx.flush_history()
-        return saved
+        return [Saved(pk, 1) for pk in ids]
 
     return _transaction(work, ctx)
+
+
+def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
+    """Insert rows (parameters by column key) and return their new ids, in order. PostgreSQL takes a
+    large batch by COPY with ids drawn from the table's sequence first; otherwise ``INSERT ... RETURNING``
+    in batches."""
+    if not params:
+        return []
+    tbl = ctx.table
+    keys = list(params[0])
+    if _copyable(len(params)) and _copy_fits(tbl, keys, params):
+        sequence = db.session.scalar(sa.select(sa.func.pg_get_serial_sequence(tbl.name, "id")))
+        if sequence is not None:
+            ids = sorted(
+                db.session.scalars(
+                    sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, len(params)))
+                )
+            )
+            _copy(
+                tbl.name,
+                ["id", *(tbl.c[k].name for k in keys)],
+                ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
+            )
+            return ids
+    statement = sa.insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
+    ids: list[int] = []
+    for chunk in _chunks(params, BATCH):
+        ids.extend(db.session.scalars(statement, chunk))
+    return ids
+
+
+def _copy_fits(tbl: Table, keys: list[str], params: list[dict[str, Any]]) -> bool:
+    """Whether COPY writes what the INSERT statement would: the same columns in every row, none whose
+    values SQLAlchemy converts on the way (JSON ...), no column left out that has a Python-side default."""
+    columns = tbl.c
+    if "id" in keys or any(k not in columns for k in keys):
+        return False
+    dialect = db.session.get_bind().dialect
+    for key in keys:
+        column_type = columns[key].type
+        if not isinstance(column_type, sa.Boolean) and column_type.dialect_impl(dialect).bind_processor(
+            dialect
+        ):
+            return False
+    given = set(keys)
+    if any(c.default is not None and c.key not in given and c.key != "id" for c in columns):
+        return False
+    first = params[0].keys()
+    return all(p.keys() == first for p in params)
 
 
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
@@ -434,10 +600,11 @@ def update_many(
         before, first_expected = merged.get(pk, ({}, expected))
         merged[pk] = ({**before, **values}, first_expected)
     pks = list(merged)
+    parse = _Parser(ctx, creating=False)
     parsed_rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, str]] = {}
     for i, pk in enumerate(pks):
-        parsed, row_errors = _parse(ctx, merged[pk][0], creating=False)
+        parsed, row_errors = parse(merged[pk][0])
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
@@ -466,14 +633,17 @@ def _apply(
     _derive(ctx, full_rows, [current[pk] for pk in pks])
     # Stored forms compared as their type compares them: an untouched value retyped (``1 234,50``,
     # another time zone) is no change, and a save that changes nothing writes nothing.
-    diffs = [
-        {
-            n: v
-            for n, v in full.items()
-            if n in specs and not REGISTRY[specs[n].type].same(current[pk][n], v, specs[n])
-        }
-        for pk, full in zip(pks, full_rows, strict=True)
-    ]
+    same = {name: (REGISTRY[spec.type].same, spec) for name, spec in specs.items()}
+    diffs = []
+    for pk, full in zip(pks, full_rows, strict=True):
+        stored = current[pk]
+        diff = {}
+        for n, v in full.items():
+            if n in same and v is not stored[n]:  # an untouched value is the stored object itself
+                is_same, spec = same[n]
+                if not is_same(stored[n], v, spec):
+                    diff[n] = v
+        diffs.append(diff)
     check = _check_references_and_unique(ctx, diffs, pks)
     _merge_errors(check, _check_records(ctx, full_rows, diffs))
     if check:
@@ -488,10 +658,12 @@ def _apply(
         params = {"_id": pk, "_version": version, "_new_version": version + 1}
         params.update({f"_v_{name}": value for name, value in diff.items()})
         groups.setdefault(tuple(sorted(diff)), []).append(params)
-        for name, value in diff.items():
-            ctx.log(
-                pk, "update", specs[name], _json(specs[name], current[pk][name]), _json(specs[name], value)
-            )
+        stored = current[pk]
+        row = ctx.row(pk, "update")
+        row["changes"].extend(
+            [specs[name].id, _json(specs[name], stored[name]), _json(specs[name], value)]
+            for name, value in diff.items()
+        )
         saved.append(Saved(pk, version + 1))
     tbl = ctx.table
     for names, group in groups.items():
