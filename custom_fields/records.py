@@ -516,6 +516,8 @@ def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
     tbl = ctx.table
     keys = list(params[0])
     if _copyable(len(params)) and _copy_fits(tbl, keys, params):
+        params = _with_python_defaults(tbl, params)
+        keys = list(params[0])
         sequence = db.session.scalar(sa.select(sa.func.pg_get_serial_sequence(tbl.name, "id")))
         if sequence is not None:
             ids = sorted(
@@ -529,8 +531,18 @@ def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
                 ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
             )
             return ids
+    if db.session.get_bind().dialect.name == "sqlite" and len(params) > 1:
+        # SQLite returns the ids of a multi-row INSERT in no promised order, so SQLAlchemy would send
+        # one statement per row. The first row's insert takes the database's write lock, and its id is
+        # above every id in use (max + 1): the next ids are free until the commit.
+        first = db.session.scalar(sa.insert(tbl).returning(tbl.c.id), params[0])
+        ids = list(range(first, first + len(params)))
+        rest = [{**p, "id": pk} for pk, p in zip(ids[1:], params[1:], strict=True)]
+        for chunk in _chunks(rest, BATCH):
+            db.session.execute(sa.insert(tbl), chunk)
+        return ids
     statement = sa.insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
-    ids: list[int] = []
+    ids = []
     for chunk in _chunks(params, BATCH):
         ids.extend(db.session.scalars(statement, chunk))
     return ids
@@ -550,10 +562,26 @@ def _copy_fits(tbl: Table, keys: list[str], params: list[dict[str, Any]]) -> boo
         ):
             return False
     given = set(keys)
-    if any(c.default is not None and c.key not in given and c.key != "id" for c in columns):
-        return False
+    for column in columns:
+        default = column.default
+        if column.key in given or column.key == "id" or default is None:
+            continue
+        if not (default.is_scalar or (default.is_callable and not default.is_sequence)):
+            return False
     first = params[0].keys()
     return all(p.keys() == first for p in params)
+
+
+def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The values SQLAlchemy would give the columns left out (a created-at moment): COPY does not."""
+    missing = [c for c in tbl.c if c.key not in params[0] and c.key != "id" and c.default is not None]
+    if not missing:
+        return params
+    for p in params:
+        for column in missing:
+            default = column.default
+            p[column.key] = default.arg(None) if default.is_callable else default.arg
+    return params
 
 
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
