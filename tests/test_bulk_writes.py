@@ -260,3 +260,50 @@ def test_decimal_json_is_the_value_at_the_fields_scale(value: Decimal, scale: in
             REGISTRY["decimal"].to_json(value, spec)
         return
     assert REGISTRY["decimal"].to_json(value, spec) == expected
+
+
+def test_a_big_update_batch_writes_each_record_as_a_single_update_would(stage, monkeypatch) -> None:  # noqa: ANN001
+    """One statement for the batch on PostgreSQL: changed values, untouched ones and emptied ones end as
+    record by record, with one history row each; a record changed meanwhile refuses the whole batch."""
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    products = records.create_many(
+        "products", [{"name": f"Т {t} {i}", "sku": f"S-{t}-{i}", "price": "10"} for i in range(BULK)], admin
+    )
+    changes = [
+        (
+            p.id,
+            {"price": "10,00" if i % 3 == 0 else ("" if i % 3 == 1 else f"{i},5"), "name": f"Т {t} {i}"},
+            1,
+        )
+        for i, p in enumerate(products)
+    ]
+    saved = records.update_many("products", changes, admin)
+    entity = runtime.current().entity("products")
+    price = entity.field_by_name("price").id
+    for i, (p, s) in enumerate(zip(products, saved, strict=True)):
+        stored = row("products", p.id)
+        expected = [Decimal("10.00"), None, Decimal(f"{i}.50")][i % 3]
+        assert stored.price == expected and stored.name == f"Т {t} {i}"
+        assert s.version == stored.row_version == (1 if i % 3 == 0 else 2)
+        updates = [x for x in history.lines(entity.id, p.id) if x.action == "update"]
+        if i % 3 == 0:
+            assert updates == []
+        else:
+            assert [(x.field_id, x.old_value, x.new_value) for x in updates] == [
+                (price, "10.00", None if i % 3 == 1 else f"{i}.50")
+            ]
+
+    # A record someone changed between the read and the write: nothing of the batch is applied.
+    load = records._load
+
+    def stale_load(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        if kwargs.get("lock") and products[5].id in rows:
+            rows[products[5].id]["row_version"] += 1
+        return rows
+
+    monkeypatch.setattr(records, "_load", stale_load)
+    with pytest.raises(records.StaleRecord):
+        records.update_many("products", [(p.id, {"price": "77"}, None) for p in products], admin)
+    assert all(row("products", p.id).price != Decimal("77.00") for p in products)
