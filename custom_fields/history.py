@@ -9,11 +9,18 @@ value, the shape history had before revision 0006.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import gzip
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from custom_fields import runtime
@@ -256,3 +263,120 @@ def values_at(entity_id: int, record_id: int, version: int) -> dict[int, Any] | 
         for field_id, _old, new in changes or ():
             values[field_id] = new
     return values if len(changesets) == version else None
+
+
+# --- the table's size, and archiving old lines --------------------------------------------------------------
+
+ARCHIVE_DIR = "history_archive"
+ARCHIVE_NAME = re.compile(r"^history-before-\d{4}-\d{2}-\d{2}-\d{8}T\d{6}Z\.jsonl\.gz$")
+ARCHIVE_PAGE = 5_000
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big history is: rows (one per record change; estimated on PostgreSQL when large), the lines
+    they hold are not counted; bytes on disk with its indexes (None where the database does not say);
+    the oldest change kept."""
+
+    rows: int
+    estimated: bool
+    bytes: int | None
+    oldest: dt.datetime | None
+
+
+def size() -> Size:
+    table = RecordChange.__tablename__
+    oldest = db.session.scalar(select(func.min(RecordChange.at)))
+    if db.session.get_bind().dialect.name == "postgresql":
+        estimate, total = db.session.execute(
+            text(
+                "SELECT reltuples::bigint, pg_total_relation_size(oid) FROM pg_class"
+                " WHERE oid = CAST(:t AS regclass)"
+            ),
+            {"t": table},
+        ).one()
+        if estimate is not None and estimate > 100_000:
+            return Size(int(estimate), True, int(total), oldest)
+        rows = db.session.scalar(select(func.count()).select_from(RecordChange))
+        return Size(rows, False, int(total), oldest)
+    rows = db.session.scalar(select(func.count()).select_from(RecordChange))
+    try:
+        used = db.session.scalar(
+            text("SELECT sum(pgsize) FROM dbstat WHERE name = :t OR name LIKE :i"),
+            {"t": table, "i": "ix_tabula_record_change_%"},
+        )
+    except OperationalError:  # SQLite built without the dbstat table
+        db.session.rollback()
+        used = None
+    return Size(rows, False, None if used is None else int(used), oldest)
+
+
+def archive_dir() -> Path:
+    path = Path(current_app.config["TABULA_INSTANCE_DIR"]) / ARCHIVE_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def archives() -> list[tuple[str, int]]:
+    """Archive files (name, bytes), newest first."""
+    files = [p for p in archive_dir().iterdir() if ARCHIVE_NAME.match(p.name)]
+    return [(p.name, p.stat().st_size) for p in sorted(files, key=lambda p: p.name, reverse=True)]
+
+
+def archive_path(name: str) -> Path | None:
+    """The archive file called ``name``, or None (only names this module made are served)."""
+    if not ARCHIVE_NAME.match(name):
+        return None
+    path = archive_dir() / name
+    return path if path.is_file() else None
+
+
+def archive_before(before: dt.date) -> tuple[str | None, int]:
+    """Moves every history row older than ``before`` (UTC midnight) into a gzipped JSON-lines file in
+    the instance folder, one line per stored fact as ``lines`` reads it, then deletes the rows; returns
+    the file's name (None when nothing was that old) and the number of rows moved. The rows go only once
+    the file is complete on disk; a failure leaves them all in place."""
+    cutoff = dt.datetime.combine(before, dt.time(), dt.UTC)
+    now = dt.datetime.now(dt.UTC)
+    name = f"history-before-{before.isoformat()}-{now:%Y%m%dT%H%M%S}Z.jsonl.gz"
+    target = archive_dir() / name
+    partial = target.with_suffix(".part")
+    moved = 0
+    last_id = 0
+    renamed = False
+    try:
+        with gzip.open(partial, "wt", encoding="utf-8") as out:
+            while True:
+                rows = list(
+                    db.session.scalars(
+                        select(RecordChange)
+                        .where(RecordChange.at < cutoff, RecordChange.id > last_id)
+                        .order_by(RecordChange.id)
+                        .limit(ARCHIVE_PAGE)
+                    )
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    for line in row_lines(row):
+                        out.write(json.dumps({**asdict(line), "at": line.at.isoformat()}, ensure_ascii=False))
+                        out.write("\n")
+                moved += len(rows)
+                last_id = rows[-1].id
+                db.session.expunge_all()
+            out.flush()
+            os.fsync(out.fileno())
+        if not moved:
+            partial.unlink()
+            return None, 0
+        partial.rename(target)
+        renamed = True
+        db.session.execute(delete(RecordChange).where(RecordChange.at < cutoff, RecordChange.id <= last_id))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        partial.unlink(missing_ok=True)
+        if renamed:
+            target.unlink(missing_ok=True)  # the rows stayed: no file claims to hold them
+        raise
+    return name, moved
