@@ -4,15 +4,18 @@ history to a file they download, on both databases (the migration on SQLite, as 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
 import re
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from flask_appbuilder.security.sqla.models import User
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import JSON, bindparam, create_engine, make_url, select, text
 
 from app import create_app
 from app.extensions import db
@@ -33,7 +36,8 @@ def old_lines() -> list[dict[str, Any]]:
         i: int, changeset: str, record: int, action: str, field: int | None, old: Any, new: Any, **kw: Any
     ):
         return {
-            "id": i, "changeset": changeset, "at": AT + dt.timedelta(minutes=ord(changeset[0])), "user_id": kw.get("user", 1),
+            "id": i, "changeset": changeset, "at": AT + dt.timedelta(minutes=ord(changeset[0])),
+            "user_id": kw.get("user", 1),
             "source": kw.get("source", "ui"), "entity_id": kw.get("entity", 1), "record_id": record,
             "action": action, "field_id": field, "old_value": old, "new_value": new,
         }  # fmt: skip
@@ -65,8 +69,31 @@ def read_lines() -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+@contextlib.contextmanager
+def scratch_database(env: dict[str, str], tmp_path: Any) -> Iterator[str]:
+    """An empty database of the session's kind: a file on SQLite, a new database on PostgreSQL."""
+    base = env["DATABASE_URL"]
+    if not base.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"tabula_h_{uuid.uuid4().hex[:12]}"
+    admin_engine = create_engine(make_url(base), isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
 def test_0006_keeps_every_line_and_its_downgrade_gives_them_back(env, tmp_path) -> None:  # noqa: ANN001
-    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    with scratch_database(env, tmp_path) as url:
+        check_0006(env, tmp_path, url)
+
+
+def check_0006(env: dict[str, str], tmp_path: Any, url: str) -> None:
     scratch = create_app({**env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
     directory = scratch.extensions["migrate"].directory
     lines = old_lines()
@@ -77,18 +104,35 @@ def test_0006_keeps_every_line_and_its_downgrade_gives_them_back(env, tmp_path) 
     ]  # fmt: skip
     with scratch.app_context():
         upgrade(directory=directory, revision="0005")
-        engine = create_engine(url)  # no foreign keys enforced: the lines name tables that need not exist
+        engine = create_engine(url)
         with engine.begin() as conn:
-            for x in lines:
+            # The table and the user the lines name.
+            conn.execute(
+                text(
+                    "INSERT INTO ab_user (id, first_name, last_name, username, email, active)"
+                    " VALUES (1, 'A', 'B', 'old_admin', 'old@example.com', :t)"
+                ),
+                {"t": True},
+            )
+            for entity in (1, 2):
                 conn.execute(
                     text(
-                        "INSERT INTO tabula_record_change (id, changeset, at, user_id, source, entity_id,"
-                        " record_id, action, field_id, old_value, new_value) VALUES (:id, :changeset, :at,"
-                        " :user_id, :source, :entity_id, :record_id, :action, :field_id, :old, :new)"
+                        "INSERT INTO tabula_entity (id, slug, table_name, label, plural_label, icon,"
+                        " is_system, position, created_at)"
+                        " VALUES (:id, :slug, :slug, :slug, :slug, 'fa-table', :f, 0, :at)"
                     ),
-                    {**x, "old": json.dumps(x["old_value"]) if x["old_value"] is not None else None,
-                     "new": json.dumps(x["new_value"]) if x["new_value"] is not None else None},
-                )  # fmt: skip
+                    {"id": entity, "slug": f"t_{entity}", "f": False, "at": AT},
+                )
+            insert = text(
+                "INSERT INTO tabula_record_change (id, changeset, at, user_id, source, entity_id, record_id,"
+                " action, field_id, old_value, new_value) VALUES (:id, :changeset, :at, :user_id, :source,"
+                " :entity_id, :record_id, :action, :field_id, :old, :new)"
+            ).bindparams(
+                bindparam("old", type_=JSON(none_as_null=True)),
+                bindparam("new", type_=JSON(none_as_null=True)),
+            )
+            for x in lines:
+                conn.execute(insert, {**x, "old": x["old_value"], "new": x["new_value"]})
         upgrade(directory=directory)
         # One row per record and change set (a merge keeps its note and its values apart).
         assert db.session.scalar(select(db.func.count()).select_from(RecordChange)) == 10
@@ -107,7 +151,7 @@ def test_0006_keeps_every_line_and_its_downgrade_gives_them_back(env, tmp_path) 
             back = conn.execute(
                 text(
                     "SELECT changeset, at, user_id, source, entity_id, record_id, action, field_id,"
-                    " old_value, new_value FROM tabula_record_change ORDER BY id"
+                    " CAST(old_value AS TEXT), CAST(new_value AS TEXT) FROM tabula_record_change ORDER BY id"
                 )
             ).all()
 
