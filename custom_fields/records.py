@@ -172,9 +172,34 @@ def write_history(rows: Sequence[dict[str, Any]]) -> None:
             ),
         )  # fmt: skip
         return
-    params = [{**r, "changes": r["changes"] or None} for r in rows]
-    for chunk in _chunks(params, BATCH):
-        db.session.execute(sa.insert(RecordChange.__table__), chunk)
+    dialect = db.session.get_bind().dialect
+    if dialect.name != "sqlite":
+        params = [{**r, "changes": r["changes"] or None} for r in rows]
+        for chunk in _chunks(params, BATCH):
+            db.session.execute(sa.insert(RecordChange.__table__), chunk)
+        return
+    # SQLite: straight to the driver. The rows of a batch share their moment, converted once as the
+    # column's type does; the values go as JSON text, as the JSON type writes them.
+    convert = RecordChange.__table__.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    moments: dict[Any, Any] = {}
+    dumps = json.dumps
+    params = []
+    for r in rows:
+        at = moments.get(r["at"])
+        if at is None:
+            at = moments[r["at"]] = convert(r["at"]) if convert else r["at"]
+        changes, note = r["changes"], r["note"]
+        params.append(
+            (
+                r["changeset"], at, r["user_id"], r["source"], r["entity_id"], r["record_id"], r["action"],
+                dumps(changes) if changes else None, None if note is None else dumps(note),
+            )
+        )  # fmt: skip
+    marks = ", ".join("?" * len(_HISTORY_COLUMNS))
+    statement = f"INSERT INTO {RecordChange.__tablename__} ({', '.join(_HISTORY_COLUMNS)}) VALUES ({marks})"  # noqa: S608
+    connection = db.session.connection()
+    for chunk in _chunks(params, BATCH * 10):
+        connection.exec_driver_sql(statement, list(chunk))
 
 
 def _copyable(count: int) -> bool:

@@ -748,8 +748,7 @@ class SingleSelectType(FieldType):
 
     def match_option(self, raw: Any, spec: FieldSpec) -> str:
         text = str(raw).strip()
-        by_id = self.option_by_id(spec)
-        if text in by_id:
+        if any(o["id"] == text for o in spec.stored_options):  # the ids, without translating the labels
             return text
         folded = text.casefold()
         for option in (*spec.options, *spec.stored_options):

@@ -255,9 +255,12 @@ def test_decimal_json_is_the_value_at_the_fields_scale(value: Decimal, scale: in
     )
     try:
         expected = str(Decimal(value).quantize(Decimal(1).scaleb(-scale)))
-    except ArithmeticError:
-        with pytest.raises(ArithmeticError):
-            REGISTRY["decimal"].to_json(value, spec)
+    except ArithmeticError:  # more digits than the decimal context holds (no field stores such a value)
+        try:
+            answer = REGISTRY["decimal"].to_json(value, spec)
+        except ArithmeticError:
+            return
+        assert value.as_tuple().exponent == -scale and answer == str(value)  # already at scale: as it is
         return
     assert REGISTRY["decimal"].to_json(value, spec) == expected
 
