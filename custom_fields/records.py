@@ -601,13 +601,8 @@ def _copy_fits(tbl: Table, keys: list[str], params: list[dict[str, Any]]) -> boo
     columns = tbl.c
     if "id" in keys or any(k not in columns for k in keys):
         return False
-    dialect = db.session.get_bind().dialect
-    for key in keys:
-        column_type = columns[key].type
-        if not isinstance(column_type, sa.Boolean) and column_type.dialect_impl(dialect).bind_processor(
-            dialect
-        ):
-            return False
+    if not all(_driver_takes(columns[key]) for key in keys):
+        return False
     given = set(keys)
     for column in columns:
         default = column.default
@@ -617,6 +612,16 @@ def _copy_fits(tbl: Table, keys: list[str], params: list[dict[str, Any]]) -> boo
             return False
     first = params[0].keys()
     return all(p.keys() == first for p in params)
+
+
+def _driver_takes(column: sa.Column) -> bool:
+    """Whether the driver takes the column's values as they are (SQLAlchemy converts none of them on the
+    way; its Boolean only checks them)."""
+    dialect = db.session.get_bind().dialect
+    return (
+        isinstance(column.type, sa.Boolean)
+        or column.type.dialect_impl(dialect).bind_processor(dialect) is None
+    )
 
 
 def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -786,11 +791,8 @@ def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause | None:
     of a statement per record; None when a column's values need SQLAlchemy's conversion on the way."""
     dialect = db.session.get_bind().dialect
     columns = [tbl.c[name] for name in names]
-    for column in columns:
-        if not isinstance(column.type, sa.Boolean) and column.type.dialect_impl(dialect).bind_processor(
-            dialect
-        ):
-            return None
+    if not all(_driver_takes(column) for column in columns):
+        return None
 
     def quoted(name: str) -> str:
         return f'"{ddl.check_identifier(name)}"'
