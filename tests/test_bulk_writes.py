@@ -310,3 +310,19 @@ def test_a_big_update_batch_writes_each_record_as_a_single_update_would(stage, m
     with pytest.raises(records.StaleRecord):
         records.update_many("products", [(p.id, {"price": "77"}, None) for p in products], admin)
     assert all(row("products", p.id).price != Decimal("77.00") for p in products)
+
+
+def test_history_of_a_big_batch_keeps_every_character(stage) -> None:  # noqa: ANN001
+    """Backslashes, tabs, line breaks, quotes and any alphabet reach history as typed (COPY's text format
+    on PostgreSQL escapes them)."""
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    names = [f'Т\\{i}\t"x"\nж\\N {t}' for i in range(BULK)]
+    saved = records.create_many(
+        "products", [{"name": n, "sku": f"E-{t}-{i}"} for i, n in enumerate(names)], admin
+    )
+    entity = runtime.current().entity("products")
+    name_id = entity.field_by_name("name").id
+    for s, name in zip(saved, names, strict=True):
+        assert row("products", s.id).name == name
+        assert [x.new_value for x in history.lines(entity.id, s.id) if x.field_id == name_id] == [name]
