@@ -217,6 +217,7 @@ def _history_copy_text(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def _copy_word(text: str) -> str:
     """A short name the write path made (a change set, a source, an action), checked to need no escaping."""
     if not text.isascii() or any(c in text for c in "\\\t\n\r"):
