@@ -281,10 +281,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _json(spec: FieldSpec, value: Any) -> Any:
-    return REGISTRY[spec.type].to_json(value, spec)
-
-
 _OUTER = "tabula_atomic"
 
 
@@ -706,8 +702,11 @@ def update_many(
     ctx = _context(slug, actor, "edit")
     merged: dict[int, tuple[dict[str, Any], int | None]] = {}
     for pk, values, expected in changes:
-        before, first_expected = merged.get(pk, ({}, expected))
-        merged[pk] = ({**before, **values}, first_expected)
+        if pk in merged:
+            before, first_expected = merged[pk]
+            merged[pk] = ({**before, **values}, first_expected)
+        else:
+            merged[pk] = (values, expected)  # type: ignore[assignment]  (read, never changed)
     pks = list(merged)
     parse = _Parser(ctx, creating=False)
     parsed_rows: list[dict[str, Any]] = []
@@ -758,6 +757,7 @@ def _apply(
     if check:
         raise _invalid(check)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    json_of = {name: (spec.id, REGISTRY[spec.type].to_json, spec) for name, spec in specs.items()}
     saved: list[Saved] = []
     for pk, diff, parsed in zip(pks, diffs, parsed_rows, strict=True):
         version = current[pk]["row_version"]
@@ -773,8 +773,9 @@ def _apply(
         groups.setdefault(tuple(sorted(names)), []).append(params)
         row = ctx.row(pk, "update")
         row["changes"].extend(
-            [specs[name].id, _json(specs[name], stored[name]), _json(specs[name], value)]
+            [fid, to_json(stored[name], spec), to_json(value, spec)]
             for name, value in diff.items()
+            for fid, to_json, spec in (json_of[name],)
         )
         saved.append(Saved(pk, version + 1))
     tbl = ctx.table
