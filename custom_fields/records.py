@@ -729,7 +729,20 @@ def _apply(
     """Write parsed changes to records (inside the caller's transaction): optimistic lock, derived fields,
     one UPDATE per set of changed columns, history, and what depends on the records elsewhere."""
     specs = {f.name: f for f in ctx.entity.live_fields}
-    current = _load(ctx, pks, lock=True, action="edit")
+    # Rows are locked while read when the write depends on more than their versions: a job's change (no
+    # version to hold it to) or a table whose rules read and write other rows. Otherwise the UPDATE's own
+    # version condition refuses a record saved in between, with the same StaleRecord, without a lock on
+    # every row of a big batch.
+    tbl = ctx.table
+    bulk = _copyable(len(pks)) and all(_driver_takes(tbl.c[name]) for name in specs)
+    lock = (
+        not bulk
+        or len(expected) < len(pks)
+        or any(expected.get(pk) is None for pk in pks)
+        or ctx.entity.slug in DERIVERS
+        or ctx.entity.slug in AFTER_WRITE
+    )
+    current = _load(ctx, pks, lock=lock, action="edit")
     full_rows: list[dict[str, Any]] = []
     for pk, parsed in zip(pks, parsed_rows, strict=True):
         row = current.get(pk)
@@ -778,7 +791,6 @@ def _apply(
             for fid, to_json, spec in (json_of[name],)
         )
         saved.append(Saved(pk, version + 1))
-    tbl = ctx.table
     for names, group in groups.items():
         statement = (
             sa.update(tbl)
@@ -794,15 +806,17 @@ def _apply(
                 }
             )
         )
-        unnest = _unnest_update(tbl, names) if _copyable(len(group)) else None
-        for chunk in _chunks(group, len(group) if unnest is not None else BATCH):
-            if unnest is not None:
-                arrays = {"_id": [p["_id"] for p in chunk], "_version": [p["_version"] for p in chunk]}
-                arrays.update({f"_v_{name}": [p[f"_v_{name}"] for p in chunk] for name in names})
-                count = db.session.execute(unnest, arrays).rowcount
-            else:
-                count = db.session.execute(statement, chunk).rowcount
-            if count != len(chunk):
+        if bulk:
+            arrays = {"_id": [p["_id"] for p in group], "_version": [p["_version"] for p in group]}
+            arrays.update({f"_v_{name}": [p[f"_v_{name}"] for p in group] for name in names})
+            written = set(db.session.scalars(_unnest_update(tbl, names), arrays))
+            missed = [p["_id"] for p in group if p["_id"] not in written]
+            if missed:  # saved by someone between our read and this write
+                now = _load(ctx, missed[:1], lock=False, action="edit")
+                raise _stale(ctx, now.get(missed[0]) or current[missed[0]])
+            continue
+        for chunk in _chunks(group, BATCH):
+            if db.session.execute(statement, chunk).rowcount != len(chunk):
                 # Someone changed one of them after we read it (the locks make this rare).
                 now = _load(ctx, [p["_id"] for p in chunk], lock=False, action="edit")
                 moved = next(
@@ -815,13 +829,11 @@ def _apply(
     return saved
 
 
-def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause | None:
+def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause:
     """PostgreSQL: one UPDATE for a whole group, its values as one array per column (``unnest``), instead
-    of a statement per record; None when a column's values need SQLAlchemy's conversion on the way."""
+    of a statement per record (columns the driver takes as they are); it returns the ids it wrote."""
     dialect = db.session.get_bind().dialect
     columns = [tbl.c[name] for name in names]
-    if not all(_driver_takes(column) for column in columns):
-        return None
 
     def quoted(name: str) -> str:
         return f'"{ddl.check_identifier(name)}"'
@@ -839,7 +851,7 @@ def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause | None:
     )
     return sa.text(
         f"UPDATE {quoted(tbl.name)} AS t SET {sets} FROM unnest({arrays}) AS v({aliases}) "  # noqa: S608 (generated names)
-        "WHERE t.id = v._id AND t.row_version = v._version AND t.deleted_at IS NULL"
+        "WHERE t.id = v._id AND t.row_version = v._version AND t.deleted_at IS NULL RETURNING t.id"
     )
 
 
