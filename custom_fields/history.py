@@ -1,16 +1,26 @@
-"""Reading record history: a record's timeline, the admin audit log, and replaying history into values.
+"""Reading record history: a record's timeline, the admin audit log, replaying history into values, and
+keeping the history table's size in check (its size for admins, archiving old lines to a file).
 
-Lines are written by ``custom_fields.records``; values are each field type's JSON form.
+Rows are written by ``custom_fields.records``, one per record a change set touched, the changed fields
+inside as ``[field_id, old, new]`` (each field type's JSON form); ``lines`` reads them back one line per
+value, the shape history had before revision 0006.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import gzip
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from custom_fields import runtime
@@ -88,9 +98,60 @@ def _text(spec: FieldSpec | None, value: Any) -> str:
         return str(value)
 
 
+@dataclass(frozen=True)
+class Line:
+    """One fact of history, as stored before revision 0006 (one line per value): a change set's line for
+    the record (``field_id`` None; ``new_value`` a merge's note) or one field's old and new value."""
+
+    id: int
+    changeset: str
+    at: dt.datetime
+    user_id: int | None
+    source: str
+    entity_id: int
+    record_id: int
+    action: str
+    field_id: int | None
+    old_value: Any
+    new_value: Any
+
+
+def row_lines(row: RecordChange) -> list[Line]:
+    """A stored row as the lines it holds: the record's own line first (every action but an update has
+    one), then one per field."""
+    common = (
+        row.id,
+        row.changeset,
+        row.at,
+        row.user_id,
+        row.source,
+        row.entity_id,
+        row.record_id,
+        row.action,
+    )
+    out = [] if row.action == "update" else [Line(*common, None, None, row.note)]
+    out.extend(Line(*common, fid, old, new) for fid, old, new in row.changes or ())
+    return out
+
+
+def lines(
+    entity_id: int | None = None, record_id: int | None = None, query: Select | None = None
+) -> list[Line]:
+    """History as lines, oldest first: a record's (``entity_id`` and ``record_id``), a table's, or the
+    rows of ``query`` (a select of RecordChange)."""
+    if query is None:
+        query = select(RecordChange)
+        if entity_id is not None:
+            query = query.where(RecordChange.entity_id == entity_id)
+        if record_id is not None:
+            query = query.where(RecordChange.record_id == record_id)
+    rows = db.session.scalars(query.order_by(RecordChange.id))
+    return [line for row in rows for line in row_lines(row)]
+
+
 def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
-    """Change lines -> change sets, newest first; ``visible(entity, spec)`` drops what the reader may
-    not see."""
+    """Stored rows -> change sets, newest first; ``visible(entity, spec)`` drops what the reader may not
+    see."""
     schema = runtime.current()
     sets: dict[str, ChangeSet] = {}
     for row in rows:
@@ -100,30 +161,27 @@ def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
         if change is None:
             user = runtime.user_label(row.user_id) if row.user_id else _("System")
             change = sets[key] = ChangeSet(row.at, user, row.source, row.action, entity, row.record_id)
-        if row.field_id is None:
-            continue
-        spec = _field_spec(entity, row.field_id)
-        if not visible(entity, spec):
-            continue
-        if spec is None:
-            name = _("Deleted field #%(id)s", id=row.field_id)
-        else:
-            name = spec.label  # the spec resolves a core label into the reader's language
-        change.lines.append(ChangeLine(name, _text(spec, row.old_value), _text(spec, row.new_value)))
+        # Rows come newest first, and so do a row's values (as when history was one line per value).
+        for field_id, old, new in reversed(row.changes or ()):
+            spec = _field_spec(entity, field_id)
+            if not visible(entity, spec):
+                continue
+            if spec is None:
+                name = _("Deleted field #%(id)s", id=field_id)
+            else:
+                name = spec.label  # the spec resolves a core label into the reader's language
+            change.lines.append(ChangeLine(name, _text(spec, old), _text(spec, new)))
     return list(sets.values())
 
 
 def timeline(rights: Grants, record_id: int, limit: int = TIMELINE_LIMIT) -> list[ChangeSet]:
     """A record's history, newest first, without fields hidden from the reader."""
-    ids = (
-        select(RecordChange.id)
-        .where(RecordChange.entity_id == rights.entity.id, RecordChange.record_id == record_id)
-        .order_by(RecordChange.id.desc())
-        .limit(limit * 20)
-    )
     rows = list(
         db.session.scalars(
-            select(RecordChange).where(RecordChange.id.in_(ids)).order_by(RecordChange.id.desc())
+            select(RecordChange)
+            .where(RecordChange.entity_id == rights.entity.id, RecordChange.record_id == record_id)
+            .order_by(RecordChange.id.desc())
+            .limit(limit * 4)
         )
     )
 
@@ -170,38 +228,155 @@ def replay(entity_id: int, record_id: int) -> tuple[dict[int, Any], bool] | None
     values: dict[int, Any] = {}
     deleted = False
     seen = False
-    rows = db.session.scalars(
-        select(RecordChange)
+    rows = db.session.execute(
+        select(RecordChange.action, RecordChange.changes)
         .where(RecordChange.entity_id == entity_id, RecordChange.record_id == record_id)
         .order_by(RecordChange.id)
     )
-    for row in rows:
+    for action, changes in rows:
         seen = True
-        if row.action == "purge":
+        if action == "purge":
             return None
-        if row.action in ("delete", "restore"):
-            deleted = row.action == "delete"
-        elif row.field_id is not None:
-            values[row.field_id] = row.new_value
+        if action in ("delete", "restore"):
+            deleted = action == "delete"
+        for field_id, _old, new in changes or ():
+            values[field_id] = new
     return (values, deleted) if seen else None
 
 
 def values_at(entity_id: int, record_id: int, version: int) -> dict[int, Any] | None:
     """The values (JSON form, by field id) a record had at ``row_version`` = ``version``: each change set
     (create, update, delete, restore) raised the version by one. None when the history does not reach
-    back that far (records written before history was kept)."""
+    back that far (records written before history was kept, or history archived since)."""
     values: dict[int, Any] = {}
     changesets: list[str] = []
     rows = db.session.execute(
-        select(RecordChange.changeset, RecordChange.field_id, RecordChange.new_value)
+        select(RecordChange.changeset, RecordChange.changes)
         .where(RecordChange.entity_id == entity_id, RecordChange.record_id == record_id)
         .order_by(RecordChange.id)
     )
-    for changeset, field_id, new_value in rows:
+    for changeset, changes in rows:
         if not changesets or changesets[-1] != changeset:
             if len(changesets) == version:
                 break
             changesets.append(changeset)
-        if field_id is not None:
-            values[field_id] = new_value
+        for field_id, _old, new in changes or ():
+            values[field_id] = new
     return values if len(changesets) == version else None
+
+
+# --- the table's size, and archiving old lines --------------------------------------------------------------
+
+ARCHIVE_DIR = "history_archive"
+ARCHIVE_NAME = re.compile(r"^history-before-\d{4}-\d{2}-\d{2}-\d{8}T\d{6}Z\.jsonl\.gz$")
+ARCHIVE_PAGE = 5_000
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big history is: rows (one per record change; estimated on PostgreSQL when large), the lines
+    they hold are not counted; bytes on disk with its indexes (None where the database does not say);
+    the oldest change kept."""
+
+    rows: int
+    estimated: bool
+    bytes: int | None
+    oldest: dt.datetime | None
+
+
+def size() -> Size:
+    table = RecordChange.__tablename__
+    oldest = db.session.scalar(select(func.min(RecordChange.at)))
+    if db.session.get_bind().dialect.name == "postgresql":
+        estimate, total = db.session.execute(
+            text(
+                "SELECT reltuples::bigint, pg_total_relation_size(oid) FROM pg_class"
+                " WHERE oid = CAST(:t AS regclass)"
+            ),
+            {"t": table},
+        ).one()
+        if estimate is not None and estimate > 100_000:
+            return Size(int(estimate), True, int(total), oldest)
+        rows = db.session.scalar(select(func.count()).select_from(RecordChange))
+        return Size(rows, False, int(total), oldest)
+    rows = db.session.scalar(select(func.count()).select_from(RecordChange))
+    try:
+        used = db.session.scalar(
+            text("SELECT sum(pgsize) FROM dbstat WHERE name = :t OR name LIKE :i"),
+            {"t": table, "i": "ix_tabula_record_change_%"},
+        )
+    except OperationalError:  # SQLite built without the dbstat table
+        db.session.rollback()
+        used = None
+    return Size(rows, False, None if used is None else int(used), oldest)
+
+
+def archive_dir() -> Path:
+    path = Path(current_app.config["TABULA_INSTANCE_DIR"]) / ARCHIVE_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def archives() -> list[tuple[str, int]]:
+    """Archive files (name, bytes), newest first."""
+    files = [p for p in archive_dir().iterdir() if ARCHIVE_NAME.match(p.name)]
+    return [(p.name, p.stat().st_size) for p in sorted(files, key=lambda p: p.name, reverse=True)]
+
+
+def archive_path(name: str) -> Path | None:
+    """The archive file called ``name``, or None (only names this module made are served)."""
+    if not ARCHIVE_NAME.match(name):
+        return None
+    path = archive_dir() / name
+    return path if path.is_file() else None
+
+
+def archive_before(before: dt.date) -> tuple[str | None, int]:
+    """Moves every history row older than ``before`` (UTC midnight) into a gzipped JSON-lines file in
+    the instance folder, one line per stored fact as ``lines`` reads it, then deletes the rows; returns
+    the file's name (None when nothing was that old) and the number of rows moved. The rows go only once
+    the file is complete on disk; a failure leaves them all in place."""
+    cutoff = dt.datetime.combine(before, dt.time(), dt.UTC)
+    now = dt.datetime.now(dt.UTC)
+    name = f"history-before-{before.isoformat()}-{now:%Y%m%dT%H%M%S}Z.jsonl.gz"
+    target = archive_dir() / name
+    partial = target.with_suffix(".part")
+    moved = 0
+    last_id = 0
+    renamed = False
+    try:
+        with gzip.open(partial, "wt", encoding="utf-8") as out:
+            while True:
+                rows = list(
+                    db.session.scalars(
+                        select(RecordChange)
+                        .where(RecordChange.at < cutoff, RecordChange.id > last_id)
+                        .order_by(RecordChange.id)
+                        .limit(ARCHIVE_PAGE)
+                    )
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    for line in row_lines(row):
+                        out.write(json.dumps({**asdict(line), "at": line.at.isoformat()}, ensure_ascii=False))
+                        out.write("\n")
+                moved += len(rows)
+                last_id = rows[-1].id
+                db.session.expunge_all()
+            out.flush()
+            os.fsync(out.fileno())
+        if not moved:
+            partial.unlink()
+            return None, 0
+        partial.rename(target)
+        renamed = True
+        db.session.execute(delete(RecordChange).where(RecordChange.at < cutoff, RecordChange.id <= last_id))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        partial.unlink(missing_ok=True)
+        if renamed:
+            target.unlink(missing_ok=True)  # the rows stayed: no file claims to hold them
+        raise
+    return name, moved

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import gc
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,19 +24,18 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from custom_fields import ddl, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
-from custom_fields.types import REGISTRY, FieldValueError
+from custom_fields.types import REGISTRY, FieldType, FieldValueError
 from models.records import RecordChange
 from models.system import utcnow
 
 BATCH = 500
-#: Field types whose values point at rows of another table.
-LINK_TYPES = ("link", "user")
 
 
 class RecordError(Exception):
@@ -98,23 +100,156 @@ class _Context:
     actor: Actor
     changeset: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: dt.datetime = field(default_factory=utcnow)
+    #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
+    _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+
+    def entry(
+        self, record_id: int, action: str, changes: list[list[Any]] | None = None, note: Any = None
+    ) -> dict[str, Any]:
+        """A new history row for one record (``changes``: ``[field_id, old, new]`` in the fields' order)."""
+        row = {
+            "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
+            "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
+            "action": action, "changes": [] if changes is None else changes, "note": note,
+        }  # fmt: skip
+        self.history.append(row)
+        self._open[(record_id, action)] = row
+        return row
+
+    def row(self, record_id: int, action: str) -> dict[str, Any]:
+        """The record's history row for ``action`` in this change set (a new one the first time)."""
+        return self._open.get((record_id, action)) or self.entry(record_id, action)
 
     def log(
         self, record_id: int, action: str, spec: FieldSpec | None = None, old: Any = None, new: Any = None
-    ):
-        self.history.append(
-            {
-                "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
-                "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
-                "action": action, "field_id": spec.id if spec else None, "old_value": old, "new_value": new,
-            }
-        )  # fmt: skip
+    ) -> None:
+        """One fact: the record's own line (``spec`` None; ``new`` is its note, e.g. a merge's) starts a
+        row; a field's old and new value joins the record's row for ``action``."""
+        row = self._open.get((record_id, action)) if spec is not None else None
+        if row is None:
+            row = self.entry(record_id, action, note=new if spec is None else None)
+        if spec is not None:
+            row["changes"].append([spec.id, old, new])
 
     def flush_history(self) -> None:
-        for chunk in _chunks(self.history, BATCH):
-            db.session.execute(sa.insert(RecordChange.__table__), chunk)
+        write_history(self.history)
         self.history.clear()
+        self._open.clear()
+
+
+#: Rows from which PostgreSQL gets history (and new records) by COPY instead of an INSERT statement.
+COPY_FROM = 50
+_HISTORY_COLUMNS = (
+    "changeset",
+    "at",
+    "user_id",
+    "source",
+    "entity_id",
+    "record_id",
+    "action",
+    "changes",
+    "note",
+)
+
+
+def write_history(rows: Sequence[dict[str, Any]]) -> None:
+    """Insert history rows (in order, so ids follow it) in the current transaction."""
+    if not rows:
+        return
+    if _copyable(len(rows)):
+        _copy(RecordChange.__tablename__, _HISTORY_COLUMNS, text=_history_copy_text(rows))
+        return
+    dialect = db.session.get_bind().dialect
+    if dialect.name != "sqlite":
+        params = [{**r, "changes": r["changes"] or None} for r in rows]
+        for chunk in _chunks(params, BATCH):
+            db.session.execute(sa.insert(RecordChange.__table__), chunk)
+        return
+    # SQLite: straight to the driver. The rows of a batch share their moment, converted once as the
+    # column's type does; the values go as JSON text, as the JSON type writes them.
+    convert = RecordChange.__table__.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    moments: dict[Any, Any] = {}
+    dumps = json.dumps
+    params = []
+    for r in rows:
+        at = moments.get(r["at"])
+        if at is None:
+            at = moments[r["at"]] = convert(r["at"]) if convert else r["at"]
+        changes, note = r["changes"], r["note"]
+        params.append(
+            (
+                r["changeset"], at, r["user_id"], r["source"], r["entity_id"], r["record_id"], r["action"],
+                dumps(changes) if changes else None, None if note is None else dumps(note),
+            )
+        )  # fmt: skip
+    marks = ", ".join("?" * len(_HISTORY_COLUMNS))
+    statement = f"INSERT INTO {RecordChange.__tablename__} ({', '.join(_HISTORY_COLUMNS)}) VALUES ({marks})"  # noqa: S608
+    connection = db.session.connection()
+    for chunk in _chunks(params, BATCH * 10):
+        connection.exec_driver_sql(statement, list(chunk))
+
+
+def _history_copy_text(rows: Sequence[dict[str, Any]]) -> str:
+    """History rows in COPY's text format, written out here rather than value by value by the driver
+    (the rows of a batch share their moment; JSON text holds no tab or newline, only backslashes to
+    double)."""
+    dumps = json.dumps
+    moments: dict[Any, str] = {}
+    out = []
+    for r in rows:
+        at = moments.get(r["at"])
+        if at is None:
+            at = moments[r["at"]] = r["at"].isoformat()
+        user, changes, note = r["user_id"], r["changes"], r["note"]
+        out.append(
+            "\t".join(
+                (
+                    _copy_word(r["changeset"]), at, "\\N" if user is None else str(int(user)),
+                    _copy_word(r["source"]), str(int(r["entity_id"])), str(int(r["record_id"])),
+                    _copy_word(r["action"]),
+                    dumps(changes).replace("\\", "\\\\") if changes else "\\N",
+                    "\\N" if note is None else dumps(note).replace("\\", "\\\\"),
+                )
+            )
+        )  # fmt: skip
+    out.append("")
+    return "\n".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _copy_word(text: str) -> str:
+    """A short name the write path made (a change set, a source, an action), checked to need no escaping."""
+    if not text.isascii() or any(c in text for c in "\\\t\n\r"):
+        raise ValueError(f"not a plain word: {text!r}")
+    return text
+
+
+def _copyable(count: int) -> bool:
+    return count >= COPY_FROM and db.session.get_bind().dialect.name == "postgresql"
+
+
+def _copy(
+    table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] = (), *, text: str | None = None
+) -> None:
+    """PostgreSQL COPY into ``table`` inside the session's transaction, of ``rows`` (the driver writes
+    each value) or of ``text`` already in COPY's text format; the driver's refusals become SQLAlchemy's
+    errors, as a statement's would."""
+    import psycopg
+
+    raw = db.session.connection().connection.driver_connection
+    names = ", ".join(f'"{ddl.check_identifier(c)}"' for c in columns)
+    statement = f'COPY "{ddl.check_identifier(table)}" ({names}) FROM STDIN'  # generated names only
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            if text is not None:
+                copy.write(text)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(statement, None, exc) from exc
 
 
 #: Per table (slug), rules no single field type knows, run inside the write's transaction (registered by
@@ -144,10 +279,6 @@ def _context(slug: str, actor: Actor, action: str | None) -> _Context:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _json(spec: FieldSpec, value: Any) -> Any:
-    return REGISTRY[spec.type].to_json(value, spec)
 
 
 _OUTER = "tabula_atomic"
@@ -226,36 +357,65 @@ def _unique_field_refusing(ctx: _Context, exc: IntegrityError) -> str | None:
 # --- validation --------------------------------------------------------------------------------------------
 
 
+class _Parser:
+    """Raw values by field name -> (stored values, errors by field name), field rights included. Each
+    field's parser and the actor's mode are looked up once per batch, not once per value."""
+
+    def __init__(self, ctx: _Context, *, creating: bool) -> None:
+        self.ctx = ctx
+        self.creating = creating
+        self.fields: dict[Any, tuple[Any, FieldSpec | None, str | None]] = {}
+        live = ctx.entity.live_fields
+        self.required = [spec.name for spec in live if spec.required]
+        self.defaults = (
+            [(spec.name, runtime.column_default(spec)) for spec in live if not spec.settings.get("auto")]
+            if creating
+            else []
+        )
+
+    def resolve(self, name: Any) -> tuple[Any, FieldSpec | None, str | None]:
+        """(parser, spec, None) for a field the actor may set, else (None, error key, message)."""
+        ctx = self.ctx
+        spec = ctx.entity.field_by_name(name)
+        mode = ctx.grants.mode(name)
+        if spec is None or spec.archived or mode == "hidden":
+            return None, str(name)[:100], _("No such field.")
+        if spec.settings.get("auto"):
+            return None, name, _("This field is filled in automatically.")
+        if mode != "edit":
+            return None, name, _("You may not change this field.")
+        return REGISTRY[spec.type].parse, spec, None
+
+    def __call__(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        parsed: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        fields = self.fields
+        for name, raw in values.items():
+            entry = fields.get(name)
+            if entry is None:
+                entry = fields[name] = self.resolve(name)
+            parse, spec, message = entry
+            if message is not None:
+                errors[spec] = message  # type: ignore[index]  (the error key, for a refused field)
+                continue
+            try:
+                parsed[name] = parse(raw, spec)
+            except FieldValueError as exc:
+                errors[name] = str(exc)
+        for name, default in self.defaults:
+            if name not in parsed:
+                parsed[name] = default() if callable(default) else default
+        for name in self.required:
+            if name in parsed and parsed[name] is None and name not in errors:
+                errors[name] = _("This field is required.")
+        return parsed, errors
+
+
 def _parse(
     ctx: _Context, values: Mapping[str, Any], *, creating: bool
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Raw values by field name -> (stored values, errors by field name), field rights included."""
-    parsed: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, raw in values.items():
-        spec = ctx.entity.field_by_name(name)
-        mode = ctx.grants.mode(name)
-        if spec is None or spec.archived or mode == "hidden":
-            errors[str(name)[:100]] = _("No such field.")
-        elif spec.settings.get("auto"):
-            errors[name] = _("This field is filled in automatically.")
-        elif mode != "edit":
-            errors[name] = _("You may not change this field.")
-        else:
-            try:
-                parsed[name] = REGISTRY[spec.type].parse(raw, spec)
-            except FieldValueError as exc:
-                errors[name] = str(exc)
-    if creating:
-        for spec in ctx.entity.live_fields:
-            if spec.name in parsed or spec.settings.get("auto"):
-                continue
-            default = runtime.column_default(spec)
-            parsed[spec.name] = default() if callable(default) else default
-    for spec in ctx.entity.live_fields:
-        if spec.required and spec.name in parsed and parsed[spec.name] is None and spec.name not in errors:
-            errors[spec.name] = _("This field is required.")
-    return parsed, errors
+    return _Parser(ctx, creating=creating)(values)
 
 
 def _check_references_and_unique(
@@ -268,7 +428,7 @@ def _check_references_and_unique(
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
-        if spec.type in LINK_TYPES:
+        if REGISTRY[spec.type].reference is not None:
             target = _reference_table(spec)
             ids = set(wanted.values())
             conditions = [target.c.id.in_(ids)]
@@ -314,6 +474,8 @@ def _check_records(
     errors: dict[int, dict[str, str]] = {}
     for spec in ctx.entity.live_fields:
         ftype = REGISTRY[spec.type]
+        if type(ftype).check_record is FieldType.check_record:  # the type checks nothing record-wide
+            continue
         watched = {spec.name, *ftype.depends_on(spec)}
         for i, (row, diff) in enumerate(zip(rows, changed, strict=True)):
             if spec.name not in row or not watched & diff.keys():
@@ -334,9 +496,11 @@ def _merge_errors(into: dict[int, dict[str, str]], found: dict[int, dict[str, st
 
 
 def _reference_table(spec: FieldSpec) -> Table:
-    if spec.type == "user":
+    ftype = REGISTRY[spec.type]
+    if ftype.reference == "user":
         return runtime.USERS
-    target = runtime.current().model(int(spec.settings["target"]))
+    target_id = ftype.target_entity_id(spec)
+    target = runtime.current().model(target_id) if target_id is not None else None
     if target is None:
         raise RecordError(_("The linked table no longer exists."))
     return target.__table__
@@ -345,18 +509,38 @@ def _reference_table(spec: FieldSpec) -> Table:
 # --- create ------------------------------------------------------------------------------------------------
 
 
+def _batch(write: Callable[..., Any]) -> Callable[..., Any]:
+    """Pauses Python's cycle collector during a batch: a batch allocates thousands of small dicts and
+    lists that live until it ends, and each collection would walk them all again (a third of a big
+    batch's time); nothing in a batch makes cycles that reference counting would not free."""
+
+    @functools.wraps(write)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return write(*args, **kwargs)
+        gc.disable()
+        try:
+            return write(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
+
+
 def create(slug: str, values: Mapping[str, Any], actor: Actor) -> Saved:
     """One new record; raises RecordInvalid (errors by field), AccessDenied or RecordError."""
     return create_many(slug, [values], actor)[0]
 
 
+@_batch
 def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> list[Saved]:
     """New records, all or none: any invalid row refuses the whole batch (errors per row index)."""
     ctx = _context(slug, actor, "add")
+    parse = _Parser(ctx, creating=True)
     parsed_rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, str]] = {}
     for i, values in enumerate(rows):
-        parsed, row_errors = _parse(ctx, values, creating=True)
+        parsed, row_errors = parse(values)
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
@@ -364,30 +548,116 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
     _merge_errors(errors, _check_records(ctx, parsed_rows, parsed_rows))
     if errors:
         raise _invalid(errors)
-    specs = {f.name: f for f in ctx.entity.live_fields}
+    specs = [(spec.id, spec.name, REGISTRY[spec.type].to_json, spec) for spec in ctx.entity.live_fields]
 
     def work() -> list[Saved]:
         _derive(ctx, parsed_rows, [None] * len(parsed_rows))
-        saved: list[Saved] = []
-        for chunk in _chunks(parsed_rows, BATCH):
-            # Parameters by column key, which is the field name. The owner is whoever creates the record,
-            # unless the table has an Owner field and it was given.
-            params = [
-                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id} for row in chunk
-            ]
-            statement = sa.insert(ctx.table).returning(ctx.table.c.id, sort_by_parameter_order=True)
-            ids = list(db.session.scalars(statement, params))
-            for record_id, row in zip(ids, chunk, strict=True):
-                ctx.log(record_id, "create")
-                for name, spec in specs.items():  # in the fields' order
-                    if row.get(name) is not None:
-                        ctx.log(record_id, "create", spec, None, _json(spec, row[name]))
-                saved.append(Saved(record_id, 1))
-        _after(ctx, [{**row, "id": s.id} for row, s in zip(parsed_rows, saved, strict=True)])
+        # The owner is whoever creates the record, unless the table has an Owner field and it was given.
+        ids = _insert(
+            ctx,
+            [
+                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id}
+                for row in parsed_rows
+            ],
+        )
+        entry = ctx.entry
+        for record_id, row in zip(ids, parsed_rows, strict=True):
+            entry(
+                record_id,
+                "create",
+                [
+                    [fid, None, to_json(row[name], spec)]
+                    for fid, name, to_json, spec in specs  # in the fields' order
+                    if row.get(name) is not None
+                ],
+            )
+        _after(ctx, [{**row, "id": pk} for row, pk in zip(parsed_rows, ids, strict=True)])
         ctx.flush_history()
-        return saved
+        return [Saved(pk, 1) for pk in ids]
 
     return _transaction(work, ctx)
+
+
+def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
+    """Insert rows (parameters by column key) and return their new ids, in order. PostgreSQL takes a
+    large batch by COPY with ids drawn from the table's sequence first; otherwise ``INSERT ... RETURNING``
+    in batches."""
+    if not params:
+        return []
+    tbl = ctx.table
+    keys = list(params[0])
+    if _copyable(len(params)) and _copy_fits(tbl, keys, params):
+        params = _with_python_defaults(tbl, params)
+        keys = list(params[0])
+        sequence = db.session.scalar(sa.select(sa.func.pg_get_serial_sequence(tbl.name, "id")))
+        if sequence is not None:
+            ids = sorted(
+                db.session.scalars(
+                    sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, len(params)))
+                )
+            )
+            _copy(
+                tbl.name,
+                ["id", *(tbl.c[k].name for k in keys)],
+                ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
+            )
+            return ids
+    if db.session.get_bind().dialect.name == "sqlite" and len(params) > 1:
+        # SQLite returns the ids of a multi-row INSERT in no promised order, so SQLAlchemy would send
+        # one statement per row. The first row's insert takes the database's write lock, and its id is
+        # above every id in use (max + 1): the next ids are free until the commit.
+        first = db.session.scalar(sa.insert(tbl).returning(tbl.c.id), params[0])
+        ids = list(range(first, first + len(params)))
+        rest = [{**p, "id": pk} for pk, p in zip(ids[1:], params[1:], strict=True)]
+        for chunk in _chunks(rest, BATCH):
+            db.session.execute(sa.insert(tbl), chunk)
+        return ids
+    statement = sa.insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
+    ids = []
+    for chunk in _chunks(params, BATCH):
+        ids.extend(db.session.scalars(statement, chunk))
+    return ids
+
+
+def _copy_fits(tbl: Table, keys: list[str], params: list[dict[str, Any]]) -> bool:
+    """Whether COPY writes what the INSERT statement would: the same columns in every row, none whose
+    values SQLAlchemy converts on the way (JSON ...), no column left out that has a Python-side default."""
+    columns = tbl.c
+    if "id" in keys or any(k not in columns for k in keys):
+        return False
+    if not all(_driver_takes(columns[key]) for key in keys):
+        return False
+    given = set(keys)
+    for column in columns:
+        default = column.default
+        if column.key in given or column.key == "id" or default is None:
+            continue
+        if not (default.is_scalar or (default.is_callable and not default.is_sequence)):
+            return False
+    first = params[0].keys()
+    return all(p.keys() == first for p in params)
+
+
+def _driver_takes(column: sa.Column) -> bool:
+    """Whether the driver takes the column's values as they are (SQLAlchemy converts none of them on the
+    way; its Boolean only checks them)."""
+    dialect = db.session.get_bind().dialect
+    return (
+        isinstance(column.type, sa.Boolean)
+        or column.type.dialect_impl(dialect).bind_processor(dialect) is None
+    )
+
+
+def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The values SQLAlchemy would give the columns left out (a created-at moment): COPY does not."""
+    missing = [c for c in tbl.c if c.key not in params[0] and c.key != "id" and c.default is not None]
+    if not missing:
+        return params
+    for p in params:
+        for column in missing:
+            default = column.default
+            p[column.key] = default.arg(None) if default.is_callable else default.arg
+    return params
 
 
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
@@ -422,6 +692,7 @@ def update(
     return update_many(slug, [(record_id, values, expected_version)], actor)[0]
 
 
+@_batch
 def update_many(
     slug: str, changes: Sequence[tuple[int, Mapping[str, Any], int | None]], actor: Actor
 ) -> list[Saved]:
@@ -431,13 +702,17 @@ def update_many(
     ctx = _context(slug, actor, "edit")
     merged: dict[int, tuple[dict[str, Any], int | None]] = {}
     for pk, values, expected in changes:
-        before, first_expected = merged.get(pk, ({}, expected))
-        merged[pk] = ({**before, **values}, first_expected)
+        if pk in merged:
+            before, first_expected = merged[pk]
+            merged[pk] = ({**before, **values}, first_expected)
+        else:
+            merged[pk] = (values, expected)  # type: ignore[assignment]  (read, never changed)
     pks = list(merged)
+    parse = _Parser(ctx, creating=False)
     parsed_rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, str]] = {}
     for i, pk in enumerate(pks):
-        parsed, row_errors = _parse(ctx, merged[pk][0], creating=False)
+        parsed, row_errors = parse(merged[pk][0])
         parsed_rows.append(parsed)
         if row_errors:
             errors[i] = row_errors
@@ -454,7 +729,20 @@ def _apply(
     """Write parsed changes to records (inside the caller's transaction): optimistic lock, derived fields,
     one UPDATE per set of changed columns, history, and what depends on the records elsewhere."""
     specs = {f.name: f for f in ctx.entity.live_fields}
-    current = _load(ctx, pks, lock=True, action="edit")
+    # Rows are locked while read when the write depends on more than their versions: a job's change (no
+    # version to hold it to) or a table whose rules read and write other rows. Otherwise the UPDATE's own
+    # version condition refuses a record saved in between, with the same StaleRecord, without a lock on
+    # every row of a big batch.
+    tbl = ctx.table
+    bulk = _copyable(len(pks)) and all(_driver_takes(tbl.c[name]) for name in specs)
+    lock = (
+        not bulk
+        or len(expected) < len(pks)
+        or any(expected.get(pk) is None for pk in pks)
+        or ctx.entity.slug in DERIVERS
+        or ctx.entity.slug in AFTER_WRITE
+    )
+    current = _load(ctx, pks, lock=lock, action="edit")
     full_rows: list[dict[str, Any]] = []
     for pk, parsed in zip(pks, parsed_rows, strict=True):
         row = current.get(pk)
@@ -466,34 +754,43 @@ def _apply(
     _derive(ctx, full_rows, [current[pk] for pk in pks])
     # Stored forms compared as their type compares them: an untouched value retyped (``1 234,50``,
     # another time zone) is no change, and a save that changes nothing writes nothing.
-    diffs = [
-        {
-            n: v
-            for n, v in full.items()
-            if n in specs and not REGISTRY[specs[n].type].same(current[pk][n], v, specs[n])
-        }
-        for pk, full in zip(pks, full_rows, strict=True)
-    ]
+    same = {name: (REGISTRY[spec.type].same, spec) for name, spec in specs.items()}
+    diffs = []
+    for pk, full in zip(pks, full_rows, strict=True):
+        stored = current[pk]
+        diff = {}
+        for n, v in full.items():
+            if n in same and v is not stored[n]:  # an untouched value is the stored object itself
+                is_same, spec = same[n]
+                if not is_same(stored[n], v, spec):
+                    diff[n] = v
+        diffs.append(diff)
     check = _check_references_and_unique(ctx, diffs, pks)
     _merge_errors(check, _check_records(ctx, full_rows, diffs))
     if check:
         raise _invalid(check)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    json_of = {name: (spec.id, REGISTRY[spec.type].to_json, spec) for name, spec in specs.items()}
     saved: list[Saved] = []
-    for pk, diff in zip(pks, diffs, strict=True):
+    for pk, diff, parsed in zip(pks, diffs, parsed_rows, strict=True):
         version = current[pk]["row_version"]
         if not diff:
             saved.append(Saved(pk, version))
             continue
+        stored = current[pk]
         params = {"_id": pk, "_version": version, "_new_version": version + 1}
-        params.update({f"_v_{name}": value for name, value in diff.items()})
-        groups.setdefault(tuple(sorted(diff)), []).append(params)
-        for name, value in diff.items():
-            ctx.log(
-                pk, "update", specs[name], _json(specs[name], current[pk][name]), _json(specs[name], value)
-            )
+        # The fields given with the record, unchanged ones at their stored value: a batch whose records
+        # name the same fields is one statement, however their changes differ.
+        names = diff.keys() | (parsed.keys() & specs.keys())
+        params.update({f"_v_{name}": diff[name] if name in diff else stored[name] for name in names})
+        groups.setdefault(tuple(sorted(names)), []).append(params)
+        row = ctx.row(pk, "update")
+        row["changes"].extend(
+            [fid, to_json(stored[name], spec), to_json(value, spec)]
+            for name, value in diff.items()
+            for fid, to_json, spec in (json_of[name],)
+        )
         saved.append(Saved(pk, version + 1))
-    tbl = ctx.table
     for names, group in groups.items():
         statement = (
             sa.update(tbl)
@@ -509,6 +806,15 @@ def _apply(
                 }
             )
         )
+        if bulk:
+            arrays = {"_id": [p["_id"] for p in group], "_version": [p["_version"] for p in group]}
+            arrays.update({f"_v_{name}": [p[f"_v_{name}"] for p in group] for name in names})
+            written = set(db.session.scalars(_unnest_update(tbl, names), arrays))
+            missed = [p["_id"] for p in group if p["_id"] not in written]
+            if missed:  # saved by someone between our read and this write
+                now = _load(ctx, missed[:1], lock=False, action="edit")
+                raise _stale(ctx, now.get(missed[0]) or current[missed[0]])
+            continue
         for chunk in _chunks(group, BATCH):
             if db.session.execute(statement, chunk).rowcount != len(chunk):
                 # Someone changed one of them after we read it (the locks make this rare).
@@ -521,6 +827,32 @@ def _apply(
     _after(ctx, [current[pk] for pk in changed] + [f for f, d in zip(full_rows, diffs, strict=True) if d])
     ctx.flush_history()
     return saved
+
+
+def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause:
+    """PostgreSQL: one UPDATE for a whole group, its values as one array per column (``unnest``), instead
+    of a statement per record (columns the driver takes as they are); it returns the ids it wrote."""
+    dialect = db.session.get_bind().dialect
+    columns = [tbl.c[name] for name in names]
+
+    def quoted(name: str) -> str:
+        return f'"{ddl.check_identifier(name)}"'
+
+    arrays = ", ".join(
+        [
+            "CAST(:_id AS INTEGER[])",
+            "CAST(:_version AS INTEGER[])",
+            *(f"CAST(:_v_{c.key} AS {c.type.compile(dialect)}[])" for c in columns),
+        ]
+    )
+    aliases = ", ".join(["_id", "_version", *(f"v{i}" for i in range(len(columns)))])
+    sets = ", ".join(
+        [*(f"{quoted(c.name)} = v.v{i}" for i, c in enumerate(columns)), "row_version = v._version + 1"]
+    )
+    return sa.text(
+        f"UPDATE {quoted(tbl.name)} AS t SET {sets} FROM unnest({arrays}) AS v({aliases}) "  # noqa: S608 (generated names)
+        "WHERE t.id = v._id AND t.row_version = v._version AND t.deleted_at IS NULL RETURNING t.id"
+    )
 
 
 def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _Context) -> list[Saved]:
@@ -545,12 +877,22 @@ def _load(
     name; a row out of the actor's scope is not there, as if it did not exist."""
     rows: dict[int, dict[str, Any]] = {}
     condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants, action)
-    for chunk in _chunks(sorted(set(pks)), BATCH):
-        query = select(ctx.table).where(ctx.table.c.id.in_(chunk), condition)
+    tbl = ctx.table
+    keys = [c.key for c in tbl.c]
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    for chunk in _chunks(sorted(set(pks)), BATCH * 10 if postgres else BATCH):
+        # PostgreSQL gets the ids as one array parameter, not a placeholder each.
+        wanted = (
+            tbl.c.id == sa.any_(sa.literal(list(chunk), ARRAY(sa.Integer)))
+            if postgres
+            else tbl.c.id.in_(chunk)
+        )
+        query = select(tbl).where(wanted, condition)
         if lock:
             query = query.with_for_update()
-        for row in db.session.execute(query).mappings():
-            rows[row["id"]] = {ctx.table.c[c].key if c in ctx.table.c else c: v for c, v in row.items()}
+        for row in db.session.execute(query):
+            values = dict(zip(keys, row, strict=True))
+            rows[values["id"]] = values
     return rows
 
 

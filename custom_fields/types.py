@@ -8,7 +8,9 @@ operators and its conversion from other types. Nothing else in Tabula switches o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -107,6 +109,10 @@ def _blank(raw: Any) -> bool:
     return raw is None or (isinstance(raw, str) and raw.strip() == "")
 
 
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?")
+_CURRENCY_MARKS = re.compile(r"(?i)(₽|руб\.?|р\.|\$|€|[A-Z]{3})")
+
+
 def parse_decimal_text(text: str) -> Decimal:
     """'1 234,56', '1,234.56', '1234.56', '12,5' -> Decimal. The last of ',' and '.' is the decimal mark."""
     cleaned = _SPACES.sub("", text.strip())
@@ -116,11 +122,14 @@ def parse_decimal_text(text: str) -> Decimal:
         cleaned = cleaned.replace(other, "").replace(mark, ".")
     elif cleaned.count(",") == 1:
         cleaned = cleaned.replace(",", ".")
-    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?", cleaned):
+    if not _DECIMAL_TEXT.fullmatch(cleaned):
         raise InvalidOperation(text)
     return Decimal(cleaned)
 
 
+_ISO_DATE = re.compile(r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})")
+_RU_DATE = re.compile(r"(?P<d>[0-9]{2})\.(?P<m>[0-9]{2})\.(?P<y>[0-9]{4})")
+_QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(9)}
 DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d.%m.%y", "%d/%m/%Y", "%Y/%m/%d")
 DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
@@ -480,7 +489,7 @@ class DecimalType(FieldType):
         scale = self.scale(spec)
         if number and number.adjusted() >= self.PRECISION - scale:
             raise FieldValueError(_("The number is too large."))
-        value = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        value = number.quantize(_QUANTA.get(scale) or Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         if abs(value) >= Decimal(10) ** (self.PRECISION - scale):
             raise FieldValueError(_("The number is too large."))
         return value if value else abs(value)  # -0.00 is 0.00 (databases do not keep the sign)
@@ -488,7 +497,10 @@ class DecimalType(FieldType):
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
             return ""
-        return str(Decimal(value).quantize(Decimal(1).scaleb(-self.scale(spec))))
+        scale = self.scale(spec)
+        if isinstance(value, Decimal) and value.as_tuple().exponent == -scale and value.is_finite():
+            return str(value)  # already at the field's scale (what parse returns): nothing to round
+        return str(Decimal(value).quantize(_QUANTA.get(scale) or Decimal(1).scaleb(-scale)))
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         return None if value is None else self.to_text(value, spec)
@@ -530,7 +542,7 @@ class MoneyType(DecimalType):
 
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
         if isinstance(raw, str):
-            raw = re.sub(r"(?i)(₽|руб\.?|р\.|\$|€|[A-Z]{3})", "", raw)
+            raw = _CURRENCY_MARKS.sub("", raw)
         return super().parse(raw, spec)
 
     def display(self, value: Any, spec: FieldSpec) -> str:
@@ -634,6 +646,12 @@ class DateType(FieldType):
         if not isinstance(raw, str):
             raise FieldValueError(_("Expected a date such as 31.12.2025."))
         text = raw.strip()
+        # The two forms nearly every value has (2025-12-31, 31.12.2025), without strptime's cost; what
+        # they refuse (31.02.2025) goes the long way below, to the same answer.
+        match = _ISO_DATE.fullmatch(text) or _RU_DATE.fullmatch(text)
+        if match is not None:
+            with contextlib.suppress(ValueError):
+                return dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
         for fmt in DATE_FORMATS:
             try:
                 return dt.datetime.strptime(text, fmt).date()
@@ -771,8 +789,7 @@ class SingleSelectType(FieldType):
 
     def match_option(self, raw: Any, spec: FieldSpec) -> str:
         text = str(raw).strip()
-        by_id = self.option_by_id(spec)
-        if text in by_id:
+        if any(o["id"] == text for o in spec.stored_options):  # the ids, without translating the labels
             return text
         folded = text.casefold()
         for option in (*spec.options, *spec.stored_options):
@@ -951,6 +968,21 @@ def clean_options(raw: Any) -> list[dict[str, str]]:
     return cleaned
 
 
+#: An ASCII address whose local part is a plain dot-atom of common characters (at most 64 of them).
+_PLAIN_EMAIL = re.compile(
+    r"(?P<local>[A-Za-z0-9_%+-]{1,64}(?:\.[A-Za-z0-9_%+-]+)*)@(?P<domain>[A-Za-z0-9.-]{1,253})", re.ASCII
+)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _email_domain(domain: str) -> str | None:
+    """The domain as ``email_validator`` normalises it, or None when it refuses it."""
+    try:
+        return email_validator.validate_email(f"a@{domain}", check_deliverability=False).domain
+    except email_validator.EmailNotValidError:
+        return None
+
+
 class EmailType(TextType):
     name = "email"
     label = _l("E-mail")
@@ -970,6 +1002,14 @@ class EmailType(TextType):
             text = text[7:]
         if len(text) > 320:
             raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+        plain = _PLAIN_EMAIL.fullmatch(text)
+        if plain is not None and len(text) <= 254 and len(plain["local"]) <= 64:
+            # A plain ASCII address (most are): its local part needs no more checks than the pattern
+            # made, and its domain is checked once however many addresses share it.
+            domain = _email_domain(plain["domain"])
+            if domain is None:
+                raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
+            return f"{plain['local']}@{domain}"
         try:
             # Syntax only (no DNS look-up); international domains stored in Unicode (почта.рф), the
             # domain in lower case.

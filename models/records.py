@@ -85,9 +85,14 @@ class FieldRule(Model):
 
 
 class RecordChange(Model):
-    """One line of a record's history. A change set (one save, one delete ...) shares ``changeset``; an
-    update writes one line per changed field, a create one line per value it set. Values are the field
-    type's JSON form, so history survives renames and type changes of the field."""
+    """One change of one record: a save, a create, a delete, a restore, a purge or a merge. A change set
+    (one call of the write path) shares ``changeset`` across the records it touched.
+
+    ``changes`` lists the fields the change set, in the fields' order, as ``[field_id, old, new]``
+    triples (``old`` is null for a create); values are the field type's JSON form, so history survives
+    renames and type changes of the field. ``note`` holds what a line without a field says (a merge's
+    ``{"merged": id}`` / ``{"into": id}``). One row per record changed, not one per value: bulk writes
+    stay cheap (``custom_fields.history.lines`` still reads it as one line per value)."""
 
     __tablename__ = "tabula_record_change"
     __table_args__ = (
@@ -104,10 +109,9 @@ class RecordChange(Model):
     entity_id: Mapped[int] = mapped_column(ForeignKey("tabula_entity.id", ondelete="CASCADE"), nullable=False)
     record_id: Mapped[int] = mapped_column(Integer, nullable=False)
     action: Mapped[str] = mapped_column(String(10), nullable=False)
-    # Not a foreign key: the history of a purged field stays (shown as a deleted field).
-    field_id: Mapped[int | None] = mapped_column(Integer)
-    old_value: Mapped[object | None] = mapped_column(JSON(none_as_null=True))
-    new_value: Mapped[object | None] = mapped_column(JSON(none_as_null=True))
+    # Field ids inside are not foreign keys: the history of a purged field stays (shown as a deleted field).
+    changes: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    note: Mapped[object | None] = mapped_column(JSON(none_as_null=True))
 
 
 class RecordColumns:

@@ -14,9 +14,8 @@ from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import select
 
 from app.extensions import db
-from custom_fields import access, records, runtime
+from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor
-from models.records import RecordChange
 from tests.conftest import DEMO_PASSWORD, csrf_token
 from views import board as board_module
 
@@ -185,14 +184,11 @@ def test_move_goes_through_the_write_path(book, staff_client) -> None:  # noqa: 
     assert (row.stage_id, row.row_version, row.pipeline_id) == (book["won"], 2, book["pipeline"])
     assert row.closed_at is not None  # derived: a won stage closes the deal
     deals = runtime.current().entity("deals")
-    changes = db.session.scalars(
-        select(RecordChange).where(
-            RecordChange.entity_id == deals.id,
-            RecordChange.record_id == book["mine1"],
-            RecordChange.field_id == deals.field_by_name("stage_id").id,
-            RecordChange.action == "update",
-        )
-    ).all()
+    changes = [
+        c
+        for c in history.lines(deals.id, book["mine1"])
+        if c.field_id == deals.field_by_name("stage_id").id and c.action == "update"
+    ]
     assert [(c.old_value, c.new_value, c.source) for c in changes] == [(book["new"], book["won"], "ui")]
     assert changes[0].user_id == user("staff1").id
     # The board shows the card in its new column, with its new version.

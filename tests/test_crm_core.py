@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.crm import derive
 from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import history, records, runtime
 from custom_fields.access import Actor
 from models import JobRun, JobStatus, RecordChange
 from tests.conftest import csrf_token
@@ -196,13 +196,7 @@ def test_deal_amount_follows_its_lines(book) -> None:  # noqa: ANN001
     # The deal's history names who changed the amount, in the same change set as the line.
     entity = runtime.current().entity("deals")
     amount_field = entity.field_by_name("amount")
-    lines = db.session.scalars(
-        select(RecordChange).where(
-            RecordChange.entity_id == entity.id,
-            RecordChange.record_id == deal,
-            RecordChange.field_id == amount_field.id,
-        )
-    ).all()
+    lines = [c for c in history.lines(entity.id, deal) if c.field_id == amount_field.id]
     assert [c.new_value for c in lines][-1] == "270.00" and all(c.user_id == admin.user_id for c in lines)
 
 

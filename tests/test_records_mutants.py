@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.extensions import db
-from custom_fields import access, records, runtime
+from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from models import Field
@@ -80,14 +80,8 @@ class Table:
         tbl = current().classes[self.slug].__table__
         return db.session.scalar(select(func.count()).select_from(tbl))
 
-    def history(self, pk: int) -> list[RecordChange]:
-        return list(
-            db.session.scalars(
-                select(RecordChange)
-                .where(RecordChange.entity_id == self.entity_id, RecordChange.record_id == pk)
-                .order_by(RecordChange.id)
-            )
-        )
+    def history(self, pk: int) -> list[history.Line]:
+        return history.lines(self.entity_id, pk)
 
     def field_id(self, name: str) -> int:
         return self.ids[name]
@@ -469,15 +463,7 @@ def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None
             RecordChange.entity_id == current().entity("deal_lines").id, RecordChange.record_id == line.id
         )
     )
-    updates = list(
-        db.session.scalars(
-            select(RecordChange).where(
-                RecordChange.entity_id == deal_entity.id,
-                RecordChange.record_id == deal.id,
-                RecordChange.action == "update",
-            )
-        )
-    )
+    updates = [x for x in history.lines(deal_entity.id, deal.id) if x.action == "update"]
     amount_id = deal_entity.field_by_name("amount").id
     line_at = db.session.scalar(
         select(RecordChange.at).where(

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.crm import duplicates, merge
 from app.crm import search as searching
 from app.extensions import db
-from custom_fields import access, records
+from custom_fields import access, history, records
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from custom_fields.types import REGISTRY
@@ -296,12 +296,11 @@ def test_merge_screens_move_every_link_and_keep_history(app_ctx, admin_client, p
         select(RecordChange).where(RecordChange.record_id == keep, RecordChange.action == "merge",
                                    RecordChange.entity_id == entity.id)
     )  # fmt: skip
-    assert merge_line.new_value == {"merged": drop}
+    assert merge_line.note == {"merged": drop}
     deals = current().entity("deals")
-    moved = db.session.scalar(
-        select(RecordChange).where(RecordChange.entity_id == deals.id, RecordChange.record_id == pair["deal"],
-                                   RecordChange.changeset == merge_line.changeset)
-    )  # fmt: skip
+    moved = next(
+        (x for x in history.lines(deals.id, pair["deal"]) if x.changeset == merge_line.changeset), None
+    )
     assert moved is not None and moved.new_value == keep  # the move is in the deal's history
     show = admin_client.get(f"/t/companies/show/{keep}")
     assert show.status_code == 200

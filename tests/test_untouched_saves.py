@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from flask_appbuilder.security.sqla.models import User
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import history, records, runtime
 from custom_fields.access import Actor
-from models import Field, RecordChange
+from models import Field
 from tests.conftest import ADMIN_PASSWORD, login, signed_in
 from tests.tables_helpers import new_field, new_table, unique_label
 from tests.test_write_path import token
@@ -83,9 +83,7 @@ def admin() -> Actor:
 
 def history_lines(slug: str, pk: int) -> int:
     entity = runtime.current().entity(slug)
-    return db.session.scalar(
-        select(func.count()).where(RecordChange.entity_id == entity.id, RecordChange.record_id == pk)
-    )
+    return len(history.lines(entity.id, pk))
 
 
 def stored(slug: str, pk: int) -> Any:

@@ -19,7 +19,6 @@ from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from custom_fields.types import REGISTRY
 from models import Entity, Field, JobRun, JobStatus
-from models.records import RecordChange
 from tests.conftest import DEMO_PASSWORD, csrf_token, login, signed_in
 from tests.tables_helpers import new_field, new_table, unique_label
 
@@ -359,14 +358,8 @@ def test_a_conflict_never_shows_a_field_hidden_from_the_user(guarded_table, app)
 # --- history ------------------------------------------------------------------------------------------------
 
 
-def lines(entity_id: int, pk: int) -> list[RecordChange]:
-    return list(
-        db.session.scalars(
-            select(RecordChange)
-            .where(RecordChange.entity_id == entity_id, RecordChange.record_id == pk)
-            .order_by(RecordChange.id)
-        )
-    )
+def lines(entity_id: int, pk: int) -> list[history.Line]:
+    return history.lines(entity_id, pk)
 
 
 def test_history_records_every_source_with_old_and_new_values(app_ctx, app, admin_client) -> None:  # noqa: ANN001

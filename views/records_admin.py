@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.security.sqla.models import Role, User
 from flask_babel import gettext as _
@@ -287,7 +287,7 @@ class AuditLogView(BaseView):
     route_base = "/admin/history"
     default_view = "log"
     class_permission_name = "AuditLog"
-    method_permission_name = {"log": "read"}
+    method_permission_name = {"log": "read", "archive": "read", "download": "read"}
 
     @expose("/")
     @has_access
@@ -315,4 +315,38 @@ class AuditLogView(BaseView):
             tables=tables, sources=access.SOURCES, source_label=history.source_label,
             page_url=lambda n: url_for("AuditLogView.log", **{**request.args.to_dict(), "page": n}),
             chosen={"user": user_id, "table": entity_id, "source": source, "from": since, "to": until},
+            size=history.size(), archives=history.archives(), megabytes=_megabytes,
+            archive_default=(dt.date.today() - dt.timedelta(days=365)).isoformat(),
         )  # fmt: skip
+
+    @expose("/archive", methods=["POST"])
+    @has_access
+    def archive(self) -> Any:
+        """Admins move history older than a date into a file they can download (then it leaves the
+        database); the audit log and the timelines no longer show what was moved."""
+        if not access.is_admin(Actor.current()):
+            abort(403)
+        before = _date_arg(request.form.get("before"))
+        if before is None or before > dt.date.today():
+            flash(_("Choose a date that is not in the future."), "danger")
+            return redirect(url_for("AuditLogView.log"))
+        name, moved = history.archive_before(before)
+        if name is None:
+            flash(_("No history is older than %(date)s.", date=before.strftime("%d.%m.%Y")), "info")
+        else:
+            flash(_("%(n)d history rows moved to %(file)s.", n=moved, file=name), "success")
+        return redirect(url_for("AuditLogView.log"))
+
+    @expose("/archive/<string:name>")
+    @has_access
+    def download(self, name: str) -> Any:
+        if not access.is_admin(Actor.current()):
+            abort(403)
+        path = history.archive_path(name)
+        if path is None:
+            abort(404)
+        return send_file(path, mimetype="application/gzip", as_attachment=True, download_name=name)
+
+
+def _megabytes(size: int | None) -> str:
+    return "" if size is None else f"{size / 1_048_576:,.1f}".replace(",", " ")

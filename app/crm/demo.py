@@ -470,8 +470,19 @@ def ensure_teams(user_ids: dict[str, int]) -> None:
 def load_book(
     scale: float, user_ids: dict[str, int], *, admin_id: int | None, progress: Progress | None = None
 ) -> DemoResult:
-    """Write the demo book for ``scale`` (users and teams must exist: ``user_ids`` by username)."""
+    """Write the demo book for ``scale`` (users and teams must exist: ``user_ids`` by username), in one
+    transaction: one commit instead of one per batch, and a failure leaves no half-loaded book."""
     started, cpu_started = time.monotonic(), time.process_time()
+    with records.atomic():
+        result = _write_book(scale, user_ids, admin_id=admin_id, progress=progress)
+    result.seconds = time.monotonic() - started
+    result.cpu_seconds = time.process_time() - cpu_started
+    return result
+
+
+def _write_book(
+    scale: float, user_ids: dict[str, int], *, admin_id: int | None, progress: Progress | None
+) -> DemoResult:
     runtime.refresh()
     rng = random.Random(SEED)
     counts = scaled_counts(scale)
@@ -792,6 +803,4 @@ def load_book(
     from app.crm.derive import refresh_overdue
 
     refresh_overdue()
-    loader.result.seconds = time.monotonic() - started
-    loader.result.cpu_seconds = time.process_time() - cpu_started
     return loader.result

@@ -4,7 +4,7 @@ Only the flag is added here: no field is indexed yet, so no index is built. The 
 the indexes (``ixa_<table>_<column>``) when an admin toggles the flag.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 09:30:00.000000
 
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,362 @@
+"""Bulk writes: a record written in a batch (COPY on PostgreSQL from ``records.COPY_FROM`` rows) is the
+same afterwards as one saved through its form; a big batch makes no SQL round trip per row; the database's
+own refusals in a batch read as the write path's; the registry's fast parsing paths answer as the slow
+ones, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import email_validator
+import pytest
+from flask_appbuilder.security.sqla.models import User
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, select
+
+from app.extensions import db
+from custom_fields import history, records, runtime
+from custom_fields.access import Actor
+from custom_fields.spec import FieldSpec
+from custom_fields.types import DATE_FORMATS, REGISTRY, FieldValueError
+from tests.conftest import csrf_token
+
+BULK = max(records.COPY_FROM, 60)
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def actor(username: str, source: str = "ui") -> Actor:
+    return Actor.of_user(db.session.scalar(select(User).where(User.username == username)), source)
+
+
+def row(slug: str, pk: int) -> Any:
+    db.session.expire_all()
+    return db.session.get(runtime.current().classes[slug], pk)
+
+
+def differing_fields(slug: str) -> set[int]:
+    """Fields that differ between two records by nature: the moment of writing (created at ...) and the
+    deal a line belongs to."""
+    fields = runtime.current().entity(slug).live_fields
+    return {
+        f.id
+        for f in fields
+        if (f.settings.get("auto") and not f.settings.get("derived")) or f.name == "deal_id"
+    }
+
+
+def shape(slug: str, pk: int) -> list[tuple[Any, ...]]:
+    """A record's history without what differs between two records by nature (ids, change set, time)."""
+    entity = runtime.current().entity(slug)
+    differing = differing_fields(slug)
+    return [
+        (
+            x.user_id,
+            x.source,
+            x.action,
+            x.field_id,
+            x.old_value,
+            None if x.field_id in differing else x.new_value,
+        )
+        for x in history.lines(entity.id, pk)
+    ]
+
+
+def newest(slug: str) -> int:
+    model = runtime.current().classes[slug]
+    return db.session.scalar(select(model.id).order_by(model.id.desc()).limit(1))
+
+
+@pytest.fixture
+def stage(app_ctx) -> dict[str, Any]:  # noqa: ANN001
+    admin = actor("admin")
+    t = tag()
+    pipeline = records.create("pipelines", {"name": f"Опт {t}"}, admin).id
+    stage = records.create(
+        "stages", {"name": "Новая", "pipeline_id": pipeline, "position": 1, "probability": "10"}, admin
+    ).id
+    product = records.create("products", {"name": f"Щебень {t}", "sku": f"Щ-{t}", "price": "12,50"}, admin).id
+    return {"pipeline": pipeline, "stage": stage, "product": product, "tag": t}
+
+
+def test_a_bulk_record_is_the_same_as_one_saved_through_its_form(stage, admin_client) -> None:  # noqa: ANN001
+    t = stage["tag"]
+    # Through the form: a deal, then a line of it (price from the product, total, the deal's amount).
+    page = admin_client.get("/t/deals/add").get_data(as_text=True)
+    deal_form = {"title": f"Сделка {t}", "stage_id": str(stage["stage"]), "amount": ""}
+    assert (
+        admin_client.post("/t/deals/add", data={"csrf_token": csrf_token(page), **deal_form}).status_code
+        == 302
+    )
+    form_deal = newest("deals")
+    page = admin_client.get("/t/deal_lines/add").get_data(as_text=True)
+    line_form = {"deal_id": str(form_deal), "product_id": str(stage["product"]), "quantity": "3"}
+    saved = admin_client.post("/t/deal_lines/add", data={"csrf_token": csrf_token(page), **line_form})
+    assert saved.status_code == 302, re.findall(r'class="help-block">([^<]*)', saved.get_data(as_text=True))
+    form_line = newest("deal_lines")
+
+    # In bulk: the same values, many records per batch (COPY on PostgreSQL).
+    admin = actor("admin")
+    deals = records.create_many("deals", [deal_form] * BULK, admin)
+    lines = records.create_many("deal_lines", [{**line_form, "deal_id": str(d.id)} for d in deals], admin)
+    assert [d.version for d in deals] == [1] * BULK and len({d.id for d in deals}) == BULK
+
+    def facts(slug: str, pk: int) -> tuple[Any, ...]:
+        record = row(slug, pk)
+        values = {
+            f.name: getattr(record, f.name)
+            for f in runtime.current().entity(slug).live_fields
+            if f.id not in differing_fields(slug)
+        }
+        return record.row_version, record.owner_id, record.deleted_at, values, shape(slug, pk)
+
+    expected_line = facts("deal_lines", form_line)
+    expected_deal = facts("deals", form_deal)
+    assert expected_line[3]["total"] == Decimal("37.50") and expected_deal[3]["amount"] == Decimal("37.50")
+    assert expected_deal[0] == 2  # created, then its amount from the line
+    for line, deal in zip(lines, deals, strict=True):
+        assert facts("deal_lines", line.id) == expected_line
+        assert facts("deals", deal.id) == expected_deal
+    # Ids are handed out in order, and each record's history is one row per change set.
+    assert [s.id for s in lines] == sorted(s.id for s in lines)
+    entity = runtime.current().entity("deal_lines")
+    assert len(history.lines(entity.id, lines[0].id)) == len(history.lines(entity.id, form_line))
+
+
+def test_a_big_batch_makes_no_round_trip_per_row(stage) -> None:  # noqa: ANN001
+    """Links, unique values, derived fields (price, total) and what follows elsewhere (each deal's amount)
+    are checked and written per batch: 10 000 lines take about as many statements as 100."""
+    admin = actor("admin", "import")
+    deals = records.create_many(
+        "deals", [{"title": f"Д {i}", "stage_id": stage["stage"]} for i in range(20)], admin
+    )
+
+    def statements(count: int) -> int:
+        seen: list[str] = []
+
+        def count_it(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+            seen.append(statement)
+
+        values = [
+            {"deal_id": deals[i % len(deals)].id, "product_id": stage["product"], "quantity": str(i % 7 + 1)}
+            for i in range(count)
+        ]
+        event.listen(db.engine, "before_cursor_execute", count_it)
+        try:
+            saved = records.create_many("deal_lines", values, admin)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count_it)
+        assert len(saved) == count
+        return len(seen)
+
+    few, many = statements(100), statements(10_000)
+    # Batches of records.BATCH rows for the reads and writes that stay statements: a handful more.
+    assert many <= few + 8 * (10_000 // records.BATCH), (few, many)
+    assert many < 400
+    amounts = {row("deals", d.id).amount for d in deals}
+    assert all(a is not None and a > 0 for a in amounts)
+
+
+def test_the_database_refusing_a_batch_reads_as_the_write_path_does(stage, monkeypatch) -> None:  # noqa: ANN001
+    """Two overlapping writes both pass the check before writing; the unique index refuses the second,
+    whether it went by INSERT or by COPY: the field's message, nothing written."""
+    admin = actor("admin")
+    monkeypatch.setattr(records, "_check_references_and_unique", lambda ctx, rows, pks: {})
+    before = db.session.scalar(select(runtime.current().classes["products"].id).order_by(
+        runtime.current().classes["products"].id.desc()).limit(1))  # fmt: skip
+    values = [{"name": f"Товар {i}", "sku": f"DUP-{stage['tag']}"} for i in range(BULK)]
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.create_many("products", values, admin)
+    assert refused.value.errors == {"sku": "Another record already has this value."}
+    assert newest("products") == before
+
+
+# --- the registry's fast paths answer as the slow ones ------------------------------------------------------
+
+EMAIL_SPEC = FieldSpec(id=1, entity_id=1, name="email", column_name="email", label="E-mail", type="email")
+DATE_SPEC = FieldSpec(id=2, entity_id=1, name="due", column_name="due", label="Due", type="date")
+LOCAL = st.text(alphabet="abcXYZ019._%+-!#'", min_size=0, max_size=70)
+DOMAIN = st.one_of(
+    st.text(alphabet="abcXYZ019.-", min_size=0, max_size=30),
+    st.sampled_from(["example.com", "Host.Example.COM", "localhost", "a.test", "x.local", "1.2.3.4", "a..b"]),
+)
+
+
+def slow_email(text: str) -> str | None:
+    try:
+        checked = email_validator.validate_email(text.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return None
+    return checked.normalized if len(checked.normalized) <= 320 else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(local=LOCAL, domain=DOMAIN)
+def test_plain_addresses_parse_as_email_validator_says(local: str, domain: str) -> None:
+    text = f"{local}@{domain}"
+    try:
+        fast: str | None = REGISTRY["email"].parse(text, EMAIL_SPEC)
+    except FieldValueError:
+        fast = None
+    assert fast == slow_email(text)
+
+
+def slow_date(text: str) -> dt.date | None:
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    try:
+        return dt.datetime.fromisoformat(text.strip()).date()
+    except ValueError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.builds(
+            lambda y, m, d: f"{y:04}-{m:02}-{d:02}",
+            st.integers(0, 9999),
+            st.integers(0, 13),
+            st.integers(0, 32),
+        ),
+        st.builds(
+            lambda y, m, d: f"{d:02}.{m:02}.{y:04}",
+            st.integers(0, 9999),
+            st.integers(0, 13),
+            st.integers(0, 32),
+        ),
+        st.text(alphabet="0123456789.-/ T:", max_size=20),
+    )
+)
+def test_dates_parse_as_the_listed_formats_say(text: str) -> None:
+    try:
+        fast: dt.date | None = REGISTRY["date"].parse(text, DATE_SPEC)
+    except FieldValueError:
+        fast = None
+    if text.strip():
+        assert fast == slow_date(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None), st.integers(0, 8))
+def test_decimal_json_is_the_value_at_the_fields_scale(value: Decimal, scale: int) -> None:
+    spec = FieldSpec(
+        id=3, entity_id=1, name="n", column_name="n", label="N", type="decimal", settings={"scale": scale}
+    )
+    try:
+        expected = str(Decimal(value).quantize(Decimal(1).scaleb(-scale)))
+    except ArithmeticError:  # more digits than the decimal context holds (no field stores such a value)
+        try:
+            answer = REGISTRY["decimal"].to_json(value, spec)
+        except ArithmeticError:
+            return
+        assert value.as_tuple().exponent == -scale and answer == str(value)  # already at scale: as it is
+        return
+    assert REGISTRY["decimal"].to_json(value, spec) == expected
+
+
+def test_a_big_update_batch_writes_each_record_as_a_single_update_would(stage, monkeypatch) -> None:  # noqa: ANN001
+    """One statement for the batch on PostgreSQL: changed values, untouched ones and emptied ones end as
+    record by record, with one history row each; a record changed meanwhile refuses the whole batch."""
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    products = records.create_many(
+        "products", [{"name": f"Т {t} {i}", "sku": f"S-{t}-{i}", "price": "10"} for i in range(BULK)], admin
+    )
+    changes = [
+        (
+            p.id,
+            {"price": "10,00" if i % 3 == 0 else ("" if i % 3 == 1 else f"{i},5"), "name": f"Т {t} {i}"},
+            1,
+        )
+        for i, p in enumerate(products)
+    ]
+    saved = records.update_many("products", changes, admin)
+    entity = runtime.current().entity("products")
+    price = entity.field_by_name("price").id
+    for i, (p, s) in enumerate(zip(products, saved, strict=True)):
+        stored = row("products", p.id)
+        expected = [Decimal("10.00"), None, Decimal(f"{i}.50")][i % 3]
+        assert stored.price == expected and stored.name == f"Т {t} {i}"
+        assert s.version == stored.row_version == (1 if i % 3 == 0 else 2)
+        updates = [x for x in history.lines(entity.id, p.id) if x.action == "update"]
+        if i % 3 == 0:
+            assert updates == []
+        else:
+            assert [(x.field_id, x.old_value, x.new_value) for x in updates] == [
+                (price, "10.00", None if i % 3 == 1 else f"{i}.50")
+            ]
+
+    # A record someone changed between the read and the write: nothing of the batch is applied.
+    load = records._load
+
+    def stale_load(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        if kwargs.get("lock") and products[5].id in rows:
+            rows[products[5].id]["row_version"] += 1
+        return rows
+
+    monkeypatch.setattr(records, "_load", stale_load)
+    with pytest.raises(records.StaleRecord):
+        records.update_many("products", [(p.id, {"price": "77"}, None) for p in products], admin)
+    assert all(row("products", p.id).price != Decimal("77.00") for p in products)
+
+
+def test_history_of_a_big_batch_keeps_every_character(stage) -> None:  # noqa: ANN001
+    """Backslashes, tabs, line breaks, quotes and any alphabet reach history as typed (COPY's text format
+    on PostgreSQL escapes them)."""
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    names = [f'Т\\{i}\t"x"\nж\\N {t}' for i in range(BULK)]
+    saved = records.create_many(
+        "products", [{"name": n, "sku": f"E-{t}-{i}"} for i, n in enumerate(names)], admin
+    )
+    entity = runtime.current().entity("products")
+    name_id = entity.field_by_name("name").id
+    for s, name in zip(saved, names, strict=True):
+        assert row("products", s.id).name == name
+        assert [x.new_value for x in history.lines(entity.id, s.id) if x.field_id == name_id] == [name]
+
+
+def test_a_record_saved_during_a_big_batch_refuses_the_batch(stage, monkeypatch) -> None:  # noqa: ANN001
+    """Without row locks (versions given, no rules reading other rows), someone saving one of the records
+    between the batch's read and its write still refuses the whole batch as stale (PostgreSQL: SQLite lets
+    no one write while the batch's transaction reads)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers")
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    products = records.create_many(
+        "products", [{"name": f"П {t} {i}", "sku": f"C-{t}-{i}", "price": "1"} for i in range(BULK)], admin
+    )
+    tbl = runtime.current().classes["products"].__table__
+    load = records._load
+
+    def meanwhile(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        assert not kwargs.get("lock")
+        with db.engine.connect() as other:  # another user saves record 7 and commits
+            other.execute(
+                tbl.update().where(tbl.c.id == products[7].id).values(price=Decimal("5"), row_version=2)
+            )
+            other.commit()
+        return rows
+
+    monkeypatch.setattr(records, "_load", meanwhile)
+    with pytest.raises(records.StaleRecord) as refused:
+        records.update_many("products", [(p.id, {"price": "9"}, 1) for p in products], admin)
+    assert refused.value.record_id == products[7].id
+    monkeypatch.undo()
+    prices = {p.id: row("products", p.id).price for p in products}
+    assert prices.pop(products[7].id) == Decimal("5.00")
+    assert set(prices.values()) == {Decimal("1.00")}
