@@ -76,11 +76,15 @@ def reject_malformed_json() -> None:
     refuse_unstorable(data, _("The JSON body"))
 
 
+#: API routes whose ``q`` is plain text (the data endpoint's quick search), not FAB's Rison.
+PLAIN_Q_PREFIXES = ("/api/v1/data/",)
+
+
 def reject_malformed_rison() -> None:
     """FAB's API reads ``?q=`` as Rison (else JSON) and expects an object; anything else is a 400 here,
     before its parser can recurse without end (``q=((``) or fail on a number (``q=1e+16``)."""
     value = request.args.get("q")
-    if not value or not request.path.startswith("/api/"):
+    if not value or not request.path.startswith("/api/") or request.path.startswith(PLAIN_Q_PREFIXES):
         return
     try:
         parsed = prison.loads(value)

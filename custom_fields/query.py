@@ -26,20 +26,19 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, false, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import BigInteger, Integer, Select, and_, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from custom_fields import runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
-from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
+from custom_fields.types import OPERATORS, REGISTRY, FieldType, FieldValueError
 
 #: Rows a page may hold, and how many it holds unless asked.
 MAX_PAGE = 500
@@ -97,16 +96,20 @@ class Column:
         return self.spec.type
 
     @property
+    def ftype(self) -> FieldType:
+        return REGISTRY[self.spec.type]
+
+    @property
     def sortable(self) -> bool:
-        return REGISTRY[self.spec.type].sortable
+        return self.ftype.sortable
 
     @property
     def reference(self) -> str | None:
-        return REGISTRY[self.spec.type].reference
+        return self.ftype.reference
 
     @property
     def operators(self) -> tuple[str, ...]:
-        return REGISTRY[self.spec.type].operators
+        return self.ftype.operators
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +179,16 @@ def user_text(first_name: str | None, last_name: str | None, username: str | Non
     return f"{name} ({username})" if name else username
 
 
+class _Reader(NamedTuple):
+    """How to read a result row: the names of its first ``width`` values, how many sort keys follow, and
+    (name, position of the value, read) for labels."""
+
+    names: tuple[str, ...]
+    width: int
+    nkeys: int
+    labels: tuple[tuple[str, int, Any], ...]
+
+
 class TableQuery:
     """What ``actor`` may ``action`` ("read", "edit", "delete") in the table ``slug``: an immutable builder
     (every method returns a new query). Raises ``TableNotFound`` for an unknown or archived table and
@@ -188,6 +201,7 @@ class TableQuery:
         "_entity",
         "_filters",
         "_model",
+        "_table",
         "_rights",
         "_schema",
         "_search",
@@ -211,6 +225,7 @@ class TableQuery:
         self._action = action
         self._rights: Grants = rights
         self._model = schema.classes[entity.slug]
+        self._table = self._model.__table__
         self._columns: dict[str, Column] = _visible_columns(entity, rights, self._model)
         self._selected: tuple[str, ...] | None = None
         self._filters: tuple[tuple[str, ColumnElement], ...] = ()
@@ -308,7 +323,7 @@ class TableQuery:
     # --- conditions ---------------------------------------------------------------------------------------
 
     def _attr(self, name: str) -> Any:
-        return getattr(self._model, name)
+        return self._table.c[name]
 
     def _compile(self, node: Any, depth: int, budget: list[int]) -> ColumnElement | None:
         if depth > MAX_DEPTH:
@@ -320,7 +335,9 @@ class TableQuery:
         groups = [k for k in ("and", "or") if k in node]
         if groups:
             if len(node) != 1 or not isinstance(node[groups[0]], list):
-                raise QueryError(_('A filter group is {"and": [...]} or {"or": [...]}.'))
+                raise QueryError(
+                    _("A filter group has one key, “and” or “or”, holding a list of conditions.")
+                )
             parts = [self._compile(child, depth + 1, budget) for child in node[groups[0]]]
             parts = [p for p in parts if p is not None]
             if not parts:
@@ -361,7 +378,11 @@ class TableQuery:
             raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=str(exc))) from None
         if value is None:
             return None
-        return build(self._attr(column.name), value)
+        attr = self._attr(column.name)
+        if isinstance(value, int) and not _holds(attr, value):
+            too_large = _("The number is too large.")
+            raise QueryError(_("%(field)s: %(message)s", field=spec.label, message=too_large))
+        return build(attr, value)
 
     def _search_condition(self) -> ColumnElement | None:
         if not self._search:
@@ -380,7 +401,7 @@ class TableQuery:
     def condition(self) -> ColumnElement:
         """The WHERE of this query: the actor's row scope for its action, not in the recycle bin, and the
         filters and quick search given."""
-        parts = [row_filter(self._model, self._rights, self._action)]
+        parts = [row_filter(Columns(self._table), self._rights, self._action)]
         parts += [c for _key, c in self._filters]
         searched = self._search_condition()
         if searched is not None:
@@ -389,12 +410,12 @@ class TableQuery:
 
     def ids_statement(self) -> Select:
         """``SELECT id`` of every matching row (for "apply to all matching" and sub-selects)."""
-        return select(self._model.id).where(self.condition())
+        return select(self._table.c.id).where(self.condition())
 
     def rows_statement(self, ids: Iterable[int]) -> Select:
         """The whole stored rows (every column, hidden fields too: for the write path, which never shows
         them) with these ids that the action may reach; add ``.with_for_update()`` to lock them."""
-        table = self._model.__table__
+        table = self._table
         return select(table).where(table.c.id.in_(sorted({int(i) for i in ids})), self.condition())
 
     # --- reading ------------------------------------------------------------------------------------------
@@ -405,40 +426,36 @@ class TableQuery:
             keys.append((self._columns["id"], False))
         return keys
 
-    def _select(self, keys: Sequence[tuple[Column, bool]]) -> tuple[Select, list[Any]]:
-        """The SELECT of rows with their keys and labels, and how to read each result row."""
-        model = self._model
-        items: list[Any] = [model.id.label("id")]
-        readers: list[Any] = []
+    def _select(self, keys: Sequence[tuple[Column, bool]]) -> tuple[Select, _Reader]:
+        """The SELECT of rows (values, then sort keys, then what labels need) and how to read its rows."""
+        shown = [c for c in self.columns if c.name != "id"]
+        items: list[Any] = [self._table.c.id, *(self._attr(c.name) for c in shown)]
+        items += [self._attr(column.name) for column, _desc in keys]
+        labels: list[tuple[str, int, Any]] = []
         joins: list[tuple[Any, Any]] = []
-        for index, column in enumerate(self.columns):
-            if column.name == "id":
-                continue
-            attr = self._attr(column.name)
-            items.append(attr.label(f"v{index}"))
-            label = self._label_reader(index, column, attr, items, joins)
-            readers.append((column.name, f"v{index}", label))
-        for index, (column, _desc) in enumerate(keys):
-            items.append(self._attr(column.name).label(f"k{index}"))
-        statement = select(*items).select_from(model)
+        for index, column in enumerate(shown, start=1):
+            read = self._label_reader(index, column, items, joins)
+            if read is not None:
+                labels.append((column.name, index, read))
+        statement = select(*items).select_from(self._table)
         for target, on in joins:
             statement = statement.outerjoin(target, on)
-        return statement, readers
+        names = ("id", *(c.name for c in shown))
+        return statement, _Reader(names, len(names), len(keys), tuple(labels))
 
-    def _label_reader(self, index: int, column: Column, attr: Any, items: list[Any], joins: list) -> Any:
-        """Adds the outer join and columns for a link's or user's label; returns how to read it."""
+    def _label_reader(self, index: int, column: Column, items: list[Any], joins: list) -> Any:
+        """Adds the outer join and columns for a link's or user's label (value at ``index`` of a result
+        row); returns how to read the label from a row, or None for a column without labels."""
+        attr = items[index]
         if column.reference == "user":
             users = runtime.USERS.alias(f"u{index}")
-            items += [
-                users.c.username.label(f"un{index}"),
-                users.c.first_name.label(f"uf{index}"),
-                users.c.last_name.label(f"ul{index}"),
-            ]
+            at = len(items)
+            items += [users.c.first_name, users.c.last_name, users.c.username]
             joins.append((users, users.c.id == attr))
-            return lambda row: user_text(row[f"uf{index}"], row[f"ul{index}"], row[f"un{index}"])
+            return lambda row: user_text(row[at], row[at + 1], row[at + 2])
         if column.reference != "record":
             return None
-        target_id = REGISTRY[column.type].target_entity_id(column.spec)
+        target_id = column.ftype.target_entity_id(column.spec)
         target = self._schema.by_id.get(target_id) if target_id is not None else None
         target_model = self._schema.model(target_id) if target is not None else None
         if target is None or target.archived or target_model is None:
@@ -447,53 +464,79 @@ class TableQuery:
         shown = target.display_field
         if shown is None or not target_rights.can("read") or target_rights.mode(shown.name) == "hidden":
             return lambda row: None
-        alias = aliased(target_model, name=f"r{index}")
-        items.append(getattr(alias, shown.name).label(f"l{index}"))
-        items.append(alias.id.label(f"s{index}"))
-        joins.append((alias, and_(alias.id == attr, row_filter(alias, target_rights, "read"))))
-        ftype = REGISTRY[shown.type]
+        alias = target_model.__table__.alias(f"r{index}")
+        at = len(items)
+        items += [alias.c.id, alias.c[shown.name]]
+        reach = row_filter(Columns(alias), target_rights, "read")
+        joins.append((alias, and_(alias.c.id == attr, reach)))
+        to_text = REGISTRY[shown.type].to_text
 
-        def read(row: Mapping[str, Any]) -> str | None:
-            if row[f"s{index}"] is None:
+        def read(row: Sequence[Any]) -> str | None:
+            if row[at] is None:  # no such row within the reader's reach
                 return None
-            return ftype.to_text(row[f"l{index}"], shown) or None
+            return to_text(row[at + 1], shown) or None
 
         return read
 
-    def _fetch(self, statement: Select, readers: list[Any], nkeys: int) -> list[tuple[dict, tuple]]:
+    def _fetch(self, statement: Select, reader: _Reader, as_json: bool = False) -> list[tuple[dict, tuple]]:
+        if as_json:
+            return self._fetch_json(statement, reader)
+        names, width, nkeys, labels = reader
         found = []
-        for row in db.session.execute(statement).mappings():
-            item: dict[str, Any] = {"id": row["id"]}
-            labels: dict[str, str | None] = {}
-            for name, key, label in readers:
-                item[name] = row[key]
-                if label is not None:
-                    labels[name] = label(row) if row[key] is not None else None
+        for row in db.session.execute(statement).all():
+            item = dict(zip(names, row, strict=False))
             if labels:
-                item["_labels"] = labels
-            found.append((item, tuple(row[f"k{i}"] for i in range(nkeys))))
+                item["_labels"] = {
+                    name: (read(row) if row[at] is not None else None) for name, at, read in labels
+                }
+            found.append((item, tuple(row[width : width + nkeys])))
         return found
 
-    def _page(self, size: int, after: tuple | None) -> tuple[list[dict], tuple | None]:
+    def _fetch_json(self, statement: Select, reader: _Reader) -> list[tuple[dict, tuple]]:
+        """Result rows straight to what ``json_rows`` makes of them (one pass, for the data endpoint)."""
+        names, width, nkeys, labels = reader
+        referenced = {name for name, _at, _read in labels}
+        plain: list[tuple[str, int]] = []
+        converted: list[tuple[str, int, Any, FieldSpec]] = []
+        for at, column in enumerate(self.columns):
+            if column.name in referenced:
+                continue
+            if type(column.ftype).to_json is FieldType.to_json:
+                plain.append((column.name, at))
+            else:
+                converted.append((column.name, at, column.ftype.to_json, column.spec))
+        found = []
+        for row in db.session.execute(statement).all():
+            item = {name: row[at] for name, at in plain}
+            for name, at, convert, spec in converted:
+                item[name] = convert(row[at], spec)
+            for name, at, read in labels:
+                value = row[at]
+                item[name] = None if value is None else {"id": value, "label": read(row)}
+            found.append((item, tuple(row[width : width + nkeys])))
+        return found
+
+    def _page(self, size: int, after: tuple | None, as_json: bool = False) -> tuple[list[dict], tuple | None]:
         keys = self._keys()
-        statement, readers = self._select(keys)
+        statement, reader = self._select(keys)
         statement = statement.where(self.condition()).order_by(*_ordering(self._attr, keys))
         segments = [None] if after is None else _after(self._attr, keys, after)
         found: list[tuple[dict, tuple]] = []
         for segment in segments:
             chosen = statement if segment is None else statement.where(segment)
-            found += self._fetch(chosen.limit(size + 1 - len(found)), readers, len(keys))
+            found += self._fetch(chosen.limit(size + 1 - len(found)), reader, as_json)
             if len(found) > size:
                 break
         last = found[size - 1][1] if len(found) > size else None
         return [item for item, _k in found[:size]], last
 
-    def page(self, size: int = DEFAULT_PAGE, after: str | None = None) -> Page:
-        """``size`` rows (1 to ``MAX_PAGE``) after the cursor ``after`` (None: the first page)."""
+    def page(self, size: int = DEFAULT_PAGE, after: str | None = None, *, as_json: bool = False) -> Page:
+        """``size`` rows (1 to ``MAX_PAGE``) after the cursor ``after`` (None: the first page); with
+        ``as_json``, the rows as ``json_rows`` gives them."""
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE:
             raise QueryError(_("A page has from 1 to %(n)d rows.", n=MAX_PAGE))
         values = self._decode(after) if after else None
-        rows, last = self._page(size, values)
+        rows, last = self._page(size, values, as_json)
         return Page(rows, self._encode(last) if last is not None else None)
 
     def batches(self, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
@@ -516,12 +559,12 @@ class TableQuery:
     def get(self, record_id: int) -> dict[str, Any] | None:
         """One matching row by id, or None (not there, in the bin, or out of reach: all the same)."""
         keys = self._keys()
-        statement, readers = self._select(keys)
-        found = self._fetch(statement.where(self.condition(), self._model.id == int(record_id)), readers, 0)
+        statement, reader = self._select(keys)
+        found = self._fetch(statement.where(self.condition(), self._table.c.id == int(record_id)), reader)
         return found[0][0] if found else None
 
     def exists(self, record_id: int) -> bool:
-        query = select(self._model.id).where(self._model.id == int(record_id), self.condition())
+        query = select(self._table.c.id).where(self._table.c.id == int(record_id), self.condition())
         return db.session.scalar(query) is not None
 
     def readable_ids(self, ids: Iterable[int]) -> set[int]:
@@ -531,13 +574,15 @@ class TableQuery:
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
             found.update(
-                db.session.scalars(select(self._model.id).where(self._model.id.in_(chunk), self.condition()))
+                db.session.scalars(
+                    select(self._table.c.id).where(self._table.c.id.in_(chunk), self.condition())
+                )
             )
         return found
 
     def count(self) -> Count:
         """How many rows match: exact up to ``COUNT_LIMIT``, estimated above it."""
-        limited = select(self._model.id).where(self.condition()).limit(COUNT_LIMIT + 1).subquery()
+        limited = select(self._table.c.id).where(self.condition()).limit(COUNT_LIMIT + 1).subquery()
         counted = db.session.scalar(select(func.count()).select_from(limited)) or 0
         if counted <= COUNT_LIMIT:
             return Count(counted, True)
@@ -546,30 +591,57 @@ class TableQuery:
         return Count(max(self._estimate(), COUNT_LIMIT + 1), False)
 
     def _estimate(self) -> int:
-        statement = select(self._model.id).where(self.condition())
+        statement = select(self._table.c.id).where(self.condition())
         connection = db.session.connection()
-        compiled = statement.compile(dialect=connection.dialect)
+        compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
         if isinstance(plan, str):
             plan = json.loads(plan)
         return int(plan[0]["Plan"]["Plan Rows"])
+
+    def cursor_after(self, record_id: int) -> str | None:
+        """The cursor of the page that follows the record in this query's order (to open the list at a
+        record), or None when the record does not match."""
+        keys = self._keys()
+        items = [self._attr(column.name) for column, _desc in keys]
+        chosen = select(*items).where(self._table.c.id == int(record_id), self.condition())
+        found = db.session.execute(chosen).first()
+        return None if found is None else self._encode(tuple(found))
 
     # --- JSON ---------------------------------------------------------------------------------------------
 
     def to_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A row as the data endpoint sends it: values through their type's ``to_json``; a link or user as
         ``{"id", "label"}`` (label null: not disclosed, show ``#id``)."""
-        out: dict[str, Any] = {"id": row["id"]}
-        labels = row.get("_labels") or {}
+        return self.json_rows([row])[0]
+
+    def json_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``to_json`` of many rows (the converters are looked up once)."""
+        plain: list[str] = []  # stored as sent
+        converted: list[tuple[str, Any, FieldSpec]] = []
+        references: list[str] = []
         for column in self.columns:
-            name = column.name
-            if name == "id" or name not in row:
+            if column.name == "id":
                 continue
-            value = row[name]
             if column.reference is not None:
-                out[name] = None if value is None else {"id": value, "label": labels.get(name)}
+                references.append(column.name)
+            elif type(column.ftype).to_json is FieldType.to_json:
+                plain.append(column.name)
             else:
-                out[name] = REGISTRY[column.type].to_json(value, column.spec)
+                converted.append((column.name, column.ftype.to_json, column.spec))
+        out = []
+        for row in rows:
+            item = {"id": row["id"]}
+            for name in plain:
+                item[name] = row[name]
+            for name, convert, spec in converted:
+                item[name] = convert(row[name], spec)
+            if references:
+                labels = row.get("_labels") or {}
+                for name in references:
+                    value = row[name]
+                    item[name] = None if value is None else {"id": value, "label": labels.get(name)}
+            out.append(item)
         return out
 
     # --- cursors ------------------------------------------------------------------------------------------
@@ -610,7 +682,7 @@ class TableQuery:
         if len(values) != len(keys):
             raise refused
         for value, (column, _desc) in zip(values, keys, strict=True):
-            expected = _python_type(self._model.__table__.c[column.name])
+            expected = _python_type(self._table.c[column.name])
             if value is None and column.name == "id":
                 raise refused
             if value is not None and expected is not None and not isinstance(value, expected):
@@ -619,6 +691,22 @@ class TableQuery:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
+
+
+class Columns:
+    """A table's (or an alias's) columns as attributes, which is how ``access.row_filter`` reads a model:
+    the layer builds Core statements (no ORM entity to load, and no ORM compile step on every request)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._table.c[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _visible_columns(entity: EntitySpec, rights: Grants, model: type) -> dict[str, Column]:
@@ -649,6 +737,16 @@ def _record_spec(entity: EntitySpec, name: str, type_name: str, label: Any) -> F
     )
 
 
+INT32 = 2**31 - 1
+
+
+def _holds(attr: Any, number: int) -> bool:
+    """Whether a whole number fits the column (an ``id`` is 32 bits: PostgreSQL refuses more)."""
+    kind = attr.type
+    small = isinstance(kind, Integer) and not isinstance(kind, BigInteger)
+    return not small or -INT32 - 1 <= number <= INT32
+
+
 def _nullable(attr: Any) -> bool:
     return bool(getattr(attr, "nullable", True)) and attr.key != "id"
 
@@ -659,25 +757,31 @@ def _ordering(attr_of: Any, keys: Sequence[tuple[Column, bool]]) -> list[Any]:
     order = []
     for column, desc in keys:
         attr = attr_of(column.name)
-        if not _nullable(attr.expression):
+        if not _nullable(attr):
             order.append(attr.desc() if desc else attr.asc())
         else:
             order.append(attr.desc().nulls_first() if desc else attr.asc().nulls_last())
     return order
 
 
+def _bound(attr: Any, value: Any) -> Any:
+    """A cursor value as a parameter of the column's type (``col > true`` is not built from a bare bool)."""
+    return literal(value, attr.type)
+
+
 def _beyond(attr: Any, desc: bool, value: Any) -> ColumnElement:
     """Rows strictly after ``value`` on one key (empty values the largest)."""
-    nullable = _nullable(attr.expression)
+    nullable = _nullable(attr)
     if value is None:
         return attr.is_not(None) if desc else false()
+    value = _bound(attr, value)
     if desc:
         return attr < value
     return or_(attr > value, attr.is_(None)) if nullable else attr > value
 
 
 def _same(attr: Any, value: Any) -> ColumnElement:
-    return attr.is_(None) if value is None else attr == value
+    return attr.is_(None) if value is None else attr == _bound(attr, value)
 
 
 def _rest_after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[Any]) -> ColumnElement:
@@ -696,6 +800,8 @@ def _after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[A
     (column, desc), value = keys[0], values[0]
     attr = attr_of(column.name)
     rest = _rest_after(attr_of, keys[1:], values[1:])
+    if value is not None:
+        value = _bound(attr, value)
     if len(keys) == 1:
         return [attr < value if desc else attr > value]
     if value is None:
@@ -704,7 +810,7 @@ def _after(attr_of: Any, keys: Sequence[tuple[Column, bool]], values: Sequence[A
     if desc:
         return [and_(attr <= value, or_(attr < value, rest))]
     segments = [and_(attr >= value, or_(attr > value, rest))]
-    return [*segments, attr.is_(None)] if _nullable(attr.expression) else segments
+    return [*segments, attr.is_(None)] if _nullable(attr) else segments
 
 
 def _python_type(column: Any) -> type | None:

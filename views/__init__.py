@@ -72,9 +72,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     current_app.add_url_rule(
         "/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="tabula/favicon.svg"), 301)
     )
-    from views import board, exports, leads, my_tasks, search, teams
+    from views import board, data, exports, leads, my_tasks, search, teams
 
-    for crm_screens in (board, my_tasks, search, leads, teams, exports):
+    for crm_screens in (board, my_tasks, search, leads, teams, data, exports):
         crm_screens.register(appbuilder)
     add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")
 
