@@ -14,7 +14,8 @@ from sqlalchemy import select
 from app.crm import convert as conversion
 from app.extensions import db
 from custom_fields import hooks, records, runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.access import Actor, Grants, grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from views.related import RecordAction
 
@@ -31,14 +32,10 @@ def _label_of(slug: str, record_id: int | None, actor: Actor) -> str | None:
     """A record's label if the actor may read it (None otherwise)."""
     if record_id is None:
         return None
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None:
+    try:
+        return TableQuery(slug, actor).labels_of([record_id]).get(record_id)
+    except QueryError:
         return None
-    model = schema.classes[slug]
-    rights = grants(actor, entity, schema.access)
-    item = db.session.scalar(select(model).where(model.id == record_id, row_filter(model, rights, "read")))
-    return str(item) if item is not None else None
 
 
 def _stages(actor: Actor) -> list[tuple[int, str]]:
@@ -50,7 +47,7 @@ def _stages(actor: Actor) -> list[tuple[int, str]]:
         select(stages.id, stages.name, pipelines.name.label("pipeline"))
         .join(pipelines, pipelines.id == stages.pipeline_id)
         .where(
-            row_filter(stages, stage_rights, "read"),
+            TableQuery.reach(stage_rights.entity.slug, stage_rights.actor),
             pipelines.deleted_at.is_(None),
             pipelines.active.is_not(False),
         )

@@ -18,6 +18,7 @@ from sqlalchemy import and_, or_, select
 from app.extensions import db
 from custom_fields import access, records, runtime
 from custom_fields.access import Actor, Grants
+from custom_fields.query import TableQuery
 from custom_fields.types import local_timezone
 from views.related import OPEN_STATUSES, TASKS, RecordQuickView, aware, formatted, label_of, visible_field
 
@@ -70,7 +71,7 @@ def my_tasks(rights: Grants, user_id: int, *, with_done: bool = False) -> list[T
     """The user's open tasks by group, each sorted by due date (and done ones last, when asked)."""
     model = runtime.current().classes[TASKS]
     mine = or_(model.assignee_id == user_id, and_(model.owner_id == user_id, model.assignee_id.is_(None)))
-    visible = access.row_filter(model, rights)
+    visible = TableQuery.reach(rights.entity.slug, rights.actor)
     query = (
         select(model)
         .where(visible, mine, model.status.in_(OPEN_STATUSES))
@@ -150,11 +151,7 @@ class MyTasksView(BaseView):
         back = url_for("MyTasksView.tasks", **({"done": "1"} if request.args.get("done") == "1" else {}))
         if not rights.can("edit") or rights.mode("status") != "edit":
             abort(403)
-        model = runtime.current().classes[TASKS]
-        if (
-            db.session.scalar(select(model.id).where(model.id == pk, access.row_filter(model, rights)))
-            is None
-        ):
+        if not TableQuery(TASKS, Actor.current("ui")).exists(pk):
             abort(404)
         raw = request.form.get("version", "")
         version = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 10 else -1

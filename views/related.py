@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select
 from app.extensions import db
 from custom_fields import access, hooks, records, runtime
 from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 
@@ -127,12 +128,10 @@ def list_filter_url(slug: str, link: FieldSpec, pk: int) -> str | None:
 
 
 def record_visible(entity: EntitySpec, pk: int) -> bool:
-    rights = access.current_grants(entity)
-    model = runtime.current().classes.get(entity.slug)
-    if model is None or not rights.can("read"):
+    try:
+        return TableQuery(entity.slug, Actor.current("ui")).exists(pk)
+    except QueryError:
         return False
-    found = db.session.scalar(select(model.id).where(model.id == pk, access.row_filter(model, rights)))
-    return found is not None
 
 
 # --- related lists -----------------------------------------------------------------------------------------
@@ -181,7 +180,7 @@ def related_panels(entity: EntitySpec, pk: int) -> list[RelatedPanel]:
 def _panel(
     child: EntitySpec, model: type, rights: Grants, link: FieldSpec, pk: int, *, several: bool
 ) -> RelatedPanel:
-    where = [getattr(model, link.name) == pk, access.row_filter(model, rights)]
+    where = [getattr(model, link.name) == pk, TableQuery.reach(rights.entity.slug, rights.actor)]
     total = db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
     items = db.session.scalars(select(model).where(*where).order_by(model.id.desc()).limit(RELATED_LIMIT))
     shown = [f for f in rights.visible_fields if f.show_in_list and f.name != link.name and f.name != "id"][
@@ -265,7 +264,7 @@ def activity_items(entity: EntitySpec, pk: int) -> list[TimelineItem]:
     when = func.coalesce(model.occurred_at, model.created_at)
     query = (
         select(model)
-        .where(_linked(model, specs, pk), access.row_filter(model, rights))
+        .where(_linked(model, specs, pk), TableQuery.reach(rights.entity.slug, rights.actor))
         .order_by(when.desc(), model.id.desc())
         .limit(TIMELINE_EACH)
     )
@@ -300,7 +299,7 @@ def task_items(entity: EntitySpec, pk: int) -> list[TimelineItem]:
     model = schema.classes[TASKS]
     query = (
         select(model)
-        .where(_linked(model, specs, pk), access.row_filter(model, rights))
+        .where(_linked(model, specs, pk), TableQuery.reach(rights.entity.slug, rights.actor))
         .order_by(model.created_at.desc(), model.id.desc())
         .limit(TIMELINE_EACH)
     )

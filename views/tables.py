@@ -21,6 +21,7 @@ from sqlalchemy import String, cast, func, or_, select
 
 from app.extensions import db
 from custom_fields import access, formats, runtime
+from custom_fields.query import TableQuery
 from custom_fields.spec import CUSTOM_CATEGORY_NAME, SYSTEM_CATEGORY_NAME, category_of, label_of
 from custom_fields.types import REGISTRY
 
@@ -79,7 +80,7 @@ class TableView(BaseView):
         model = schema.classes[slug]
         term = request.args.get("q", "")[:100].strip()
         rights = access.current_grants(entity)
-        query = select(model).where(access.row_filter(model, rights))
+        query = select(model).where(TableQuery.reach(rights.entity.slug, rights.actor))
         shown = entity.display_field
         if term:
             conditions = [cast(model.id, String) == term]
