@@ -714,8 +714,10 @@ class TableQuery:
         """GROUP BY visible columns over the matching rows: one dict per group with the group's values and
         each measure, ``{"n": ("count", None), "total": ("sum", "amount")}`` (count, sum, min, max, avg;
         sum and avg of numbers only). Ordered by the groups, empty values last."""
-        if len(group_by) > MAX_SORT or not measures or len(measures) > MAX_SORT:
+        if len(group_by) > MAX_SORT:
             raise QueryError(_("Group by at most %(n)d fields.", n=MAX_SORT))
+        if not isinstance(measures, Mapping) or not 0 < len(measures) <= MAX_CONDITIONS:
+            raise QueryError(_("Ask for from 1 to %(n)d measures.", n=MAX_CONDITIONS))
         groups = [self.column(name) for name in dict.fromkeys(group_by)]
         items: list[Any] = [self._attr(c.name) for c in groups]
         names = [c.name for c in groups]
