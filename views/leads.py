@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.crm import convert as conversion
 from app.extensions import db
 from custom_fields import hooks, records, runtime
-from custom_fields.access import Actor, Grants, grants
+from custom_fields.access import Actor, Grants
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from views.related import RecordAction
@@ -42,13 +42,12 @@ def _stages(actor: Actor) -> list[tuple[int, str]]:
     """Stages of active pipelines the actor may read, as (id, "Pipeline — Stage")."""
     schema = runtime.current()
     pipelines, stages = schema.classes["pipelines"], schema.classes["stages"]
-    stage_rights = grants(actor, schema.entities["stages"], schema.access)
     query = (
         select(stages.id, stages.name, pipelines.name.label("pipeline"))
         .join(pipelines, pipelines.id == stages.pipeline_id)
         .where(
-            TableQuery.reach(stage_rights.entity.slug, stage_rights.actor),
-            pipelines.deleted_at.is_(None),
+            TableQuery.reach("stages", actor),
+            TableQuery.reach("pipelines", actor),
             pipelines.active.is_not(False),
         )
         .order_by(
