@@ -232,6 +232,7 @@ class LinkField(RegistryField):
         return lookup_url(self.ftype, self.spec)
 
     def current_label(self) -> str:
+        """The label shown next to the value (``#id`` for a record the reader may not read)."""
         from custom_fields.runtime import record_label, user_label
 
         if self.data in (None, ""):

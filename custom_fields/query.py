@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import BigInteger, Integer, Select, and_, false, func, literal, or_, select
+from sqlalchemy import BigInteger, Integer, Numeric, Select, and_, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -57,6 +57,14 @@ MAX_CURSOR = 40_000
 ID_CHUNK = 500
 #: What only the layer acts for: actions that reach rows (``access.SCOPED_ACTIONS``).
 ACTIONS = ("read", "edit", "delete")
+#: What ``aggregate`` may compute over a column.
+AGGREGATES: dict[str, Any] = {
+    "count": func.count,
+    "sum": func.sum,
+    "min": func.min,
+    "max": func.max,
+    "avg": func.avg,
+}
 #: Columns every table has besides its fields (shown when no field of that name exists).
 RECORD_COLUMNS: dict[str, tuple[str, Any]] = {
     "owner_id": ("user", _l("Owner")),
@@ -688,6 +696,68 @@ class TableQuery:
             if value is not None and expected is not None and not isinstance(value, expected):
                 raise refused  # the column changed type since the cursor was made
         return values
+
+    # --- reach, aggregates and labels (for the screens that group, join or show another record's label) ---
+
+    @classmethod
+    def reach(cls, table: str, actor: Actor, action: str = "read") -> ColumnElement:
+        """The WHERE of the rows ``actor`` may ``action`` in ``table`` (``condition()`` of a bare query), or
+        false when the table is gone or the action denied: for a screen that joins or sub-selects."""
+        try:
+            return cls(table, actor, action).condition()
+        except QueryError:
+            return false()
+
+    def aggregate(
+        self, group_by: Sequence[str], measures: Mapping[str, tuple[str, str | None]]
+    ) -> list[dict[str, Any]]:
+        """GROUP BY visible columns over the matching rows: one dict per group with the group's values and
+        each measure, ``{"n": ("count", None), "total": ("sum", "amount")}`` (count, sum, min, max, avg;
+        sum and avg of numbers only). Ordered by the groups, empty values last."""
+        if len(group_by) > MAX_SORT:
+            raise QueryError(_("Group by at most %(n)d fields.", n=MAX_SORT))
+        if not isinstance(measures, Mapping) or not 0 < len(measures) <= MAX_CONDITIONS:
+            raise QueryError(_("Ask for from 1 to %(n)d measures.", n=MAX_CONDITIONS))
+        groups = [self.column(name) for name in dict.fromkeys(group_by)]
+        items: list[Any] = [self._attr(c.name) for c in groups]
+        names = [c.name for c in groups]
+        for label, measure in measures.items():
+            if not isinstance(measure, tuple | list) or len(measure) != 2 or label in names:
+                raise QueryError(_("A measure is a function and a field."))
+            function, name = measure
+            if function == "count" and name is None:
+                items.append(func.count(self._table.c.id))
+            elif function in AGGREGATES and name is not None:
+                attr = self._attr(self.column(name).name)
+                if function in ("sum", "avg") and not isinstance(attr.type, Numeric | Integer):
+                    spec = self.column(name).spec
+                    raise QueryError(_("The field %(field)s cannot be added up.", field=spec.label))
+                items.append(AGGREGATES[function](attr))
+            else:
+                raise QueryError(_("A measure is a function and a field."))
+            names.append(label)
+        statement = select(*items).where(self.condition())
+        if groups:
+            keys = [(c, False) for c in groups]
+            attrs = [self._attr(c.name) for c in groups]
+            statement = statement.group_by(*attrs).order_by(*_ordering(self._attr, keys))
+        return [dict(zip(names, row, strict=True)) for row in db.session.execute(statement)]
+
+    def labels_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """The display labels of those of ``ids`` that match (``#id`` when the display field is hidden or
+        empty); ids out of reach are left out, so their labels are never disclosed."""
+        wanted = sorted({int(i) for i in ids if i is not None})
+        shown = self._entity.display_field
+        column = self._columns.get(shown.name) if shown is not None else None
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            items = [self._table.c.id] + ([self._attr(column.name)] if column is not None else [])
+            statement = select(*items).where(self._table.c.id.in_(chunk), self.condition())
+            for row in db.session.execute(statement):
+                text = REGISTRY[column.type].to_text(row[1], column.spec) if column is not None else ""
+                found[row[0]] = text or f"#{row[0]}"
+        return found
 
 
 # --- helpers -----------------------------------------------------------------------------------------------

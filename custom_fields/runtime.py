@@ -190,12 +190,23 @@ def _memo() -> dict:
 
 
 def record_label(entity_id: int, record_id: int) -> str:
-    key = ("record", entity_id, record_id)
+    """A record's label as the signed-in user may see it, read through the query layer: ``#id`` when
+    they may not read the record (or its display field), so a label is never disclosed."""
+    from custom_fields.access import Actor
+    from custom_fields.query import QueryError, TableQuery
+
+    actor = Actor.current("ui")
+    key = ("record", entity_id, record_id, actor.user_id)
     memo = _memo()
     if key not in memo:
-        model = current().model(entity_id)
-        item = db.session.get(model, record_id) if model is not None else None
-        memo[key] = str(item) if item is not None else f"#{record_id}"
+        spec = current().by_id.get(entity_id)
+        label = None
+        if spec is not None:
+            try:
+                label = TableQuery(spec.slug, actor).labels_of([record_id]).get(record_id)
+            except QueryError:
+                label = None
+        memo[key] = label or f"#{record_id}"
     return memo[key]
 
 

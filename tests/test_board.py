@@ -57,7 +57,10 @@ def book(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     )
     other_pipeline = records.create("pipelines", {"name": f"Другая {t}", "position": 6}, admin).id
     elsewhere = records.create("stages", {"name": f"Чужая {t}", "pipeline_id": other_pipeline}, admin).id
-    company = records.create("companies", {"name": f"ООО «Берёзка {t}»", "kind": "customer"}, admin).id
+    # staff1 owns the company, so their cards may show its name (a company they may not read shows "#id")
+    company = records.create(
+        "companies", {"name": f"ООО «Берёзка {t}»", "kind": "customer"}, actor("staff1")
+    ).id
     staff1, staff2 = actor("staff1"), actor("staff2")
 
     def deal(who: Actor, title: str, stage: int, amount: str | None, currency: str | None = "rub") -> int:

@@ -1,11 +1,12 @@
 """The deal board: one column per stage of a pipeline, with the number of deals and their total per
 currency, and cards a user drags to another column, which changes the deal's stage through the write path
-(history, derived fields, optimistic locking). Every query applies the user's row scope."""
+(history, derived fields, optimistic locking). Every read goes through the query layer
+(``custom_fields.query``): row scopes, the recycle bin and hidden fields are applied there."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -15,12 +16,12 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.security.decorators import has_access_api
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, func, select
 from werkzeug.wrappers import Response
 
 from app.extensions import db
 from custom_fields import formats, records, runtime
-from custom_fields.access import Actor, Grants, current_grants, row_filter
+from custom_fields.access import Actor, Grants, current_grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from custom_fields.types import REGISTRY
 from views import add_view
@@ -29,22 +30,31 @@ from views import add_view
 CARD_LIMIT = 100
 MAX_ID = 2**31 - 1
 CHUNK = 500
+#: Stages whose deals one statement reads (a filter holds at most ``query.MAX_CONDITIONS`` conditions).
+STAGES_PER_QUERY = 40
 
 
 # --- reading ------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Named:
+    """A pipeline or stage as the board shows it: its id and its label (as the reader may see it)."""
+
+    id: int
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
 @dataclass
 class BoardContext:
-    """The tables the board reads and the signed-in user's rights on them."""
+    """The signed-in user and their rights on deals; every read goes through the query layer."""
 
     deals: EntitySpec
-    deal: Any
     deal_rights: Grants
-    stage: Any
-    stage_rights: Grants
-    pipeline: Any
-    pipeline_rights: Grants
+    actor: Actor
     user_id: int | None
 
     @property
@@ -55,6 +65,13 @@ class BoardContext:
     def shows(self, name: str) -> bool:
         return self.deal_rights.mode(name) != "hidden"
 
+    def query(self, slug: str, action: str = "read") -> TableQuery | None:
+        """What the user may ``action`` in the table, or None when they may not at all."""
+        try:
+            return TableQuery(slug, self.actor, action)
+        except QueryError:
+            return None
+
 
 def board_context() -> BoardContext | None:
     """None when one of the tables the board needs is gone (archived)."""
@@ -62,47 +79,69 @@ def board_context() -> BoardContext | None:
     specs = {slug: schema.entity(slug) for slug in ("deals", "stages", "pipelines")}
     if any(spec is None or spec.archived for spec in specs.values()):
         return None
+    actor = Actor.current("ui")
     return BoardContext(
         deals=specs["deals"],
-        deal=schema.classes["deals"],
         deal_rights=current_grants(specs["deals"]),
-        stage=schema.classes["stages"],
-        stage_rights=current_grants(specs["stages"]),
-        pipeline=schema.classes["pipelines"],
-        pipeline_rights=current_grants(specs["pipelines"]),
-        user_id=Actor.current("ui").user_id,
+        actor=actor,
+        user_id=actor.user_id,
     )
 
 
-def pipelines(ctx: BoardContext) -> list[Any]:
+def _visible(query: TableQuery, name: str) -> bool:
+    return any(column.name == name for column in query.all_columns)
+
+
+def _in_order(query: TableQuery) -> TableQuery:
+    """Pipelines and stages in their position (empty last), then by id."""
+    return query.order_by("position") if _visible(query, "position") else query
+
+
+def _named(query: TableQuery, rows: list[dict[str, Any]]) -> list[Named]:
+    labels = query.labels_of(row["id"] for row in rows)
+    return [Named(row["id"], labels.get(row["id"], f"#{row['id']}")) for row in rows]
+
+
+def pipelines(ctx: BoardContext) -> list[Named]:
     """Active pipelines the user may read, in their order."""
-    p = ctx.pipeline
-    query = (
-        select(p)
-        .where(row_filter(p, ctx.pipeline_rights), p.active.is_not(False))
-        .order_by(p.position.is_(None), p.position, p.id)
-    )
-    return list(db.session.scalars(query))
+    query = ctx.query("pipelines")
+    if query is None:
+        return []
+    rows = [row for row in _in_order(query).stream() if row.get("active") is not False]
+    return _named(query, rows)
 
 
-def stages(ctx: BoardContext, pipeline_id: int) -> list[Any]:
+def pipeline(ctx: BoardContext, pipeline_id: int) -> Named | None:
+    """One pipeline the user may read (active or not)."""
+    query = ctx.query("pipelines")
+    if query is None or not query.exists(pipeline_id):
+        return None
+    return _named(query, [{"id": pipeline_id}])[0]
+
+
+def stages(ctx: BoardContext, pipeline_id: int) -> list[Named]:
     """Live stages of a pipeline the user may read, in their order."""
-    s = ctx.stage
-    query = (
-        select(s)
-        .where(row_filter(s, ctx.stage_rights), s.pipeline_id == pipeline_id)
-        .order_by(s.position.is_(None), s.position, s.id)
-    )
-    return list(db.session.scalars(query))
+    query = ctx.query("stages")
+    if query is None or not _visible(query, "pipeline_id"):
+        return []
+    query = query.where({"field": "pipeline_id", "op": "eq", "value": pipeline_id})
+    return _named(query, list(_in_order(query).stream()))
 
 
-def deal_condition(ctx: BoardContext, stage_ids: Iterable[int], *, mine: bool) -> Any:
-    """Deals of these stages the user may read (and owns, for "only mine")."""
-    d = ctx.deal
-    conditions = [row_filter(d, ctx.deal_rights), d.stage_id.in_(sorted(set(stage_ids)))]
+def _deals_of(ctx: BoardContext, query: TableQuery, stage_ids: Sequence[int], *, mine: bool) -> TableQuery:
+    """Deals of these stages (at most ``STAGES_PER_QUERY``) the user may read (and owns, for "only mine")."""
+    chosen = [{"field": "stage_id", "op": "eq", "value": sid} for sid in stage_ids]
+    query = query.where({"or": chosen})
     if mine:
-        conditions.append(d.owner_id == ctx.user_id)
-    return and_(*conditions)
+        if ctx.user_id is None or not _visible(query, "owner_id"):
+            return query.where({"field": "id", "op": "empty"})  # nothing
+        query = query.where({"field": "owner_id", "op": "eq", "value": ctx.user_id})
+    return query
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    unique = sorted(set(ids))
+    return [unique[i : i + STAGES_PER_QUERY] for i in range(0, len(unique), STAGES_PER_QUERY)]
 
 
 def _money(amount: Decimal | None) -> str:
@@ -130,29 +169,29 @@ class ColumnTotals:
 def column_totals(ctx: BoardContext, stage_ids: Sequence[int], *, mine: bool) -> dict[int, ColumnTotals]:
     """Per stage: how many deals the user may read, and the sum of their amounts per currency (one
     aggregate query over all of them, not only the cards shown)."""
-    d = ctx.deal
     result = {sid: ColumnTotals() for sid in stage_ids}
-    if not stage_ids:
+    query = ctx.query("deals")
+    if not stage_ids or query is None or not _visible(query, "stage_id"):
         return result
-    query = (
-        select(d.stage_id, d.currency, func.count(d.id), func.sum(d.amount))
-        .where(deal_condition(ctx, stage_ids, mine=mine))
-        .group_by(d.stage_id, d.currency)
-        .order_by(d.stage_id, d.currency)
-    )
-    with_amounts = ctx.shows("amount")
-    for stage_id, currency, count, total in db.session.execute(query):
-        column = result.setdefault(stage_id, ColumnTotals())
-        column.count += count
-        if with_amounts and total is not None:
-            column.totals.append(
-                {
-                    "currency": currency or "",
-                    "label": _currency_label(ctx, currency),
-                    "amount": str(Decimal(total).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
-                    "text": " ".join(p for p in (_money(total), _currency_label(ctx, currency)) if p),
-                }
-            )
+    with_amounts = _visible(query, "amount")
+    group_by = ["stage_id", *(["currency"] if _visible(query, "currency") else [])]
+    measures: dict[str, tuple[str, str | None]] = {"n": ("count", None)}
+    if with_amounts:
+        measures["total"] = ("sum", "amount")
+    for chunk in _chunks(stage_ids):
+        for group in _deals_of(ctx, query, chunk, mine=mine).aggregate(group_by, measures):
+            column = result.setdefault(group["stage_id"], ColumnTotals())
+            column.count += group["n"]
+            total, currency = group.get("total"), group.get("currency")
+            if with_amounts and total is not None:
+                column.totals.append(
+                    {
+                        "currency": currency or "",
+                        "label": _currency_label(ctx, currency),
+                        "amount": str(Decimal(total).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+                        "text": " ".join(p for p in (_money(total), _currency_label(ctx, currency)) if p),
+                    }
+                )
     return result
 
 
@@ -168,68 +207,58 @@ class Card:
     editable: bool
 
 
-def _labels(slug: str, ids: Iterable[int]) -> dict[int, str]:
-    """Display labels of records, one query per chunk."""
-    schema = runtime.current()
-    model = schema.classes.get(slug)
-    wanted = sorted({i for i in ids if i is not None})
-    if model is None or not wanted:
-        return {}
-    labels: dict[int, str] = {}
-    for start in range(0, len(wanted), CHUNK):
-        for item in db.session.scalars(select(model).where(model.id.in_(wanted[start : start + CHUNK]))):
-            labels[item.id] = str(item)
-    return labels
+def _versions(query: TableQuery, ids: list[int]) -> dict[int, int]:
+    """The deals' versions (for the optimistic lock of a move), which no screen shows."""
+    found: dict[int, int] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = db.session.execute(query.rows_statement(ids[start : start + CHUNK]))
+        found.update((row.id, row.row_version) for row in rows)
+    return found
 
 
 def _editable(ctx: BoardContext, ids: list[int]) -> set[int]:
-    if not ctx.can_move or not ids:
-        return set()
-    d = ctx.deal
-    found: set[int] = set()
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        found.update(
-            db.session.scalars(select(d.id).where(d.id.in_(chunk), row_filter(d, ctx.deal_rights, "edit")))
-        )
-    return found
+    query = ctx.query("deals", "edit") if ctx.can_move and ids else None
+    return query.readable_ids(ids) if query is not None else set()
+
+
+def _label(row: dict[str, Any], name: str) -> str:
+    """A link's or user's label as the layer gives it (``#id`` when not disclosed)."""
+    value = row.get(name)
+    if value is None:
+        return ""
+    return (row.get("_labels") or {}).get(name) or f"#{value}"
 
 
 def cards(ctx: BoardContext, stage_ids: Sequence[int], *, mine: bool) -> dict[int, list[Card]]:
     """The newest ``CARD_LIMIT`` deals of each stage that the user may read."""
-    d = ctx.deal
     result: dict[int, list[Card]] = {sid: [] for sid in stage_ids}
-    if not stage_ids:
+    query = ctx.query("deals")
+    if not stage_ids or query is None or not _visible(query, "stage_id"):
         return result
-    rank = (
-        func.row_number()
-        .over(partition_by=d.stage_id, order_by=(d.created_at.desc(), d.id.desc()))
-        .label("rank")
-    )
-    ranked = select(d.id, rank).where(deal_condition(ctx, stage_ids, mine=mine)).subquery()
-    query = (
-        select(d)
-        .join(ranked, ranked.c.id == d.id)
-        .where(ranked.c.rank <= CARD_LIMIT)
-        .order_by(d.created_at.desc(), d.id.desc())
-    )
-    deals = list(db.session.scalars(query))
-    companies = _labels("companies", (x.company_id for x in deals)) if ctx.shows("company_id") else {}
-    editable = _editable(ctx, [x.id for x in deals])
+    newest = ("-created_at", "-id") if _visible(query, "created_at") else ("-id",)
+    deals: list[dict[str, Any]] = []
+    for stage_id in dict.fromkeys(stage_ids):
+        chosen = _deals_of(ctx, query, [stage_id], mine=mine).order_by(*newest)
+        deals += chosen.page(CARD_LIMIT).rows
+    ids = [row["id"] for row in deals]
+    versions = _versions(query, ids)
+    editable = _editable(ctx, ids)
     for deal in deals:
         amount = ""
-        if ctx.shows("amount") and deal.amount is not None:
-            amount = " ".join(p for p in (_money(deal.amount), _currency_label(ctx, deal.currency)) if p)
-        result.setdefault(deal.stage_id, []).append(
+        if deal.get("amount") is not None:
+            amount = " ".join(
+                p for p in (_money(deal["amount"]), _currency_label(ctx, deal.get("currency"))) if p
+            )
+        result.setdefault(deal["stage_id"], []).append(
             Card(
-                id=deal.id,
-                version=deal.row_version,
-                title=(deal.title if ctx.shows("title") else "") or f"#{deal.id}",
-                company=companies.get(deal.company_id, "") if deal.company_id else "",
+                id=deal["id"],
+                version=versions.get(deal["id"], 1),
+                title=deal.get("title") or f"#{deal['id']}",
+                company=_label(deal, "company_id"),
                 amount=amount,
-                owner=runtime.user_label(deal.owner_id) if deal.owner_id and ctx.shows("owner_id") else "",
-                expected_close=deal.expected_close if ctx.shows("expected_close") else None,
-                editable=deal.id in editable,
+                owner=_label(deal, "owner_id"),
+                expected_close=deal.get("expected_close"),
+                editable=deal["id"] in editable,
             )
         )
     return result
@@ -281,24 +310,24 @@ def move_deal(ctx: BoardContext | None, body: Any) -> Response:
     mine = body.get("mine") is True
     if not ctx.can_move:
         return _refuse(403, _("You may not move deals."))
-    d, s = ctx.deal, ctx.stage
-    deal = db.session.execute(
-        select(d.id, d.stage_id, d.pipeline_id).where(d.id == deal_id, row_filter(d, ctx.deal_rights))
-    ).first()
+    deals, stages_of = ctx.query("deals"), ctx.query("stages")
+    deal = deals.get(deal_id) if deals is not None and _visible(deals, "stage_id") else None
     if deal is None:
         return _refuse(404, _("No such deal."))
-    editable = db.session.scalar(select(d.id).where(d.id == deal_id, row_filter(d, ctx.deal_rights, "edit")))
-    if editable is None:
+    editable = ctx.query("deals", "edit")
+    if editable is None or not editable.exists(deal_id):
         return _refuse(403, _("You may not change this deal."))
-    target = db.session.execute(
-        select(s.id, s.pipeline_id).where(s.id == stage_id, row_filter(s, ctx.stage_rights))
-    ).first()
+    target = None
+    if stages_of is not None and _visible(stages_of, "pipeline_id"):
+        stages_of = stages_of.fields("pipeline_id")
+        target = stages_of.get(stage_id)
     if target is None:
         return _refuse(400, _("No such stage."))
-    current_pipeline = deal.pipeline_id
-    if deal.stage_id is not None:
-        current_pipeline = db.session.scalar(select(s.pipeline_id).where(s.id == deal.stage_id))
-    wanted = {target.pipeline_id, current_pipeline}
+    current_pipeline = deal.get("pipeline_id")
+    if deal["stage_id"] is not None:
+        current = stages_of.get(deal["stage_id"])
+        current_pipeline = current["pipeline_id"] if current is not None else current_pipeline
+    wanted = {target["pipeline_id"], current_pipeline}
     if board_pipeline is not None:
         wanted.add(_positive_int(board_pipeline))
     if len(wanted) != 1:
@@ -317,7 +346,7 @@ def move_deal(ctx: BoardContext | None, body: Any) -> Response:
         return _refuse(400, exc.message, errors=exc.errors)
     except records.RecordError as exc:
         return _refuse(400, exc.message)
-    touched = [sid for sid in dict.fromkeys((deal.stage_id, stage_id)) if sid is not None]
+    touched = [sid for sid in dict.fromkeys((deal["stage_id"], stage_id)) if sid is not None]
     totals = column_totals(ctx, touched, mine=mine)
     return jsonify(
         {
@@ -361,8 +390,7 @@ class DealBoardView(BaseView):
         ctx = board_context()
         if ctx is None:
             abort(404)
-        p = ctx.pipeline
-        chosen = db.session.scalar(select(p).where(p.id == pipeline_id, row_filter(p, ctx.pipeline_rights)))
+        chosen = pipeline(ctx, pipeline_id)
         if chosen is None or not ctx.deal_rights.can("read"):
             abort(404)
         mine = request.args.get("mine") == "1"

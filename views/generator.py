@@ -23,13 +23,14 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import escape
 from marshmallow import Schema
 from marshmallow import fields as mm_fields
-from sqlalchemy import false, select
+from sqlalchemy import false
 from wtforms import HiddenField
 
 from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from custom_fields import access, history, hooks, records, runtime
 from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec, stored_text
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
@@ -109,7 +110,7 @@ class VisibleRows(BaseFilter):
 
     def apply(self, query: Any, value: Any) -> Any:
         rights = access.current_grants(self.datamodel.tabula_entity)
-        return query.filter(access.row_filter(self.model, rights))
+        return query.filter(TableQuery.reach(rights.entity.slug, rights.actor))
 
 
 BASE_FILTERS = [["id", VisibleRows, None]]
@@ -328,10 +329,10 @@ class GeneratedModelView(ModelView):
     def _reachable(self, pk: Any, action: str) -> bool:
         """Whether the record is within the user's reach for ``action`` (edit and delete may reach fewer
         rows than reading does)."""
-        model = self.datamodel.obj
-        rights = access.current_grants(self.tabula_entity)
-        query = select(model.id).where(model.id == int(pk), access.row_filter(model, rights, action))
-        return db.session.scalar(query) is not None
+        try:
+            return TableQuery(self.tabula_entity.slug, Actor.current("ui"), action).exists(int(pk))
+        except QueryError:
+            return False
 
     def _edit(self, pk: Any) -> Any:
         item = self.datamodel.get(pk, self._base_filters)

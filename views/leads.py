@@ -14,7 +14,8 @@ from sqlalchemy import select
 from app.crm import convert as conversion
 from app.extensions import db
 from custom_fields import hooks, records, runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from views.related import RecordAction
 
@@ -31,27 +32,22 @@ def _label_of(slug: str, record_id: int | None, actor: Actor) -> str | None:
     """A record's label if the actor may read it (None otherwise)."""
     if record_id is None:
         return None
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None:
+    try:
+        return TableQuery(slug, actor).labels_of([record_id]).get(record_id)
+    except QueryError:
         return None
-    model = schema.classes[slug]
-    rights = grants(actor, entity, schema.access)
-    item = db.session.scalar(select(model).where(model.id == record_id, row_filter(model, rights, "read")))
-    return str(item) if item is not None else None
 
 
 def _stages(actor: Actor) -> list[tuple[int, str]]:
     """Stages of active pipelines the actor may read, as (id, "Pipeline — Stage")."""
     schema = runtime.current()
     pipelines, stages = schema.classes["pipelines"], schema.classes["stages"]
-    stage_rights = grants(actor, schema.entities["stages"], schema.access)
     query = (
         select(stages.id, stages.name, pipelines.name.label("pipeline"))
         .join(pipelines, pipelines.id == stages.pipeline_id)
         .where(
-            row_filter(stages, stage_rights, "read"),
-            pipelines.deleted_at.is_(None),
+            TableQuery.reach("stages", actor),
+            TableQuery.reach("pipelines", actor),
             pipelines.active.is_not(False),
         )
         .order_by(

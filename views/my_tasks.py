@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from flask import abort, flash, g, redirect, request, url_for
@@ -13,13 +14,22 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from sqlalchemy import and_, or_, select
 
 from app.extensions import db
 from custom_fields import access, records, runtime
 from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.types import local_timezone
-from views.related import OPEN_STATUSES, TASKS, RecordQuickView, aware, formatted, label_of, visible_field
+from views.related import (
+    OPEN_STATUSES,
+    TASKS,
+    RecordQuickView,
+    as_record,
+    aware,
+    formatted,
+    label_of,
+    visible_field,
+)
 
 LIMIT = 500
 DONE_LIMIT = 50
@@ -66,17 +76,52 @@ def _row(rights: Grants, item: Any, now: dt.datetime) -> TaskRow:
     )
 
 
+def _has(query: TableQuery, name: str) -> bool:
+    return any(column.name == name for column in query.all_columns)
+
+
+def _mine(rights: Grants, user_id: int) -> TableQuery | None:
+    """The tasks the user may read that are theirs: assigned to them, or theirs with nobody assigned
+    (None when they may not see whose a task is)."""
+    if rights.actor is None:
+        return None
+    try:
+        query = TableQuery(TASKS, rights.actor)
+    except QueryError:
+        return None
+    if not all(_has(query, name) for name in ("assignee_id", "owner_id", "status")):
+        return None
+    me = {"field": "assignee_id", "op": "eq", "value": user_id}
+    nobody = {"field": "assignee_id", "op": "empty"}
+    owned = {"and": [{"field": "owner_id", "op": "eq", "value": user_id}, nobody]}
+    return query.where({"or": [me, owned]})
+
+
+def _by_due(query: TableQuery) -> tuple[str, ...]:
+    return ("due_at",) if _has(query, "due_at") else ()
+
+
+def _read(query: TableQuery, limit: int) -> list[SimpleNamespace]:
+    """The first ``limit`` rows as records, with the version a "done" click sends back."""
+    rows = query.page(limit).rows
+    ids, table = [r["id"] for r in rows], query.model.__table__
+    versions: dict[int, int] = {}
+    if ids:
+        chosen = query.rows_statement(ids).with_only_columns(table.c.id, table.c.row_version)
+        versions = dict(db.session.execute(chosen).all())
+    found = []
+    for row in rows:
+        item = as_record(row)
+        item.row_version = versions.get(row["id"], 1)
+        found.append(item)
+    return found
+
+
 def my_tasks(rights: Grants, user_id: int, *, with_done: bool = False) -> list[TaskGroup]:
     """The user's open tasks by group, each sorted by due date (and done ones last, when asked)."""
-    model = runtime.current().classes[TASKS]
-    mine = or_(model.assignee_id == user_id, and_(model.owner_id == user_id, model.assignee_id.is_(None)))
-    visible = access.row_filter(model, rights)
-    query = (
-        select(model)
-        .where(visible, mine, model.status.in_(OPEN_STATUSES))
-        .order_by(model.due_at.is_(None), model.due_at, model.id)
-        .limit(LIMIT)
-    )
+    query = _mine(rights, user_id)
+    opened = [{"field": "status", "op": "eq", "value": status} for status in OPEN_STATUSES]
+    open_rows = _read(query.where({"or": opened}).order_by(*_by_due(query)), LIMIT) if query else []
     now = dt.datetime.now(dt.UTC)
     zone = local_timezone()
     today = now.astimezone(zone).date()
@@ -86,7 +131,7 @@ def my_tasks(rights: Grants, user_id: int, *, with_done: bool = False) -> list[T
         "upcoming": TaskGroup("upcoming", _("Upcoming")),
         "none": TaskGroup("none", _("No date")),
     }
-    for item in db.session.scalars(query):
+    for item in open_rows:
         row = _row(rights, item, now)
         due = aware(item.due_at) if visible_field(rights, "due_at") else None
         if due is None:
@@ -101,14 +146,10 @@ def my_tasks(rights: Grants, user_id: int, *, with_done: bool = False) -> list[T
     found = list(groups.values())
     if with_done:
         done = TaskGroup("done", _("Done"))
-        order = model.completed_at.desc() if hasattr(model, "completed_at") else model.id.desc()
-        finished = (
-            select(model)
-            .where(visible, mine, model.status == "done")
-            .order_by(order, model.id.desc())
-            .limit(DONE_LIMIT)
-        )
-        done.rows = [_row(rights, item, now) for item in db.session.scalars(finished)]
+        if query is not None:
+            latest = ("-completed_at", "-id") if _has(query, "completed_at") else ("-id",)
+            finished = query.where({"field": "status", "op": "eq", "value": "done"}).order_by(*latest)
+            done.rows = [_row(rights, item, now) for item in _read(finished, DONE_LIMIT)]
         found.append(done)
     return found
 
@@ -150,11 +191,7 @@ class MyTasksView(BaseView):
         back = url_for("MyTasksView.tasks", **({"done": "1"} if request.args.get("done") == "1" else {}))
         if not rights.can("edit") or rights.mode("status") != "edit":
             abort(403)
-        model = runtime.current().classes[TASKS]
-        if (
-            db.session.scalar(select(model.id).where(model.id == pk, access.row_filter(model, rights)))
-            is None
-        ):
+        if not TableQuery(TASKS, Actor.current("ui")).exists(pk):
             abort(404)
         raw = request.form.get("version", "")
         version = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 10 else -1

@@ -2,8 +2,8 @@
 offer for the record (convert a lead, merge, log a call ...).
 
 Everything here is generic: a table's related lists are the live tables with a link field pointing at it,
-its timeline merges the activities and tasks linked to it with its own history. Every query goes through
-``access.row_filter`` and hidden fields are never shown.
+its timeline merges the activities and tasks linked to it with its own history. Every read of records goes
+through the query layer (``custom_fields.query``): row scopes, the recycle bin and hidden fields apply there.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,11 +19,12 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from app.extensions import db
 from custom_fields import access, hooks, records, runtime
 from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 
@@ -127,12 +129,10 @@ def list_filter_url(slug: str, link: FieldSpec, pk: int) -> str | None:
 
 
 def record_visible(entity: EntitySpec, pk: int) -> bool:
-    rights = access.current_grants(entity)
-    model = runtime.current().classes.get(entity.slug)
-    if model is None or not rights.can("read"):
+    try:
+        return TableQuery(entity.slug, Actor.current("ui")).exists(pk)
+    except QueryError:
         return False
-    found = db.session.scalar(select(model.id).where(model.id == pk, access.row_filter(model, rights)))
-    return found is not None
 
 
 # --- related lists -----------------------------------------------------------------------------------------
@@ -172,18 +172,30 @@ def related_panels(entity: EntitySpec, pk: int) -> list[RelatedPanel]:
         if found is None:
             continue
         rights, specs = found
-        model = schema.classes[child.slug]
         for link in specs:
-            panels.append(_panel(child, model, rights, link, pk, several=len(specs) > 1))
+            panels.append(_panel(child, rights, link, pk, several=len(specs) > 1))
     return panels
 
 
-def _panel(
-    child: EntitySpec, model: type, rights: Grants, link: FieldSpec, pk: int, *, several: bool
-) -> RelatedPanel:
-    where = [getattr(model, link.name) == pk, access.row_filter(model, rights)]
-    total = db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-    items = db.session.scalars(select(model).where(*where).order_by(model.id.desc()).limit(RELATED_LIMIT))
+def linked_query(child: EntitySpec, specs: list[FieldSpec], pk: int) -> TableQuery | None:
+    """The records of ``child`` the user may read whose links in ``specs`` point at ``pk`` (None: none)."""
+    try:
+        query = TableQuery(child.slug, Actor.current("ui"))
+        return query.where({"or": [{"field": s.name, "op": "eq", "value": pk} for s in specs]})
+    except QueryError:
+        return None
+
+
+def as_record(row: dict[str, Any]) -> SimpleNamespace:
+    """A row of the query layer with its values as attributes (as the formatters read a record)."""
+    return SimpleNamespace(**{name: value for name, value in row.items() if name != "_labels"})
+
+
+def _panel(child: EntitySpec, rights: Grants, link: FieldSpec, pk: int, *, several: bool) -> RelatedPanel:
+    query = linked_query(child, [link], pk)
+    total = query.count().value if query is not None else 0
+    rows_of = query.order_by("-id").page(RELATED_LIMIT).rows if query is not None and total else []
+    items = [as_record(row) for row in rows_of]
     shown = [f for f in rights.visible_fields if f.show_in_list and f.name != link.name and f.name != "id"][
         :RELATED_COLUMNS
     ]
@@ -230,8 +242,25 @@ class TimelineItem:
     change: Any = None  # a history.ChangeSet for kind "change"
 
 
-def _linked(model: type, specs: list[FieldSpec], pk: int) -> Any:
-    return or_(*(getattr(model, s.name) == pk for s in specs))
+def _occurred(item: SimpleNamespace) -> dt.datetime:
+    when = aware(getattr(item, "occurred_at", None)) or aware(item.created_at)
+    return when or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _newest_activities(query: TableQuery | None) -> list[SimpleNamespace]:
+    """The ``TIMELINE_EACH`` newest activities by when they happened (when they were logged, if that is
+    empty or hidden): the newest of those with a time and of those without, merged."""
+    if query is None:
+        return []
+    newest = ("-created_at", "-id")
+    if any(column.name == "occurred_at" for column in query.all_columns):
+        timed = query.where({"field": "occurred_at", "op": "nempty"}).order_by("-occurred_at", "-id")
+        untimed = query.where({"field": "occurred_at", "op": "empty"}).order_by(*newest)
+        rows = timed.page(TIMELINE_EACH).rows + untimed.page(TIMELINE_EACH).rows
+    else:
+        rows = query.order_by(*newest).page(TIMELINE_EACH).rows
+    found = sorted(map(as_record, rows), key=lambda item: (_occurred(item), item.id), reverse=True)
+    return found[:TIMELINE_EACH]
 
 
 def _title(rights: Grants, item: Any, name: str) -> Markup:
@@ -261,16 +290,8 @@ def activity_items(entity: EntitySpec, pk: int) -> list[TimelineItem]:
     if found is None:
         return []
     rights, specs = found
-    model = schema.classes[ACTIVITIES]
-    when = func.coalesce(model.occurred_at, model.created_at)
-    query = (
-        select(model)
-        .where(_linked(model, specs, pk), access.row_filter(model, rights))
-        .order_by(when.desc(), model.id.desc())
-        .limit(TIMELINE_EACH)
-    )
     items = []
-    for item in db.session.scalars(query):
+    for item in _newest_activities(linked_query(child, specs, pk)):
         kind = item.kind if visible_field(rights, "kind") else None
         at = aware(item.occurred_at if visible_field(rights, "occurred_at") else None)
         items.append(
@@ -297,16 +318,11 @@ def task_items(entity: EntitySpec, pk: int) -> list[TimelineItem]:
     if found is None:
         return []
     rights, specs = found
-    model = schema.classes[TASKS]
-    query = (
-        select(model)
-        .where(_linked(model, specs, pk), access.row_filter(model, rights))
-        .order_by(model.created_at.desc(), model.id.desc())
-        .limit(TIMELINE_EACH)
-    )
+    query = linked_query(child, specs, pk)
+    newest = query.order_by("-created_at", "-id").page(TIMELINE_EACH).rows if query is not None else []
     now = dt.datetime.now(dt.UTC)
     items = []
-    for item in db.session.scalars(query):
+    for item in map(as_record, newest):
         status = item.status if visible_field(rights, "status") else None
         due = aware(item.due_at) if visible_field(rights, "due_at") else None
         overdue = status in OPEN_STATUSES and due is not None and due < now

@@ -19,7 +19,8 @@ from app.crm import merge as merging
 from app.crm import search as searching
 from app.extensions import db
 from custom_fields import hooks, records, runtime
-from custom_fields.access import Actor, Grants, row_filter
+from custom_fields.access import Actor, Grants
+from custom_fields.query import TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 from views import related
@@ -76,7 +77,9 @@ def _merge_rights(slug: str) -> Grants:
 
 def _record(slug: str, pk: int, rights: Grants) -> Any:
     model = runtime.current().classes[slug]
-    item = db.session.scalar(select(model).where(model.id == pk, row_filter(model, rights)))
+    item = db.session.scalar(
+        select(model).where(model.id == pk, TableQuery.reach(rights.entity.slug, rights.actor))
+    )
     if item is None:
         abort(404)
     return item

@@ -17,12 +17,13 @@ from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.api.manager import OpenApi, SwaggerView
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import func, or_, select
 
 from app.extensions import db
 from custom_fields import access, formats, runtime
+from custom_fields.access import Actor
+from custom_fields.query import Column, Page, QueryError, TableQuery
 from custom_fields.spec import CUSTOM_CATEGORY_NAME, SYSTEM_CATEGORY_NAME, category_of, label_of
-from custom_fields.types import REGISTRY
 
 SYSTEM_CATEGORY = (SYSTEM_CATEGORY_NAME, _l("CRM"), "fa-address-book")
 CUSTOM_CATEGORY = (CUSTOM_CATEGORY_NAME, _l("Tables"), "fa-th")
@@ -30,6 +31,8 @@ CATEGORIES = {SYSTEM_CATEGORY_NAME: SYSTEM_CATEGORY, CUSTOM_CATEGORY_NAME: CUSTO
 #: Menu categories that list tables: shown to whoever may read one of their tables.
 TABLE_CATEGORIES = (SYSTEM_CATEGORY[0], CUSTOM_CATEGORY[0])
 LOOKUP_LIMIT = 20
+#: How far a lookup scrolls (pages of ``LOOKUP_LIMIT``): past that, type more of the name.
+LOOKUP_PAGES = 25
 VIEW_METHODS = {"list", "show", "add", "edit", "delete"}
 
 
@@ -76,27 +79,31 @@ class TableView(BaseView):
         if entity is None or entity.archived:
             abort(404)
         _require("can_read", entity.permission_name)
-        model = schema.classes[slug]
         term = request.args.get("q", "")[:100].strip()
-        rights = access.current_grants(entity)
-        query = select(model).where(access.row_filter(model, rights))
+        try:
+            query = TableQuery(slug, Actor.current("ui"))
+        except QueryError:
+            return jsonify(results=[], pagination={"more": False})
         shown = entity.display_field
+        column = next((c for c in query.all_columns if shown is not None and c.name == shown.name), None)
+        if column is not None:
+            query = query.fields(column.name)
         if term:
-            conditions = [cast(model.id, String) == term]
-            if shown is not None and rights.mode(shown.name) != "hidden":
-                conditions.append(func.lower(cast(getattr(model, shown.name), String)).contains(term.lower()))
-            query = query.where(or_(*conditions))
-        sortable = shown is not None and REGISTRY[shown.type].sortable and rights.mode(shown.name) != "hidden"
-        order = getattr(model, shown.name) if sortable else model.id
-        offset = _lookup_offset()
-        page = query.order_by(order, model.id).offset(offset).limit(LOOKUP_LIMIT + 1)
-        items = db.session.scalars(page).all()
-        pagination = {"more": len(items) > LOOKUP_LIMIT}
-        items = items[:LOOKUP_LIMIT]
-        if shown is not None and rights.mode(shown.name) == "hidden":  # the label would show a hidden value
-            results = [{"id": item.id, "text": f"#{item.id}"} for item in items]
-        else:
-            results = [{"id": item.id, "text": str(item)} for item in items]
+            query = query.where({"or": _lookup_conditions(query, column, term)})
+        if column is not None and column.sortable:
+            query = query.order_by(column.name)
+        page: Page | None = query.page(LOOKUP_LIMIT)
+        for _number in range(_lookup_page() - 1):
+            if page is None or page.next_cursor is None:
+                page = None
+                break
+            page = query.page(LOOKUP_LIMIT, after=page.next_cursor)
+        rows = page.rows if page is not None else []
+        pagination = {"more": page is not None and page.next_cursor is not None}
+        results = []
+        for row in rows:
+            text = column.ftype.to_text(row[column.name], column.spec) if column is not None else ""
+            results.append({"id": row["id"], "text": text or f"#{row['id']}"})
         return jsonify(results=results, pagination=pagination)
 
     @expose("/_users/lookup")
@@ -120,6 +127,33 @@ class TableView(BaseView):
         ).all()
         results = [{"id": row.id, "text": runtime.user_label(row.id)} for row in rows[:LOOKUP_LIMIT]]
         return jsonify(results=results, pagination={"more": len(rows) > LOOKUP_LIMIT})
+
+
+def _lookup_page() -> int:
+    """Which page of lookup answers is asked (select2 asks page 2, 3, ... while scrolling), at most
+    ``LOOKUP_PAGES``."""
+    page = request.args.get("page", "1")
+    number = int(page) if page.isdigit() and len(page) < 6 else 1
+    return min(max(number, 1), LOOKUP_PAGES)
+
+
+def _lookup_conditions(query: TableQuery, column: Column | None, term: str) -> list[dict[str, Any]]:
+    """A lookup matches a record's number, or its label (contains the text, or equals it for a label
+    that is not text). A label the reader may not see is not searched."""
+    found: list[dict[str, Any]] = []
+    if term.isdigit() and len(term) < 10:
+        found.append({"field": "id", "op": "eq", "value": term})
+    if column is not None:
+        for op in ("ct", "eq"):
+            if op in column.operators:
+                condition = {"field": column.name, "op": op, "value": term}
+                try:
+                    query.where(condition)
+                except QueryError:
+                    break  # the text is not a value of this field
+                found.append(condition)
+                break
+    return found or [{"field": "id", "op": "empty"}]  # nothing matches
 
 
 def _lookup_offset() -> int:

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 from app.crm.matching import NORMALISE, match_reason, same_value
 from app.extensions import db
 from custom_fields import records, runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.access import Actor, Grants, grants
+from custom_fields.query import TableQuery
 from custom_fields.records import AccessDenied, RecordError, RecordInvalid, RecordNotFound
 
 
@@ -84,9 +85,9 @@ def load_lead(lead_id: int, actor: Actor, *, for_edit: bool = True) -> Any:
         raise AccessDenied(_("You may not do this in this table."))
     if for_edit and not rights.can("edit"):
         raise AccessDenied(_("You may not change this lead."))
-    query = select(model).where(model.id == lead_id, row_filter(model, rights, "read"))
+    query = select(model).where(model.id == lead_id, TableQuery.reach(rights.entity.slug, rights.actor))
     if for_edit:
-        query = query.where(row_filter(model, rights, "edit"))
+        query = query.where(TableQuery.reach(rights.entity.slug, rights.actor, "edit"))
     lead = db.session.scalar(query)
     if lead is None:
         raise RecordNotFound(_("Record %(id)s does not exist.", id=lead_id))
@@ -97,7 +98,7 @@ def _match(slug: str, actor: Actor, conditions: list[tuple[str, Any]]) -> Match 
     """The first live record of ``slug`` meeting one of ``conditions`` (tried in order), preferring records
     the actor may read, then the oldest."""
     rights, model = _rights(slug, actor)
-    visible = row_filter(model, rights, "read")
+    visible = TableQuery.reach(rights.entity.slug, rights.actor)
     for reason, condition in conditions:
         found = db.session.execute(
             select(model, visible.label("visible"))
@@ -227,7 +228,7 @@ def _picked(slug: str, record_id: int, actor: Actor, field: str) -> int:
     """A record the user chose: it must exist and be one they may read."""
     rights, model = _rights(slug, actor)
     found = db.session.scalar(
-        select(model.id).where(model.id == record_id, row_filter(model, rights, "read"))
+        select(model.id).where(model.id == record_id, TableQuery.reach(rights.entity.slug, rights.actor))
     )
     if found is None:
         raise RecordInvalid({field: _("Record %(id)s does not exist.", id=record_id)})

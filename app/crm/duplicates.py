@@ -10,7 +10,8 @@ from sqlalchemy import or_, select
 from app.crm.matching import IDENTIFYING, NORMALISE, match_reason, normalised_column
 from app.extensions import db
 from custom_fields import runtime
-from custom_fields.access import Grants, grants, row_filter
+from custom_fields.access import Grants, grants
+from custom_fields.query import TableQuery
 
 LIMIT = 10
 #: Besides its own table, where a new record of a table may already be known (a lead's person or company).
@@ -59,7 +60,9 @@ def _search(
             checks.append((kind, name, expression.in_(sorted(wanted[kind]))))
     if not checks:
         return []
-    statement = select(model).where(row_filter(model, rights), or_(*(c for _k, _n, c in checks)))
+    statement = select(model).where(
+        TableQuery.reach(rights.entity.slug, rights.actor), or_(*(c for _k, _n, c in checks))
+    )
     if exclude_id is not None:
         statement = statement.where(model.id != exclude_id)
     found: list[Duplicate] = []

@@ -18,7 +18,8 @@ from sqlalchemy import or_, select
 
 from app.extensions import db
 from custom_fields import runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.access import Actor, Grants, grants
+from custom_fields.query import TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 
@@ -135,7 +136,7 @@ def search_table(slug: str, query: str, actor: Actor, limit: int) -> Group | Non
     model = schema.classes[slug]
     statement = (
         select(model)
-        .where(row_filter(model, rights), or_(*conditions))
+        .where(TableQuery.reach(rights.entity.slug, rights.actor), or_(*conditions))
         .order_by(model.id.desc())
         .limit(limit + 1)
     )
