@@ -343,3 +343,18 @@ def test_file_stores_keep_a_file_whole(app_ctx, tmp_path, where: str) -> None:  
                 store.put(local, "../outside.xlsx")
     finally:
         app_ctx.config["TABULA_FILE_STORE"] = saved
+
+
+def test_nobody_else_cancels_or_deletes_an_export(app, deals_table, admin_client) -> None:  # noqa: ANN001
+    """Another user's cancel or delete (with a valid form token) is a 404 and changes nothing."""
+    export_id = start(admin_client, deals_table["slug"], {}).get_json()["id"]  # no worker: stays queued
+    other = app.test_client()
+    assert signed_in(login(other, "manager", DEMO_PASSWORD))
+    token = csrf_token(other.get("/exports/").get_data(as_text=True))
+    for action in ("cancel", "delete"):
+        assert other.post(f"/exports/{export_id}/{action}", data={"csrf_token": token}).status_code == 404
+    anonymous = app.test_client()
+    assert anonymous.post(f"/exports/{export_id}/delete").status_code in (302, 400, 401)
+    db.session.expire_all()
+    export = db.session.get(ExportFile, export_id)
+    assert export is not None and export.status == ExportStatus.queued and not export.cancel_requested

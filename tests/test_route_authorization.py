@@ -93,6 +93,9 @@ REFUSAL_TESTS: dict[str, str] = {
     # CRM screens
     "DealBoardView.move": "tests/test_board.py::test_staff_may_not_move_someone_elses_deal",
     "GridView.save": "tests/test_grid.py::test_saves_refused_without_rights_change_nothing",
+    "ExportView.start": "tests/test_exports.py::test_without_the_export_right_nothing_starts",
+    "ExportView.cancel": "tests/test_exports.py::test_nobody_else_cancels_or_deletes_an_export",
+    "ExportView.delete": "tests/test_exports.py::test_nobody_else_cancels_or_deletes_an_export",
     "LeadConvertView.convert": "tests/test_leads.py::test_staff_converts_own_leads_only",
     "MergeView.apply": "tests/test_search_merge.py::test_staff_may_not_merge",
     "RecordQuickView.log_call": "tests/test_related.py::test_quick_actions_refused_without_rights_or_record",
