@@ -7,6 +7,8 @@ database."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import hashlib
 import importlib
 import uuid
@@ -47,6 +49,7 @@ REFUSAL_TESTS: dict[str, str] = {
     # access rules, teams, schema, system: admins only
     "AccessView.save_tables": ADMIN_ONLY,
     "AccessView.save_fields": ADMIN_ONLY,
+    "AuditLogView.archive": ADMIN_ONLY,
     "TeamsView.create": ADMIN_ONLY,
     "TeamsView.rename": ADMIN_ONLY,
     "TeamsView.members": ADMIN_ONLY,
@@ -225,6 +228,7 @@ ADMIN_ROUTES: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]] 
         f"/admin/access/{t['role']}/fields/{t['slug']}",
         {f"field.{t['field']}": "hidden"},
     ),
+    "AuditLogView.archive": lambda t: ("/admin/history/archive", {"before": dt.date.today().isoformat()}),
     "TeamsView.create": lambda t: ("/admin/teams/create", {"name": "Захват"}),
     "TeamsView.rename": lambda t: (f"/admin/teams/{t['team']}/rename", {"name": "Переименована"}),
     "TeamsView.members": lambda t: (f"/admin/teams/{t['team']}/members", {"member": [str(t["user"])]}),
