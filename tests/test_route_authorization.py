@@ -8,7 +8,6 @@ database."""
 from __future__ import annotations
 
 import datetime as dt
-
 import hashlib
 import importlib
 import uuid
