@@ -354,3 +354,9 @@ def test_no_save_body_makes_a_server_error(sheet, admin_client) -> None:  # noqa
         assert response.is_json or response.status_code == 400, payload
 
     answers()
+
+
+def test_every_list_links_to_its_grid(sheet, admin_client) -> None:  # noqa: ANN001
+    for slug in (sheet["slug"], "companies"):
+        page = admin_client.get(f"/t/{slug}/list/").get_data(as_text=True)
+        assert f'id="open-grid" href="/grid/{slug}/"' in page

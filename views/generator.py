@@ -228,6 +228,7 @@ class GeneratedModelView(ModelView):
     base_filters = BASE_FILTERS
     list_widget = TableListWidget
     add_widget = edit_widget = TableFormWidget
+    list_template = "tabula/record_list.html"
     show_template = "tabula/record_show.html"
     add_template = "tabula/record_add.html"
     edit_template = "tabula/record_edit.html"
