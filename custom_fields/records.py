@@ -12,6 +12,7 @@ writes, so the grid and import never pay a round trip per row.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import gc
@@ -30,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.extensions import db
 from custom_fields import ddl, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType, FieldValueError
 from models.records import RecordChange
@@ -100,6 +102,8 @@ class _Context:
     actor: Actor
     changeset: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: dt.datetime = field(default_factory=utcnow)
+    #: Links may name records the actor may not read (changes that follow from another write).
+    links_unchecked: bool = False
     #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
@@ -283,6 +287,26 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 _OUTER = "tabula_atomic"
 
+#: Why the writes of this block may link records their actor may not read (``linking_unreadable``).
+_UNREADABLE_LINKS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tabula_unreadable_links", default=None
+)
+
+
+@contextlib.contextmanager
+def linking_unreadable(reason: str) -> Iterator[None]:
+    """The system path for links: inside, a write may link a record its actor may not read (it must
+    still exist). Only Python code that decided so itself opens it, for a named ``reason`` (lead conversion
+    linking the company it matched, a merge moving references); nothing from a request reaches it, and
+    every other write refuses such a link as if the record did not exist."""
+    if not reason:
+        raise ValueError("linking_unreadable needs a reason")
+    token = _UNREADABLE_LINKS.set(reason)
+    try:
+        yield
+    finally:
+        _UNREADABLE_LINKS.reset(token)
+
 
 @contextlib.contextmanager
 def atomic() -> Iterator[None]:
@@ -424,17 +448,21 @@ def _check_references_and_unique(
     """Links that point nowhere and values a unique field already holds, for a whole batch: one query
     per field, not per row."""
     errors: dict[int, dict[str, str]] = {}
+    unreadable_allowed = ctx.links_unchecked or ctx.actor.system or _UNREADABLE_LINKS.get() is not None
     for spec in ctx.entity.live_fields:
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
-        if REGISTRY[spec.type].reference is not None:
+        reference = REGISTRY[spec.type].reference
+        if reference is not None:
             target = _reference_table(spec)
             ids = set(wanted.values())
-            conditions = [target.c.id.in_(ids)]
-            if "deleted_at" in target.c:
-                conditions.append(target.c.deleted_at.is_(None))
-            found = set(db.session.scalars(select(target.c.id).where(*conditions)))
+            if reference == "record" and not unreadable_allowed:
+                # Linking needs the right to read the target: a record out of the actor's reach is
+                # refused as a missing one (never confirming it exists).
+                found = _readable_targets(spec, ctx.actor, ids)
+            else:
+                found = _existing(target, ids)
             for i, value in wanted.items():
                 if value not in found:
                     errors.setdefault(i, {})[spec.name] = _("Record %(id)s does not exist.", id=value)
@@ -493,6 +521,30 @@ def _merge_errors(into: dict[int, dict[str, str]], found: dict[int, dict[str, st
         target = into.setdefault(i, {})
         for name, message in row_errors.items():
             target.setdefault(name, message)
+
+
+def _existing(target: Table, ids: set[Any]) -> set[Any]:
+    """Which of ``ids`` are live rows of ``target``."""
+    found: set[Any] = set()
+    values = sorted(ids)
+    for chunk in _chunks(values, BATCH):
+        conditions = [target.c.id.in_(chunk)]
+        if "deleted_at" in target.c:
+            conditions.append(target.c.deleted_at.is_(None))
+        found.update(db.session.scalars(select(target.c.id).where(*conditions)))
+    return found
+
+
+def _readable_targets(spec: FieldSpec, actor: Actor, ids: set[Any]) -> set[Any]:
+    """Which of ``ids`` the actor may read in the link's target table (none if it may not read it)."""
+    schema = runtime.current()
+    target = schema.by_id.get(REGISTRY[spec.type].target_entity_id(spec))
+    if target is None:
+        raise RecordError(_("The linked table no longer exists."))
+    try:
+        return TableQuery(target.slug, actor).readable_ids(ids)
+    except QueryError:
+        return set()
 
 
 def _reference_table(spec: FieldSpec) -> Table:
@@ -864,7 +916,14 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
     model = schema.classes[slug]
     rights = grants(Actor.system_job(), entity, schema.access)
     ctx = _Context(
-        entity, model, model.__table__, rights, cause.actor, changeset=cause.changeset, at=cause.at
+        entity,
+        model,
+        model.__table__,
+        rights,
+        cause.actor,
+        changeset=cause.changeset,
+        at=cause.at,
+        links_unchecked=True,
     )
     pks = list(changes)
     return _apply(ctx, pks, [dict(changes[pk]) for pk in pks], {})
