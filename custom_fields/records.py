@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from custom_fields import ddl, runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields.access import Actor, Grants, grants
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType, FieldValueError
@@ -104,6 +104,8 @@ class _Context:
     at: dt.datetime = field(default_factory=utcnow)
     #: Links may name records the actor may not read (changes that follow from another write).
     links_unchecked: bool = False
+    #: Whose reach the rows are read with (None: the actor's; the system's for changes that follow).
+    reader: Actor | None = None
     #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
@@ -924,6 +926,7 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
         changeset=cause.changeset,
         at=cause.at,
         links_unchecked=True,
+        reader=Actor.system_job(),
     )
     pks = list(changes)
     return _apply(ctx, pks, [dict(changes[pk]) for pk in pks], {})
@@ -935,7 +938,11 @@ def _load(
     """Current rows by id that ``action`` may reach (or those in the recycle bin), values keyed by field
     name; a row out of the actor's scope is not there, as if it did not exist."""
     rows: dict[int, dict[str, Any]] = {}
-    condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants, action)
+    try:
+        reach = TableQuery(ctx.entity.slug, ctx.reader or ctx.actor, action)
+    except QueryError:
+        return rows
+    condition = reach.recycle_bin_condition() if deleted else reach.condition()
     tbl = ctx.table
     keys = [c.key for c in tbl.c]
     postgres = db.session.get_bind().dialect.name == "postgresql"
@@ -1079,3 +1086,98 @@ def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
             if progress is not None:
                 progress(total)
     return total
+
+
+# --- a unit of work ----------------------------------------------------------------------------------------
+
+
+class Work:
+    """Several steps on records of one table as one change set and one transaction (``unit_of_work``):
+    merging reads two records, fills one, moves links and bins the other, all or nothing."""
+
+    def __init__(self, slug: str, actor: Actor, actions: Sequence[str]) -> None:
+        self._contexts: dict[str, _Context] = {}
+        self._versions: dict[int, int] = {}
+        first: _Context | None = None
+        for action in actions:
+            ctx = _context(slug, actor, action)
+            if first is not None:
+                ctx.changeset, ctx.at = first.changeset, first.at
+            first = first or ctx
+            self._contexts[action] = ctx
+        if first is None:
+            raise ValueError("a unit of work needs an action")
+        self._first = first
+
+    def _ctx(self, action: str) -> _Context:
+        ctx = self._contexts.get(action)
+        if ctx is None:
+            raise ValueError(f"this unit of work was not opened for {action!r}")
+        return ctx
+
+    @property
+    def entity(self) -> EntitySpec:
+        return self._first.entity
+
+    @property
+    def rights(self) -> Grants:
+        return self._first.grants
+
+    def load(self, ids: Sequence[int], action: str = "edit") -> dict[int, dict[str, Any]]:
+        """The current rows (locked until the end) that ``action`` may reach, values by field name."""
+        rows = _load(self._ctx(action), list(ids), lock=True, action=action)
+        self._versions.update({pk: row["row_version"] for pk, row in rows.items()})
+        return rows
+
+    def parse(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Raw values -> (stored values, errors by field), the actor's field rights included."""
+        return _Parser(self._ctx("edit"), creating=False)(values)
+
+    def note(self, record_id: int, action: str, note: Any, *, on: str = "edit") -> None:
+        """A line of the record's history for ``action`` (e.g. "merge") with ``note``."""
+        self._ctx(on).log(record_id, action, None, None, note)
+
+    def update(self, record_id: int, parsed: Mapping[str, Any], expected_version: int | None) -> Saved:
+        """Write parsed values to one record (checks, derived fields, history); a change of nothing still
+        writes the history lines noted, and counts as a new version when a line was noted."""
+        ctx = self._ctx("edit")
+        noted = any(row["record_id"] == record_id for row in ctx.history)
+        saved = _apply(ctx, [record_id], [dict(parsed)], {record_id: expected_version})[0]
+        if noted and saved.version == self._versions.get(record_id):
+            # Only noted lines, no value changed: the record still gets a new version.
+            table = ctx.table
+            db.session.execute(
+                sa.update(table).where(table.c.id == record_id).values(row_version=table.c.row_version + 1)
+            )
+            saved = Saved(record_id, saved.version + 1)
+        return saved
+
+    def cascade_update(self, slug: str, changes: Mapping[int, Mapping[str, Any]]) -> list[Saved]:
+        """Changes that follow, to records of any table, in this change set (``records.cascade_update``)."""
+        return cascade_update(slug, changes, self._first)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Move records the actor may delete to the recycle bin; a missing one refuses the whole work."""
+        ctx = self._ctx("delete")
+        current = _load(ctx, list(ids), lock=True, action="delete")
+        for pk in ids:
+            if pk not in current:
+                raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+        _mark(ctx, current, deleted=True)
+        return len(current)
+
+
+@contextlib.contextmanager
+def unit_of_work(slug: str, actor: Actor, *actions: str) -> Iterator[Work]:
+    """A ``Work`` on ``slug`` for ``actions`` (each one checked now), committed once at the end of the
+    block or rolled back entirely; database refusals become the write path's messages."""
+    work = Work(slug, actor, actions or ("edit",))
+    try:
+        with atomic():
+            yield work
+    except IntegrityError as exc:
+        raise RecordError(
+            _("Not saved: another record already has this value, or a linked record is missing.")
+        ) from exc
+    except OperationalError as exc:
+        raise RecordError(_("Not saved: the database is busy. Please try again.")) from exc
