@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import ddl, runtime
+from custom_fields import ddl, hooks, runtime
 from custom_fields.access import Actor, Grants, grants
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
@@ -258,14 +258,9 @@ def _copy(
         raise OperationalError(statement, None, exc) from exc
 
 
-#: Per table (slug), rules no single field type knows, run inside the write's transaction (registered by
-#: ``app.crm.derive``): ``derive(ctx, rows, befores)`` fills derived fields of complete records (the new
-#: values over the stored ones; ``befores`` holds the stored ones, None when creating) in place and returns
-#: errors by row index; ``after(ctx, records)`` gets the records a write touched (before and after) and
-#: updates what depends on them elsewhere through ``cascade_update``.
-Deriver = Callable[[_Context, list[dict[str, Any]], list[dict[str, Any] | None]], dict[int, dict[str, str]]]
-DERIVERS: dict[str, Deriver] = {}
-AFTER_WRITE: dict[str, Callable[[_Context, list[dict[str, Any]]], None]] = {}
+#: The context a write's hooks get (``hooks.call.derive`` / ``after_write``): its table, actor, rights and
+#: change set, and what ``cascade_update`` needs as its cause.
+WriteContext = _Context
 
 
 def _context(slug: str, actor: Actor, action: str | None) -> _Context:
@@ -714,18 +709,23 @@ def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict
     return params
 
 
+def _derived_tables() -> set[str]:
+    return {slug for found in hooks.call.derived_tables() for slug in found or ()}
+
+
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
-    derive = DERIVERS.get(ctx.entity.slug)
-    if derive is not None:
-        errors = derive(ctx, rows, befores)
-        if errors:
-            raise _invalid(errors)
+    """The ``derive`` hooks fill derived fields in place; their refusals (by row index) are merged."""
+    errors: dict[int, dict[str, str]] = {}
+    for found in hooks.call.derive(ctx=ctx, rows=rows, befores=befores):
+        if found:
+            _merge_errors(errors, found)
+    if errors:
+        raise _invalid(errors)
 
 
 def _after(ctx: _Context, touched: list[dict[str, Any]]) -> None:
-    after = AFTER_WRITE.get(ctx.entity.slug)
-    if after is not None and touched:
-        after(ctx, touched)
+    if touched:
+        hooks.call.after_write(ctx=ctx, touched=touched)
 
 
 def _invalid(errors: dict[int, dict[str, str]]) -> RecordInvalid:
@@ -793,8 +793,7 @@ def _apply(
         not bulk
         or len(expected) < len(pks)
         or any(expected.get(pk) is None for pk in pks)
-        or ctx.entity.slug in DERIVERS
-        or ctx.entity.slug in AFTER_WRITE
+        or ctx.entity.slug in _derived_tables()
     )
     current = _load(ctx, pks, lock=lock, action="edit")
     full_rows: list[dict[str, Any]] = []
