@@ -201,3 +201,25 @@ def test_a_crafted_grid_save_is_refused(app, book) -> None:  # noqa: ANN001
     assert response.status_code == 422, response.get_data(as_text=True)
     assert company_of(book["contact"]) == book["theirs"]
     assert contacts_named(book["word"]) == before
+
+
+def test_lead_conversion_request_cannot_reach_the_system_path(app, book) -> None:  # noqa: ANN001
+    from tests.test_leads import get, new_lead
+
+    client = client_for(app, STAFF)
+    lead = new_lead(STAFF, contact_name=f"{book['word']} лид")
+    before = contacts_named(book["word"])
+    token_ = csrf_token(client.get(f"/leads/{lead}/convert").get_data(as_text=True))
+    refused = client.post(
+        f"/leads/{lead}/convert",
+        data={
+            "csrf_token": token_,
+            "company_choice": "pick",
+            "company_id": str(book["theirs"]),
+            "linking_unreadable": "lead conversion",
+        },
+    )
+    assert refused.status_code == 200 and "convert-errors" in refused.get_data(as_text=True)
+    db.session.rollback()
+    assert get("leads", lead).status == "new" and get("leads", lead).company_id is None
+    assert contacts_named(book["word"]) == before
