@@ -1010,6 +1010,8 @@ def restore(slug: str, record_id: int, actor: Actor) -> None:
     """Bring a record back from the recycle bin, with its history. Admins may restore any record; others
     the records they own, if they may delete in the table."""
     ctx = _context(slug, actor, None)
+    if not ctx.grants.is_admin and not ctx.grants.can("delete"):
+        raise AccessDenied(_("Only an administrator or the record's owner may restore it."))
 
     def work() -> None:
         row = _load(ctx, [record_id], lock=True, deleted=True).get(record_id)
