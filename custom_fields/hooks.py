@@ -39,6 +39,11 @@ class Specs:
         place. Returns refusals by row index (``{index: {field: message}}``) or None."""
 
     @hookspec
+    def derived_tables(self) -> Any:
+        """The table slugs whose writes this plugin's ``derive`` or ``after_write`` act on: the write path
+        locks their rows while it reads them (others skip the lock in a big batch)."""
+
+    @hookspec
     def after_write(self, ctx: Any, touched: list[dict[str, Any]]) -> None:
         """Inside a write's transaction, after it: update what depends on the touched records (before and
         after values) elsewhere, through ``records.cascade_update``."""

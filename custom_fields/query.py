@@ -426,6 +426,12 @@ class TableQuery:
         table = self._table
         return select(table).where(table.c.id.in_(sorted({int(i) for i in ids})), self.condition())
 
+    def recycle_bin_condition(self) -> ColumnElement:
+        """The WHERE of the rows in the recycle bin (for restoring and the recycle-bin screen): who may
+        restore one (an administrator, or its owner with the right to delete) is the write path's
+        ``records.can_restore``, checked on each row."""
+        return self._table.c.deleted_at.is_not(None)
+
     # --- reading ------------------------------------------------------------------------------------------
 
     def _keys(self) -> list[tuple[Column, bool]]:

@@ -12,6 +12,7 @@ writes, so the grid and import never pay a round trip per row.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import gc
@@ -28,8 +29,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import ddl, runtime
-from custom_fields.access import Actor, Grants, grants, row_filter
+from custom_fields import ddl, hooks, runtime
+from custom_fields.access import Actor, Grants, grants
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType, FieldValueError
 from models.records import RecordChange
@@ -100,6 +102,10 @@ class _Context:
     actor: Actor
     changeset: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: dt.datetime = field(default_factory=utcnow)
+    #: Links may name records the actor may not read (changes that follow from another write).
+    links_unchecked: bool = False
+    #: Whose reach the rows are read with (None: the actor's; the system's for changes that follow).
+    reader: Actor | None = None
     #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
@@ -252,14 +258,9 @@ def _copy(
         raise OperationalError(statement, None, exc) from exc
 
 
-#: Per table (slug), rules no single field type knows, run inside the write's transaction (registered by
-#: ``app.crm.derive``): ``derive(ctx, rows, befores)`` fills derived fields of complete records (the new
-#: values over the stored ones; ``befores`` holds the stored ones, None when creating) in place and returns
-#: errors by row index; ``after(ctx, records)`` gets the records a write touched (before and after) and
-#: updates what depends on them elsewhere through ``cascade_update``.
-Deriver = Callable[[_Context, list[dict[str, Any]], list[dict[str, Any] | None]], dict[int, dict[str, str]]]
-DERIVERS: dict[str, Deriver] = {}
-AFTER_WRITE: dict[str, Callable[[_Context, list[dict[str, Any]]], None]] = {}
+#: The context a write's hooks get (``hooks.call.derive`` / ``after_write``): its table, actor, rights and
+#: change set, and what ``cascade_update`` needs as its cause.
+WriteContext = _Context
 
 
 def _context(slug: str, actor: Actor, action: str | None) -> _Context:
@@ -282,6 +283,26 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 _OUTER = "tabula_atomic"
+
+#: Why the writes of this block may link records their actor may not read (``linking_unreadable``).
+_UNREADABLE_LINKS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tabula_unreadable_links", default=None
+)
+
+
+@contextlib.contextmanager
+def linking_unreadable(reason: str) -> Iterator[None]:
+    """The system path for links: inside, a write may link a record its actor may not read (it must
+    still exist). Only Python code that decided so itself opens it, for a named ``reason`` (lead conversion
+    linking the company it matched, a merge moving references); nothing from a request reaches it, and
+    every other write refuses such a link as if the record did not exist."""
+    if not reason:
+        raise ValueError("linking_unreadable needs a reason")
+    token = _UNREADABLE_LINKS.set(reason)
+    try:
+        yield
+    finally:
+        _UNREADABLE_LINKS.reset(token)
 
 
 @contextlib.contextmanager
@@ -424,17 +445,21 @@ def _check_references_and_unique(
     """Links that point nowhere and values a unique field already holds, for a whole batch: one query
     per field, not per row."""
     errors: dict[int, dict[str, str]] = {}
+    unreadable_allowed = ctx.links_unchecked or ctx.actor.system or _UNREADABLE_LINKS.get() is not None
     for spec in ctx.entity.live_fields:
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
-        if REGISTRY[spec.type].reference is not None:
+        reference = REGISTRY[spec.type].reference
+        if reference is not None:
             target = _reference_table(spec)
             ids = set(wanted.values())
-            conditions = [target.c.id.in_(ids)]
-            if "deleted_at" in target.c:
-                conditions.append(target.c.deleted_at.is_(None))
-            found = set(db.session.scalars(select(target.c.id).where(*conditions)))
+            if reference == "record" and not unreadable_allowed:
+                # Linking needs the right to read the target: a record out of the actor's reach is
+                # refused as a missing one (never confirming it exists).
+                found = _readable_targets(spec, ctx.actor, ids)
+            else:
+                found = _existing(target, ids)
             for i, value in wanted.items():
                 if value not in found:
                     errors.setdefault(i, {})[spec.name] = _("Record %(id)s does not exist.", id=value)
@@ -493,6 +518,30 @@ def _merge_errors(into: dict[int, dict[str, str]], found: dict[int, dict[str, st
         target = into.setdefault(i, {})
         for name, message in row_errors.items():
             target.setdefault(name, message)
+
+
+def _existing(target: Table, ids: set[Any]) -> set[Any]:
+    """Which of ``ids`` are live rows of ``target``."""
+    found: set[Any] = set()
+    values = sorted(ids)
+    for chunk in _chunks(values, BATCH):
+        conditions = [target.c.id.in_(chunk)]
+        if "deleted_at" in target.c:
+            conditions.append(target.c.deleted_at.is_(None))
+        found.update(db.session.scalars(select(target.c.id).where(*conditions)))
+    return found
+
+
+def _readable_targets(spec: FieldSpec, actor: Actor, ids: set[Any]) -> set[Any]:
+    """Which of ``ids`` the actor may read in the link's target table (none if it may not read it)."""
+    schema = runtime.current()
+    target = schema.by_id.get(REGISTRY[spec.type].target_entity_id(spec))
+    if target is None:
+        raise RecordError(_("The linked table no longer exists."))
+    try:
+        return TableQuery(target.slug, actor).readable_ids(ids)
+    except QueryError:
+        return set()
 
 
 def _reference_table(spec: FieldSpec) -> Table:
@@ -660,18 +709,23 @@ def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict
     return params
 
 
+def _derived_tables() -> set[str]:
+    return {slug for found in hooks.call.derived_tables() for slug in found or ()}
+
+
 def _derive(ctx: _Context, rows: list[dict[str, Any]], befores: list[dict[str, Any] | None]) -> None:
-    derive = DERIVERS.get(ctx.entity.slug)
-    if derive is not None:
-        errors = derive(ctx, rows, befores)
-        if errors:
-            raise _invalid(errors)
+    """The ``derive`` hooks fill derived fields in place; their refusals (by row index) are merged."""
+    errors: dict[int, dict[str, str]] = {}
+    for found in hooks.call.derive(ctx=ctx, rows=rows, befores=befores):
+        if found:
+            _merge_errors(errors, found)
+    if errors:
+        raise _invalid(errors)
 
 
 def _after(ctx: _Context, touched: list[dict[str, Any]]) -> None:
-    after = AFTER_WRITE.get(ctx.entity.slug)
-    if after is not None and touched:
-        after(ctx, touched)
+    if touched:
+        hooks.call.after_write(ctx=ctx, touched=touched)
 
 
 def _invalid(errors: dict[int, dict[str, str]]) -> RecordInvalid:
@@ -739,8 +793,7 @@ def _apply(
         not bulk
         or len(expected) < len(pks)
         or any(expected.get(pk) is None for pk in pks)
-        or ctx.entity.slug in DERIVERS
-        or ctx.entity.slug in AFTER_WRITE
+        or ctx.entity.slug in _derived_tables()
     )
     current = _load(ctx, pks, lock=lock, action="edit")
     full_rows: list[dict[str, Any]] = []
@@ -864,7 +917,15 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
     model = schema.classes[slug]
     rights = grants(Actor.system_job(), entity, schema.access)
     ctx = _Context(
-        entity, model, model.__table__, rights, cause.actor, changeset=cause.changeset, at=cause.at
+        entity,
+        model,
+        model.__table__,
+        rights,
+        cause.actor,
+        changeset=cause.changeset,
+        at=cause.at,
+        links_unchecked=True,
+        reader=Actor.system_job(),
     )
     pks = list(changes)
     return _apply(ctx, pks, [dict(changes[pk]) for pk in pks], {})
@@ -876,7 +937,11 @@ def _load(
     """Current rows by id that ``action`` may reach (or those in the recycle bin), values keyed by field
     name; a row out of the actor's scope is not there, as if it did not exist."""
     rows: dict[int, dict[str, Any]] = {}
-    condition = ctx.model.deleted_at.is_not(None) if deleted else row_filter(ctx.model, ctx.grants, action)
+    try:
+        reach = TableQuery(ctx.entity.slug, ctx.reader or ctx.actor, action)
+    except QueryError:
+        return rows
+    condition = reach.recycle_bin_condition() if deleted else reach.condition()
     tbl = ctx.table
     keys = [c.key for c in tbl.c]
     postgres = db.session.get_bind().dialect.name == "postgresql"
@@ -945,6 +1010,8 @@ def restore(slug: str, record_id: int, actor: Actor) -> None:
     """Bring a record back from the recycle bin, with its history. Admins may restore any record; others
     the records they own, if they may delete in the table."""
     ctx = _context(slug, actor, None)
+    if not ctx.grants.is_admin and not ctx.grants.can("delete"):
+        raise AccessDenied(_("Only an administrator or the record's owner may restore it."))
 
     def work() -> None:
         row = _load(ctx, [record_id], lock=True, deleted=True).get(record_id)
@@ -1020,3 +1087,98 @@ def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
             if progress is not None:
                 progress(total)
     return total
+
+
+# --- a unit of work ----------------------------------------------------------------------------------------
+
+
+class Work:
+    """Several steps on records of one table as one change set and one transaction (``unit_of_work``):
+    merging reads two records, fills one, moves links and bins the other, all or nothing."""
+
+    def __init__(self, slug: str, actor: Actor, actions: Sequence[str]) -> None:
+        self._contexts: dict[str, _Context] = {}
+        self._versions: dict[int, int] = {}
+        first: _Context | None = None
+        for action in actions:
+            ctx = _context(slug, actor, action)
+            if first is not None:
+                ctx.changeset, ctx.at = first.changeset, first.at
+            first = first or ctx
+            self._contexts[action] = ctx
+        if first is None:
+            raise ValueError("a unit of work needs an action")
+        self._first = first
+
+    def _ctx(self, action: str) -> _Context:
+        ctx = self._contexts.get(action)
+        if ctx is None:
+            raise ValueError(f"this unit of work was not opened for {action!r}")
+        return ctx
+
+    @property
+    def entity(self) -> EntitySpec:
+        return self._first.entity
+
+    @property
+    def rights(self) -> Grants:
+        return self._first.grants
+
+    def load(self, ids: Sequence[int], action: str = "edit") -> dict[int, dict[str, Any]]:
+        """The current rows (locked until the end) that ``action`` may reach, values by field name."""
+        rows = _load(self._ctx(action), list(ids), lock=True, action=action)
+        self._versions.update({pk: row["row_version"] for pk, row in rows.items()})
+        return rows
+
+    def parse(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Raw values -> (stored values, errors by field), the actor's field rights included."""
+        return _Parser(self._ctx("edit"), creating=False)(values)
+
+    def note(self, record_id: int, action: str, note: Any, *, on: str = "edit") -> None:
+        """A line of the record's history for ``action`` (e.g. "merge") with ``note``."""
+        self._ctx(on).log(record_id, action, None, None, note)
+
+    def update(self, record_id: int, parsed: Mapping[str, Any], expected_version: int | None) -> Saved:
+        """Write parsed values to one record (checks, derived fields, history); a change of nothing still
+        writes the history lines noted, and counts as a new version when a line was noted."""
+        ctx = self._ctx("edit")
+        noted = any(row["record_id"] == record_id for row in ctx.history)
+        saved = _apply(ctx, [record_id], [dict(parsed)], {record_id: expected_version})[0]
+        if noted and saved.version == self._versions.get(record_id):
+            # Only noted lines, no value changed: the record still gets a new version.
+            table = ctx.table
+            db.session.execute(
+                sa.update(table).where(table.c.id == record_id).values(row_version=table.c.row_version + 1)
+            )
+            saved = Saved(record_id, saved.version + 1)
+        return saved
+
+    def cascade_update(self, slug: str, changes: Mapping[int, Mapping[str, Any]]) -> list[Saved]:
+        """Changes that follow, to records of any table, in this change set (``records.cascade_update``)."""
+        return cascade_update(slug, changes, self._first)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Move records the actor may delete to the recycle bin; a missing one refuses the whole work."""
+        ctx = self._ctx("delete")
+        current = _load(ctx, list(ids), lock=True, action="delete")
+        for pk in ids:
+            if pk not in current:
+                raise RecordNotFound(_("Record %(id)s does not exist.", id=pk))
+        _mark(ctx, current, deleted=True)
+        return len(current)
+
+
+@contextlib.contextmanager
+def unit_of_work(slug: str, actor: Actor, *actions: str) -> Iterator[Work]:
+    """A ``Work`` on ``slug`` for ``actions`` (each one checked now), committed once at the end of the
+    block or rolled back entirely; database refusals become the write path's messages."""
+    work = Work(slug, actor, actions or ("edit",))
+    try:
+        with atomic():
+            yield work
+    except IntegrityError as exc:
+        raise RecordError(
+            _("Not saved: another record already has this value, or a linked record is missing.")
+        ) from exc
+    except OperationalError as exc:
+        raise RecordError(_("Not saved: the database is busy. Please try again.")) from exc

@@ -16,7 +16,7 @@ from sqlalchemy import column as sql_column
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import ddl
+from custom_fields import ddl, hooks
 from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
 from models import Entity, Field, SchemaChange, SchemaState
@@ -31,10 +31,6 @@ ICON_CHOICES = (
     "fa-table", "fa-building", "fa-user", "fa-users", "fa-truck", "fa-briefcase", "fa-cube", "fa-tag",
     "fa-file-text", "fa-handshake-o", "fa-calendar", "fa-star", "fa-book", "fa-envelope", "fa-phone",
 )  # fmt: skip
-
-#: Called with (field id, field name, entity slug) after a field is purged, by features that name fields
-#: (saved views, filters, templates, schedules), so nothing keeps pointing at a column that is gone.
-FIELD_PURGE_HOOKS: list[Callable[[int, str, str], None]] = []
 
 
 class SchemaError(Exception):
@@ -643,9 +639,9 @@ def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None
         db.session.delete(row)
         return purged
 
-    purged = run_schema_change(change)
-    for hook in FIELD_PURGE_HOOKS:
-        hook(*purged)
+    field_id, name, slug = run_schema_change(change)
+    # Features that name fields (saved views, filters, templates) forget this one (``hooks.field_purged``).
+    hooks.call.field_purged(field_id=field_id, name=name, slug=slug)
 
 
 def change_type(

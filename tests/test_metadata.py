@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import inspect, select, text
 
 from app.extensions import db
-from custom_fields import service
+from custom_fields import hooks, service
+from custom_fields.hooks import hookimpl
 from custom_fields.runtime import current, refresh
 from custom_fields.service import ConversionRefused, SchemaError
 from models import Entity, Field, SchemaChange
@@ -191,11 +192,14 @@ def test_archive_restore_and_purge(app_ctx) -> None:  # noqa: ANN001
         service.purge_field(extra.id, confirm_label="неверно")
     assert extra.column_name in columns(entity.table_name)
     purged = []
-    service.FIELD_PURGE_HOOKS.append(lambda *args: purged.append(args))
-    try:
+
+    class Listener:
+        @hookimpl
+        def field_purged(self, field_id: int, name: str, slug: str) -> None:
+            purged.append((field_id, name, slug))
+
+    with hooks.registered(Listener()):
         service.purge_field(extra.id, confirm_label=extra.label)
-    finally:
-        service.FIELD_PURGE_HOOKS.pop()
     assert extra.column_name not in columns(entity.table_name)
     assert db.session.get(Field, extra.id) is None
     assert purged == [(extra.id, extra.name, entity.slug)]

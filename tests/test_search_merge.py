@@ -15,8 +15,9 @@ from sqlalchemy import select
 from app.crm import duplicates, merge
 from app.crm import search as searching
 from app.extensions import db
-from custom_fields import access, history, records
+from custom_fields import access, history, hooks, records
 from custom_fields.access import Actor
+from custom_fields.hooks import hookimpl
 from custom_fields.runtime import current, refresh
 from custom_fields.types import REGISTRY
 from models import Stage
@@ -348,16 +349,18 @@ def test_staff_may_not_merge(app_ctx, staff_client, pair) -> None:  # noqa: ANN0
     assert row("deals", pair["deal"]).company_id == drop
 
 
-def test_merge_is_all_or_nothing(app_ctx, pair, monkeypatch) -> None:  # noqa: ANN001
+def test_merge_is_all_or_nothing(app_ctx, pair) -> None:  # noqa: ANN001
     keep, drop = pair["keep"], pair["drop"]
     before = row("companies", keep).row_version
     changes = db.session.scalar(select(RecordChange.id).order_by(RecordChange.id.desc()).limit(1))
 
-    def broken(ctx: Any, touched: list[dict[str, Any]]) -> None:
-        raise RuntimeError("the disk is full")
+    class Broken:
+        @hookimpl
+        def after_write(self, ctx: Any, touched: list[dict[str, Any]]) -> None:
+            if ctx.entity.slug == "tasks":
+                raise RuntimeError("the disk is full")
 
-    monkeypatch.setitem(records.AFTER_WRITE, "tasks", broken)
-    with pytest.raises(RuntimeError):
+    with hooks.registered(Broken()), pytest.raises(RuntimeError):
         merge.merge("companies", keep, drop, user_actor("admin", "ui"))
     kept = row("companies", keep)
     assert kept.row_version == before and kept.email is None

@@ -16,6 +16,7 @@ from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor
 from custom_fields.core import N_
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.service import SchemaError
 from custom_fields.types import REGISTRY
 from jobs import JobQueueUnavailable, enqueue
@@ -239,7 +240,11 @@ class RecycleBinView(BaseView):
             if not rights.is_admin and not rights.can("delete"):
                 continue
             model = schema.classes[slug]
-            query = select(model).where(model.deleted_at.is_not(None))
+            try:
+                binned = TableQuery(slug, actor, "read").recycle_bin_condition()
+            except QueryError:
+                continue
+            query = select(model).where(binned)
             if not rights.is_admin:
                 query = query.where(model.owner_id == actor.user_id)
             for item in db.session.scalars(query.order_by(model.deleted_at.desc()).limit(BIN_LIMIT)):

@@ -257,7 +257,9 @@ def convert(
     ``stage_id`` (default: the first stage of the first active pipeline). Raises the write path's errors
     (RecordInvalid with messages by field: ``company_id``, ``contact_id``, ``stage_id``, ``amount`` ...);
     when it does, nothing was written."""
-    with records.atomic():
+    # The company and contact it matched may be out of the user's reach (linking them avoids a duplicate):
+    # the system path lets these writes link them. Records the user picked are checked by ``_picked``.
+    with records.atomic(), records.linking_unreadable("lead conversion"):
         lead = load_lead(lead_id, actor)
         if lead.status == "converted":
             raise RecordError(_("This lead has already been converted."))

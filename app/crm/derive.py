@@ -1,6 +1,6 @@
 """The CRM's computed fields and cross-field rules, run by the write path inside each write's transaction
-(``custom_fields.records.DERIVERS`` / ``AFTER_WRITE``), so a form, the API, an import and a job all get
-the same results:
+(the ``derive`` and ``after_write`` hooks of ``custom_fields.hooks``), so a form, the API, an import and a
+job all get the same results:
 
 - a contact's full name from its parts; consent dates when consent is given or withdrawn;
 - a deal's pipeline from its stage, its probability from the stage unless set, ``closed_at`` when it
@@ -15,6 +15,7 @@ the same results:
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -23,8 +24,9 @@ from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, select, update
 
 from app.extensions import db
-from custom_fields import records, runtime
-from custom_fields.records import _Context
+from custom_fields import hooks, records, runtime
+from custom_fields.hooks import hookimpl
+from custom_fields.records import WriteContext as _Context
 from custom_fields.types import local_timezone
 from models.system import utcnow
 
@@ -263,9 +265,28 @@ def refresh_overdue(on: dt.date | None = None) -> int:
     return len(changes)
 
 
+DERIVERS: dict[str, Any] = {
+    "contacts": contacts, "leads": leads, "stages": stages, "deals": deals, "deal_lines": deal_lines,
+    "activities": activities, "tasks": tasks, "invoices": invoices,
+}  # fmt: skip
+
+
+@hookimpl
+def derive(ctx: _Context, rows: Rows, befores: Befores) -> Errors | None:
+    rule = DERIVERS.get(ctx.entity.slug)
+    return rule(ctx, rows, befores) if rule is not None else None
+
+
+@hookimpl
+def after_write(ctx: _Context, touched: Rows) -> None:
+    if ctx.entity.slug == "deal_lines":
+        after_deal_lines(ctx, touched)
+
+
+@hookimpl
+def derived_tables() -> tuple[str, ...]:
+    return tuple(DERIVERS)
+
+
 def register() -> None:
-    records.DERIVERS.update(
-        contacts=contacts, leads=leads, stages=stages, deals=deals, deal_lines=deal_lines,
-        activities=activities, tasks=tasks, invoices=invoices,
-    )  # fmt: skip
-    records.AFTER_WRITE["deal_lines"] = after_deal_lines
+    hooks.register(sys.modules[__name__])

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -95,21 +94,17 @@ def merge(
         raise records.RecordError(_("Choose two different records to merge."))
     if not actor_may_merge(actor):
         raise records.AccessDenied(_("Only managers and administrators may merge records."))
-    edit = records._context(slug, actor, "edit")
-    delete = records._context(slug, actor, "delete")
-    delete.changeset, delete.at = edit.changeset, edit.at
-    entity = edit.entity
     chosen = dict(values or {})
-
-    def work() -> MergeResult:
-        keep = records._load(edit, [keep_id], lock=True, action="edit").get(keep_id)
-        drop = records._load(delete, [drop_id], lock=True, action="delete").get(drop_id)
+    # The dropped record's links (its company) may be out of the user's reach; the merge keeps them.
+    with records.linking_unreadable("merge"), records.unit_of_work(slug, actor, "edit", "delete") as work:
+        keep = work.load([keep_id], "edit").get(keep_id)
+        drop = work.load([drop_id], "delete").get(drop_id)
         if keep is None:
             raise records.RecordNotFound(_("Record %(id)s does not exist.", id=keep_id))
         if drop is None:
             raise records.RecordNotFound(_("Record %(id)s does not exist.", id=drop_id))
         # What the kept record gets: the chosen values, else the dropped record's where it has none.
-        fields = {f.name: f for f in merge_fields(entity, edit.grants)}
+        fields = {f.name: f for f in merge_fields(work.entity, work.rights)}
         unknown = [name for name in chosen if name not in fields]
         if unknown:
             raise records.RecordInvalid({name: _("You may not change this field.") for name in unknown})
@@ -123,38 +118,28 @@ def merge(
                 continue
             if not same(spec, value, keep.get(name)):
                 changes[name] = REGISTRY[spec.type].to_json(value, spec)
-        parsed, errors = records._parse(edit, changes, creating=False)
+        parsed, errors = work.parse(changes)
         if errors:
             raise records.RecordInvalid(errors)
-        # The kept record: its merge line first (the change set reads as a merge), then its new values.
-        edit.log(keep_id, "merge", None, None, {"merged": drop_id})
-        saved = records._apply(edit, [keep_id], [parsed], {keep_id: keep["row_version"]})[0]
-        if saved.version == keep["row_version"]:  # nothing filled: the merge still is a new version
-            table = edit.table
-            db.session.execute(
-                sa.update(table).where(table.c.id == keep_id).values(row_version=table.c.row_version + 1)
-            )
-            edit.flush_history()
+        # The kept record: its merge line first (the change set reads as a merge), then its new values;
+        # nothing filled still makes the merge a new version.
+        work.note(keep_id, "merge", {"merged": drop_id})
+        work.update(keep_id, parsed, keep["row_version"])
         # Every link to the dropped record now points at the kept one.
         moved = 0
-        for other, spec in references(entity):
+        for other, spec in references(work.entity):
             model = runtime.current().classes[other.slug]
             condition = [getattr(model, spec.name) == drop_id, model.deleted_at.is_(None)]
             if other.slug == slug:
                 condition.append(model.id != drop_id)
             pks = list(db.session.scalars(select(model.id).where(*condition).order_by(model.id)))
             if pks:
-                records.cascade_update(other.slug, {pk: {spec.name: keep_id} for pk in pks}, edit)
+                work.cascade_update(other.slug, {pk: {spec.name: keep_id} for pk in pks})
                 moved += len(pks)
         # The dropped record: its merge line, then the recycle bin.
-        current = records._load(delete, [drop_id], lock=True, action="delete")
-        if drop_id not in current:
-            raise records.RecordNotFound(_("Record %(id)s does not exist.", id=drop_id))
-        delete.log(drop_id, "merge", None, None, {"into": keep_id})
-        records._mark(delete, current, deleted=True)
+        work.note(drop_id, "merge", {"into": keep_id}, on="delete")
+        work.delete([drop_id])
         return MergeResult(keep_id, drop_id, tuple(changes), moved)
-
-    return records._transaction(work)
 
 
 def merge_rights(slug: str, actor: Actor) -> Grants | None:
