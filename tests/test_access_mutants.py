@@ -580,9 +580,14 @@ def test_a_deal_line_is_read_as_far_as_its_deal_is_read_and_changed_as_far_as_it
     )
     records.delete("deal_lines", binned, staff2)
     own_deal = records.create("deals", {"title": "Своя сделка", "stage_id": default_stage_id()}, staff1).id
-    own_line = records.create(
-        "deal_lines", {"deal_id": own_deal, "description": "Своя строка", "quantity": 1, "price": 5}, staff2
-    ).id  # added by someone else: the line is the deal owner's through its deal
+    # Added by someone who cannot read the deal (so through the system path): the line is the deal owner's
+    # through its deal.
+    with records.linking_unreadable("test: a line added to another user's deal"):
+        own_line = records.create(
+            "deal_lines",
+            {"deal_id": own_deal, "description": "Своя строка", "quantity": 1, "price": 5},
+            staff2,
+        ).id
     staff = role_named(app_ctx, "Staff").id
     deals = current().entity("deals")
     access.save_rules(staff, tables={deals.id: {"read_scope": "all"}})
