@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 from flask import current_app
+from sqlalchemy import delete, func, insert, select
+
+from app.extensions import db
+from models.exports import StoredFileChunk
 
 CHUNK = 1 << 20
 
@@ -65,60 +69,34 @@ class DatabaseStore:
     """Files as 1 MB chunks in ``tabula_file_chunk``: for several machines without a shared folder. A file is
     written in its own transaction, all chunks or none."""
 
+    table = StoredFileChunk.__table__
+
     def put(self, local: Path, key: str) -> None:
-        from sqlalchemy import delete, insert
-
-        from app.extensions import db
-        from models.exports import StoredFileChunk
-
-        table = StoredFileChunk.__table__
         with db.engine.begin() as connection:
-            connection.execute(delete(table).where(table.c.key == key))
+            connection.execute(delete(self.table).where(self.table.c.key == key))
             with open(local, "rb") as handle:
                 for seq, data in enumerate(iter(lambda: handle.read(CHUNK), b"")):
-                    connection.execute(insert(table), {"key": key, "seq": seq, "data": data})
+                    connection.execute(insert(self.table), {"key": key, "seq": seq, "data": data})
         Path(local).unlink(missing_ok=True)
 
     def chunks(self, key: str) -> Iterator[bytes]:
-        from sqlalchemy import func, select
-
-        from app.extensions import db
-        from models.exports import StoredFileChunk
-
-        table = StoredFileChunk.__table__
-        count = db.session.scalar(select(func.count()).where(table.c.key == key))
+        count = db.session.scalar(select(func.count()).where(self.table.c.key == key))
         if not count:
             raise FileNotFoundError(key)
         return self._read(key, count)
 
     def _read(self, key: str, count: int) -> Iterator[bytes]:
-        from sqlalchemy import select
-
-        from app.extensions import db
-        from models.exports import StoredFileChunk
-
-        table = StoredFileChunk.__table__
         for seq in range(count):  # one chunk in memory at a time
-            yield db.session.scalar(select(table.c.data).where(table.c.key == key, table.c.seq == seq))
+            chunk = select(self.table.c.data).where(self.table.c.key == key, self.table.c.seq == seq)
+            yield db.session.scalar(chunk)
 
     def delete(self, key: str) -> None:
-        from sqlalchemy import delete
-
-        from app.extensions import db
-        from models.exports import StoredFileChunk
-
-        table = StoredFileChunk.__table__
         with db.engine.begin() as connection:
-            connection.execute(delete(table).where(table.c.key == key))
+            connection.execute(delete(self.table).where(self.table.c.key == key))
 
     def exists(self, key: str) -> bool:
-        from sqlalchemy import select
-
-        from app.extensions import db
-        from models.exports import StoredFileChunk
-
-        table = StoredFileChunk.__table__
-        return db.session.scalar(select(table.c.seq).where(table.c.key == key).limit(1)) is not None
+        found = select(self.table.c.seq).where(self.table.c.key == key).limit(1)
+        return db.session.scalar(found) is not None
 
 
 def file_store() -> FileStore:
