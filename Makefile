@@ -16,7 +16,7 @@ run: setup
 test: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 setup: $(RUNTIME_STAMP) translations frontend
 

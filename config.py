@@ -174,6 +174,34 @@ def _worker_timing(env: Mapping[str, str]) -> dict[str, int]:
     return {"TABULA_WORKER_STALE_SECONDS": stale, "TABULA_WORKER_HEARTBEAT_SECONDS": heartbeat}
 
 
+def engine_options(url: str) -> dict[str, Any]:
+    """SQLAlchemy's engine settings. On PostgreSQL every statement is planned with its values: psycopg
+    prepares a statement run 5 times, and PostgreSQL's generic plan for it then cannot see which owner or
+    search text is asked for (the grid's quick search ran about twice as long on it, ``bench/grid.py``);
+    planning these statements takes a fraction of a millisecond."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if make_url(url).get_backend_name() == "postgresql":
+        options["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
+    return options
+
+
+def schedule_seconds(env: Mapping[str, str]) -> int:
+    """How often ``tabula cron`` looks for due export schedules (and other calendar work)."""
+    return _positive(env, "TABULA_SCHEDULE_SECONDS", 60)
+
+
+def base_url(env: Mapping[str, str]) -> str:
+    """``TABULA_BASE_URL`` without a trailing slash; by default the run command's own address."""
+    raw = env.get("TABULA_BASE_URL", "").strip().rstrip("/")
+    if not raw:
+        host = env.get("TABULA_HOST", "").strip() or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (an address to reach, not bind)
+        return f"http://{host}:{_int(env, 'TABULA_PORT', 5000)}"
+    if not raw.startswith(("http://", "https://")) or " " in raw:
+        raise ConfigError(f"TABULA_BASE_URL must be an http:// or https:// address, got {raw!r}")
+    return raw
+
+
 def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """All Flask, Flask-AppBuilder and Tabula settings as one dict for ``app.config``."""
     env = os.environ if env is None else env
@@ -182,7 +210,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SECRET_KEY": secret_key(env),
         "SQLALCHEMY_DATABASE_URI": database_url(env),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url(env)),
         "REDIS_URL": redis_url(env),
         "TABULA_EMBEDDED_REDIS": uses_embedded_redis(env),
         "RQ_QUEUES": ["default"],
@@ -204,7 +232,24 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TABULA_EXPORT_DAYS": _positive(env, "TABULA_EXPORT_DAYS", 7),
         # The RQ queue export jobs go to (give big exports workers of their own: `tabula worker exports`).
         "TABULA_EXPORT_QUEUE": env.get("TABULA_EXPORT_QUEUE", "").strip() or "default",
-        # Outgoing mail (mailings, reminders).
+        # Imports: the largest file a user may upload (bytes), and the most a workbook (a zip) may unpack to
+        # (bytes: a small file that unpacks to gigabytes is refused before it is read).
+        "TABULA_IMPORT_MAX_BYTES": _positive(env, "TABULA_IMPORT_MAX_BYTES", 50 * 1024 * 1024),
+        "TABULA_IMPORT_MAX_UNPACKED": _positive(env, "TABULA_IMPORT_MAX_UNPACKED", 500 * 1024 * 1024),
+        "TABULA_IMPORT_QUEUE": env.get("TABULA_IMPORT_QUEUE", "").strip() or "default",
+        # Type changes of tables with more rows than this run as a background job with a progress bar (0:
+        # always); smaller tables convert in the admin's request.
+        "TABULA_CONVERSION_JOB_ROWS": _not_negative(env, "TABULA_CONVERSION_JOB_ROWS", 50_000),
+        # The RQ queue conversion jobs go to, and how many rows each short transaction of a conversion fills.
+        "TABULA_SCHEMA_QUEUE": env.get("TABULA_SCHEMA_QUEUE", "").strip() or "default",
+        "TABULA_CONVERSION_BATCH": _not_negative(env, "TABULA_CONVERSION_BATCH", 0),  # 0: 10,000
+        # Scheduled exports: files above this size are linked in the message, not attached; the scheduler
+        # looks for due schedules this often (seconds).
+        "TABULA_EXPORT_ATTACH_MB": _not_negative(env, "TABULA_EXPORT_ATTACH_MB", 10),
+        "TABULA_SCHEDULE_SECONDS": schedule_seconds(env),
+        # The address users reach the CRM at, for links in e-mails.
+        "TABULA_BASE_URL": base_url(env),
+        # Outgoing mail (mailings, reminders, scheduled exports).
         "SMTP_HOST": env.get("SMTP_HOST", "").strip() or "localhost",
         "SMTP_PORT": _int(env, "SMTP_PORT", 25),
         "SMTP_USER": env.get("SMTP_USER", ""),
@@ -212,6 +257,16 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", False),
         "SMTP_SSL": _bool(env, "SMTP_SSL", False),
         "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "Tabula CRM <crm@localhost>",
+        # Without SMTP_HOST no mail server is configured: mailings say so instead of sending.
+        "SMTP_CONFIGURED": bool(env.get("SMTP_HOST", "").strip()),
+        "SMTP_TIMEOUT": _positive(env, "SMTP_TIMEOUT", 30),
+        # Mailings: the queue their senders go to, how many senders a mailing starts, how long a sender's
+        # claim lives without renewal, and how often (with what first pause) a temporary error is retried.
+        "TABULA_MAIL_QUEUE": env.get("TABULA_MAIL_QUEUE", "").strip() or "default",
+        "TABULA_MAIL_SENDERS": _positive(env, "TABULA_MAIL_SENDERS", 2),
+        "TABULA_MAIL_LEASE_SECONDS": _positive(env, "TABULA_MAIL_LEASE_SECONDS", 60),
+        "TABULA_MAIL_RETRIES": _not_negative(env, "TABULA_MAIL_RETRIES", 3),
+        "TABULA_MAIL_RETRY_SECONDS": _float(env, "TABULA_MAIL_RETRY_SECONDS", 2.0),
         # Flask-AppBuilder
         "APP_NAME": "Tabula CRM",
         "AUTH_TYPE": AUTH_DB,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from flask import Flask, current_app, has_request_context, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder import AppBuilder
 from flask_babel.speaklater import LazyString
+from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
@@ -19,7 +21,9 @@ from app.api_csrf import refuse_cross_site_api_writes
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import GUARDS
 from app.headers import install_security_headers
+from app.redis_client import prefetch
 from app.security import TabulaSecurityManager
+from custom_fields import schema_signal
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
 
@@ -53,6 +57,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     errors.register(app)
     app.before_request(_follow_schema_changes)
     db.init_app(app)
+    schema_signal.install()
     sqlite_unicode_functions()
     crm.register()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
@@ -81,16 +86,21 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
 
 
 def _follow_schema_changes() -> None:
-    """One cheap SELECT per request: rebuild this process's tables when another process changed them."""
+    """Rebuild this process's tables when another process changed them (one Redis read while nothing did,
+    which also fetches the API token's session generation)."""
     if (
         request.endpoint is None
         or request.endpoint.endswith("static")
         or request.endpoint.startswith("health.")
     ):
         return
-    from custom_fields.runtime import refresh
+    from custom_fields.runtime import follow
 
-    refresh()
+    token_key = sessions.token_generation_key()
+    if token_key is not None:
+        with contextlib.suppress(RedisError):  # each read then asks Redis itself, and reports the outage
+            prefetch([schema_signal.EPOCH_KEY, token_key])
+    follow()
 
 
 def _select_locale() -> str:

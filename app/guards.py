@@ -153,7 +153,8 @@ def reject_out_of_range_ids() -> None:
     for key, value in (request.view_args or {}).items():
         if key == "pk" or key.endswith("_id"):
             text = str(value).strip()
-            if len(text) > 12 or (text.lstrip("-").isdigit() and abs(int(text)) > MAX_ID):
+            # isdecimal, not isdigit: "²" is a digit that int() refuses (the fuzzer's 500 on /jobs/show/²)
+            if len(text) > 12 or (text.lstrip("-").isdecimal() and abs(int(text)) > MAX_ID):
                 abort(404)
 
 

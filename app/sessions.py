@@ -10,10 +10,13 @@ it from.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Any
 
 import msgspec
-from flask import Flask, current_app, has_request_context, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import LazyString
 from flask_login import user_logged_in
 from flask_session import Session
@@ -21,7 +24,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 
 from app import security_log
-from app.redis_client import redis_connection
+from app.redis_client import forget_prefetched, get_once, redis_connection
 
 GENERATION_KEY = "tabula:session-generation:{user_id}"
 SESSION_GENERATION = "_tabula_generation"
@@ -43,8 +46,25 @@ def init_app(app: Flask) -> None:
 
 
 def generation(user_id: int) -> int:
-    value = redis_connection().get(GENERATION_KEY.format(user_id=int(user_id)))
+    value = get_once(GENERATION_KEY.format(user_id=int(user_id)))
     return int(value) if value else 0
+
+
+def token_generation_key() -> str | None:
+    """The generation key of the user an API token in this request names, read without verifying the token:
+    only so that the request's first Redis read can fetch it too (``app.redis_client.prefetch``). The token
+    is verified as always; the value is used only for the user the verified token names."""
+    header = request.headers.get("Authorization", "")
+    if not header[:7].lower() == "bearer ":
+        return None
+    parts = header[7:].strip().split(".")
+    if len(parts) != 3 or len(parts[1]) > 4096:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        return GENERATION_KEY.format(user_id=int(claims["sub"]))
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        return None
 
 
 def is_current(user_id: int) -> bool:
@@ -70,8 +90,10 @@ def end_sessions(user_id: int, reason: str) -> None:
     Runs inside the database flush that changes the user: a Redis outage (only possible outside a web
     request, e.g. ``tabula create-admin --reset`` while the embedded Redis is stopped) must not undo the
     password change, so it is logged and the sessions end when they expire."""
+    key = GENERATION_KEY.format(user_id=int(user_id))
+    forget_prefetched(key)
     try:
-        new = redis_connection().incr(GENERATION_KEY.format(user_id=int(user_id)))
+        new = redis_connection().incr(key)
     except RedisError:
         security_log.logger.error(
             "could not end the sessions of user %s (%s): Redis unreachable", user_id, reason

@@ -279,7 +279,21 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def run(app: Any, rows: int, repeats: int, profile: bool) -> dict[str, Any]:
+def isolated_client_class() -> type:
+    """A test client giving each request an app context of its own, as production does (the tests'
+    ``IsolatedClient``): the database session, its connection and the signed-in user are not kept between
+    requests. Without it every request of the run shares the app context ``run`` holds."""
+    from flask.testing import FlaskClient
+
+    class IsolatedClient(FlaskClient):
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            with self.application.app_context():
+                return super().open(*args, **kwargs)
+
+    return IsolatedClient
+
+
+def run(app: Any, rows: int, repeats: int, profile: bool, isolated: bool = False) -> dict[str, Any]:
     from flask_appbuilder.security.sqla.models import Role
 
     from app.extensions import db
@@ -358,6 +372,8 @@ def run(app: Any, rows: int, repeats: int, profile: bool) -> dict[str, Any]:
             app.add_url_rule(f"/bench-bare/{name}", f"bench_bare_{name}", view)
         bare = bare_app(views).test_client()
 
+        if isolated:
+            app.test_client_class = isolated_client_class()
         client = app.test_client()
         login = client.post(
             "/api/v1/security/login",
@@ -519,6 +535,7 @@ def report(rows: int, figures: dict[str, Any], total_s: float) -> dict[str, Any]
         "bare_ms": {name: round(case["bare_ms"], 2) for name, case in cases.items()},
         "ratios_in_app": {name: round(case["ratio_in_app"], 2) for name, case in cases.items()},
         "total_s": round(total_s, 1),
+        "isolated": figures["isolated"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -528,12 +545,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the first-page call")
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="each request in an app context of its own (as in production) instead of one held for the run",
+    )
     args = parser.parse_args()
     if args.rows < 4 * PAGE:
         raise SystemExit(f"--rows must be at least {4 * PAGE}")
     started = time.perf_counter()
     with scratch_app() as app:
-        figures = run(app, args.rows, args.repeats, args.profile)
+        figures = run(app, args.rows, args.repeats, args.profile, args.isolated)
+        figures["isolated"] = args.isolated
     print(json.dumps(report(args.rows, figures, time.perf_counter() - started)))
 
 

@@ -67,20 +67,27 @@ def app_environment(database_url: str, redis_url: str, instance_dir: str) -> dic
 
 
 @contextmanager
-def scratch_app() -> Iterator[Any]:
+def scratch_app(sqlite: bool = False) -> Iterator[Any]:
     """A Tabula app after ``tabula init`` (admin user, no demo data) on a fresh scratch database, which is
-    dropped on the way out whatever happens."""
+    dropped on the way out whatever happens: PostgreSQL next to ``BENCH_DATABASE_URL``, or with ``sqlite``
+    a file in the temporary instance folder. The app's environment is ``app.bench_env`` (for workers)."""
     base_url = os.environ.get("BENCH_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("BENCH_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
-    database_url, database = create_scratch_database(base_url)
-    log(f"scratch database {database}")
+    database = None
     app = None
     try:
         with tempfile.TemporaryDirectory(prefix="tabula-bench-") as instance_dir:
+            if sqlite:
+                database_url = f"sqlite:///{instance_dir}/bench.db"
+            else:
+                database_url, database = create_scratch_database(base_url)
+            log(f"scratch database {database or database_url}")
             from app import create_app
             from app.bootstrap import initialize
 
-            app = create_app(app_environment(database_url, redis_url, instance_dir))
+            env = app_environment(database_url, redis_url, instance_dir)
+            app = create_app(env)
+            app.bench_env = env
             initialize(app, echo=lambda _message: None)
             yield app
     finally:
@@ -90,5 +97,6 @@ def scratch_app() -> Iterator[Any]:
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
-        drop_scratch_database(base_url, database)
-        log(f"dropped {database}")
+        if database is not None:
+            drop_scratch_database(base_url, database)
+            log(f"dropped {database}")

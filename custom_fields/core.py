@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, func, select, text, update
 
 from app.extensions import db
+from custom_fields import schema_signal
 from models import (
     Activity,
     Company,
@@ -321,6 +322,9 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
                        "options": INVOICE_STATUSES},
             "balance": _derived(N_("Balance due"), scale=2),
             "overdue_days": _derived(N_("Days overdue")),
+            "paid_on": {"label": N_("Paid on"), "show_in_list": False,
+                        "help": N_("The day the invoice was paid in full: today when it becomes “Paid”, "
+                                   "unless you give another day; cleared while it is not paid.")},
             "owner_id": OWNER,
             "created_at": CREATED,
         },
@@ -409,6 +413,7 @@ def sync_core_entities() -> int:
         db.session.execute(
             update(SchemaState).where(SchemaState.id == 1).values(version=SchemaState.version + 1)
         )
+        schema_signal.mark_changed(db.session)
     db.session.commit()
     return added
 

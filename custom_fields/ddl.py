@@ -210,3 +210,67 @@ def is_fixed_schema(obj: object, name: str | None, type_: str, reflected: bool, 
     if type_ == "index":
         return not re.match(r"^(ix|uq)_.+_f_\d+|^ixa_", name or "")
     return True
+
+
+def create_index_concurrently(
+    engine: Engine, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None
+) -> None:
+    """PostgreSQL: the index a field has anyway (``create_index``), built CONCURRENTLY outside any
+    transaction, so the table stays readable and writable meanwhile. A failed build (duplicates for a
+    unique one) is dropped and raises ``IndexBuildFailed``."""
+    index = _index(table_name, column_name, unique, key, postgresql_concurrently=True)
+    name = index_name(table_name, column_name, unique)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
+        try:
+            if index_state(conn, name) == "invalid":
+                _drop_concurrently(conn, index)
+            try:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+            except DBAPIError as exc:
+                _drop_concurrently(conn, index)
+                lines = str(exc.orig).strip().splitlines()
+                raise IndexBuildFailed(lines[0][:200] if lines else type(exc).__name__) from exc
+        finally:
+            conn.execute(text("RESET lock_timeout"))
+
+
+def conversion_trigger_name(table_name: str, column_name: str) -> str:
+    """The trigger (and its function) that keeps a converting field's new column in step with writes."""
+    return check_identifier(f"tcv_{table_name}_{column_name}"[:63])
+
+
+def create_conversion_trigger(
+    conn: Connection, table_name: str, old_column: str, new_column: str, covers: str | None, value: str | None
+) -> None:
+    """PostgreSQL: while a field converts online, every write of its old column also writes the new one
+    (``value``, SQL over ``NEW.<old column>``, for values ``covers`` holds); a value SQL cannot convert is
+    refused (check_violation: the write path says the field is being converted)."""
+    name = conversion_trigger_name(table_name, old_column)
+    old, new = _quote(conn, old_column), _quote(conn, new_column)
+    converted = f"ELSIF {covers} THEN NEW.{new} := {value};" if covers and value else ""
+    # The driver's own cursor: the SQL carries its literals (a label may hold ":x" or "%").
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $tabula$ BEGIN "
+        f"IF TG_OP = 'UPDATE' AND NEW.{old} IS NOT DISTINCT FROM OLD.{old} THEN RETURN NEW; END IF; "
+        f"IF NEW.{old} IS NULL THEN NEW.{new} := NULL; {converted} "
+        f"ELSE RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = '{CONVERTING_MESSAGE}'; "
+        f"END IF; RETURN NEW; END $tabula$"
+    )
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE OF {old} ON {_quote(conn, table_name)} "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+        )
+    )
+
+
+#: What the conversion trigger says when it refuses a write (the write path recognises it).
+CONVERTING_MESSAGE = "tabula: the field is being converted"
+
+
+def drop_conversion_trigger(conn: Connection, table_name: str, old_column: str) -> None:
+    name = conversion_trigger_name(table_name, old_column)
+    conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {_quote(conn, table_name)}"))
+    conn.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))

@@ -13,7 +13,8 @@ from flask_appbuilder.fieldwidgets import (
     Select2Widget,
 )
 from flask_babel import gettext as _
-from markupsafe import Markup
+from flask_babel.speaklater import LazyString
+from markupsafe import Markup, escape
 from wtforms import Field, ValidationError
 from wtforms.utils import unset_value
 from wtforms.validators import StopValidation
@@ -272,6 +273,35 @@ def link_exists(form: Any, field: RegistryField) -> None:
         raise ValidationError(str(exc)) from None
 
 
+class _EscapedLazy(LazyString):
+    """Text made when shown, escaped in HTML like any user text (flask-babel's LazyString would mark it
+    safe as it is)."""
+
+    def __html__(self) -> Markup:
+        return escape(str(self))
+
+
+def converting_note(spec: FieldSpec) -> str:
+    """What the screens say about a field a background job is converting ("" when none)."""
+    from custom_fields.types import REGISTRY
+
+    target = REGISTRY.get(spec.converting_to) if spec.converting_to else None
+    if target is None:
+        return ""
+    return _(
+        "Being converted to “%(type)s”: a new value that cannot be converted is refused until it finishes.",
+        type=str(target.label),
+    )
+
+
+def _described(ftype: FieldType, spec: FieldSpec) -> Any:
+    """The form's help under the field: its help text, and whether it is converting (in the reader's
+    language when shown: forms are built once for every user)."""
+    if not spec.converting_to:
+        return spec.help_text
+    return _EscapedLazy(lambda: " ".join(t for t in (str(spec.help_text or ""), converting_note(spec)) if t))
+
+
 def _make(cls: type[RegistryField], widget: Any, ftype: FieldType, spec: FieldSpec, search: bool) -> Any:
     from custom_fields.runtime import column_default
 
@@ -279,7 +309,7 @@ def _make(cls: type[RegistryField], widget: Any, ftype: FieldType, spec: FieldSp
         spec.label,
         default=None if search else column_default(spec),
         validators=_validators(ftype, spec, search),
-        description=spec.help_text,
+        description=_described(ftype, spec),
         widget=widget,
         ftype=ftype,
         spec=spec,

@@ -24,8 +24,9 @@ from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from custom_fields import runtime
-from custom_fields.access import Grants
+from custom_fields.access import Actor, Grants, grants, is_admin
 from custom_fields.core import N_
+from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 from models.records import RecordChange
@@ -175,7 +176,10 @@ def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
 
 
 def timeline(rights: Grants, record_id: int, limit: int = TIMELINE_LIMIT) -> list[ChangeSet]:
-    """A record's history, newest first, without fields hidden from the reader."""
+    """A record's history, newest first, without fields hidden from the reader; nothing when the reader may
+    not read the record (asked through the query layer: scope, recycle bin)."""
+    if rights.actor is None or not _readable(rights.entity.slug, rights.actor, [record_id]):
+        return []
     rows = list(
         db.session.scalars(
             select(RecordChange)
@@ -213,13 +217,40 @@ def audit_query(
     return query
 
 
-def audit_page(query: Select, page: int, per_page: int) -> tuple[list[ChangeSet], bool]:
-    """One page of the audit log (admins see every field); returns the change sets and whether more follow."""
+def audit_page(
+    query: Select, page: int, per_page: int, actor: Actor | None = None
+) -> tuple[list[ChangeSet], bool]:
+    """One page of the audit log; returns the change sets and whether more follow. Administrators (and no
+    ``actor``: the system) see every change and field; anyone else only changes of records they may read now
+    (through the query layer), without fields hidden from them."""
     rows = list(
         db.session.scalars(query.order_by(RecordChange.id.desc()).offset(page * per_page).limit(per_page + 1))
     )
     more = len(rows) > per_page
-    return _group(rows[:per_page], lambda entity, spec: True), more
+    rows = rows[:per_page]
+    if actor is None or is_admin(actor):
+        return _group(rows, lambda entity, spec: True), more
+    schema = runtime.current()
+    readable: dict[int, set[int]] = {}
+    for entity_id in {row.entity_id for row in rows}:
+        entity = schema.by_id.get(entity_id)
+        ids = [row.record_id for row in rows if row.entity_id == entity_id]
+        readable[entity_id] = _readable(entity.slug, actor, ids) if entity is not None else set()
+    rights = {e: grants(actor, schema.by_id[e], schema.access) for e, ids in readable.items() if ids}
+
+    def visible(entity: EntitySpec | None, spec: FieldSpec | None) -> bool:
+        return entity is not None and (spec is None or rights[entity.id].mode(spec.name) != "hidden")
+
+    shown = [row for row in rows if row.record_id in readable[row.entity_id]]
+    return _group(shown, visible), more
+
+
+def _readable(slug: str, actor: Actor, ids: list[int]) -> set[int]:
+    """Which of the records ``ids`` of ``slug`` the actor may read (the query layer's answer)."""
+    try:
+        return TableQuery(slug, actor).readable_ids(ids)
+    except QueryError:
+        return set()
 
 
 def replay(entity_id: int, record_id: int) -> tuple[dict[int, Any], bool] | None:

@@ -31,11 +31,24 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import BigInteger, Integer, Numeric, Select, and_, false, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Numeric,
+    Select,
+    and_,
+    case,
+    distinct,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from custom_fields import runtime
+from custom_fields import buckets, runtime
 from custom_fields.access import Actor, Grants, grants, row_filter
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldType, FieldValueError
@@ -53,6 +66,8 @@ MAX_CONDITIONS = 50
 MAX_SORT = 6
 MAX_SEARCH = 100
 MAX_CURSOR = 40_000
+#: Entries the schema's memo keeps (per actor and query shape) before it starts again.
+MEMO_LIMIT = 5_000
 #: ``readable_ids`` asks for this many ids per statement.
 ID_CHUNK = 500
 #: What only the layer acts for: actions that reach rows (``access.SCOPED_ACTIONS``).
@@ -195,6 +210,8 @@ class _Reader(NamedTuple):
     width: int
     nkeys: int
     labels: tuple[tuple[str, int, Any], ...]
+    #: Where the row's version and "the actor may edit it" are (``with_versions``), or None.
+    meta: int | None = None
 
 
 class TableQuery:
@@ -215,6 +232,7 @@ class TableQuery:
         "_search",
         "_selected",
         "_sort",
+        "_versions",
     )
 
     def __init__(self, table: str, actor: Actor, action: str = "read") -> None:
@@ -224,7 +242,7 @@ class TableQuery:
         entity = schema.entity(table) if isinstance(table, str) else None
         if entity is None or entity.archived:
             raise TableNotFound(_("No such table."))
-        rights = grants(actor, entity, schema.access)
+        rights = _memo(schema, ("grants", entity.slug, actor), lambda: grants(actor, entity, schema.access))
         if not rights.can(action):
             raise QueryDenied(_("You may not do this in this table."))
         self._schema = schema
@@ -234,11 +252,14 @@ class TableQuery:
         self._rights: Grants = rights
         self._model = schema.classes[entity.slug]
         self._table = self._model.__table__
-        self._columns: dict[str, Column] = _visible_columns(entity, rights, self._model)
+        self._columns: dict[str, Column] = _memo(
+            schema, ("columns", entity.slug, actor), lambda: _visible_columns(entity, rights, self._model)
+        )
         self._selected: tuple[str, ...] | None = None
         self._filters: tuple[tuple[str, ColumnElement], ...] = ()
         self._search = ""
         self._sort: tuple[tuple[str, bool], ...] = ()
+        self._versions = False
 
     def _copy(self, **changes: Any) -> TableQuery:
         other = object.__new__(TableQuery)
@@ -287,6 +308,12 @@ class TableQuery:
         for name in names:
             self.column(name)
         return self._copy(_selected=tuple(dict.fromkeys(names)))
+
+    def with_versions(self) -> TableQuery:
+        """Rows also carry ``_version`` (their ``row_version``) and ``_editable`` (whether the actor may edit
+        the row: within its edit scope), read in the same statement as the values: a save naming that
+        version is refused if anyone changed the row after it was shown."""
+        return self._copy(_versions=True)
 
     def where(self, spec: Any) -> TableQuery:
         """Add a filter (ANDed with those given before), as plain data::
@@ -441,7 +468,13 @@ class TableQuery:
         return keys
 
     def _select(self, keys: Sequence[tuple[Column, bool]]) -> tuple[Select, _Reader]:
-        """The SELECT of rows (values, then sort keys, then what labels need) and how to read its rows."""
+        """The SELECT of rows (values, then sort keys, then what labels need) and how to read its rows,
+        built once per actor and shape (it holds no value from the request: filters come after)."""
+        sort = tuple((c.name, d) for c, d in keys)
+        shape = ("select", self._entity.slug, self._actor, self._selected, sort, self._versions)
+        return _memo(self._schema, shape, lambda: self._build_select(keys))
+
+    def _build_select(self, keys: Sequence[tuple[Column, bool]]) -> tuple[Select, _Reader]:
         shown = [c for c in self.columns if c.name != "id"]
         items: list[Any] = [self._table.c.id, *(self._attr(c.name) for c in shown)]
         items += [self._attr(column.name) for column, _desc in keys]
@@ -451,11 +484,21 @@ class TableQuery:
             read = self._label_reader(index, column, items, joins)
             if read is not None:
                 labels.append((column.name, index, read))
+        meta = None
+        if self._versions:
+            meta = len(items)
+            items += [self._table.c.row_version, self._editable_expression()]
         statement = select(*items).select_from(self._table)
         for target, on in joins:
             statement = statement.outerjoin(target, on)
         names = ("id", *(c.name for c in shown))
-        return statement, _Reader(names, len(names), len(keys), tuple(labels))
+        return statement, _Reader(names, len(names), len(keys), tuple(labels), meta)
+
+    def _editable_expression(self) -> ColumnElement:
+        if not self._rights.can("edit"):
+            return literal(False)
+        editable = row_filter(Columns(self._table), self._rights, "edit")
+        return case((editable, literal(True)), else_=literal(False))
 
     def _label_reader(self, index: int, column: Column, items: list[Any], joins: list) -> Any:
         """Adds the outer join and columns for a link's or user's label (value at ``index`` of a result
@@ -495,7 +538,7 @@ class TableQuery:
     def _fetch(self, statement: Select, reader: _Reader, as_json: bool = False) -> list[tuple[dict, tuple]]:
         if as_json:
             return self._fetch_json(statement, reader)
-        names, width, nkeys, labels = reader
+        names, width, nkeys, labels, meta = reader
         found = []
         for row in db.session.execute(statement).all():
             item = dict(zip(names, row, strict=False))
@@ -503,12 +546,14 @@ class TableQuery:
                 item["_labels"] = {
                     name: (read(row) if row[at] is not None else None) for name, at, read in labels
                 }
+            if meta is not None:
+                item["_version"], item["_editable"] = row[meta], bool(row[meta + 1])
             found.append((item, tuple(row[width : width + nkeys])))
         return found
 
     def _fetch_json(self, statement: Select, reader: _Reader) -> list[tuple[dict, tuple]]:
         """Result rows straight to what ``json_rows`` makes of them (one pass, for the data endpoint)."""
-        names, width, nkeys, labels = reader
+        names, width, nkeys, labels, meta = reader
         referenced = {name for name, _at, _read in labels}
         plain: list[tuple[str, int]] = []
         converted: list[tuple[str, int, Any, FieldSpec]] = []
@@ -527,6 +572,8 @@ class TableQuery:
             for name, at, read in labels:
                 value = row[at]
                 item[name] = None if value is None else {"id": value, "label": read(row)}
+            if meta is not None:
+                item["_version"], item["_editable"] = row[meta], bool(row[meta + 1])
             found.append((item, tuple(row[width : width + nkeys])))
         return found
 
@@ -604,6 +651,25 @@ class TableQuery:
             return Count(COUNT_LIMIT, False)
         return Count(max(self._estimate(), COUNT_LIMIT + 1), False)
 
+    def exact_count(self) -> int:
+        """How many rows match, counted in full however many (a confirmation naming the exact number)."""
+        return db.session.scalar(select(func.count()).select_from(self.ids_statement().subquery())) or 0
+
+    def id_batches(self, size: int = 1000) -> Iterator[list[int]]:
+        """The ids of every matching row in ascending order, ``size`` at a time (keyset on ``id``, read afresh
+        for each batch: rows changed between batches do not move the reading on)."""
+        size = max(1, min(int(size), MAX_BATCH))
+        last = 0
+        table = self._table
+        while True:
+            statement = self.ids_statement().where(table.c.id > last).order_by(table.c.id).limit(size)
+            found = list(db.session.scalars(statement))
+            if found:
+                yield found
+            if len(found) < size:
+                return
+            last = found[-1]
+
     def _estimate(self) -> int:
         statement = select(self._table.c.id).where(self.condition())
         connection = db.session.connection()
@@ -655,6 +721,8 @@ class TableQuery:
                 for name in references:
                     value = row[name]
                     item[name] = None if value is None else {"id": value, "label": labels.get(name)}
+            if self._versions and "_version" in row:
+                item["_version"], item["_editable"] = row["_version"], row["_editable"]
             out.append(item)
         return out
 
@@ -718,36 +786,71 @@ class TableQuery:
         self, group_by: Sequence[str], measures: Mapping[str, tuple[str, str | None]]
     ) -> list[dict[str, Any]]:
         """GROUP BY visible columns over the matching rows: one dict per group with the group's values and
-        each measure, ``{"n": ("count", None), "total": ("sum", "amount")}`` (count, sum, min, max, avg;
-        sum and avg of numbers only). Ordered by the groups, empty values last."""
+        each measure, ``{"n": ("count", None), "total": ("sum", "amount")}`` (count, count_distinct, sum,
+        min, max, avg; sum and avg of numbers only). A group ``"field:month"`` groups a date or date-time by
+        a calendar unit its type offers (``bucket_units``), its value the bucket's first day. Ordered by the
+        groups, empty values last."""
         if len(group_by) > MAX_SORT:
             raise QueryError(_("Group by at most %(n)d fields.", n=MAX_SORT))
         if not isinstance(measures, Mapping) or not 0 < len(measures) <= MAX_CONDITIONS:
             raise QueryError(_("Ask for from 1 to %(n)d measures.", n=MAX_CONDITIONS))
-        groups = [self.column(name) for name in dict.fromkeys(group_by)]
-        items: list[Any] = [self._attr(c.name) for c in groups]
-        names = [c.name for c in groups]
+        dialect = db.session.get_bind().dialect.name
+        groups = [self._group(entry, dialect) for entry in dict.fromkeys(group_by)]
+        items: list[Any] = [expression for _name, expression, _unit in groups]
+        names = [name for name, _expression, _unit in groups]
         for label, measure in measures.items():
             if not isinstance(measure, tuple | list) or len(measure) != 2 or label in names:
                 raise QueryError(_("A measure is a function and a field."))
             function, name = measure
             if function == "count" and name is None:
                 items.append(func.count(self._table.c.id))
+            elif function == "count_distinct" and name is not None:
+                items.append(func.count(distinct(self._attr(self.column(name).name))))
             elif function in AGGREGATES and name is not None:
-                attr = self._attr(self.column(name).name)
-                if function in ("sum", "avg") and not isinstance(attr.type, Numeric | Integer):
+                if function in ("sum", "avg") and not self.can_add_up(name):
                     spec = self.column(name).spec
                     raise QueryError(_("The field %(field)s cannot be added up.", field=spec.label))
-                items.append(AGGREGATES[function](attr))
+                items.append(AGGREGATES[function](self._attr(self.column(name).name)))
             else:
                 raise QueryError(_("A measure is a function and a field."))
             names.append(label)
         statement = select(*items).where(self.condition())
         if groups:
-            keys = [(c, False) for c in groups]
-            attrs = [self._attr(c.name) for c in groups]
-            statement = statement.group_by(*attrs).order_by(*_ordering(self._attr, keys))
-        return [dict(zip(names, row, strict=True)) for row in db.session.execute(statement)]
+            expressions = [expression for _name, expression, _unit in groups]
+            order = [part for e in expressions for part in (e.is_(None), e)]
+            statement = statement.group_by(*expressions).order_by(*order)
+        found = []
+        for row in db.session.execute(statement):
+            values = dict(zip(names, row, strict=True))
+            for name, _expression, unit in groups:
+                if unit:
+                    values[name] = buckets.read(values[name], unit)
+            found.append(values)
+        return found
+
+    def can_add_up(self, name: str) -> bool:
+        """Whether ``aggregate`` may sum or average the visible field ``name``: numbers, not the ids a link
+        or user field stores."""
+        column = self.column(name)
+        return column.reference is None and isinstance(self._attr(column.name).type, Numeric | Integer)
+
+    def _group(self, entry: Any, dialect: str) -> tuple[str, Any, str | None]:
+        """A group of ``aggregate``: (its name, its SQL, its calendar unit or None)."""
+        if not isinstance(entry, str):
+            raise _unknown_field(entry)
+        name, _sep, unit = entry.partition(":")
+        column = self.column(name)
+        if not unit:
+            return entry, self._attr(column.name), None
+        if unit not in column.ftype.bucket_units:
+            raise QueryError(
+                _(
+                    "The field %(field)s cannot be grouped by %(unit)s.",
+                    field=column.spec.label,
+                    unit=buckets.UNIT_LABELS.get(unit, unit),
+                )
+            )
+        return entry, column.ftype.bucket(self._attr(column.name), unit, dialect), unit
 
     def labels_of(self, ids: Iterable[int]) -> dict[int, str]:
         """The display labels of those of ``ids`` that match (``#id`` when the display field is hidden or
@@ -765,8 +868,163 @@ class TableQuery:
                 found[row[0]] = text or f"#{row[0]}"
         return found
 
+    def label(self, row: Mapping[str, Any]) -> str:
+        """A row's display label as this actor may see it: its display field (``label_fields``) as text,
+        or ``#id`` when that field is hidden from the actor, not among the row's values, or empty."""
+        shown = self._entity.display_field
+        column = self._columns.get(shown.name) if shown is not None else None
+        if column is None or column.name not in row:
+            return f"#{row['id']}"
+        return REGISTRY[column.type].to_text(row[column.name], column.spec) or f"#{row['id']}"
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        """What ``fields`` needs for ``label``: the display field when the actor may see it."""
+        shown = self._entity.display_field
+        return (shown.name,) if shown is not None and shown.name in self._columns else ()
+
+    def ids_labelled(self, label: str, limit: int = 2) -> list[int]:
+        """Ids (at most ``limit``, oldest first) of the matching rows whose display field equals ``label``
+        (a linked record pasted by its label); none when the display field is hidden from the actor or
+        cannot hold such a value."""
+        shown = self._entity.display_field
+        if shown is None or shown.name not in self._columns or not label.strip():
+            return []
+        try:
+            query = self.where({"field": shown.name, "op": "eq", "value": label.strip()})
+        except QueryError:
+            return []
+        if query is self:
+            return []
+        statement = query.ids_statement().order_by(self._table.c.id).limit(max(1, int(limit)))
+        return list(db.session.scalars(statement))
+
+    def versions(self, ids: Iterable[int]) -> dict[int, int]:
+        """``row_version`` of those of ``ids`` that match (each save names the version it read)."""
+        wanted = sorted({int(i) for i in ids if i is not None})
+        found: dict[int, int] = {}
+        table = self._table
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            statement = select(table.c.id, table.c.row_version).where(table.c.id.in_(chunk), self.condition())
+            found.update({pk: version for pk, version in db.session.execute(statement)})
+        return found
+
+    def binned(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows in the recycle bin that the actor may see there: all of them for an
+        administrator (and the system), else their own when they may delete in the table (who may restore
+        one, as ``records.can_restore`` decides). Each as ``id``, ``label`` (as ``label``), ``owner_id``
+        and ``deleted_at``; the filters given apply."""
+        table = self._table
+        parts = [table.c.deleted_at.is_not(None), *(c for _key, c in self._filters)]
+        if not self._rights.is_admin:
+            if not self._rights.can("delete") or self._actor.user_id is None:
+                return []
+            parts.append(table.c.owner_id == self._actor.user_id)
+        names = self.label_fields
+        items = [table.c.id, table.c.owner_id, table.c.deleted_at, *(self._attr(n) for n in names)]
+        statement = select(*items).where(and_(*parts)).order_by(table.c.deleted_at.desc(), table.c.id.desc())
+        found = []
+        for row in db.session.execute(statement.limit(max(1, int(limit)))):
+            item = {
+                "id": row[0],
+                "owner_id": row[1],
+                "deleted_at": row[2],
+                **dict(zip(names, row[3:], strict=True)),
+            }
+            found.append({**item, "label": self.label(item)})
+        return found
+
+    # --- matching on chosen fields (global search, duplicates, lead conversion) ------------------------
+
+    def shown(self, names: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``names`` that are fields the actor may see (in that order): what ``search_in`` and
+        ``match_any`` look in."""
+        return tuple(n for n in dict.fromkeys(names) if n in self._columns and not self._columns[n].record)
+
+    def search_in(self, names: Iterable[str], text: Any) -> TableQuery:
+        """Rows where one of the named fields matches ``text`` as its type matches a quick search
+        (``search_condition``), e.g. the fields the global search looks in. Fields hidden from the actor
+        (or unknown) are not looked in, so a hidden value never decides whether a row is found; when no
+        field is left, nothing matches."""
+        text = clean_search(text)
+        found = []
+        for name in self.shown(names):
+            column = self._columns[name]
+            condition = column.ftype.search_condition(self._attr(name), text, column.spec) if text else None
+            if condition is not None:
+                found.append(condition)
+        key = json.dumps(["search_in", self.shown(names), text], ensure_ascii=True)
+        return self._copy(_filters=(*self._filters, (key, or_(*found) if found else false())))
+
+    def match_any(self, tests: Iterable[tuple[str, Any]]) -> TableQuery:
+        """Rows where one of ``tests`` holds: ``(field name, test)``, ``test`` making a condition of the
+        field's column (a caller's own comparison, e.g. a normalised e-mail or phone). Fields hidden from
+        the actor (or unknown) are not tested, so a hidden value never decides a match; when no test is
+        left, nothing matches."""
+        found = []
+        for name, test in tests:
+            if self.shown([name]):
+                found.append(test(self._attr(name)))
+        condition = or_(*found) if found else false()
+        compiled = condition.compile()
+        key = json.dumps(["match", str(compiled), sorted(compiled.params.items())], default=str)
+        return self._copy(_filters=(*self._filters, (key, condition)))
+
+    # --- the named system reads ------------------------------------------------------------------------
+
+    def ids_beyond_reach(self, reason: str, limit: int = 1) -> list[int]:
+        """The system read for avoiding duplicates: ids (oldest first, at most ``limit``) of live rows that
+        meet this query's filters and search *outside* the actor's row scope too (lead conversion reuses the
+        contact it matched even if the user cannot open it). Only ids: no value or label of such a row
+        leaves the layer, and the filters still only see the actor's visible fields. Only Python code asks,
+        for a named ``reason``; no request value leads here."""
+        if not reason:
+            raise ValueError("ids_beyond_reach needs a reason")
+        parts = [self._table.c.deleted_at.is_(None), *(c for _key, c in self._filters)]
+        searched = self._search_condition()
+        if searched is not None:
+            parts.append(searched)
+        statement = select(self._table.c.id).where(and_(*parts)).order_by(self._table.c.id)
+        return list(db.session.scalars(statement.limit(max(1, int(limit)))))
+
+    @classmethod
+    def system(cls, table: str, reason: str) -> TableQuery:
+        """The named system read: every live row and field of ``table``, for what follows from a change and
+        answers to no user (a merge moving every link to the record it drops, however hidden from the
+        merging user; the default stage of a new deal). Only Python code opens it, for a named ``reason``;
+        no request value chooses it. Its rows are not for showing to a user."""
+        if not reason:
+            raise ValueError("TableQuery.system needs a reason")
+        return cls(table, Actor.system_job())
+
+    # --- rows by id (mailings read the contacts of a batch) ----------------------------------------------
+
+    def rows_of(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The matching rows among ``ids``, by id (as ``get`` gives one), ``ID_CHUNK`` ids a statement."""
+        wanted = sorted({int(i) for i in ids if i is not None})
+        keys = self._keys()
+        statement, reader = self._select(keys)
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            chosen = statement.where(self.condition(), self._table.c.id.in_(chunk))
+            found.update((item["id"], item) for item, _keys in self._fetch(chosen, reader))
+        return found
+
 
 # --- helpers -----------------------------------------------------------------------------------------------
+
+
+def _memo(schema: runtime.RuntimeSchema, key: tuple, build: Any) -> Any:
+    """``build()``, kept with the schema (a schema change starts afresh) under ``key``."""
+    memo = schema.memo
+    found = memo.get(key)
+    if found is None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        found = memo[key] = build()
+    return found
 
 
 class Columns:

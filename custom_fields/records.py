@@ -198,27 +198,30 @@ def write_history(rows: Sequence[dict[str, Any]]) -> None:
 
 def _history_copy_text(rows: Sequence[dict[str, Any]]) -> str:
     """History rows in COPY's text format, written out here rather than value by value by the driver
-    (the rows of a batch share their moment; JSON text holds no tab or newline, only backslashes to
-    double)."""
+    (the rows of a batch share their change set, moment, user, source and table: that part is written
+    once; JSON text holds no tab or newline, only backslashes to double)."""
     dumps = json.dumps
-    moments: dict[Any, str] = {}
+    heads: dict[tuple[Any, ...], tuple[str, str]] = {}
     out = []
     for r in rows:
-        at = moments.get(r["at"])
-        if at is None:
-            at = moments[r["at"]] = r["at"].isoformat()
-        user, changes, note = r["user_id"], r["changes"], r["note"]
-        out.append(
-            "\t".join(
+        key = (r["changeset"], r["at"], r["user_id"], r["source"], r["entity_id"], r["action"])
+        parts = heads.get(key)
+        if parts is None:
+            changeset, at, user, source, entity, action = key
+            before_id = "\t".join(
                 (
-                    _copy_word(r["changeset"]), at, "\\N" if user is None else str(int(user)),
-                    _copy_word(r["source"]), str(int(r["entity_id"])), str(int(r["record_id"])),
-                    _copy_word(r["action"]),
-                    dumps(changes).replace("\\", "\\\\") if changes else "\\N",
-                    "\\N" if note is None else dumps(note).replace("\\", "\\\\"),
+                    _copy_word(changeset), at.isoformat(), "\\N" if user is None else str(int(user)),
+                    _copy_word(source), str(int(entity)), "",
                 )
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+            parts = heads[key] = (before_id, f"\t{_copy_word(action)}\t")
+        changes, note = r["changes"], r["note"]
+        out.append(
+            f"{parts[0]}{int(r['record_id'])}{parts[1]}"
+            + (dumps(changes).replace("\\", "\\\\") if changes else "\\N")
+            + "\t"
+            + ("\\N" if note is None else dumps(note).replace("\\", "\\\\"))
+        )
     out.append("")
     return "\n".join(out)
 
@@ -256,6 +259,25 @@ def _copy(
         raise IntegrityError(statement, None, exc) from exc
     except psycopg.OperationalError as exc:
         raise OperationalError(statement, None, exc) from exc
+
+
+#: A batch writing at least this share of the rows a table's statistics know of has PostgreSQL refresh
+#: them (1: the batch at least doubles the table, as known).
+STALE_SHARE = 1.0
+
+
+def _refresh_statistics(tbl: Table, written: int) -> None:
+    """ANALYZE a table (inside the batch's transaction, which sees its own rows) that was never analyzed,
+    or that this batch grows by ``STALE_SHARE`` of what its statistics know, rather than wait for
+    autovacuum (a minute later, or never when it is off): without statistics PostgreSQL takes a batch's
+    rows, found by id, for a handful, and may rescan the batch once per row. Stale ones do less harm
+    (the ends of the id range are looked up in the index), and analyzing costs about a sample of 30 000
+    rows each time, hence only when the table doubled."""
+    known = db.session.scalar(
+        sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)"), {"name": tbl.name}
+    )
+    if known < 0 or written >= STALE_SHARE * known:  # -1: never analyzed
+        db.session.execute(sa.text(f'ANALYZE "{ddl.check_identifier(tbl.name)}"'))
 
 
 #: The context a write's hooks get (``hooks.call.derive`` / ``after_write``): its table, actor, rights and
@@ -344,6 +366,10 @@ def _transaction(work: Any, ctx: _Context | None = None) -> Any:
     except IntegrityError as exc:
         if not outer:
             db.session.rollback()
+        if ddl.CONVERTING_MESSAGE in str(exc.orig):
+            raise RecordError(
+                _("Not saved: a field of this table is changing its type. Please try again in a minute.")
+            ) from exc
         field_name = _unique_field_refusing(ctx, exc) if ctx is not None else None
         if field_name is not None:
             raise RecordInvalid({field_name: _("Another record already has this value.")}) from exc
@@ -405,7 +431,7 @@ class _Parser:
             return None, name, _("This field is filled in automatically.")
         if mode != "edit":
             return None, name, _("You may not change this field.")
-        return REGISTRY[spec.type].parse, spec, None
+        return REGISTRY[spec.type].parser(spec), spec, None
 
     def __call__(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         parsed: dict[str, Any] = {}
@@ -420,7 +446,7 @@ class _Parser:
                 errors[spec] = message  # type: ignore[index]  (the error key, for a refused field)
                 continue
             try:
-                parsed[name] = parse(raw, spec)
+                parsed[name] = parse(raw)
             except FieldValueError as exc:
                 errors[name] = str(exc)
         for name, default in self.defaults:
@@ -447,10 +473,12 @@ def _check_references_and_unique(
     errors: dict[int, dict[str, str]] = {}
     unreadable_allowed = ctx.links_unchecked or ctx.actor.system or _UNREADABLE_LINKS.get() is not None
     for spec in ctx.entity.live_fields:
+        reference = REGISTRY[spec.type].reference
+        if reference is None and not spec.unique:
+            continue
         wanted = {i: row[spec.name] for i, row in enumerate(rows) if row.get(spec.name) is not None}
         if not wanted:
             continue
-        reference = REGISTRY[spec.type].reference
         if reference is not None:
             target = _reference_table(spec)
             ids = set(wanted.values())
@@ -650,6 +678,7 @@ def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
                 ["id", *(tbl.c[k].name for k in keys)],
                 ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
             )
+            _refresh_statistics(tbl, len(ids))
             return ids
     if db.session.get_bind().dialect.name == "sqlite" and len(params) > 1:
         # SQLite returns the ids of a multi-row INSERT in no promised order, so SQLAlchemy would send
@@ -737,6 +766,11 @@ def _invalid(errors: dict[int, dict[str, str]]) -> RecordInvalid:
 # --- update ------------------------------------------------------------------------------------------------
 
 
+def new_changeset() -> str:
+    """A change-set id for ``update_many(..., changeset=)``."""
+    return uuid.uuid4().hex
+
+
 def update(
     slug: str, record_id: int, values: Mapping[str, Any], actor: Actor, *, expected_version: int | None
 ) -> Saved:
@@ -748,12 +782,19 @@ def update(
 
 @_batch
 def update_many(
-    slug: str, changes: Sequence[tuple[int, Mapping[str, Any], int | None]], actor: Actor
+    slug: str,
+    changes: Sequence[tuple[int, Mapping[str, Any], int | None]],
+    actor: Actor,
+    *,
+    changeset: str | None = None,
 ) -> list[Saved]:
     """Updates of many records, all or none (a stale record refuses the batch with StaleRecord). The same
     record named twice gets both changes, the later winning. One UPDATE statement per set of changed
-    columns, executed for all its records at once."""
+    columns, executed for all its records at once. ``changeset`` (a ``new_changeset()``) puts the history
+    of several batches into one change set (a bulk edit committed batch by batch)."""
     ctx = _context(slug, actor, "edit")
+    if changeset is not None:
+        ctx.changeset = changeset
     merged: dict[int, tuple[dict[str, Any], int | None]] = {}
     for pk, values, expected in changes:
         if pk in merged:
@@ -795,6 +836,8 @@ def _apply(
         or any(expected.get(pk) is None for pk in pks)
         or ctx.entity.slug in _derived_tables()
     )
+    if bulk:
+        _refresh_statistics(tbl, len(pks))
     current = _load(ctx, pks, lock=lock, action="edit")
     full_rows: list[dict[str, Any]] = []
     for pk, parsed in zip(pks, parsed_rows, strict=True):
@@ -806,85 +849,124 @@ def _apply(
         full_rows.append({**row, **parsed})
     _derive(ctx, full_rows, [current[pk] for pk in pks])
     # Stored forms compared as their type compares them: an untouched value retyped (``1 234,50``,
-    # another time zone) is no change, and a save that changes nothing writes nothing.
-    same = {name: (REGISTRY[spec.type].same, spec) for name, spec in specs.items()}
-    diffs = []
+    # another time zone) is no change, and a save that changes nothing writes nothing. Most types compare
+    # by their JSON form, which history stores too: it is computed once for both.
+    fields = {
+        name: (
+            spec.id,
+            ftype.to_json,
+            None if type(ftype).same is FieldType.same else ftype.same,
+            spec,
+        )
+        for name, spec in specs.items()
+        for ftype in (REGISTRY[spec.type],)
+    }
+    diffs: list[dict[str, Any]] = []
+    facts: list[list[list[Any]]] = []  # [field id, old, new] per changed field, in the fields' order
     for pk, full in zip(pks, full_rows, strict=True):
         stored = current[pk]
         diff = {}
+        changed_facts = []
         for n, v in full.items():
-            if n in same and v is not stored[n]:  # an untouched value is the stored object itself
-                is_same, spec = same[n]
-                if not is_same(stored[n], v, spec):
-                    diff[n] = v
+            entry = fields.get(n)
+            if entry is None:
+                continue
+            old = stored[n]
+            if v is old:  # an untouched value is the stored object itself
+                continue
+            fid, to_json, is_same, spec = entry
+            if is_same is None:
+                old_json, new_json = to_json(old, spec), to_json(v, spec)
+                if old_json == new_json:
+                    continue
+            elif is_same(old, v, spec):
+                continue
+            else:
+                old_json, new_json = to_json(old, spec), to_json(v, spec)
+            diff[n] = v
+            changed_facts.append([fid, old_json, new_json])
         diffs.append(diff)
+        facts.append(changed_facts)
     check = _check_references_and_unique(ctx, diffs, pks)
     _merge_errors(check, _check_records(ctx, full_rows, diffs))
     if check:
         raise _invalid(check)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    json_of = {name: (spec.id, REGISTRY[spec.type].to_json, spec) for name, spec in specs.items()}
+    # One statement per set of columns written: the fields given with the record, unchanged ones at their
+    # stored value, so that a batch whose records name the same fields is one statement, however their
+    # changes differ. A group holds (id, version, values in the names' order).
+    groups: dict[tuple[str, ...], list[tuple[int, int, list[Any]]]] = {}
     saved: list[Saved] = []
-    for pk, diff, parsed in zip(pks, diffs, parsed_rows, strict=True):
-        version = current[pk]["row_version"]
+    written: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+    for pk, diff, parsed, changed_facts in zip(pks, diffs, parsed_rows, facts, strict=True):
+        stored = current[pk]
+        version = stored["row_version"]
         if not diff:
             saved.append(Saved(pk, version))
             continue
-        stored = current[pk]
-        params = {"_id": pk, "_version": version, "_new_version": version + 1}
-        # The fields given with the record, unchanged ones at their stored value: a batch whose records
-        # name the same fields is one statement, however their changes differ.
-        names = diff.keys() | (parsed.keys() & specs.keys())
-        params.update({f"_v_{name}": diff[name] if name in diff else stored[name] for name in names})
-        groups.setdefault(tuple(sorted(names)), []).append(params)
-        row = ctx.row(pk, "update")
-        row["changes"].extend(
-            [fid, to_json(stored[name], spec), to_json(value, spec)]
-            for name, value in diff.items()
-            for fid, to_json, spec in (json_of[name],)
-        )
+        given = (tuple(diff), tuple(parsed))
+        names = written.get(given)
+        if names is None:
+            names = written[given] = tuple(sorted(diff.keys() | (parsed.keys() & specs.keys())))
+        values = [diff[name] if name in diff else stored[name] for name in names]
+        groups.setdefault(names, []).append((pk, version, values))
+        ctx.row(pk, "update")["changes"].extend(changed_facts)
         saved.append(Saved(pk, version + 1))
     for names, group in groups.items():
-        statement = (
-            sa.update(tbl)
-            .where(
-                tbl.c.id == bindparam("_id"),
-                tbl.c.row_version == bindparam("_version"),
-                tbl.c.deleted_at.is_(None),
-            )
-            .values(
-                {
-                    **{name: bindparam(f"_v_{name}") for name in names},
-                    "row_version": bindparam("_new_version"),
-                }
-            )
-        )
         if bulk:
-            arrays = {"_id": [p["_id"] for p in group], "_version": [p["_version"] for p in group]}
-            arrays.update({f"_v_{name}": [p[f"_v_{name}"] for p in group] for name in names})
-            written = set(db.session.scalars(_unnest_update(tbl, names), arrays))
-            missed = [p["_id"] for p in group if p["_id"] not in written]
-            if missed:  # saved by someone between our read and this write
-                now = _load(ctx, missed[:1], lock=False, action="edit")
-                raise _stale(ctx, now.get(missed[0]) or current[missed[0]])
-            continue
-        for chunk in _chunks(group, BATCH):
-            if db.session.execute(statement, chunk).rowcount != len(chunk):
-                # Someone changed one of them after we read it (the locks make this rare).
-                now = _load(ctx, [p["_id"] for p in chunk], lock=False, action="edit")
-                moved = next(
-                    p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"]
-                )
-                raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
+            _bulk_update(ctx, names, group, current)
+        else:
+            _update_each(ctx, names, group, current)
     changed = [pk for pk, diff in zip(pks, diffs, strict=True) if diff]
     _after(ctx, [current[pk] for pk in changed] + [f for f, d in zip(full_rows, diffs, strict=True) if d])
     ctx.flush_history()
     return saved
 
 
-def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause:
-    """PostgreSQL: one UPDATE for a whole group, its values as one array per column (``unnest``), instead
-    of a statement per record (columns the driver takes as they are); it returns the ids it wrote."""
+def _update_each(
+    ctx: _Context,
+    names: tuple[str, ...],
+    group: list[tuple[int, int, list[Any]]],
+    current: dict[int, dict[str, Any]],
+) -> None:
+    """One UPDATE ... WHERE id and version per record, sent as an executemany."""
+    tbl = ctx.table
+    statement = (
+        sa.update(tbl)
+        .where(
+            tbl.c.id == bindparam("_id"),
+            tbl.c.row_version == bindparam("_version"),
+            tbl.c.deleted_at.is_(None),
+        )
+        .values(
+            {
+                **{name: bindparam(f"_v_{name}") for name in names},
+                "row_version": bindparam("_new_version"),
+            }
+        )
+    )
+    keys = [f"_v_{name}" for name in names]
+    params = [
+        {"_id": pk, "_version": version, "_new_version": version + 1, **dict(zip(keys, values, strict=True))}
+        for pk, version, values in group
+    ]
+    for chunk in _chunks(params, BATCH):
+        if db.session.execute(statement, chunk).rowcount != len(chunk):
+            # Someone changed one of them after we read it (the locks make this rare).
+            now = _load(ctx, [p["_id"] for p in chunk], lock=False, action="edit")
+            moved = next(p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"])
+            raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
+
+
+def _bulk_update(
+    ctx: _Context,
+    names: tuple[str, ...],
+    group: list[tuple[int, int, list[Any]]],
+    current: dict[int, dict[str, Any]],
+) -> None:
+    """PostgreSQL: one UPDATE for the whole group, its values as one array per column (``unnest``), instead
+    of a statement per record (columns the driver takes as they are); the ids it wrote tell a record saved
+    in between."""
+    tbl = ctx.table
     dialect = db.session.get_bind().dialect
     columns = [tbl.c[name] for name in names]
 
@@ -895,16 +977,49 @@ def _unnest_update(tbl: Table, names: tuple[str, ...]) -> sa.TextClause:
         [
             "CAST(:_id AS INTEGER[])",
             "CAST(:_version AS INTEGER[])",
-            *(f"CAST(:_v_{c.key} AS {c.type.compile(dialect)}[])" for c in columns),
+            *(f"CAST(:v{i} AS {c.type.compile(dialect)}[])" for i, c in enumerate(columns)),
         ]
     )
     aliases = ", ".join(["_id", "_version", *(f"v{i}" for i in range(len(columns)))])
     sets = ", ".join(
         [*(f"{quoted(c.name)} = v.v{i}" for i, c in enumerate(columns)), "row_version = v._version + 1"]
     )
-    return sa.text(
+    # The range of the ids lets PostgreSQL read only that part of the primary key (a batch's ids are
+    # mostly adjacent), not the whole table.
+    statement = sa.text(
         f"UPDATE {quoted(tbl.name)} AS t SET {sets} FROM unnest({arrays}) AS v({aliases}) "  # noqa: S608 (generated names)
-        "WHERE t.id = v._id AND t.row_version = v._version AND t.deleted_at IS NULL RETURNING t.id"
+        "WHERE t.id BETWEEN :lo AND :hi AND t.id = v._id AND t.row_version = v._version "
+        "AND t.deleted_at IS NULL RETURNING t.id"
+    )
+    ids = [pk for pk, _version, _values in group]
+    params = {
+        "_id": _array_text(ids),
+        "_version": _array_text([version for _pk, version, _values in group]),
+        "lo": min(ids),
+        "hi": max(ids),
+    }
+    params.update({f"v{i}": _array_text([values[i] for _pk, _v, values in group]) for i in range(len(names))})
+    written = set(db.session.execute(statement, params).scalars().all())
+    missed = [pk for pk in ids if pk not in written]
+    if missed:  # saved by someone between our read and this write
+        now = _load(ctx, missed[:1], lock=False, action="edit")
+        raise _stale(ctx, now.get(missed[0]) or current[missed[0]])
+
+
+def _array_text(values: Sequence[Any]) -> str:
+    """A PostgreSQL array in its text form, to CAST to the column's array type: of values the driver takes
+    as they are (numbers, text, dates, date-times, booleans), each written as its ``str``. psycopg writes a
+    list value by value in Python, at three times the cost, and PostgreSQL then estimates how many rows
+    ``unnest`` gives all the same."""
+    if all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
     )
 
 
@@ -931,6 +1046,28 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
     return _apply(ctx, pks, [dict(changes[pk]) for pk in pks], {})
 
 
+def store_calendar_values(slug: str, values: Mapping[int, Mapping[str, Any]], reason: str) -> int:
+    """Store values that change with the calendar, not with an edit (an invoice's days overdue, recounted
+    nightly): no history line, no new version, no hooks, as such a value was never anyone's change. Every
+    row gives the same fields. Only Python code calls it, for a named ``reason``; returns the rows written."""
+    if not reason:
+        raise ValueError("store_calendar_values needs a reason")
+    if not values:
+        return 0
+    table = runtime.current().classes[slug].__table__
+    names = sorted(next(iter(values.values())))
+    if any(sorted(row) != names for row in values.values()) or any(n not in table.c for n in names):
+        raise ValueError(f"store_calendar_values: every row gives the same columns of {slug}")
+    statement = (
+        sa.update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(f"_value_{name}") for name in names})
+    )
+    params = [{"_id": pk, **{f"_value_{n}": row[n] for n in names}} for pk, row in values.items()]
+    db.session.execute(statement, params)
+    return len(params)
+
+
 def _load(
     ctx: _Context, pks: list[int], *, lock: bool, action: str = "read", deleted: bool = False
 ) -> dict[int, dict[str, Any]]:
@@ -946,16 +1083,22 @@ def _load(
     keys = [c.key for c in tbl.c]
     postgres = db.session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(sorted(set(pks)), BATCH * 10 if postgres else BATCH):
-        # PostgreSQL gets the ids as one array parameter, not a placeholder each.
-        wanted = (
-            tbl.c.id == sa.any_(sa.literal(list(chunk), ARRAY(sa.Integer)))
-            if postgres
-            else tbl.c.id.in_(chunk)
-        )
-        query = select(tbl).where(wanted, condition)
+        if postgres:
+            # The ids as one array, written as text (psycopg would write a list value by value in Python),
+            # joined, and their range: a batch's ids are mostly adjacent, and with only ``id = ANY(array)``
+            # the planner reads the whole table for a big array.
+            array = sa.cast(sa.literal(_array_text([int(pk) for pk in chunk])), ARRAY(sa.Integer))
+            given = sa.func.unnest(array).table_valued("id").render_derived()
+            query = (
+                select(tbl)
+                .join(given, given.c.id == tbl.c.id)
+                .where(tbl.c.id.between(chunk[0], chunk[-1]), condition)
+            )
+        else:
+            query = select(tbl).where(tbl.c.id.in_(chunk), condition)
         if lock:
-            query = query.with_for_update()
-        for row in db.session.execute(query):
+            query = query.with_for_update(of=tbl)
+        for row in db.session.execute(query).all():
             values = dict(zip(keys, row, strict=True))
             rows[values["id"]] = values
     return rows

@@ -8,6 +8,7 @@ request never sees half a schema. The version before the previous one is dispose
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, column, exists, select,
 from sqlalchemy.orm import registry, selectinload
 
 from app.extensions import db
-from custom_fields import hooks
+from custom_fields import hooks, schema_signal
 from custom_fields.access import AccessSnapshot, load_snapshot
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType
@@ -27,6 +28,8 @@ from models.records import record_columns
 from models.system import utcnow
 
 EXTENSION_KEY = "tabula_schema"
+#: (the change signal's epoch, time.monotonic()) when this process last read the version
+CHECKED_KEY = "tabula_schema_checked"
 _build_lock = threading.Lock()
 
 
@@ -42,6 +45,8 @@ class RuntimeSchema:
     # rules hide or lock the same fields share one; built on first use by ``views.generator``.
     views: dict[tuple[str, Any], Any] = field(default_factory=dict)
     apis: dict[tuple[str, Any], Any] = field(default_factory=dict)
+    # What the query layer derives per actor and query shape (rights, visible columns, SELECT lists).
+    memo: dict[Any, Any] = field(default_factory=dict)
     previous: RuntimeSchema | None = None
 
     def entity(self, slug: str) -> EntitySpec | None:
@@ -156,6 +161,28 @@ def refresh(app: Flask | None = None, *, force: bool = False) -> RuntimeSchema:
             new.previous = schema
         app.extensions[EXTENSION_KEY] = new
         return new
+
+
+def follow(app: Flask | None = None) -> RuntimeSchema:
+    """Once per request: rebuild when another process changed the schema. One Redis ``GET`` while nothing
+    changed; the database's version (``refresh``) when the change signal moved, when Redis does not
+    answer, and at least every ``schema_signal.BACKSTOP_S`` seconds (``custom_fields.schema_signal``)."""
+    app = app or current_app._get_current_object()
+    epoch = schema_signal.read_epoch()
+    schema = app.extensions.get(EXTENSION_KEY)
+    checked = app.extensions.get(CHECKED_KEY)
+    now = time.monotonic()
+    if (
+        schema is not None
+        and checked is not None
+        and epoch is not schema_signal.UNKNOWN
+        and checked[0] == epoch
+        and now - checked[1] < schema_signal.BACKSTOP_S
+    ):
+        return schema
+    schema = refresh(app)
+    app.extensions[CHECKED_KEY] = (epoch, now)  # the epoch read before the version: a later change moves it
+    return schema
 
 
 # --- lookups the field types use ---------------------------------------------------------------------------

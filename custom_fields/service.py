@@ -5,21 +5,24 @@ the metadata, the DDL, the schema version bump and the audit record, so it happe
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from sqlalchemy import Column, MetaData, Table, bindparam, func, select, table, update
 from sqlalchemy import column as sql_column
+from sqlalchemy import func, select, table, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import ddl, hooks
+from custom_fields import conversion, ddl, hooks, online, schema_signal
+from custom_fields.conversion import Conversion
 from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
-from models import Entity, Field, SchemaChange, SchemaState
+from models import Entity, Field, FieldConversion, SchemaChange, SchemaState
 
 MAX_FIELDS_PER_TABLE = 200
 MAX_TABLES = 500
@@ -108,7 +111,13 @@ def clean_help(raw: Any) -> str:
 
 
 def bump_schema_version(
-    user_id: int | None, action: str, summary: str, entity_id: int | None, field_id: int | None
+    user_id: int | None,
+    action: str,
+    summary: str,
+    entity_id: int | None,
+    field_id: int | None,
+    *,
+    log: bool = True,
 ) -> int:
     """Bump the schema version first thing (it also serialises concurrent schema changes) and record it in
     the schema change log. Every change to metadata that processes build from (fields, access rules,
@@ -116,9 +125,12 @@ def bump_schema_version(
     ddl.set_lock_timeout(db.session.connection())
     # Incremented in SQL: the row lock (PostgreSQL) or write lock (SQLite) orders concurrent changes.
     db.session.execute(update(SchemaState).where(SchemaState.id == 1).values(version=SchemaState.version + 1))
+    schema_signal.mark_changed(db.session)
     version = db.session.scalar(select(SchemaState.version).where(SchemaState.id == 1))
     if version is None:
         raise SchemaError("the schema state row is missing; run `tabula init`")
+    if not log:  # a state every process must learn (a field converting), not a change of its own
+        return version
     db.session.add(
         SchemaChange(
             user_id=user_id,
@@ -315,7 +327,12 @@ def _add_field(
     position: int | None = None,
     show_in_list: bool = True,
     searchable: bool = True,
+    defer_index: bool = False,
 ) -> Field:
+    """``defer_index``: on PostgreSQL the field's own index (a link's or user's, a unique one) is left to
+    be built CONCURRENTLY once the change is committed (``add_field``), and a unique field is marked
+    unique only then; inside this transaction the build would hold the table's lock from the new column
+    (readers and writers wait) for as long as the index takes to build."""
     if type_name not in REGISTRY:
         raise SchemaError(_("Unknown field type."))
     ftype = REGISTRY[type_name]
@@ -345,8 +362,42 @@ def _add_field(
     ddl.add_column(
         conn, entity.table_name, row.column_name, ftype.column_type(spec), ftype.target_table(spec)
     )
+    if defer_index and _index_deferred(type_name, row.unique):
+        row.unique = False  # until its index is valid (``_make_unique_concurrently``)
+        return row
     _create_builtin_index(row)
     return row
+
+
+def _index_deferred(type_name: str, unique: bool) -> bool:
+    """Whether a new field's own index is built CONCURRENTLY after its change commits (PostgreSQL)."""
+    concurrently = ddl.builds_concurrently(db.session.connection())
+    return concurrently and (unique or REGISTRY[type_name].indexed_by_default)
+
+
+def _builtin_index_missing(row: Field) -> bool:
+    """PostgreSQL: a link's or user's index that is not (yet) valid: a deferred build failed or was cut
+    off. Saving the field again builds it (``update_field``)."""
+    conn = db.session.connection()
+    if row.unique or not REGISTRY[row.type].indexed_by_default or not ddl.builds_concurrently(conn):
+        return False
+    name = ddl.index_name(row.entity.table_name, row.column_name, False)
+    return ddl.index_state(conn, name) != "valid"
+
+
+def _build_builtin_index(field_id: int, table_name: str, column_name: str) -> None:
+    """After the change committed (PostgreSQL): a link's or user's index, CONCURRENTLY (reads and writes
+    go on). A failure is reported; the field works meanwhile, only unindexed, until it is saved again."""
+    try:
+        ddl.create_index_concurrently(db.engine, table_name, column_name, unique=False)
+    except ddl.IndexBuildFailed as exc:
+        raise IndexBuildFailed(
+            _(
+                "The field is saved, but its index could not be built (%(reason)s), so it stays unindexed. "
+                "Try again when the table is less busy.",
+                reason=exc.reason,
+            )
+        ) from None
 
 
 # --- indexes -----------------------------------------------------------------------------------------------
@@ -444,13 +495,26 @@ def add_field(
             entity.id,
             None,
         )
-        row = _add_field(entity, label, type_name, **options)
+        row = _add_field(entity, label, type_name, defer_index=True, **options)
         _tag_change(row)
-        return row, row.id, _apply_indexed(row, indexed)
+        unique = bool(options.get("unique"))
+        deferred = (
+            (unique, entity.table_name, row.column_name) if _index_deferred(type_name, unique) else None
+        )
+        if deferred is not None:  # it has an index anyway: the admin's choice is kept, no second index
+            row.indexed = indexed
+            return row, row.id, None, deferred
+        return row, row.id, _apply_indexed(row, indexed), deferred
 
     # The id as of the transaction: reading the committed row again would begin a transaction that the
     # concurrent build waits for.
-    row, row_id, pending = run_schema_change(change)
+    row, row_id, pending, deferred = run_schema_change(change)
+    if deferred is not None:
+        unique, table_name, column_name = deferred
+        if unique:
+            row = _make_unique_concurrently(row_id, user_id)
+        else:
+            _build_builtin_index(row_id, table_name, column_name)
     _build_chosen_index(pending, row_id, user_id)
     return row
 
@@ -474,12 +538,19 @@ def update_field(
     indexed: bool | None = None,
     default: Any = ...,
     user_id: int | None = None,
+    clear_removed_options: bool = False,
 ) -> Field:
     """Labels, help, order, visibility, required, unique, indexed, default and select options: no data
-    changes (making a field unique is refused while values repeat). A new index is built CONCURRENTLY on
-    PostgreSQL once the rest is saved (``IndexBuildFailed`` if it cannot be)."""
+    changes (making a field unique is refused while values repeat; removing an option records use is
+    refused, unless ``clear_removed_options``: then those records lose it, on PostgreSQL in short
+    batches once the option is gone from the field, ``online.clear_options``). A new index is built
+    CONCURRENTLY on PostgreSQL once the rest is saved (``IndexBuildFailed`` if it cannot be)."""
 
-    def change() -> tuple[Field, tuple[str, str] | None]:  # the field, and an index still to build
+    clearing: list[str] = []  # removed options to clear from the records holding them, after the change
+
+    # the field, an index and unique to build, and a link's or user's own index still missing
+    def change() -> tuple[Field, tuple[str, str] | None, bool, tuple[str, str] | None]:
+        nonlocal clearing
         row = field_row(field_id)
         version = bump_schema_version(user_id, "update_field", "", row.entity_id, row.id)
         was_indexed = row.indexed
@@ -504,14 +575,29 @@ def update_field(
             if not REGISTRY[row.type].has_options:
                 raise SchemaError(_("Only select fields have options."))
             new_options = _settings(row.type, {"options": options})["options"]
-            _refuse_removed_options_in_use(row, new_options)
+            if clear_removed_options:
+                clearing = _removed_options(row, new_options)
+            else:
+                _refuse_removed_options_in_use(row, new_options)
             row.settings = {**row.settings, "options": new_options}
             changes.append("options")
         if default is not ...:
             row.default = _check_default(row.type, _spec_of(row), default)
+        unique_later = False
+        if clearing and not ddl.builds_concurrently(db.session.connection()):
+            # SQLite: in this transaction (the single-user default; nobody else writes meanwhile).
+            cleared = _clear_in_transaction(row, clearing)
+            changes.append(f"{cleared} records cleared of removed options")
+            clearing = []
         if unique is not None and bool(unique) != row.unique and not row.is_system:
-            _set_unique(row, bool(unique))
-            changes.append("unique" if unique else "not unique")
+            if unique and ddl.builds_concurrently(db.session.connection()):
+                # Checked now, built CONCURRENTLY once this is saved (``_make_unique_concurrently``).
+                _refuse_repeated_values(row)
+                unique_later = True
+                changes.append("unique requested")
+            else:
+                _set_unique(row, bool(unique))
+                changes.append("unique" if unique else "not unique")
         wanted = row.indexed if indexed is None else bool(indexed)
         pending = _apply_indexed(row, wanted)
         if pending is not None:
@@ -524,29 +610,80 @@ def update_field(
         db.session.execute(
             update(SchemaChange).where(SchemaChange.version == version).values(summary=summary)
         )
-        return row, pending
+        missing = (entity.table_name, row.column_name) if _builtin_index_missing(row) else None
+        return row, pending, unique_later, missing
 
-    row, pending = run_schema_change(change)
+    row, pending, unique_later, missing = run_schema_change(change)
+    if clearing:
+        _clear_removed_options(field_id, clearing, user_id)
+    if unique_later:
+        row = _make_unique_concurrently(field_id, user_id)
+    if missing is not None:
+        _build_builtin_index(field_id, *missing)
     _build_chosen_index(pending, field_id, user_id)
     return row
+
+
+def _make_unique_concurrently(field_id: int, user_id: int | None) -> Field:
+    """PostgreSQL: the unique index built CONCURRENTLY (reads and writes go on), then the field marked
+    unique. A duplicate written meanwhile fails the build: the field stays as it was."""
+    row = field_row(field_id)
+    table_name, column_name, key = (
+        row.entity.table_name,
+        row.column_name,
+        REGISTRY[row.type].unique_expression,
+    )
+    db.session.rollback()
+    try:
+        ddl.create_index_concurrently(db.engine, table_name, column_name, unique=True, key=key)
+    except ddl.IndexBuildFailed as exc:
+        raise SchemaError(
+            _("Existing records conflict with this change: %(reason)s", reason=exc.reason)
+        ) from None
+
+    def mark() -> Field:
+        row = field_row(field_id)
+        if row.column_name != column_name:
+            raise SchemaError(_("The field was changed meanwhile; nothing was changed."))
+        ddl.set_lock_timeout(db.session.connection())
+        ddl.drop_index(db.session.connection(), table_name, column_name, unique=False)
+        ddl.drop_chosen_index(db.session.connection(), table_name, column_name)  # the unique one serves
+        row.unique = True
+        bump_schema_version(
+            user_id, "update_field", f"Table “{row.entity.label}”: field “{row.label}” unique", row.entity_id,
+            row.id,
+        )  # fmt: skip
+        return row
+
+    try:
+        return run_schema_change(mark)
+    except SchemaError:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            ddl.drop_index(conn, table_name, column_name, unique=True)
+        raise
+
+
+def _refuse_repeated_values(row: Field) -> None:
+    if not REGISTRY[row.type].can_unique:
+        raise SchemaError(_("Fields of this type cannot be unique."))
+    key = REGISTRY[row.type].unique_expression
+    repeated = duplicates_for_unique(row.entity.table_name, row.column_name, key)
+    if repeated:
+        raise SchemaError(
+            ngettext(
+                "%(num)d value occurs in more than one record; make it unique first.",
+                "%(num)d values occur in more than one record; make them unique first.",
+                repeated,
+            )
+        )
 
 
 def _set_unique(row: Field, unique: bool) -> None:
     table_name = row.entity.table_name
     conn = db.session.connection()
     if unique:
-        if not REGISTRY[row.type].can_unique:
-            raise SchemaError(_("Fields of this type cannot be unique."))
+        _refuse_repeated_values(row)
         key = REGISTRY[row.type].unique_expression
-        repeated = duplicates_for_unique(table_name, row.column_name, key)
-        if repeated:
-            raise SchemaError(
-                ngettext(
-                    "%(num)d value occurs in more than one record; make it unique first.",
-                    "%(num)d values occur in more than one record; make them unique first.",
-                    repeated,
-                )
-            )
         ddl.drop_index(conn, table_name, row.column_name, unique=False)
         ddl.create_index(conn, table_name, row.column_name, unique=True, key=key)
         row.unique = True
@@ -554,6 +691,49 @@ def _set_unique(row: Field, unique: bool) -> None:
         ddl.drop_index(conn, table_name, row.column_name, unique=True)
         row.unique = False
         _create_builtin_index(row)
+
+
+def _removed_options(row: Field, new_options: list[dict[str, str]]) -> list[str]:
+    kept = {o["id"] for o in new_options}
+    return [o["id"] for o in row.settings.get("options", []) if o["id"] not in kept]
+
+
+def _clear_in_transaction(row: Field, option_ids: list[str]) -> int:
+    tbl = table(
+        row.entity.table_name, sql_column("id"), sql_column("row_version"), sql_column(row.column_name)
+    )
+    col, ftype, cleared = tbl.c[row.column_name], REGISTRY[row.type], 0
+    for option_id in option_ids:
+        statement = (
+            update(tbl)
+            .where(ftype.option_condition(col, option_id))
+            .values(
+                {row.column_name: ftype.without_option(col, option_id), "row_version": tbl.c.row_version + 1}
+            )
+        )
+        cleared += db.session.execute(statement).rowcount or 0
+    return cleared
+
+
+def _clear_removed_options(field_id: int, option_ids: list[str], user_id: int | None) -> None:
+    """PostgreSQL, after the options were saved (nobody can choose a removed one any more): the records
+    holding one lose it, in short batches; then a second pass for what a process with the old options
+    wrote meanwhile; the count goes to the schema change log."""
+    row = field_row(field_id)
+    table_name, column_name, type_name = row.entity.table_name, row.column_name, row.type
+    db.session.rollback()
+    cleared = sum(
+        online.clear_options(db.engine, table_name, column_name, type_name, option_ids) for _pass in range(2)
+    )
+
+    def logged() -> None:
+        row = field_row(field_id)
+        summary = (
+            f"Table “{row.entity.label}”: field “{row.label}”: {cleared} records cleared of removed options"
+        )
+        bump_schema_version(user_id, "update_field", summary, row.entity_id, row.id)
+
+    run_schema_change(logged)
 
 
 def _refuse_removed_options_in_use(row: Field, new_options: list[dict[str, str]]) -> None:
@@ -627,6 +807,7 @@ def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None
             raise SchemaError(_("Archive the field before purging it."))
         if (confirm_label or "").strip() != row.label:
             raise SchemaError(_("Type the field's label exactly to confirm the purge."))
+        _refuse_if_converting(row, None)
         entity = row.entity
         summary = f"Table “{entity.label}”: purged field “{row.label}” and its data"
         bump_schema_version(user_id, "purge_field", summary, entity.id, None)
@@ -645,21 +826,34 @@ def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None
 
 
 def change_type(
-    field_id: int, new_type: str, settings: dict[str, Any] | None = None, *, user_id: int | None = None
+    field_id: int,
+    new_type: str,
+    settings: dict[str, Any] | None = None,
+    *,
+    user_id: int | None = None,
+    progress: online.Progress | None = None,
+    conversion_id: int | None = None,
 ) -> Field:
     """Convert a field to another type (or new settings such as a shorter text) in the database.
 
-    Every stored value is converted through the registry; if any does not convert, nothing changes and
-    ``ConversionRefused`` lists up to 20 offending records. Otherwise a new column is filled, the old one
-    dropped, and the field points at the new column, all in one transaction.
+    Every stored value is converted through the registry (in SQL where it can, ``conversion``); if any
+    does not convert, nothing changes and ``ConversionRefused`` lists up to 20 offending records. Otherwise
+    a new column is filled, the old one dropped, and the field points at the new column. On SQLite all in
+    one transaction; on PostgreSQL online (``_change_type_online``): the table stays readable and writable.
+    ``progress(rows done, rows in all)`` is called as the values are written (it may raise to stop: nothing
+    changes). ``conversion_id``: the background job's record (``FieldConversion``), marked done in the same
+    transaction as the field changes.
     """
     if new_type not in REGISTRY:
         raise SchemaError(_("Unknown field type."))
+    if db.engine.dialect.name == "postgresql":
+        return _change_type_online(field_id, new_type, settings, user_id, progress, conversion_id)
 
     def change() -> Field:
         row = field_row(field_id)
         if row.is_system:
             raise SchemaError(_("The type of a core field cannot be changed."))
+        _refuse_if_converting(row, conversion_id)
         entity = row.entity
         old_spec = _spec_of(row)
         new_settings = _settings(new_type, settings, old_spec)
@@ -670,13 +864,19 @@ def change_type(
         new_spec = FieldSpec(**{**old_spec.__dict__, "type": new_type, "settings": new_settings,
                                 "column_name": new_column})  # fmt: skip
         summary = f"Table “{entity.label}”: field “{row.label}” {row.type} → {new_type}"
-        bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
-        converted = _convert_values(entity.table_name, old_spec, new_spec)
+        version = bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
         conn = db.session.connection()
+        plan = conversion_plan(conn, entity.table_name, old_spec, new_spec)
+        refuse_offenders(conn, plan)
         target = REGISTRY[new_type]
         ddl.add_column(conn, entity.table_name, new_column, target.column_type(new_spec),
                        target.target_table(new_spec))  # fmt: skip
-        _write_values(entity.table_name, new_column, new_spec, converted)
+        converted = conversion_fill(conn, plan, progress)
+        db.session.execute(
+            update(SchemaChange)
+            .where(SchemaChange.version == version)
+            .values(summary=f"{summary} ({converted_summary(converted)})")
+        )
         for unique in (True, False):
             ddl.drop_index(conn, entity.table_name, row.column_name, unique=unique)
         ddl.drop_chosen_index(conn, entity.table_name, row.column_name)
@@ -693,46 +893,188 @@ def change_type(
                 row.default = _check_default(new_type, new_spec, row.default)
             except SchemaError:
                 row.default = None
+        _conversion_done(row, conversion_id, converted)
         return row
 
     return run_schema_change(change)
 
 
+def _refuse_if_converting(row: Field, conversion_id: int | None) -> None:
+    """While a background job converts the field, no other type change (nor a purge) of it."""
+    if row.converting_to and conversion_id is None:
+        raise SchemaError(_("The field is being converted; wait until that finishes or cancel it."))
+
+
+def _conversion_done(row: Field, conversion_id: int | None, converted: int) -> None:
+    """In the transaction that makes the field read its new column: the job's record says done, and the
+    field is no longer "converting" (so the two never disagree, whatever happens to the job after)."""
+    if conversion_id is None:
+        return
+    record = db.session.get(FieldConversion, conversion_id)
+    if record is not None:
+        record.status, record.converted, record.finished_at = "done", converted, dt.datetime.now(dt.UTC)
+        record.rows_done = record.rows_total or record.rows_done
+    row.converting_to = None
+
+
+def planned_type_change(
+    field_id: int, new_type: str, settings: dict[str, Any] | None
+) -> tuple[FieldSpec, FieldSpec]:
+    """The field as it is and as it will be (its new column named), or ``SchemaError``."""
+    if new_type not in REGISTRY:
+        raise SchemaError(_("Unknown field type."))
+    return _planned_type_change(field_id, new_type, settings)
+
+
+def _planned_type_change(
+    field_id: int, new_type: str, settings: dict[str, Any] | None
+) -> tuple[FieldSpec, FieldSpec]:
+    """The field as it is and as it will be (its new column named), or ``SchemaError``."""
+    row = field_row(field_id)
+    if row.is_system:
+        raise SchemaError(_("The type of a core field cannot be changed."))
+    old_spec = _spec_of(row)
+    new_settings = _settings(new_type, settings, old_spec)
+    if row.unique and not REGISTRY[new_type].can_unique:
+        raise SchemaError(_("Fields of this type cannot be unique."))
+    new_column = ddl.column_name_for(row.id, _generation(row.column_name) + 1)
+    new_spec = FieldSpec(**{**old_spec.__dict__, "type": new_type, "settings": new_settings,
+                            "column_name": new_column})  # fmt: skip
+    return old_spec, new_spec
+
+
+def _change_type_online(
+    field_id: int, new_type: str, settings: dict[str, Any] | None, user_id: int | None,
+    progress: online.Progress | None, conversion_id: int | None = None,
+) -> Field:  # fmt: skip
+    """PostgreSQL: check (nothing locked), add the new column with its keep-in-step trigger, fill it in
+    short transactions, build its indexes CONCURRENTLY, then swap it in under a lock of milliseconds. Any
+    failure or a cancel (``progress`` raising) drops what was added: the field is exactly as it was."""
+    try:
+        old_spec, new_spec = _planned_type_change(field_id, new_type, settings)
+        _refuse_if_converting(field_row(field_id), conversion_id)
+        table_name = _entity(old_spec.entity_id).table_name
+    finally:
+        db.session.rollback()  # no transaction of ours stays open: the steps below lock the table
+    try:
+        with online.converting(db.engine, field_id):
+            return _convert_online(field_id, table_name, old_spec, new_spec, user_id, progress, conversion_id)
+    except online.TableBusy:
+        raise SchemaError(
+            _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
+        ) from None
+
+
+def _convert_online(
+    field_id: int, table_name: str, old_spec: FieldSpec, new_spec: FieldSpec, user_id: int | None,
+    progress: online.Progress | None, conversion_id: int | None,
+) -> Field:  # fmt: skip
+    online.clean_up_leftovers(db.engine)  # of a conversion whose process died
+    with db.engine.connect() as conn:
+        plan = conversion.plan(conn, table_name, old_spec, new_spec)
+    # The check runs once the trigger is in place: from then on no value SQL cannot convert is written, so
+    # when none is there now, the fill needs no Python pass (a second read of every batch).
+    online.install(db.engine, plan)
+    try:
+        with db.engine.connect() as conn:
+            in_python = refuse_offenders(conn, plan)
+        converted = online.fill(db.engine, plan, progress, python=in_python > 0)
+        _build_new_indexes(plan)
+        return _swap_in(field_id, plan, converted, user_id, conversion_id)
+    except BaseException as exc:
+        online.remove(db.engine, plan)
+        if isinstance(exc, FieldValueError):  # a value written after the check no longer converts
+            raise SchemaError(
+                _(
+                    "A value changed meanwhile does not convert: %(reason)s. Nothing was changed.",
+                    reason=str(exc),
+                )
+            ) from None
+        if isinstance(exc, ddl.IndexBuildFailed):
+            raise SchemaError(
+                _("Existing records conflict with this change: %(reason)s", reason=exc.reason)
+            ) from None
+        if isinstance(exc, online.TableBusy):
+            raise SchemaError(
+                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
+            ) from None
+        raise
+
+
+def _build_new_indexes(plan: Conversion) -> None:
+    """The new column's indexes, CONCURRENTLY, before it is swapped in (a unique one refuses duplicates
+    written meanwhile, through the trigger)."""
+    new, table_name = plan.new, plan.table.name
+    target = REGISTRY[new.type]
+    if new.unique:
+        ddl.create_index_concurrently(
+            db.engine, table_name, new.column_name, unique=True, key=target.unique_expression
+        )
+    elif target.indexed_by_default:
+        ddl.create_index_concurrently(db.engine, table_name, new.column_name, unique=False)
+    row = field_row(new.id)
+    chosen = bool(row.indexed)
+    db.session.rollback()
+    if chosen and not new.unique and not target.indexed_by_default:
+        ddl.build_chosen_index_concurrently(db.engine, table_name, new.column_name)
+
+
+def _swap_in(
+    field_id: int, plan: Conversion, converted: int, user_id: int | None, conversion_id: int | None = None
+) -> Field:
+    """The field now reads the new column: one short transaction, retried while the table is busy."""
+    old, new = plan.old, plan.new
+    table_name = plan.table.name
+
+    def change() -> Field:
+        row = field_row(field_id)
+        if row.column_name != old.column_name or row.type != old.type:
+            raise SchemaError(_("The field was changed meanwhile; nothing was changed."))
+        entity = row.entity
+        what = f"{old.type} → {new.type} ({converted_summary(converted)})"
+        summary = f"Table “{entity.label}”: field “{row.label}” {what}"
+        bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
+        conn = db.session.connection()
+        conn.execute(text(f"SET LOCAL lock_timeout = '{online.STEP_LOCK_TIMEOUT}'"))
+        ddl.drop_conversion_trigger(conn, table_name, old.column_name)
+        for unique in (True, False):
+            ddl.drop_index(conn, table_name, old.column_name, unique=unique)
+        ddl.drop_chosen_index(conn, table_name, old.column_name)
+        ddl.drop_column(conn, table_name, old.column_name)
+        row.type = new.type
+        row.settings = new.settings
+        row.column_name = new.column_name
+        if row.default is not None:
+            try:
+                row.default = _check_default(new.type, new, row.default)
+            except SchemaError:
+                row.default = None
+        _conversion_done(row, conversion_id, converted)
+        return row
+
+    for attempt in range(online.STEP_TRIES):
+        try:
+            return run_schema_change(change)
+        except SchemaError as exc:
+            if not isinstance(exc.__cause__, OperationalError) or not online.is_lock_timeout(exc.__cause__):
+                raise
+            time.sleep(min(0.05 * (attempt + 1), 1.0))
+    raise online.TableBusy()
+
+
 def _generation(column_name: str) -> int:
     parts = column_name.split("_")
-    return int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else 1
+    return int(parts[2]) if len(parts) == 3 and parts[2].isdecimal() else 1
 
 
-def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tuple[int, Any]]:
-    """Every non-empty value converted, or ConversionRefused with the first offenders."""
-    source, target = REGISTRY[old.type], REGISTRY[new.type]
-    typed = Table(table_name, MetaData(), Column("id"), Column(old.column_name, source.column_type(old)))
-    col = typed.c[old.column_name]
-    converted: list[tuple[int, Any]] = []
-    offenders: list[tuple[int, str, str]] = []
-    failed = 0
-    last_id = 0
-    while True:
-        rows = db.session.execute(
-            select(typed.c.id, col)
-            .where(typed.c.id > last_id, col.is_not(None))
-            .order_by(typed.c.id)
-            .limit(BATCH)
-        ).all()
-        if not rows:
-            break
-        for record_id, value in rows:
-            last_id = record_id
-            try:
-                new_value = target.convert(value, source, old, new)
-                target.check_exists(new_value, new)
-            except FieldValueError as exc:
-                failed += 1
-                if len(offenders) < MAX_OFFENDERS:
-                    offenders.append((record_id, source.to_text(value, old)[:100], str(exc)))
-                continue
-            if new_value is not None:
-                converted.append((record_id, new_value))
+def conversion_plan(conn: Connection, table_name: str, old: FieldSpec, new: FieldSpec) -> Conversion:
+    return conversion.plan(conn, table_name, old, new)
+
+
+def refuse_offenders(conn: Connection, plan: Conversion) -> int:
+    """``ConversionRefused`` with the first offenders when any stored value would not convert; else how
+    many values Python converts."""
+    failed, offenders, in_python = conversion.check(conn, plan)
     if failed:
         raise ConversionRefused(
             ngettext(
@@ -741,22 +1083,32 @@ def _convert_values(table_name: str, old: FieldSpec, new: FieldSpec) -> list[tup
                 "%(num)d records have values that cannot become “%(type)s”; fix them first. Nothing was "
                 "changed.",
                 failed,
-                type=str(target.label),
+                type=str(REGISTRY[plan.new.type].label),
             ),
             offenders,
             failed,
         )  # fmt: skip
-    return converted
+    return in_python
 
 
-def _write_values(table_name: str, column_name: str, spec: FieldSpec, values: list[tuple[int, Any]]) -> None:
-    typed = Table(
-        table_name, MetaData(), Column("id"), Column(column_name, REGISTRY[spec.type].column_type(spec))
-    )
-    statement = update(typed).where(typed.c.id == bindparam("_id")).values({column_name: bindparam("_value")})
-    for start in range(0, len(values), BATCH):
-        chunk = values[start : start + BATCH]
-        db.session.execute(statement, [{"_id": i, "_value": v} for i, v in chunk])
+def conversion_fill(conn: Connection, plan: Conversion, progress: online.Progress | None = None) -> int:
+    """Fill the new column inside the caller's transaction (SQLite); with ``progress``, by ranges of ids,
+    reporting after each (it may raise: the caller's transaction rolls back)."""
+    try:
+        if progress is None:
+            return conversion.fill(conn, plan)
+        low, high = conversion.id_range(conn, plan.table.name)
+        total, written, batch = max(high - low + 1, 0), 0, online.fill_batch()
+        for start in range(low, high + 1, batch):
+            written += conversion.fill(conn, plan, start, start + batch - 1)
+            progress(min(start + batch, high + 1) - low, total)
+        return written
+    except FieldValueError as exc:  # a value changed since the check (SQLite: nobody else writes)
+        raise SchemaError(str(exc)) from None
+
+
+def converted_summary(count: int) -> str:
+    return f"{count} values converted"
 
 
 def duplicates_for_unique(table_name: str, column_name: str, key: ddl.IndexKey | None = None) -> int:

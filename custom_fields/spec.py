@@ -155,6 +155,8 @@ class FieldSpec:
     #: The largest whole number the column holds, when it is narrower than the type's own (a core table's
     #: 32-bit ``position``).
     int_limit: int | None = field(default=None, hash=False, compare=False)
+    #: The type a background job is converting the field to ("" when none): screens say so meanwhile.
+    converting_to: str = ""
 
     @classmethod
     def of(cls, row: Field) -> FieldSpec:
@@ -179,6 +181,7 @@ class FieldSpec:
             indexed=bool(row.indexed) or has_builtin_index(row),
             shipped_options=core_options(slug, row.name) if slug else (),
             int_limit=core_integer_limit(slug, row.column_name) if slug else None,
+            converting_to=row.converting_to or "",
         )
 
     @property

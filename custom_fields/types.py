@@ -13,7 +13,8 @@ import datetime as dt
 import functools
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -32,13 +33,19 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    and_,
+    case,
+    cast,
     func,
+    literal,
+    null,
     or_,
 )
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
-from custom_fields import formats
+from custom_fields import buckets, formats
+from custom_fields.like import escape_like, like
 from custom_fields.spec import FieldSpec
 
 MAX_TEXT_LENGTH = 10_000
@@ -66,29 +73,25 @@ def _lower(column: ColumnElement) -> ColumnElement:
     return func.lower(column)
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 OPERATORS: dict[str, tuple[Any, Op, bool]] = {
     # arg name: (label, build(column, parsed value), takes a value)
     "eq": (_l("Equal to"), lambda c, v: c == v, True),
     "neq": (_l("Not equal to"), lambda c, v: or_(c != v, c.is_(None)), True),
-    "ct": (_l("Contains"), lambda c, v: _lower(c).like(f"%{_like_escape(v.lower())}%", escape="\\"), True),
+    "ct": (_l("Contains"), lambda c, v: like(_lower(c), f"%{escape_like(v.lower())}%"), True),
     "nct": (
         _l("Does not contain"),
-        lambda c, v: or_(~_lower(c).like(f"%{_like_escape(v.lower())}%", escape="\\"), c.is_(None)),
+        lambda c, v: or_(~like(_lower(c), f"%{escape_like(v.lower())}%"), c.is_(None)),
         True,
     ),
-    "sw": (_l("Starts with"), lambda c, v: _lower(c).like(f"{_like_escape(v.lower())}%", escape="\\"), True),
+    "sw": (_l("Starts with"), lambda c, v: like(_lower(c), f"{escape_like(v.lower())}%"), True),
     "gt": (_l("Greater than"), lambda c, v: c > v, True),
     "lt": (_l("Less than"), lambda c, v: c < v, True),
     "ge": (_l("At least"), lambda c, v: c >= v, True),
     "le": (_l("At most"), lambda c, v: c <= v, True),
-    "has": (_l("Has"), lambda c, v: c.like(f"%,{_like_escape(v)},%", escape="\\"), True),
+    "has": (_l("Has"), lambda c, v: like(c, f"%,{escape_like(v)},%"), True),
     "nhas": (
         _l("Does not have"),
-        lambda c, v: or_(~c.like(f"%,{_like_escape(v)},%", escape="\\"), c.is_(None)),
+        lambda c, v: or_(~like(c, f"%,{escape_like(v)},%"), c.is_(None)),
         True,
     ),
     "empty": (_l("Is empty"), lambda c, v: c.is_(None), False),
@@ -127,6 +130,9 @@ def parse_decimal_text(text: str) -> Decimal:
     return Decimal(cleaned)
 
 
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+#: A number ``DecimalType._plain_number_parser`` takes as it is: digits and at most one decimal mark.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,30}([.,][0-9]{1,30})?")
 _ISO_DATE = re.compile(r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})")
 _RU_DATE = re.compile(r"(?P<d>[0-9]{2})\.(?P<m>[0-9]{2})\.(?P<y>[0-9]{4})")
 _QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(9)}
@@ -212,6 +218,12 @@ class FieldType:
         """A value from any source -> the stored value (None when empty); raises FieldValueError."""
         raise NotImplementedError
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        """``parse`` for many values of one field (a batch): the same answers and refusals, with what the
+        field's settings say looked up once and the common forms of text taken the short way."""
+        parse = self.parse
+        return lambda raw: parse(raw, spec)
+
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         """The stored value as plain text a person would type back in (also the route between types)."""
         return "" if value is None else str(value)
@@ -257,6 +269,11 @@ class FieldType:
         """The XlsxWriter cell format of the field's column (``num_format``, ...)."""
         return {}
 
+    def average_format(self, spec: FieldSpec) -> dict[str, Any]:
+        """The XlsxWriter cell format of an average of the field's values (a report's measure): as its
+        column, unless an average needs places the values do not have."""
+        return self.xlsx_format(spec)
+
     def export_value(self, value: Any, spec: FieldSpec) -> Any:
         """What a spreadsheet cell holds: a number, a date, a naive local date-time, a boolean or text
         (never a formula: the writers write text as text). None leaves the cell empty."""
@@ -296,6 +313,26 @@ class FieldType:
 
     def check_exists(self, value: Any, spec: FieldSpec) -> None:
         """Raises FieldValueError when the value points at a row that does not exist."""
+
+    # reports
+    #: Calendar units a report may group it by (``custom_fields.buckets``), besides by value.
+    bucket_units: ClassVar[tuple[str, ...]] = ()
+
+    def bucket(self, column: ColumnElement, unit: str, dialect: str) -> ColumnElement:
+        """The SQL of the first day of the value's ``unit`` (one of ``bucket_units``)."""
+        raise ValueError(unit)
+
+    # import
+    def import_parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        """``parser`` for cells of an imported file (calamine gives numbers, dates, booleans and text); a
+        type that reads a spreadsheet's own forms (a date serial) adds them here."""
+        return self.parser(spec)
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        """When every value (a column of an imported file, blanks left out) reads as this type: the
+        settings a new field of this type would need for them; else None (``infer_field_type`` asks the
+        types in ``INFERENCE_ORDER``)."""
+        return None
 
 
 def _check_length(text: str, limit: int) -> str:
@@ -339,11 +376,28 @@ class TextType(FieldType):
         text = _excel_number_text(raw).strip()
         return _check_length(text, int(spec.settings.get("max_length") or 255))
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        if type(self).parse is not TextType.parse:  # a text-like type with its own rules
+            return super().parser(spec)
+        limit = int(spec.settings.get("max_length") or 255)
+        slow = super().parser(spec)
+
+        def parse(raw: Any) -> Any:
+            if type(raw) is str:
+                text = raw.strip()
+                if not text:
+                    return None
+                if len(text) <= limit:
+                    return text
+            return slow(raw)
+
+        return parse
+
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:
         return str(raw)
 
     def search_condition(self, column: ColumnElement, text: str, spec: FieldSpec) -> ColumnElement | None:
-        return _lower(column).like(f"%{_like_escape(text.lower())}%", escape="\\")
+        return like(_lower(column), f"%{escape_like(text.lower())}%")
 
     def search_matches(self, value: Any, text: str, spec: FieldSpec) -> bool:
         return value is not None and text.lower() in str(value).lower()
@@ -354,6 +408,14 @@ class TextType(FieldType):
 
     def unique_expression(self, column: ColumnElement) -> ColumnElement:
         return func.lower(column)
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        if type(self) is not TextType:
+            return None
+        longest = max((len(_excel_number_text(v)) for v in values), default=0)
+        return (
+            {"max_length": 255} if longest <= 255 else ({"max_length": longest} if longest <= 2000 else None)
+        )
 
 
 class LongTextType(TextType):
@@ -382,6 +444,9 @@ class LongTextType(TextType):
 
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "textarea", "align": "left"}
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        return {}
 
 
 class IntegerType(FieldType):
@@ -412,6 +477,24 @@ class IntegerType(FieldType):
             raise FieldValueError(_("The number is too large."))
         return value
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        limit = spec.int_limit or self.LIMIT
+        slow = super().parser(spec)
+
+        def parse(raw: Any) -> Any:
+            if type(raw) is str:
+                text = raw.strip()
+                if not text:
+                    return None
+                digits = text.replace(" ", "")  # "12 345", as the long way drops every space
+                if _PLAIN_INTEGER.fullmatch(digits):
+                    value = int(digits)
+                    if abs(value) <= limit:
+                        return value
+            return slow(raw)
+
+        return parse
+
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         return "" if value is None else str(int(value))
 
@@ -432,6 +515,9 @@ class IntegerType(FieldType):
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": "0"}
 
+    def average_format(self, spec: FieldSpec) -> dict[str, Any]:
+        return {"num_format": "#,##0.00"}  # the average of whole numbers has a fraction
+
     def export_value(self, value: Any, spec: FieldSpec) -> Any:
         return None if value is None else int(value)
 
@@ -442,6 +528,22 @@ class IntegerType(FieldType):
         from custom_fields import forms
 
         return forms.number_field(self, spec, search=search)
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        for value in values:
+            if isinstance(value, bool):
+                return None
+            if isinstance(value, int):
+                continue
+            if not isinstance(value, str) or not _INFERRED_INTEGER.fullmatch(value.strip()):
+                return None  # "007" and "+7 495 ..." are codes and phones, not numbers
+        try:
+            parse = self.parser(bare_spec(self.name))
+            for value in values:
+                parse(value)
+        except FieldValueError:
+            return None
+        return {}
 
 
 class DecimalType(FieldType):
@@ -494,12 +596,45 @@ class DecimalType(FieldType):
             raise FieldValueError(_("The number is too large."))
         return value if value else abs(value)  # -0.00 is 0.00 (databases do not keep the sign)
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        if type(self).parse is not DecimalType.parse:  # a number with its own rules
+            return super().parser(spec)
+        return self._plain_number_parser(spec, super().parser(spec))
+
+    def _plain_number_parser(self, spec: FieldSpec, slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Text such as ``-1 234,5`` (digits, spaces, at most one decimal mark) the short way, with the same
+        limits; anything else, and what the limits refuse, as ``slow`` does."""
+        scale = self.scale(spec)
+        quantum = _QUANTA.get(scale) or Decimal(1).scaleb(-scale)
+        digits = self.PRECISION - scale
+        bound = Decimal(10) ** digits
+
+        def parse(raw: Any) -> Any:
+            if type(raw) is str:
+                text = raw.strip()
+                if not text:
+                    return None
+                plain = text.replace(" ", "")  # as the long way drops every space
+                if _PLAIN_DECIMAL.fullmatch(plain):
+                    number = Decimal(plain.replace(",", "."))
+                    if not number or number.adjusted() < digits:
+                        value = number.quantize(quantum, rounding=ROUND_HALF_UP)
+                        if abs(value) < bound:
+                            return value if value else abs(value)
+            return slow(raw)
+
+        return parse
+
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
             return ""
         scale = self.scale(spec)
-        if isinstance(value, Decimal) and value.as_tuple().exponent == -scale and value.is_finite():
-            return str(value)  # already at the field's scale (what parse returns): nothing to round
+        if type(value) is Decimal:
+            text = str(value)  # already at the field's scale (what parse returns): nothing to round
+            mark = text.find(".")
+            if (len(text) - mark - 1 == scale if mark >= 0 else scale == 0) and text[-1:].isdecimal():
+                if "E" not in text:
+                    return text
         return str(Decimal(value).quantize(_QUANTA.get(scale) or Decimal(1).scaleb(-scale)))
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
@@ -523,6 +658,27 @@ class DecimalType(FieldType):
 
         return forms.number_field(self, spec, search=search)
 
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        scale = 0
+        for value in values:
+            if isinstance(value, bool) or isinstance(value, dt.date):
+                return None
+            if isinstance(value, float):
+                text = repr(value)
+            elif isinstance(value, int | Decimal):
+                text = str(value)
+            elif isinstance(value, str) and _INFERRED_NUMBER.fullmatch(value.strip()):
+                text = value
+            else:
+                return None
+            try:
+                number = parse_decimal_text(text)
+            except (InvalidOperation, ValueError):
+                return None
+            exponent = number.as_tuple().exponent
+            scale = max(scale, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+        return {"scale": min(self.MAX_SCALE, max(2, scale))}
+
 
 class MoneyType(DecimalType):
     name = "money"
@@ -545,6 +701,11 @@ class MoneyType(DecimalType):
             raw = _CURRENCY_MARKS.sub("", raw)
         return super().parse(raw, spec)
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        number = self._plain_number_parser(spec, lambda raw: DecimalType.parse(self, raw, spec))
+        sub = _CURRENCY_MARKS.sub
+        return lambda raw: number(sub("", raw) if isinstance(raw, str) else raw)
+
     def display(self, value: Any, spec: FieldSpec) -> str:
         if value is None:
             return ""
@@ -555,6 +716,22 @@ class MoneyType(DecimalType):
 
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         return {"num_format": f'#,##0.00 "{spec.settings.get("currency", "RUB")}"'}
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        found: set[str] = set()
+        for value in values:
+            if not isinstance(value, str):
+                if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                    return None
+                continue
+            marks = _CURRENCY_MARKS.findall(value)
+            found.update(_CURRENCY_CODES.get(m.lower().rstrip("."), m.upper()) for m in marks)
+            rest = _CURRENCY_MARKS.sub("", value).strip()
+            if not _INFERRED_NUMBER.fullmatch(rest):
+                return None
+        if len(found) != 1:
+            return None  # plain numbers are decimals; several currencies are not one money field
+        return {"currency": found.pop()}
 
 
 class PercentType(DecimalType):
@@ -570,6 +747,14 @@ class PercentType(DecimalType):
     def xlsx_format(self, spec: FieldSpec) -> dict[str, Any]:
         scale = self.scale(spec)
         return {"num_format": "0" + ("." + "0" * scale if scale else "") + '" %"'}
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        for value in values:
+            if not isinstance(value, str) or not value.strip().endswith("%"):
+                return None
+            if not _INFERRED_NUMBER.fullmatch(value.strip()[:-1].strip()):
+                return None
+        return {"scale": 2}
 
 
 TRUE_WORDS = {"1", "true", "t", "yes", "y", "on", "да", "д", "истина", "✓", "✔", "x", "+"}
@@ -623,6 +808,12 @@ class BooleanType(FieldType):
         from custom_fields import forms
 
         return forms.boolean_field(self, spec, search=search)
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        words = TRUE_WORDS | FALSE_WORDS
+        if all(isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in words) for v in values):
+            return {}
+        return None
 
 
 class DateType(FieldType):
@@ -684,6 +875,39 @@ class DateType(FieldType):
         from custom_fields import forms
 
         return forms.date_field(self, spec, search=search)
+
+    bucket_units = (*buckets.UNITS, buckets.OVERDUE)
+
+    def bucket(self, column: ColumnElement, unit: str, dialect: str) -> ColumnElement:
+        if unit == buckets.OVERDUE:  # days overdue as of today: a due date's aging
+            return buckets.aging(column, buckets.today())
+        return buckets.truncate(column, unit, dialect)
+
+    def import_parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        parse = self.parser(spec)
+
+        def read(raw: Any) -> Any:
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return excel_serial(raw).date()
+            return parse(raw)
+
+        return read
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        for value in values:
+            if isinstance(value, dt.datetime):
+                if value.time() != dt.time():
+                    return None
+            elif isinstance(value, dt.date):
+                continue
+            elif not isinstance(value, str) or not _INFERRED_DATE.fullmatch(value.strip()):
+                return None
+            else:
+                try:
+                    self._parse_any(value)
+                except FieldValueError:
+                    return None
+        return {}
 
 
 class DateTimeType(FieldType):
@@ -764,6 +988,41 @@ class DateTimeType(FieldType):
 
         return forms.datetime_field(self, spec, search=search)
 
+    bucket_units = buckets.UNITS
+
+    def bucket(self, column: ColumnElement, unit: str, dialect: str) -> ColumnElement:
+        """Bucketed by the local calendar of ``TABULA_TIMEZONE``. SQLite has no time zones: its values shift
+        by the zone's offset of today (a bucket edge is off by the DST hour in zones that change clocks)."""
+        zone = local_timezone()
+        if dialect == "postgresql":
+            local = func.timezone(str(zone), column)
+        else:
+            offset = dt.datetime.now(zone).utcoffset() or dt.timedelta()
+            local = func.datetime(column, f"{int(offset.total_seconds() // 60):+d} minutes")
+        return buckets.truncate(local, unit, dialect)
+
+    def import_parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        parse = self.parser(spec)
+
+        def read(raw: Any) -> Any:
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return parse(excel_serial(raw))
+            return parse(raw)
+
+        return read
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        for value in values:
+            if isinstance(value, dt.date):
+                continue
+            if not isinstance(value, str) or not _INFERRED_DATETIME.fullmatch(value.strip()):
+                return None
+            try:
+                self._parse_text(value.strip())
+            except FieldValueError:
+                return None
+        return {}
+
 
 def new_option_id() -> str:
     return secrets.token_hex(4)
@@ -807,6 +1066,27 @@ class SingleSelectType(FieldType):
             raise FieldValueError(_("Expected one of the options."))
         return self.match_option(raw, spec)
 
+    def parser(self, spec: FieldSpec) -> Callable[[Any], Any]:
+        if type(self).parse is not SingleSelectType.parse:
+            return super().parser(spec)
+        ids = {o["id"] for o in spec.stored_options}
+        by_label: dict[str, str] = {}
+        for option in (*spec.options, *spec.stored_options):  # the first option of a label wins
+            by_label.setdefault(option["label"].strip().casefold(), option["id"])
+        slow = super().parser(spec)
+
+        def parse(raw: Any) -> Any:
+            if type(raw) is str:
+                text = raw.strip()
+                if text in ids and text:
+                    return text
+                found = by_label.get(text.casefold()) if text else None
+                if found is not None:
+                    return found
+            return slow(raw)  # empty, or refused with the options named
+
+        return parse
+
     def to_text(self, value: Any, spec: FieldSpec) -> str:
         option = self.option_by_id(spec).get(value) if value else None
         return option["label"] if option else ""
@@ -814,6 +1094,10 @@ class SingleSelectType(FieldType):
     def option_condition(self, column: ColumnElement, option_id: str) -> ColumnElement:
         """Records holding the option."""
         return column == option_id
+
+    def without_option(self, column: ColumnElement, option_id: str) -> ColumnElement:
+        """The stored value of a record holding the option once the option is removed."""
+        return null()
 
     def matching_options(self, text: str, spec: FieldSpec) -> list[str]:
         """Ids of the options whose label (as shipped or as shown) contains ``text``."""
@@ -854,6 +1138,24 @@ class SingleSelectType(FieldType):
     def grid_hints(self, spec: FieldSpec) -> dict[str, Any]:
         return {"editor": "select", "align": "left", "options": spec.options}
 
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        if type(self) is not SingleSelectType:
+            return None
+        labels: dict[str, str] = {}
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                return None
+            text = _excel_number_text(value).strip()
+            if len(text) > OPTION_LABEL_LENGTH:
+                return None
+            labels.setdefault(text.casefold(), text)
+            if len(labels) > MAX_INFERRED_OPTIONS:
+                return None
+        # Few distinct values, each repeated: a choice, not free text.
+        if len(values) < 2 * len(labels) or len(values) < 4:
+            return None
+        return {"options": [{"label": label} for label in labels.values()]}
+
 
 class MultiSelectType(SingleSelectType):
     """Stores ``,id1,id2,`` (ids in the options' order), which both databases can filter with LIKE."""
@@ -872,7 +1174,10 @@ class MultiSelectType(SingleSelectType):
         return [part for part in (value or "").split(",") if part]
 
     def option_condition(self, column: ColumnElement, option_id: str) -> ColumnElement:
-        return column.like(f"%,{_like_escape(option_id)},%", escape="\\")
+        return like(column, f"%,{escape_like(option_id)},%")
+
+    def without_option(self, column: ColumnElement, option_id: str) -> ColumnElement:
+        return func.nullif(func.replace(column, f",{option_id},", ","), ",")
 
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
         if _blank(raw):
@@ -983,6 +1288,17 @@ def _email_domain(domain: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=65_536)
+def _validated_email(text: str) -> str | None:
+    """The address as ``email_validator`` normalises it (syntax only, no DNS look-up; international domains
+    in Unicode, the domain in lower case), or None when it refuses it. Cached: an import checks each
+    address before writing and the write path again."""
+    try:
+        return email_validator.validate_email(text, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
+        return None
+
+
 class EmailType(TextType):
     name = "email"
     label = _l("E-mail")
@@ -1010,20 +1326,20 @@ class EmailType(TextType):
             if domain is None:
                 raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
             return f"{plain['local']}@{domain}"
-        try:
-            # Syntax only (no DNS look-up); international domains stored in Unicode (почта.рф), the
-            # domain in lower case.
-            checked = email_validator.validate_email(text, check_deliverability=False)
-        except email_validator.EmailNotValidError:
-            raise FieldValueError(_("Expected an e-mail address such as name@example.com.")) from None
-        if len(checked.normalized) > 320:
+        normalized = _validated_email(text)
+        if normalized is None or len(normalized) > 320:
             raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
-        return checked.normalized
+        return normalized
 
     def to_html(self, value: Any, spec: FieldSpec) -> Markup:
         if not value:
             return Markup("")
         return Markup('<a href="mailto:{0}">{0}</a>').format(value)
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        if not all(isinstance(v, str) and "@" in v for v in values):
+            return None
+        return _all_parse(self, values)
 
 
 class PhoneType(TextType):
@@ -1089,6 +1405,11 @@ class PhoneType(TextType):
             return True
         return value is not None and any(d in str(value) for d in self.searched_digits(text))
 
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        if not all(isinstance(v, str) and sum(c.isdigit() for c in v) >= 7 for v in values):
+            return None
+        return _all_parse(self, values)
+
 
 class UrlType(TextType):
     name = "url"
@@ -1127,6 +1448,11 @@ class UrlType(TextType):
         return Markup('<a href="{0}" rel="noopener noreferrer nofollow" target="_blank">{0}</a>').format(
             value
         )
+
+    def infer(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        if not all(isinstance(v, str) and v.strip().lower().startswith(_URL_STARTS) for v in values):
+            return None
+        return _all_parse(self, values)
 
 
 class LinkType(FieldType):
@@ -1232,7 +1558,7 @@ class UserType(LinkType):
         return "ab_user"
 
     def parse(self, raw: Any, spec: FieldSpec) -> Any:
-        if isinstance(raw, str) and raw.strip() and not raw.strip().isdigit():
+        if isinstance(raw, str) and raw.strip() and not raw.strip().isdecimal():
             from custom_fields.runtime import user_id_by_username
 
             found = user_id_by_username(raw.strip())
@@ -1269,7 +1595,7 @@ def _weighted_check(digits: str, weights: tuple[int, ...]) -> int:
 
 def inn_valid(digits: str) -> bool:
     """A Russian INN: 10 digits (an organisation) or 12 (a person or sole trader), with check digits."""
-    if not digits.isdigit() or not digits.isascii():
+    if not digits.isdecimal() or not digits.isascii():
         return False
     if len(digits) == 10:
         return _weighted_check(digits, (2, 4, 10, 3, 5, 9, 4, 6, 8)) == int(digits[9])
@@ -1282,7 +1608,7 @@ def inn_valid(digits: str) -> bool:
 
 def ogrn_valid(digits: str) -> bool:
     """A Russian OGRN (13 digits) or OGRNIP (15 digits), whose last digit checks the rest."""
-    if not digits.isdigit() or not digits.isascii() or len(digits) not in (13, 15):
+    if not digits.isdecimal() or not digits.isascii() or len(digits) not in (13, 15):
         return False
     modulus = 11 if len(digits) == 13 else 13
     return int(digits[:-1]) % modulus % 10 == int(digits[-1])
@@ -1361,7 +1687,7 @@ class TaxIdType(TextType):
                 raise FieldValueError(_("A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."))
             return
         if kind == "ogrn":
-            shape = text.isascii() and text.isdigit() and len(text) in (13, 15)
+            shape = text.isascii() and text.isdecimal() and len(text) in (13, 15)
             if not shape:
                 message = _("An OGRN has 13 digits (an OGRNIP 15).")
             elif not ogrn_valid(text):
@@ -1369,7 +1695,7 @@ class TaxIdType(TextType):
             else:
                 return
         else:
-            shape = text.isascii() and text.isdigit() and len(text) in (10, 12)
+            shape = text.isascii() and text.isdecimal() and len(text) in (10, 12)
             if not shape:
                 message = _("An INN has 10 digits (an organisation) or 12 (a person or sole trader).")
             elif not inn_valid(text):
@@ -1443,3 +1769,287 @@ def parse_all(values: dict[str, Any], specs: Iterable[FieldSpec]) -> tuple[dict[
         except FieldValueError as exc:
             errors[spec.name] = str(exc)
     return parsed, errors
+
+
+# --- reading imported files --------------------------------------------------------------------------------
+
+#: The types an imported column may become, in the order they are tried: the first that reads every value
+#: wins (a column of 0 and 1 is a number; a few repeated words a single select; anything else text).
+INFERENCE_ORDER = (
+    "integer",
+    "decimal",
+    "money",
+    "percent",
+    "date",
+    "datetime",
+    "boolean",
+    "email",
+    "phone",
+    "url",
+    "single_select",
+    "text",
+    "long_text",
+)
+MAX_INFERRED_OPTIONS = 15
+_INFERRED_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]{0,2}([ \u00a0\u202f][0-9]{3})+|[1-9][0-9]{0,8})")
+#: A number as people write it: "1 234,56", "1,234.56", "12,5"; at most 9 plain digits before the mark (longer
+#: digit strings are ids, tax ids and phones) and no leading zero (codes).
+_INFERRED_NUMBER = re.compile(
+    r"[+-]?(([1-9][0-9]{0,2}([ \u00a0\u202f,][0-9]{3})+|0|[1-9][0-9]{0,8})([.,][0-9]+)?"
+    r"|[1-9][0-9]{0,2}(\.[0-9]{3})+,[0-9]+)"
+)
+_INFERRED_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[./][0-9]{1,2}[./][0-9]{2,4}")
+_INFERRED_DATETIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{4})[ T][0-9]{1,2}:[0-9]{2}(:[0-9]{2})?"
+)
+_CURRENCY_CODES = {"₽": "RUB", "руб": "RUB", "р": "RUB", "$": "USD", "€": "EUR"}
+_URL_STARTS = ("http://", "https://", "www.")
+#: Day 0 of Excel's (and LibreOffice's default) date serials: 1899-12-30, which absorbs Lotus's 1900 leap day.
+_EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+
+
+def excel_serial(number: float) -> dt.datetime:
+    """An Excel date serial (days since 1899-12-30, the fraction the time of day) as a naive date-time."""
+    if not 1 <= number < 2_958_466:  # 1900-01-01 .. 9999-12-31
+        raise FieldValueError(_("Expected a date such as 31.12.2025."))
+    moment = _EXCEL_EPOCH + dt.timedelta(days=float(number))
+    return moment.replace(microsecond=0) + dt.timedelta(seconds=round(moment.microsecond / 1e6))
+
+
+def bare_spec(type_name: str, settings: dict[str, Any] | None = None) -> FieldSpec:
+    """A field of no table, with the type's default settings (to ask a type about values on their own)."""
+    ftype = REGISTRY[type_name]
+    chosen = {**ftype.setting_defaults, **(settings or {})}
+    return FieldSpec(0, 0, "value", "value", "", type_name, settings=chosen)
+
+
+def _all_parse(ftype: FieldType, values: Sequence[Any]) -> dict[str, Any] | None:
+    parse = ftype.parser(bare_spec(ftype.name))
+    try:
+        for value in values:
+            parse(value)
+    except FieldValueError:
+        return None
+    return {}
+
+
+def infer_field_type(values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """The field type (and its settings) that reads every value of an imported column (blanks left out):
+    the first of ``INFERENCE_ORDER`` whose ``infer`` answers; text when the column is empty."""
+    present = [v for v in values if not _blank(v)]
+    if not present:
+        return "text", {"max_length": 255}
+    for name in INFERENCE_ORDER:
+        settings = REGISTRY[name].infer(present)
+        if settings is not None:
+            return name, settings
+    return "long_text", {}
+
+
+# --- conversions in SQL ------------------------------------------------------------------------------------
+#
+# A type change runs in the database for the stored values it can convert there exactly as ``convert``
+# does in Python; the other values (usually few: "1 234,5", "Yes", a label typed in another case) go
+# through ``convert``. Each rule gives a condition that holds only for values its SQL expression converts
+# to the very value ``convert`` gives, so the two paths never disagree (tests/test_schema_conversion.py
+# compares them on the same values).
+
+
+@dataclass(frozen=True)
+class SqlConversion:
+    """``covers(column)``: the stored values converted in SQL; ``value(column)``: what they become."""
+
+    covers: Callable[[ColumnElement], ColumnElement]
+    value: Callable[[ColumnElement], ColumnElement]
+
+
+SqlRule = Callable[[FieldType, FieldSpec, FieldType, FieldSpec, str], "SqlConversion | None"]
+_EDGE_CHARACTER = "[0-9A-Za-zА-Яа-яЁё]"
+_LAST_CHARACTER = '[0-9A-Za-zА-Яа-яЁё.)!?"»]'
+
+
+def _is_plain_text(source: FieldType) -> bool:
+    """A type stored as the very text it shows (text, long text, e-mail, phone, web address, tax id)."""
+    return isinstance(source, TextType) and type(source).to_text is FieldType.to_text
+
+
+def _matches(column: ColumnElement, pattern: str) -> ColumnElement:
+    # SQLite's REGEXP is Python's re.search, whose "$" also matches before a final line break.
+    return and_(column.regexp_match(pattern), ~column.endswith("\n", autoescape=True))
+
+
+def _lookup(keys: Iterable[Any], convert: Callable[[Any], Any], type_: TypeEngine) -> SqlConversion | None:
+    """A finite set of stored values (options, yes/no, exact labels) converted by Python once each, and
+    looked up in SQL: exact by construction."""
+    pairs: dict[Any, Any] = {}
+    for key in keys:
+        if key in pairs:
+            continue
+        try:
+            pairs[key] = convert(key)
+        except FieldValueError:
+            continue
+    if not pairs:
+        return None
+    known = list(pairs)
+    return SqlConversion(
+        covers=lambda column: column.in_(known),
+        value=lambda column: case(
+            *((column == key, literal(value, type_) if value is not None else null())
+              for key, value in pairs.items()),
+            else_=null(),
+        ),
+    )  # fmt: skip
+
+
+def _finite_values(source: FieldType, source_spec: FieldSpec) -> list[Any] | None:
+    """Every value a field of the type may hold, when there are few (yes/no, a single select's options)."""
+    if isinstance(source, BooleanType):
+        return [True, False]
+    if type(source) is SingleSelectType:
+        return [o["id"] for o in source_spec.stored_options]
+    return None
+
+
+def _text_keys(target: FieldType, spec: FieldSpec) -> list[str] | None:
+    """The texts a target with few values is most often converted from (its labels and words), as stored."""
+    if isinstance(target, SingleSelectType):
+        options = [*spec.options, *spec.stored_options]
+        return [o["id"] for o in options] + [o["label"] for o in options]
+    if isinstance(target, BooleanType):
+        words = sorted(TRUE_WORDS | FALSE_WORDS)
+        return words + [w.upper() for w in words] + [w.capitalize() for w in words]
+    return None
+
+
+def _numeric_bound(digits: int) -> int:
+    return 10**digits - 1
+
+
+def _integer_from(source: FieldType, source_spec: FieldSpec, target: FieldType, spec: FieldSpec,
+                  dialect: str) -> SqlConversion | None:  # fmt: skip
+    if spec.int_limit:
+        return None
+    if _is_plain_text(source):
+        return SqlConversion(lambda c: _matches(c, "^-?[0-9]{1,18}$"), lambda c: cast(c, BigInteger))
+    if isinstance(source, DecimalType):
+        if dialect == "postgresql":
+            return SqlConversion(lambda c: c == func.trunc(c), lambda c: cast(c, BigInteger))
+        return SqlConversion(lambda c: c == cast(c, Integer), lambda c: cast(c, BigInteger))
+    return None
+
+
+def _decimal_from(source: FieldType, source_spec: FieldSpec, target: FieldType, spec: FieldSpec,
+                  dialect: str) -> SqlConversion | None:  # fmt: skip
+    assert isinstance(target, DecimalType)
+    scale = target.scale(spec)
+    whole_digits = target.PRECISION - scale - 1  # one digit of headroom: rounding never reaches the limit
+    column_type = target.column_type(spec)
+    if _is_plain_text(source):
+        if dialect == "postgresql":
+            pattern = f"^-?[0-9]{{1,{whole_digits}}}([.,][0-9]{{1,30}})?$"
+        else:  # SQLite keeps a REAL: only what needs no rounding, within a double's exact digits
+            whole_digits = min(whole_digits, 15 - scale)
+            fraction = f"([.,][0-9]{{1,{scale}}})?" if scale else ""
+            pattern = f"^-?[0-9]{{1,{whole_digits}}}{fraction}$"
+        return SqlConversion(
+            lambda c: _matches(c, pattern), lambda c: cast(func.replace(c, ",", "."), column_type)
+        )
+    if isinstance(source, IntegerType):
+        bound = _numeric_bound(whole_digits if dialect == "postgresql" else min(whole_digits, 15))
+        return SqlConversion(lambda c: c.between(-bound, bound), lambda c: cast(c, column_type))
+    if isinstance(source, DecimalType) and dialect == "postgresql":
+        bound = _numeric_bound(whole_digits)
+        return SqlConversion(lambda c: c.between(-bound, bound), lambda c: cast(c, column_type))
+    return None
+
+
+def _text_from(source: FieldType, source_spec: FieldSpec, target: FieldType, spec: FieldSpec,
+               dialect: str) -> SqlConversion | None:  # fmt: skip
+    if type(target).parse not in (TextType.parse, LongTextType.parse):
+        return None  # e-mail, phone, web address, tax id: checked in Python
+    long = isinstance(target, LongTextType)
+    limit = MAX_LONG_TEXT_LENGTH if long else int(spec.settings.get("max_length") or 255)
+    column_type = target.column_type(spec)
+    if _is_plain_text(source):
+        # Nothing to strip at either end, and short enough: the text stays as it is.
+        pattern = f"^{_EDGE_CHARACTER}(.*{_LAST_CHARACTER})?$"
+        return SqlConversion(
+            lambda c: and_(func.length(c) <= limit, _matches(c, pattern)), lambda c: cast(c, column_type)
+        )
+    if isinstance(source, IntegerType) or (isinstance(source, DecimalType) and dialect == "postgresql"):
+        return SqlConversion(
+            lambda c: func.length(cast(c, Text)) <= limit, lambda c: cast(cast(c, Text), column_type)
+        )
+    return None
+
+
+def _part(column: ColumnElement, start: int, length: int) -> ColumnElement:
+    return func.substr(column, start, length, type_=String())
+
+
+def _date_from(source: FieldType, source_spec: FieldSpec, target: FieldType, spec: FieldSpec,
+               dialect: str) -> SqlConversion | None:  # fmt: skip
+    if not _is_plain_text(source):
+        return None
+
+    def iso(c: ColumnElement) -> ColumnElement:  # 31.12.2025 -> 2025-12-31
+        russian = _part(c, 7, 4) + "-" + _part(c, 4, 2) + "-" + _part(c, 1, 2)
+        return case((_matches(c, "^[0-9]{2}[.][0-9]{2}[.][0-9]{4}$"), russian), else_=c)
+
+    def covers(c: ColumnElement) -> ColumnElement:
+        shaped = or_(
+            _matches(c, "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), _matches(c, "^[0-9]{2}[.][0-9]{2}[.][0-9]{4}$")
+        )
+        text = iso(c)
+        year, month, day = cast(_part(text, 1, 4), Integer), _part(text, 6, 2), _part(text, 9, 2)
+        leap = and_(year % 4 == 0, or_(year % 100 != 0, year % 400 == 0))
+        last = case(
+            (month.in_(["04", "06", "09", "11"]), "30"),
+            (month == "02", case((leap, "29"), else_="28")),
+            else_="31",
+        )
+        # The shape first: the parts are read only from text of the shape (CASE keeps the order).
+        return case(
+            (shaped, and_(year >= 1, month.between("01", "12"), day >= "01", day <= last)), else_=False
+        )
+
+    if dialect == "postgresql":
+        return SqlConversion(covers, lambda c: cast(iso(c), Date))
+    return SqlConversion(covers, iso)  # SQLite keeps a date as its ISO text
+
+
+SQL_RULES: dict[type[FieldType], SqlRule] = {
+    IntegerType: _integer_from,
+    DecimalType: _decimal_from,
+    MoneyType: _decimal_from,
+    PercentType: _decimal_from,
+    TextType: _text_from,
+    LongTextType: _text_from,
+    DateType: _date_from,
+}
+
+
+def sql_conversion(
+    source: FieldType, source_spec: FieldSpec, target: FieldType, spec: FieldSpec, dialect: str
+) -> SqlConversion | None:
+    """How the database converts (some of) a field's stored values from ``source`` to ``target``, as
+    ``target.convert`` would; None when every value goes through Python."""
+    if target.reference is not None:
+        return None  # a link's value must exist: checked in Python
+    rule = SQL_RULES.get(type(target))
+    found = rule(source, source_spec, target, spec, dialect) if rule is not None else None
+    if found is not None:
+        return found
+    column_type = target.column_type(spec)
+
+    def convert(value: Any) -> Any:
+        return target.convert(value, source, source_spec, spec)
+
+    finite = _finite_values(source, source_spec)
+    if finite is not None:
+        return _lookup(finite, convert, column_type)
+    keys = _text_keys(target, spec)
+    if keys is not None and _is_plain_text(source):
+        return _lookup(keys, convert, column_type)
+    return None

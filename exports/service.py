@@ -33,6 +33,10 @@ from models.exports import ExportFile, ExportStatus
 from models.system import utcnow
 
 FORMATS = ("xlsx", "csv")
+MEDIA_TYPES = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
 BATCH = 2_000
 #: Progress is written at most this often (seconds): a million rows do not mean a million commits.
 PROGRESS_EVERY = 1.0
@@ -83,31 +87,23 @@ def start(
     *,
     source_url: str = "",
     language: str = "en",
+    report: dict[str, Any] | None = None,
+    title: str | None = None,
 ) -> ExportFile:
     """Check and record an export, then hand it to a worker. Raises ``ExportRefused`` or ``QueryError``."""
     from jobs.exports import run_export
     from jobs.queues import enqueue
 
-    if file_format not in FORMATS:
-        raise ExportRefused(_("Unknown file format."))
-    if actor.user_id is None:
-        raise ExportRefused(_("You may not export this table."))
-    state = clean_state(raw_state)
-    query = query_for(slug, actor, state)
-    expected = query.count()
-    export = ExportFile(
-        owner_id=actor.user_id,
-        entity_id=query.entity.id,
-        title=str(query.entity.plural_label)[:200],
-        file_format=file_format,
-        view_state=state,
-        source_url=source_url[:2000],
+    export = record(
+        slug,
+        actor,
+        raw_state,
+        file_format,
+        source_url=source_url,
         language=language,
-        rows_expected=expected.value,
-        rows_estimated=not expected.exact,
+        report=report,
+        title=title,
     )
-    db.session.add(export)
-    db.session.commit()
     queue = current_app.config.get("TABULA_EXPORT_QUEUE") or "default"
     run = enqueue("export", run_export, export.id, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
     export.job_run_id = run.id
@@ -115,33 +111,83 @@ def start(
     return export
 
 
-def _cells(query: TableQuery) -> tuple[list[Column], Callable[[dict[str, Any]], list[Any]]]:
+def record(
+    slug: str,
+    actor: Actor,
+    raw_state: Any,
+    file_format: str = "xlsx",
+    *,
+    source_url: str = "",
+    language: str = "en",
+    shared_with: Sequence[int] = (),
+    report: dict[str, Any] | None = None,
+    title: str | None = None,
+) -> ExportFile:
+    """Check and record an export for ``run`` to write (``start`` hands it to a worker; a schedule's job
+    writes it itself). ``report`` makes it a report's workbook (``{"spec": ..., "labels": ..., "chart":
+    ...}``): its summary and chart before the records. Raises ``ExportRefused`` or ``QueryError``."""
+    if file_format not in FORMATS:
+        raise ExportRefused(_("Unknown file format."))
+    if actor.user_id is None:
+        raise ExportRefused(_("You may not export this table."))
+    state = clean_state(raw_state)
+    if report is not None:
+        state["report"] = report
+    query = query_for(slug, actor, state)
+    expected = query.count()
+    export = ExportFile(
+        owner_id=actor.user_id,
+        entity_id=query.entity.id,
+        title=(title or str(query.entity.plural_label))[:200],
+        file_format=file_format,
+        view_state=state,
+        source_url=source_url[:2000],
+        language=language,
+        rows_expected=expected.value,
+        rows_estimated=not expected.exact,
+        shared_with=[int(u) for u in shared_with],
+    )
+    db.session.add(export)
+    db.session.commit()
+    return export
+
+
+def cells_of(query: TableQuery) -> tuple[list[Column], Callable[[dict[str, Any]], list[Any]]]:
     columns = [c for c in query.columns if c.name != "id"] or list(query.columns)
     headers = [Column(str(c.spec.label), REGISTRY[c.type].xlsx_format(c.spec)) for c in columns]
+
+    plan = [(c.name, c.reference is not None, REGISTRY[c.type].export_value, c.spec) for c in columns]
 
     def cells(row: dict[str, Any]) -> list[Any]:
         labels = row.get("_labels") or {}
         out: list[Any] = []
-        for column in columns:
-            value = row.get(column.name)
-            if value is not None and column.reference is not None:
-                out.append(labels.get(column.name) or f"#{value}")  # an undisclosed label shows the link only
+        for name, reference, export_value, spec in plan:
+            value = row.get(name)
+            if value is not None and reference:
+                out.append(labels.get(name) or f"#{value}")  # an undisclosed label shows the link only
             else:
-                out.append(REGISTRY[column.type].export_value(value, column.spec))
+                out.append(export_value(value, spec))
         return out
 
     return headers, cells
 
 
-def write(export: ExportFile, query: TableQuery, target: Path, on_progress: Callable[[int], None]) -> Written:
+def write(
+    export: ExportFile,
+    query: TableQuery,
+    target: Path,
+    on_progress: Callable[[int], None],
+    prelude: Callable[[Any], None] | None = None,
+) -> Written:
     """Write every row of ``query`` to ``target``; ``on_progress(rows)`` after each batch (it may raise
-    ``ExportCancelled``). An exception leaves no file."""
-    headers, cells = _cells(query)
+    ``ExportCancelled``). ``prelude`` writes a workbook's first sheets (a report's summary). An exception
+    leaves no file."""
+    headers, cells = cells_of(query)
     if export.file_format == "csv":
         writer: Any = CsvWriter(target, [c.header for c in headers], language=export.language)
     else:
         owner = _owner_name(export.owner_id)
-        writer = WorkbookWriter(target, headers, title=export.title, author=owner)
+        writer = WorkbookWriter(target, headers, title=export.title, author=owner, prelude=prelude)
     with writer:
         done = 0
         for batch in query.batches(BATCH):
@@ -149,6 +195,16 @@ def write(export: ExportFile, query: TableQuery, target: Path, on_progress: Call
             done += len(batch)
             on_progress(done)
         return writer.close()
+
+
+def _report_summary(export: ExportFile, actor: Actor) -> Callable[[Any], None]:
+    """The summary sheet and chart of an exported report, computed now as its owner may see it."""
+    from exports import report_workbook, reports
+
+    saved = export.view_state["report"]
+    spec = reports.ReportSpec.from_json(saved.get("spec"))
+    pivot = reports.run(spec, actor)
+    return report_workbook.summary_sheet(pivot, export.title, saved.get("labels") or {}, saved.get("chart"))
 
 
 def _owner_name(user_id: int) -> str:
@@ -184,7 +240,8 @@ def run(export_id: int, report: Callable[[int, int | None], None]) -> dict[str, 
             if entity is None:
                 raise ExportRefused(_("The table no longer exists."))
             query = query_for(entity.slug, actor, export.view_state or {})
-            written = write(export, query, target, on_progress)
+            prelude = _report_summary(export, actor) if (export.view_state or {}).get("report") else None
+            written = write(export, query, target, on_progress, prelude)
         key = f"exports/{export.owner_id}/{export.id}-{secrets.token_hex(8)}.{export.file_format}"
         file_store().put(written.path, key)
     except ExportCancelled:
@@ -217,13 +274,16 @@ def _finish(export: ExportFile, status: ExportStatus, message: str) -> None:
 # --- what users do with their exports ----------------------------------------------------------------------
 
 
-def visible_to(export: ExportFile | None, user: Any) -> bool:
-    """Only the owner (and admins) ever see an export; everyone else gets "not found"."""
+def visible_to(export: ExportFile | None, user: Any, *, to_download: bool = False) -> bool:
+    """Only the owner (and admins) ever see an export; everyone else gets "not found". The recipients of the
+    schedule that made it may also open and download it (``to_download``), not cancel or delete it."""
     if export is None or user is None or not getattr(user, "is_authenticated", False):
         return False
     from custom_fields.access import is_admin
 
-    return export.owner_id == user.id or is_admin(Actor.of_user(user))
+    if export.owner_id == user.id or is_admin(Actor.of_user(user)):
+        return True
+    return to_download and user.id in (export.shared_with or [])
 
 
 def reconcile(export: ExportFile) -> ExportFile:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import current_app
 
@@ -30,3 +31,22 @@ def scheduled_purge() -> int:
 
     with worker_app().app_context():
         return enqueue("purge_recycle_bin", purge_recycle_bin).id
+
+
+@app_job
+def bulk_edit(run: JobRun, slug: str, user_id: int, name: str, value: Any, spec: dict) -> dict:
+    """The grid's bulk edit of many rows (``custom_fields.bulk``): ``spec`` holds the target (``ids``, or
+    ``filter`` and ``q``) and the count confirmed (``total``); progress as rows are written."""
+    from custom_fields import bulk
+    from custom_fields.access import Actor
+
+    actor = Actor.for_user_id(user_id, "ui")
+    ids = spec.get("ids")
+    target = bulk.Target(tuple(ids) if ids is not None else None, spec.get("filter"), spec.get("q") or "")
+    total = spec.get("total")
+    report_progress(run, 0, total)
+    outcome = bulk.run(
+        slug, actor, name, value, target, progress=lambda done: report_progress(run, done, total)
+    )
+    report_progress(run, outcome.changed + outcome.refused, total)
+    return {"slug": slug, "field": name, **outcome.as_json()}

@@ -22,16 +22,14 @@ def die(run: JobRun) -> None:
 
 @app_job
 def describe_table(run: JobRun, slug: str) -> dict:
-    """What this worker sees of a table: its live fields and its row count (follows schema changes)."""
-    from sqlalchemy import func, select
-
-    from app.extensions import db
+    """What this worker sees of a table: its live fields and its count of live rows (follows schema
+    changes), read by the named system read."""
+    from custom_fields.query import TableQuery
     from custom_fields.runtime import current
 
     schema = current()
-    model = schema.classes[slug]
     return {
         "version": schema.version,
         "fields": [f.name for f in schema.entities[slug].live_fields],
-        "count": db.session.scalar(select(func.count()).select_from(model)),
+        "count": TableQuery.system(slug, "a test describes the table").count().value,
     }

@@ -22,3 +22,25 @@ class TabulaWorker(Worker):
         # While a job runs, the worker beats this often: the web side judges a silent worker dead (and fails
         # its job) after TABULA_WORKER_STALE_SECONDS.
         self.job_monitoring_interval = worker_app().config["TABULA_WORKER_HEARTBEAT_SECONDS"]
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        # The work horse is a fork of this process: brought up to the current schema here, once per schema
+        # version, every job starts with the tables mapped instead of building them again in each fork.
+        warm_schema()
+        return super().execute_job(job, queue)
+
+
+def warm_schema() -> None:
+    """Bring this process's runtime schema up to date and leave no database connection open to fork."""
+    from app.extensions import db
+    from custom_fields.runtime import refresh
+
+    app = worker_app()
+    try:
+        with app.app_context():
+            refresh()
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+    except Exception:  # noqa: BLE001 (the job itself will meet, and report, what failed here)
+        app.logger.warning("could not bring the schema up to date before a job", exc_info=True)

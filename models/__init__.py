@@ -17,14 +17,38 @@ from models.crm import (
     Stage,
     Task,
 )
-from models.exports import ExportFile, ExportStatus, StoredFileChunk
-from models.metadata import Entity, Field, SchemaChange, SchemaState
+from models.exports import ExportFile, ExportSchedule, ExportScheduleRun, ExportStatus, StoredFileChunk
+from models.imports import ImportItem, ImportRun, ImportStatus
+from models.mailings import (
+    MailAutomation,
+    MailAutomationLog,
+    Mailing,
+    MailOptOut,
+    MailRecipient,
+    MailTemplate,
+)
+from models.metadata import Entity, Field, FieldConversion, SchemaChange, SchemaState
 from models.records import FieldRule, RecordChange, TableRule
+from models.reports import SavedReport, saved_report_role
+from models.saved_views import SavedView, saved_view_role
 from models.system import AppSetting, JobRun, JobStatus, SeededGrant
 from models.teams import Team, team_member
 
 __all__ = [
+    "ImportItem",
+    "ImportRun",
+    "ImportStatus",
     "Model",
+    "MailAutomation",
+    "MailAutomationLog",
+    "Mailing",
+    "MailOptOut",
+    "MailRecipient",
+    "MailTemplate",
+    "SavedReport",
+    "saved_report_role",
+    "SavedView",
+    "saved_view_role",
     "Activity",
     "AppSetting",
     "Company",
@@ -41,8 +65,11 @@ __all__ = [
     "team_member",
     "Entity",
     "ExportFile",
+    "ExportSchedule",
+    "ExportScheduleRun",
     "ExportStatus",
     "Field",
+    "FieldConversion",
     "FieldRule",
     "JobRun",
     "JobStatus",

@@ -237,6 +237,7 @@ class Invoice(RecordColumns, Model):
     status: Mapped[str | None] = mapped_column(String(16), index=True)
     balance: Mapped[Decimal | None] = mapped_column(MONEY)  # derived
     overdue_days: Mapped[int | None] = mapped_column(Integer, index=True)  # derived, refreshed nightly
+    paid_on: Mapped[dt.date | None] = mapped_column(Date, index=True)  # today when paid in full, unless given
     created_at: Mapped[dt.datetime] = _created()
 
 

@@ -97,6 +97,9 @@ class Field(Model):
     # An admin asked for an index on the column (faster sorting and filtering on big tables); unique, link
     # and user fields and some core columns have one anyway (``custom_fields.spec.has_builtin_index``).
     indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # The type the field is being converted to by a background job (``FieldConversion``), shown to everyone
+    # meanwhile; None when no conversion runs. Set and cleared by schema changes (every process learns it).
+    converting_to: Mapped[str | None] = mapped_column(String(30))
     is_system: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
@@ -135,3 +138,41 @@ class SchemaChange(Model):
 
     user = relationship("User", foreign_keys=[user_id])
     entity = relationship("Entity", foreign_keys=[entity_id])
+
+
+class FieldConversion(Model):
+    """A type change run as a background job (a big table): what was asked, its progress, and its outcome.
+    The field reads its old column until the job's last, short transaction swaps the new one in and marks
+    this row done, together: a crash leaves the field either as it was or converted, never half."""
+
+    __tablename__ = "tabula_field_conversion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    field_id: Mapped[int] = mapped_column(
+        ForeignKey("tabula_field.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    job_run_id: Mapped[int | None] = mapped_column(ForeignKey("tabula_job_run.id", ondelete="SET NULL"))
+    from_type: Mapped[str] = mapped_column(String(30), nullable=False)
+    to_type: Mapped[str] = mapped_column(String(30), nullable=False)
+    settings: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    # queued, running, done, refused (values that do not convert), cancelled, failed
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="queued")
+    rows_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    converted: Mapped[int | None] = mapped_column(Integer)
+    # (record id, value, reason) of the first values that would not convert, and how many in all
+    offenders: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    offenders_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    field = relationship("Field", foreign_keys=[field_id])
+
+    ACTIVE = ("queued", "running")
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE

@@ -290,6 +290,18 @@ def test_two_browsers_edit_one_row_and_nothing_is_lost(browser, live_url, sheet)
     one.keyboard.press("Enter")
     settle(one)
     assert stored(slug, first)[sheet["count"]] == 44
+
+    # A pasted block over a row changed meanwhile: the list names the cell and the value saved now; the
+    # other row's cell can still be saved alone, the changed one is not overwritten.
+    cell(two, 0, sheet["count"]).click()
+    paste(two, "7\r\n8\r\n")
+    assert two.locator("#grid-choice").is_visible()
+    assert "Количество: " in two.inner_text("#grid-choice-list") and "44" in two.inner_text(
+        "#grid-choice-list"
+    )
+    two.click("#grid-choice-yes")
+    settle(two)
+    assert stored(slug, first)[sheet["count"]] == 44 and stored(slug, sheet["ids"][1])[sheet["count"]] == 8
     assert not problems_one and not problems_two, problems_one + problems_two
     one.context.close()
     two.context.close()
@@ -381,6 +393,115 @@ def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -
     assert "Заметка" in page.inner_text(".tabulator-header")
     assert not problems, "\n".join(problems)
     page.context.close()
+
+
+def test_export_takes_what_the_grid_shows(browser, live_url, sheet, worker) -> None:  # noqa: ANN001
+    """ "Export to Excel" on the grid writes its visible columns in their order, its filter, sort and search:
+    the workbook holds what the screen holds."""
+    import io
+
+    import openpyxl
+
+    page, problems = open_grid(browser, live_url, sheet["slug"])
+    header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
+    header.click()
+    page.wait_for_timeout(300)
+    header.click()  # descending
+    count_filter = page.locator(
+        f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input'
+    )
+    count_filter.click()
+    page.keyboard.type(">1")
+    page.wait_for_timeout(1000)
+    page.click("#grid-columns-button")
+    page.locator(f'#grid-columns-menu input[value="{sheet["secret"]}"]').uncheck()
+    page.click("#grid-columns-button")
+    titles = page.locator(".tabulator-header .tabulator-col[tabulator-field]:visible .tabulator-col-title")
+    shown = [t.strip() for t in titles.all_inner_texts() if t.strip()]
+    name_title = page.locator(f'.tabulator-col[tabulator-field="{sheet["name"]}"] .tabulator-col-title')
+    name_header = name_title.inner_text().strip()
+    page.click("#grid-export-xlsx")
+    page.wait_for_url("**/exports/*")
+    page.locator("#export-download:not(.hidden)").wait_for(timeout=60_000)
+    answer = page.request.get(live_url + page.locator("#export-download").get_attribute("href"))
+    assert answer.status == 200
+    rows = list(openpyxl.load_workbook(io.BytesIO(answer.body())).active.iter_rows(values_only=True))
+    assert list(rows[0]) == shown and "Секрет" not in rows[0]
+    name, count = rows[0].index(name_header), rows[0].index("Количество")
+    assert [(r[name], r[count]) for r in rows[1:]] == [("Строка 3", 3), ("Строка 2", 2)]
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_a_saved_view_reopens_by_its_address_for_a_colleague(browser, live_url, sheet) -> None:  # noqa: ANN001
+    """Sort, filter, hide and freeze columns, save it as a view shared with Staff (a hostile name), and the
+    view's address opens the same grid in a new browser context, for the admin and for a Staff colleague."""
+    slug = sheet["slug"]
+    page, problems = open_grid(browser, live_url, slug)
+    names = lambda p: [  # noqa: E731
+        p.locator(".tabulator-row").nth(i).locator(f'[tabulator-field="{sheet["name"]}"]').inner_text()
+        for i in range(p.locator(".tabulator-row").count())
+    ]
+    header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
+    header.click()
+    page.wait_for_timeout(300)
+    header.click()  # descending
+    page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input').click()
+    page.keyboard.type(">1")
+    page.wait_for_timeout(1000)
+    page.click("#grid-columns-button")
+    page.locator(f'#grid-columns-menu input[value="{sheet["note"]}"]').uncheck()
+    page.select_option("#grid-frozen", "1")
+    page.wait_for_timeout(500)
+    kept_sort = page.evaluate("TabulaGrid.currentState().sort")
+    assert kept_sort == [f"-{sheet['count']}"], "freezing keeps the sort"
+    page.click("#grid-columns-button")
+    assert names(page) == ["Строка 3", "Строка 2"]
+    assert "view" not in page.url and "state=" in page.url, "the address follows the grid"
+
+    page.click("#grid-views-button")
+    view_name = f"Крупные {HOSTILE}"
+    page.fill("#grid-view-new input[name=name]", view_name)
+    page.locator("#grid-view-roles label", has_text="Staff").locator("input").check()
+    page.click("#grid-view-save-as")
+    page.wait_for_url("**view=*")
+    page.locator(".tabulator-row").first.wait_for()
+    address = page.url
+    assert "state=" not in address
+    assert page.inner_text("#grid-view-name") == view_name
+    # The open view can be e-mailed on a schedule: the link names it.
+    view_id = address.split("view=")[1].split("&")[0]
+    page.click("#grid-views-button")
+    schedule = page.locator("#grid-view-schedule")
+    assert schedule.is_visible() and schedule.get_attribute("href").endswith(
+        f"/exports/schedules/new?view={view_id}"
+    )
+    schedule.click()
+    page.wait_for_url("**/exports/schedules/new?view=*")
+    assert page.locator(f'#view_id option[value="{view_id}"]').get_attribute("selected") is not None
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+    for username, password in (("admin", ADMIN_PASSWORD), ("staff1", DEMO_PASSWORD)):
+        context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+        other = context.new_page()
+        trouble = watch(other)
+        sign_in(other, live_url, username, password)
+        other.goto(address)
+        other.locator(".tabulator-row").first.wait_for(timeout=10_000)
+        other.wait_for_timeout(500)
+        assert names(other) == ["Строка 3", "Строка 2"], username
+        assert other.inner_text("#grid-view-name") == view_name
+        note_header = other.locator(f'.tabulator-col[tabulator-field="{sheet["note"]}"]')
+        assert note_header.count() == 0 or not note_header.is_visible()
+        count_filter = other.locator(
+            f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input'
+        )
+        assert count_filter.input_value() == ">1"
+        frozen = other.locator(".tabulator-header .tabulator-col.tabulator-frozen[tabulator-field]")
+        assert frozen.count() == 1 and frozen.get_attribute("tabulator-field") == sheet["name"]
+        assert not trouble, "\n".join(trouble)
+        context.close()
 
 
 def test_a_user_is_chosen_by_typing_and_shown_by_name(browser, live_url, sheet) -> None:  # noqa: ANN001
@@ -504,3 +625,129 @@ def test_every_core_table_opens_as_a_grid(browser, live_url, app_ctx) -> None:  
             page.locator(".tabulator-row").first.wait_for(timeout=10_000)
     assert not problems, "\n".join(problems)
     context.close()
+
+
+def wait_until(check, timeout: float = 20) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.2)
+
+
+def test_bulk_edit_of_all_matching_rows_and_of_the_selection(
+    browser, live_url, sheet, worker, monkeypatch
+) -> None:  # noqa: ANN001
+    from views import grid_bulk
+
+    slug, ids = sheet["slug"], sheet["ids"]
+    monkeypatch.setattr(grid_bulk, "INLINE_ROWS", 1)  # two rows are "many": a job with a progress bar
+    page, problems = open_grid(browser, live_url, slug, "staff1", DEMO_PASSWORD)  # their own rows
+    page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input').click()
+    page.keyboard.type(">1")
+    wait_until(lambda: page.inner_text("#grid-count") == "Строк: 2")
+    page.click("#grid-bulk-button")
+    assert LONG_CYRILLIC in page.inner_text("#grid-bulk-field")
+    offered = page.inner_html("#grid-bulk-field")  # neither the hidden field nor the view-only one
+    assert sheet["secret"] not in offered and sheet["note"] not in offered and sheet["count"] in offered
+    wait_until(lambda: "2" in page.inner_text("#grid-bulk-all-text"))
+    assert page.inner_text("#grid-bulk-all-text") == "Все подходящие строки, которые вы можете изменить: 2"
+    page.check("#grid-bulk-all")
+    page.select_option("#grid-bulk-field", sheet["amount"])
+    page.fill("#grid-bulk-value", "5,5")
+    page.click("#grid-bulk-apply")
+    page.locator("#grid-choice").wait_for(state="visible")
+    assert page.inner_text("#grid-choice-text") == "Записать «5,5» в поле «Сумма» у записей: 2?"
+    page.click("#grid-choice-yes")
+    wait_until(lambda: "Изменены 2 записи." in page.inner_text("#grid-status"), 40)
+    assert [stored(slug, pk)[sheet["amount"]] for pk in ids] == [
+        Decimal("10"),
+        Decimal("5.5"),
+        Decimal("5.5"),
+    ]
+    page.locator(".tabulator-row").nth(1).wait_for()
+    assert cell(page, 0, sheet["amount"]).inner_text().replace("\u00a0", " ") == "5,50 RUB"
+
+    # The two rows selected, set inline (few rows), then undone with Ctrl+Z through the write path.
+    monkeypatch.setattr(grid_bulk, "INLINE_ROWS", 1000)
+    page.click("#grid-bulk-close")
+    cell(page, 0, sheet["kind"]).click()
+    cell(page, 1, sheet["kind"]).click(modifiers=["Shift"])
+    page.click("#grid-bulk-button")
+    assert page.inner_text("#grid-bulk-selected-text") == "Выделенные строки (2)"
+    assert page.is_checked("#grid-bulk-selected")
+    page.select_option("#grid-bulk-field", sheet["kind"])
+    page.fill("#grid-bulk-value", HOSTILE)
+    page.click("#grid-bulk-apply")
+    page.locator("#grid-choice").wait_for(state="visible")
+    assert HOSTILE in page.inner_text("#grid-choice-text")
+    page.click("#grid-choice-yes")
+    wait_until(lambda: "Изменены 2 записи." in page.inner_text("#grid-status"))
+    hostile = next(
+        o["id"] for o in current().entity(slug).field_by_name(sheet["kind"]).options if o["label"] == HOSTILE
+    )
+    assert [stored(slug, pk)[sheet["kind"]] for pk in ids[1:]] == [hostile, hostile]
+    page.locator(".tabulator-row").nth(1).wait_for()
+    wait_until(lambda: cell(page, 1, sheet["kind"]).inner_text() == HOSTILE)
+    cell(page, 0, sheet["name"]).click()
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert [stored(slug, pk)[sheet["kind"]] for pk in ids[1:]] == [None, None]
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_a_filter_the_heads_cannot_show_has_a_badge_that_clears_it(browser, live_url, sheet) -> None:  # noqa: ANN001
+    import json
+    from urllib.parse import quote
+
+    slug = sheet["slug"]
+    nested = {
+        "or": [{"field": sheet["count"], "op": "gt", "value": "2"}, {"field": sheet["kind"], "op": "nempty"}]
+    }
+    state = {"filter": {"and": [nested]}}
+    page, problems = open_grid(browser, live_url, slug)
+    page.goto(f"{live_url}/grid/{slug}/?state={quote(json.dumps(state))}")
+    page.locator(".tabulator-row").first.wait_for()
+    wait_until(lambda: page.inner_text("#grid-count") == "Строк: 2")
+    badge = page.locator("#grid-extra-filter")
+    assert badge.is_visible()
+    assert (
+        page.inner_text("#grid-extra-filter-text")
+        == f"Также отфильтровано по полям: Количество, {LONG_CYRILLIC}"
+    )
+    box = badge.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= VIEWPORT["width"]
+    page.click("#grid-extra-filter-clear")
+    wait_until(lambda: page.inner_text("#grid-count") == "Строк: 3")
+    assert not badge.is_visible()
+    wait_until(lambda: "state=" in page.url)
+    assert page.evaluate("window.TabulaGrid.currentState().filter") is None
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+
+def test_the_fill_handle_copies_the_range_down_and_undoes(browser, live_url, sheet) -> None:  # noqa: ANN001
+    slug, ids = sheet["slug"], sheet["ids"]
+    page, problems = open_grid(browser, live_url, slug)
+    cell(page, 0, sheet["amount"]).click()
+    cell(page, 0, sheet["count"]).click(modifiers=["Shift"])
+    handle = page.locator(".grid-fill-handle")
+    handle.wait_for(state="visible")
+    start = handle.bounding_box()
+    target = cell(page, 2, sheet["count"]).bounding_box()
+    assert start is not None and target is not None
+    page.mouse.move(start["x"] + 4, start["y"] + 4)
+    page.mouse.down()
+    page.mouse.move(start["x"] + 4, target["y"] + target["height"] / 2, steps=5)
+    assert page.locator(".grid-fill-preview").is_visible()
+    page.mouse.up()
+    settle(page)
+    rows = [stored(slug, pk) for pk in ids]
+    assert [r[sheet["amount"]] for r in rows] == [Decimal("10"), Decimal("10"), Decimal("10")]
+    assert [r[sheet["count"]] for r in rows] == [1, 1, 1]
+    assert cell(page, 2, sheet["count"]).inner_text() == "1"
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert [stored(slug, pk)[sheet["count"]] for pk in ids] == [1, 2, 3]
+    assert not problems, "\n".join(problems)
+    page.context.close()

@@ -42,6 +42,13 @@ def test_top_bar_lists_and_board_fit_a_laptop_screen(browser, live_url, wide_tab
         assert abs(search["y"] - menu["y"]) <= 2, f"the search box is not on the menu's row: {search} {menu}"
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= WIDTH, f"{path} is wider than the screen: {width} px"
+        # Every menu entry can be seen and clicked: none slides under the search box.
+        entries = page.locator("header.top ul.tabula-menu > li")
+        assert entries.count() >= 7
+        for n in range(entries.count()):
+            entry = entries.nth(n).bounding_box()
+            assert entry["x"] + entry["width"] <= search["x"], f"menu entry {n} is under the search box"
+        assert page.locator("header.top ul.tabula-menu > li").first.inner_text().strip() == "CRM"
 
     # The wide list scrolls inside its panel; the row actions and the first column stay in view.
     scroller = page.locator("div.table-responsive").first

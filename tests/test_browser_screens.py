@@ -50,6 +50,8 @@ SKIPPED = {
     "LocaleView.index": "switches the language; the walk stays in Russian",
     "health.health": "JSON for load balancers; answers 503 by design while no worker runs (none here)",
     "static": "files, not screens",
+    "ImportView.refused_rows": "a file download (the refused rows of an import), not a screen",
+    "GridView.bulk_status": "JSON progress of a bulk-edit job, for its starter only (test_grid_bulk.py)",
     "vendor": "front-end libraries from npm (files, not screens)",
     "appbuilder.static": "files, not screens",
     "UserStatsChartView.chart": "FAB's user statistics chart loads Google Charts from gstatic.com, which no "
@@ -61,7 +63,10 @@ SKIPPED_SUFFIXES = {
     ".download": "a file download, not a screen",
 }
 #: Routes that answer JSON to scripts and API clients, not screens: fetched, not rendered.
-DATA_ROUTES = re.compile(r"^/api/|/lookup(\?|$)|^/search/api|/state$|^/exports/\d+/status$")
+DATA_ROUTES = re.compile(
+    r"^/api/|/lookup(\?|$)|^/search/api|/state$|^/exports/\d+/status$|^/grid/[^/]+/views$|^/reports/(fields/|saved)"
+    r"|^/imports/\d+/(status|preview)$|^/admin/tables/conversions/\d+/status$"
+)
 #: Arguments that only select a variant of a screen already walked without them.
 SKIPPED_ARGUMENTS = {"group_by": "FAB's user statistics chart, walked without a grouping"}
 
@@ -134,6 +139,10 @@ class Planted:
     ids: dict[str, list[int]] = field(default_factory=dict)  # table slug -> record ids
     staff_id: int = 0
     exports: list[int] = field(default_factory=list)
+    schedules: list[int] = field(default_factory=list)
+    reports: list[int] = field(default_factory=list)
+    imports: list[int] = field(default_factory=list)
+    conversions: list[int] = field(default_factory=list)
 
 
 def _plant(app: Any) -> Planted:
@@ -164,6 +173,18 @@ def _plant(app: Any) -> Planted:
             db.session.add(export)
             db.session.flush()
             planted.exports.append(export.id)
+        from models.imports import ImportRun
+
+        for status in ("finished", "failed"):
+            item = ImportRun(
+                owner_id=staff.id, file_name=f"{SCRIPT}.csv", status=status, message=IMG, rows_total=10,
+                created=3, updated=2, refused=5,
+                report={"errors": {SCRIPT: {"count": 5, "first": [[2, IMG]]}}},
+                options={"header_row": 1, "header_rows": 1},
+            )  # fmt: skip
+            db.session.add(item)
+            db.session.flush()
+            planted.imports.append(item.id)
         db.session.commit()
 
         # Every core table gets a hostile text field (with hostile help) and a hostile select.
@@ -186,12 +207,31 @@ def _plant(app: Any) -> Planted:
         from custom_fields.types import REGISTRY
 
         labels: dict[str, str] = {}
+        field_ids: dict[str, int] = {}
         for index, type_name in enumerate(REGISTRY):
             label = LONG if index == 0 else f"{HOSTILE[index % 3]} {type_name}"
             row = service.add_field(
                 table.id, label, type_name, settings=settings.get(type_name), help_text=HOSTILE[index % 3]
             )
             labels[type_name] = row.name
+            field_ids[type_name] = row.id
+        # A type change running as a job (the field shows "converting" everywhere), and one refused with
+        # the values that did not convert.
+        from models import FieldConversion
+
+        for type_name, status in (("text", "running"), ("long_text", "refused")):
+            conversion = FieldConversion(
+                field_id=field_ids[type_name], from_type=type_name, to_type="integer", settings={},
+                status=status, rows_done=1234, rows_total=20_000, offenders=[[1, SCRIPT, IMG]],
+                offenders_total=7, message=QUOTES, started_at=dt.datetime.now(dt.UTC),
+                finished_at=None if status == "running" else dt.datetime.now(dt.UTC),
+            )  # fmt: skip
+            db.session.add(conversion)
+            db.session.flush()
+            planted.conversions.append(conversion.id)
+        db.session.get(Field, field_ids["text"]).converting_to = "integer"
+        service.bump_schema_version(None, "change_type", "", table.id, field_ids["text"], log=False)
+        db.session.commit()
         refresh()
         schema = current()
         today = dt.date.today()
@@ -230,6 +270,14 @@ def _plant(app: Any) -> Planted:
         add("tasks", walker, title=IMG, company_id=company, deal_id=deal, due_at=today.isoformat())
         add("invoices", walker, number=SCRIPT, company_id=company, deal_id=deal, amount="2747000.5")
         add("leads", walker, title=SCRIPT, contact_name=IMG, company_name=QUOTES, email="l@example.com")
+        from custom_fields import saved_views
+        from jobs import mailings
+
+        view = saved_views.save("contacts", admin, SCRIPT, {"q": IMG})
+        template = mailings.save_template(
+            admin, {"name": SCRIPT, "subject": IMG, "html": f"<p>{{{{ contact.first_name }}}} {QUOTES}</p>"}
+        )
+        mailings.create(admin, {"name": IMG, "template_id": template.id, "view_id": view.id})
         row = {labels[t]: v for t, v in values.items()}
         row[labels["link"]], row[labels["user"]] = company, staff.id
         name = schema.entities[table.slug].display_field.name
@@ -239,6 +287,47 @@ def _plant(app: Any) -> Planted:
         records.update("companies", company, {"name": f"{SCRIPT} 2"}, walker, expected_version=None)
         gone = records.create("companies", {"name": f"{IMG} в корзине"}, walker).id
         records.delete("companies", gone, walker)
+        # Scheduled e-mails of saved views with hostile names, one stopped with a hostile reason and log.
+        from custom_fields import saved_views
+        from models.exports import ExportSchedule, ExportScheduleRun
+        from models.system import utcnow
+
+        for owner, slug, view_name in ((walker, "companies", IMG), (admin, table.slug, SCRIPT)):
+            view = saved_views.save(slug, owner, view_name, {"q": QUOTES})
+            schedule = ExportSchedule(
+                owner_id=owner.user_id, view_id=view.id, frequency="weekly", weekdays=[0, 6],
+                at_time="08:00", recipient_ids=[staff.id], active=owner is admin, stopped_reason=IMG,
+                next_run_at=utcnow(),
+            )  # fmt: skip
+            db.session.add(schedule)
+            db.session.flush()
+            db.session.add(
+                ExportScheduleRun(
+                    schedule_id=schedule.id, slot_at=utcnow(), status="failed", message=QUOTES,
+                    export_id=planted.exports[0], recipients=1,
+                )
+            )  # fmt: skip
+            planted.schedules.append(schedule.id)
+        db.session.commit()
+        # A saved report with a hostile name, shared with Staff, and its scheduled e-mail.
+        from exports import saved_reports
+
+        staff_role = [r.id for r in app.appbuilder.sm.find_user(username="walker").roles]
+        definition = {
+            "table": "deals",
+            "rows": ["stage_id"],
+            "measures": [{"function": "count"}],
+            "chart": "pie",
+        }
+        report = saved_reports.save(walker, SCRIPT, definition, staff_role)
+        planted.reports.append(report.id)
+        schedule = ExportSchedule(
+            owner_id=staff.id, report_id=report.id, frequency="daily", at_time="08:00", recipient_ids=[],
+            stopped_reason=QUOTES, active=False, next_run_at=utcnow(),
+        )  # fmt: skip
+        db.session.add(schedule)
+        db.session.commit()
+        planted.schedules.append(schedule.id)
         for slug in schema.entities:
             if slug not in planted.ids:
                 planted.ids[slug] = []
@@ -292,9 +381,10 @@ def _fillers(app: Any, planted: Planted) -> dict[str, Any]:
     """For each route argument: the values to walk, given the endpoint."""
     from flask_appbuilder.security.sqla.models import Role
 
+    from app.crm.mail_render import unsubscribe_token
     from app.extensions import db
     from custom_fields.runtime import current
-    from models import Entity, Team
+    from models import Entity, Mailing, MailTemplate, Team
     from models.system import JobRun
 
     schema = current()
@@ -319,6 +409,13 @@ def _fillers(app: Any, planted: Planted) -> dict[str, Any]:
         "pipeline_id": lambda ep: planted.ids["pipelines"],
         "version": lambda ep: ["v1"],
         "export_id": lambda ep: planted.exports,
+        "schedule_id": lambda ep: planted.schedules,
+        "report_id": lambda ep: planted.reports,
+        "token": lambda ep: [unsubscribe_token(f"{IMG}@example.com", None)],
+        "template_id": lambda ep: db.session.scalars(select(MailTemplate.id)).all(),
+        "mailing_id": lambda ep: db.session.scalars(select(Mailing.id)).all(),
+        "import_id": lambda ep: planted.imports,
+        "conversion_id": lambda ep: planted.conversions,
     }
 
 
@@ -497,6 +594,8 @@ def _walk(browser: Any, base: str, urls: list[str], user: tuple[str, str], names
     return found.problems
 
 
+# Hundreds of pages, twice: minutes alone, longer while the other workers of a parallel run share the cores.
+@pytest.mark.timeout(900)
 def test_every_screen_in_russian_with_hostile_labels(browser, walk_server) -> None:  # noqa: ANN001
     base, (app, planted) = walk_server
     urls = _screens(app, planted)

@@ -66,6 +66,9 @@ def test_admin_shapes_tables_and_staff_elsewhere_sees_them(
     sign_in(staff, other_process, "staff1", DEMO_PASSWORD)
     staff.click("text=Таблицы")
     staff.click(f"text={label}")
+    staff.wait_for_url("**/grid/*/")  # the menu opens the table's grid ...
+    staff.locator(".tabulator-col-title", has_text=FIELDS[0][0]).first.wait_for()
+    staff.click("#grid-list-link")  # ... and its classic list is one click away
     staff.wait_for_url("**/list/")
     staff.click("a[href*='/add']")
     staff.wait_for_selector("form#model_form")  # not the menu's sign-out form

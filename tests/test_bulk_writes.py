@@ -16,7 +16,7 @@ import pytest
 from flask_appbuilder.security.sqla.models import User
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from app.extensions import db
 from custom_fields import history, records, runtime
@@ -265,6 +265,73 @@ def test_decimal_json_is_the_value_at_the_fields_scale(value: Decimal, scale: in
     assert REGISTRY["decimal"].to_json(value, spec) == expected
 
 
+def spec_of(type_name: str, **settings: Any) -> FieldSpec:
+    return FieldSpec(
+        id=4, entity_id=1, name="v", column_name="v", label="V", type=type_name, settings=settings
+    )
+
+
+#: Fields whose batch parsers take short ways (``FieldType.parser``), with the settings that bound them.
+PARSED_SPECS = [
+    spec_of("text", max_length=8),
+    spec_of("integer"),
+    FieldSpec(id=5, entity_id=1, name="p", column_name="p", label="P", type="integer", int_limit=2**31 - 1),
+    spec_of("decimal", scale=0),
+    spec_of("decimal", scale=3),
+    spec_of("decimal", scale=8),
+    spec_of("money", currency="RUB"),
+    spec_of("percent", scale=2),
+    spec_of(
+        "single_select",
+        options=[
+            {"id": "0000000a", "label": "Новая"},
+            {"id": "0000000b", "label": " новая "},
+            {"id": "0000000c", "label": "Closed"},
+        ],
+    ),
+    spec_of("email"),
+    spec_of("boolean"),
+    spec_of("date"),
+]
+RAW_TEXT = st.one_of(
+    st.text(alphabet="0123456789 ,.-+%₽$eE\u00a0'", max_size=40),
+    st.builds(
+        lambda a, b: f"{a}{b}", st.integers(-(10**22), 10**22), st.sampled_from(["", ",5", ".05", " ₽"])
+    ),
+    st.sampled_from(["Новая", "НОВАЯ ", "новая", "closed", "0000000a", " 0000000c ", "Открыта", "руб.", ""]),
+    st.text(max_size=12),
+)
+
+
+def outcome(parse: Any, raw: Any) -> tuple[str, Any]:
+    try:
+        return "stored", parse(raw)
+    except FieldValueError as refused:
+        return "refused", str(refused)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    raw=st.one_of(
+        RAW_TEXT,
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.decimals(allow_nan=False),
+    )
+)
+def test_a_batchs_parsers_answer_as_parse_does(raw: Any) -> None:
+    """What a batch parses with (``parser(spec)``, its short ways included) stores and refuses what
+    ``parse`` does, for every field, however odd the value."""
+    for spec in PARSED_SPECS:
+        ftype = REGISTRY[spec.type]
+        expected = outcome(lambda value, ftype=ftype, spec=spec: ftype.parse(value, spec), raw)
+        assert outcome(ftype.parser(spec), raw) == expected, spec.type
+        if expected[0] == "stored" and isinstance(expected[1], Decimal):
+            assert str(outcome(ftype.parser(spec), raw)[1]) == str(expected[1])  # the same scale too
+
+
 def test_a_big_update_batch_writes_each_record_as_a_single_update_would(stage, monkeypatch) -> None:  # noqa: ANN001
     """One statement for the batch on PostgreSQL: changed values, untouched ones and emptied ones end as
     record by record, with one history row each; a record changed meanwhile refuses the whole batch."""
@@ -360,3 +427,108 @@ def test_a_record_saved_during_a_big_batch_refuses_the_batch(stage, monkeypatch)
     prices = {p.id: row("products", p.id).price for p in products}
     assert prices.pop(products[7].id) == Decimal("5.00")
     assert set(prices.values()) == {Decimal("1.00")}
+
+
+#: Raw values a user might paste into each type the bulk UPDATE writes, emptying ones among them; texts
+#: with what PostgreSQL's array syntax escapes.
+TRICKY_TEXTS = ['a "b" \\ c', "{x,y}", "NULL", "", 'Ж, ж; \\N\t"', "null", "'q'", "end\\"]
+
+
+def bulk_table() -> tuple[str, dict[str, str]]:
+    """A table with a field of each type the bulk UPDATE writes (names by label)."""
+    from tests.tables_helpers import new_field, new_table, unique_label
+
+    entity = new_table(unique_label("Пакет"))
+    fields = [
+        ("Целое", "integer", {}),
+        ("Число", "decimal", {"settings": {"scale": 3}}),
+        ("Сумма", "money", {"settings": {"currency": "RUB"}}),
+        ("День", "date", {}),
+        ("Момент", "datetime", {}),
+        ("Да", "boolean", {}),
+        ("Этап", "single_select", {"settings": {"options": [{"label": "Новая"}, {"label": "Закрыта"}]}}),
+        ("Почта", "email", {}),
+        ("Текст", "text", {}),
+    ]
+    for label, type_name, options in fields:
+        new_field(entity, label, type_name, **options)
+    spec = runtime.current().entity(entity.slug)
+    added = {label for label, _type, _options in fields}
+    return entity.slug, {"Имя": spec.display_field.name} | {
+        f.label: f.name for f in spec.live_fields if f.label in added
+    }
+
+
+def raw_values(i: int) -> dict[str, str]:
+    return {
+        "Имя": f"Запись {i}",
+        "Целое": ["", "-12 345", str(i)][i % 3],
+        "Число": ["1,2345", "", f"{i}.5"][i % 3],
+        "Сумма": ["1 234,50 ₽", f"{i},99", ""][i % 3],
+        "День": ["31.12.2025", "", "0001-01-01"][i % 3],
+        "Момент": ["2025-12-31 23:59", "", "01.02.2024 10:00"][i % 3],
+        "Да": ["да", "нет", ""][i % 3],
+        "Этап": ["закрыта", "", "Новая"][i % 3],
+        "Почта": [f"x.{i}@Host.Example.COM", "", "a@example.com"][i % 3],
+        "Текст": TRICKY_TEXTS[i % len(TRICKY_TEXTS)] + f" {i}" * (i % 2),
+    }
+
+
+def test_a_big_update_batch_stores_and_logs_every_type_as_single_updates_do(app_ctx) -> None:  # noqa: ANN001
+    """Every type the bulk UPDATE writes (one statement with the values as arrays on PostgreSQL), text with
+    what array syntax escapes included, ends stored and in history as record-by-record updates of the
+    same values: the batch and the singles are compared field by field."""
+    slug, names = bulk_table()
+    admin = actor("admin", "import")
+    first = {names[label]: value for label, value in raw_values(1).items()}
+    singles = records.create_many(slug, [first] * BULK, admin)
+    batch = records.create_many(slug, [first] * BULK, admin)
+    wanted = [{names[label]: value for label, value in raw_values(i).items()} for i in range(BULK)]
+
+    for saved, values in zip(singles, wanted, strict=True):
+        records.update(slug, saved.id, values, admin, expected_version=1)
+    seen: list[str] = []
+
+    def count_it(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.startswith("UPDATE"):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count_it)
+    try:
+        records.update_many(slug, [(s.id, v, 1) for s, v in zip(batch, wanted, strict=True)], admin)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_it)
+    if db.engine.dialect.name == "postgresql":
+        assert len(seen) == 1 and "unnest" in seen[0], seen  # the whole batch in one statement
+
+    def facts(pk: int) -> tuple[Any, ...]:
+        record = row(slug, pk)
+        return record.row_version, {n: getattr(record, n) for n in names.values()}, shape(slug, pk)
+
+    for single, bulk in zip(singles, batch, strict=True):
+        assert facts(bulk.id) == facts(single.id)
+    texts = [getattr(row(slug, s.id), names["Текст"]) for s in batch[:4]]
+    assert texts == ['a "b" \\ c', "{x,y} 1", "NULL", "3"]
+
+
+def test_a_big_batch_refreshes_the_tables_statistics(app_ctx) -> None:  # noqa: ANN001
+    """PostgreSQL plans a batch's statements from the table's statistics: a batch to a table never
+    analyzed, or one that at least doubles the rows they know of, refreshes them; a smaller one does
+    not."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statistics")
+    slug, names = bulk_table()
+    admin = actor("admin", "import")
+    table = runtime.current().classes[slug].__table__.name
+
+    def known() -> float:
+        return db.session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table})
+
+    assert known() < 1  # never analyzed (-1), or empty
+    records.create_many(slug, [{names["Имя"]: f"t {i}"} for i in range(600)], admin)
+    assert known() == 600
+    small = int(600 * records.STALE_SHARE) - 1
+    records.create_many(slug, [{names["Имя"]: f"u {i}"} for i in range(small)], admin)
+    assert known() == 600
+    records.create_many(slug, [{names["Имя"]: f"v {i}"} for i in range(600)], admin)
+    assert known() == 1200 + small

@@ -23,10 +23,10 @@ def tabula(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.
 
 
 @pytest.fixture
-def fresh_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """A new SQLite database and instance folder, nothing else changed."""
+def fresh_env(scratch_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A new SQLite database and instance folder, nothing else changed (once, not once per backend)."""
     return {
-        **env,
+        **scratch_env,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
         "TABULA_INSTANCE_DIR": str(tmp_path),
         "TABULA_ADMIN_PASSWORD": "",

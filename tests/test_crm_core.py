@@ -232,9 +232,19 @@ def test_invoices_balance_status_and_days_overdue(app_ctx) -> None:  # noqa: ANN
     ).id
     invoice = row("invoices", late)
     assert (invoice.status, invoice.balance, invoice.overdue_days) == ("partly_paid", Decimal("600.00"), 12)
+    assert invoice.paid_on is None
     records.update("invoices", late, {"paid_amount": "1000"}, admin, expected_version=None)
     invoice = row("invoices", late)
     assert (invoice.status, invoice.balance, invoice.overdue_days) == ("paid", Decimal("0.00"), 0)
+    assert invoice.paid_on == today  # the day it was paid in full
+    # A payment day given by hand stays; an invoice that is no longer paid has none.
+    three_days_ago = (today - dt.timedelta(days=3)).isoformat()
+    records.update("invoices", late, {"paid_on": three_days_ago}, admin, expected_version=None)
+    assert row("invoices", late).paid_on == today - dt.timedelta(days=3)
+    records.update("invoices", late, {"paid_amount": "900"}, admin, expected_version=None)
+    assert (row("invoices", late).status, row("invoices", late).paid_on) == ("partly_paid", None)
+    records.update("invoices", late, {"paid_amount": "1000"}, admin, expected_version=None)
+    assert row("invoices", late).paid_on == today
     due_today = records.create(
         "invoices", {"number": f"С-{t}", "amount": "10", "due_on": today.isoformat()}, admin
     ).id

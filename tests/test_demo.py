@@ -1,4 +1,5 @@
-"""The demo book: loaded through the write path on fresh SQLite databases at a small scale."""
+"""The demo book: loaded through the write path on fresh SQLite databases at a small scale (once, not once
+per backend: the session's database plays no part)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def _loaded_app(env: dict[str, str], folder: Any, **extra: str) -> tuple[Flask, 
 
 
 @pytest.fixture(scope="module")
-def demo(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Flask, dict[str, str]]:
-    return _loaded_app(env, tmp_path_factory.mktemp("demo"))
+def demo(
+    scratch_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Flask, dict[str, str]]:
+    return _loaded_app(scratch_env, tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture
@@ -169,9 +172,9 @@ def test_staff1_sees_only_their_own_book(demo_ctx: Flask) -> None:
 
 
 def test_the_same_seed_gives_the_same_book(
-    demo: tuple[Flask, dict[str, str]], env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    demo: tuple[Flask, dict[str, str]], scratch_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    other, _ = _loaded_app(env, tmp_path_factory.mktemp("demo2"))
+    other, _ = _loaded_app(scratch_env, tmp_path_factory.mktemp("demo2"))
 
     def snapshot(application: Flask) -> dict[str, list[dict[str, Any]]]:
         with application.app_context():
@@ -195,13 +198,13 @@ def test_demo_command_refuses_a_database_with_data(demo: tuple[Flask, dict[str, 
 
 
 def test_init_seeds_one_pipeline_in_the_default_language(
-    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    scratch_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from app import create_app
     from app.bootstrap import initialize
 
     folder = tmp_path_factory.mktemp("pipeline")
-    application = create_app(_scratch_env(env, folder, TABULA_DEMO="0", TABULA_DEFAULT_LOCALE="ru"))
+    application = create_app(_scratch_env(scratch_env, folder, TABULA_DEMO="0", TABULA_DEFAULT_LOCALE="ru"))
     first = initialize(application, echo=lambda _msg: None)
     second = initialize(application, echo=lambda _msg: None)
     assert (first.pipeline_created, second.pipeline_created) == ("Продажи", None)

@@ -13,6 +13,7 @@ import openpyxl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup
 
 from custom_fields.spec import FieldSpec
 from custom_fields.types import REGISTRY, local_timezone
@@ -117,6 +118,19 @@ def test_dates_excel_cannot_hold_numbers_it_would_round_and_huge_texts(tmp_path:
     assert rows[1] == ("12345678901234567", "NaN")
     assert len(rows[2][0]) == MAX_CELL_TEXT and rows[2][0].endswith("…")
     assert rows[2][1] == dt.datetime(1900, 3, 1)
+
+
+def test_fifteen_digits_are_numbers_and_sixteen_are_text_either_sign(tmp_path: Path) -> None:
+    """Excel keeps 15 significant digits: a longer whole number would be rounded, so it is written as text."""
+    path = tmp_path / "x.xlsx"
+    edge = 10**15
+    with WorkbookWriter(path, [Column("A"), Column("B")], title="x") as writer:
+        writer.write([[edge - 1, -(edge - 1)], [edge, -edge], [Markup("<b>x</b>"), 2.5]])
+        writer.close()
+    rows = list(openpyxl.load_workbook(path).active.iter_rows(min_row=2, values_only=True))
+    assert rows[0] == (edge - 1, -(edge - 1))
+    assert rows[1] == (str(edge), str(-edge))
+    assert rows[2] == ("<b>x</b>", 2.5)
 
 
 def test_a_full_sheet_continues_on_the_next_with_the_header(tmp_path: Path) -> None:

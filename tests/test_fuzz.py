@@ -124,6 +124,13 @@ def test_path_segments_never_give_500(admin_client, segment) -> None:  # noqa: A
         assert response.status_code < 500, (template, segment)
 
 
+@pytest.mark.parametrize("segment", ["²", "-²", "١٢"])  # found by the test above: digits int() may refuse
+def test_reported_path_segments_never_give_500(admin_client, segment) -> None:  # noqa: ANN001
+    for template in ("/jobs/show/{}", "/t/contacts/show/{}", "/users/show/{}"):
+        response = admin_client.get(template.format(quote(segment, safe="")))
+        assert response.status_code < 500, (template, segment)
+
+
 @pytest.fixture
 def throwaway_role(app) -> int:  # noqa: ANN001
     """A role of its own: fuzzed access forms must not change what other tests' users may do."""

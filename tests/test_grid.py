@@ -297,20 +297,35 @@ def test_unknown_fields_and_missing_records_are_refused_not_crashed(sheet, admin
     assert stored(sheet["slug"], sheet["mine"][1])[sheet["count"]] == 5
 
 
-def test_versions_of_loaded_rows_follow_the_row_scope(sheet, admin_client, staff_client) -> None:  # noqa: ANN001
-    ids = ",".join(str(i) for i in [*sheet["mine"], sheet["other"]])
-    answer = admin_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
-    assert answer["versions"] == {str(i): 1 for i in [*sheet["mine"], sheet["other"]]}
-    answer = staff_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
-    assert answer["versions"] == {str(i): 1 for i in sheet["mine"]}  # the other record is out of reach
+def test_rows_carry_their_version_and_whether_they_are_editable(sheet, admin_client, staff_client) -> None:  # noqa: ANN001
+    """The data endpoint's rows (``versions=1``) carry the version they were read at and the edit right,
+    read in the same statement as their values (no second request that a save could slip in between)."""
+
+    def rows(client) -> dict[int, dict[str, Any]]:  # noqa: ANN001
+        answer = client.get(f"/api/v1/data/{sheet['slug']}?versions=1").get_json()
+        return {row["id"]: row for row in answer["rows"]}
+
+    seen = rows(admin_client)
+    assert {pk: (r["_version"], r["_editable"]) for pk, r in seen.items()} == {
+        pk: (1, True) for pk in [*sheet["mine"], sheet["other"]]
+    }
+    assert "_version" not in admin_client.get(f"/api/v1/data/{sheet['slug']}").get_json()["rows"][0]
+    assert set(rows(staff_client)) == set(sheet["mine"])  # the other record is out of reach
+    records.update(
+        sheet["slug"], sheet["mine"][0], {sheet["count"]: 7}, Actor.system_job(), expected_version=None
+    )
+    db.session.commit()
+    assert rows(staff_client)[sheet["mine"][0]]["_version"] == 2
     # Reading every record but editing only their own: the other one is read-only.
     access.set_table_rights(role_id("Staff"), current().entity(sheet["slug"]).id, {"read_scope": "all"})
     refresh()
-    answer = staff_client.get(f"/grid/{sheet['slug']}/versions?ids={ids}").get_json()
-    assert set(answer["versions"]) == {str(i) for i in [*sheet["mine"], sheet["other"]]}
-    assert answer["editable"] == sorted(sheet["mine"])
-    assert staff_client.get(f"/grid/{sheet['slug']}/versions?ids=1,x").status_code == 400
-    assert staff_client.get("/grid/no_such_table/versions?ids=1").status_code == 404
+    seen = rows(staff_client)
+    assert {pk: r["_editable"] for pk, r in seen.items()} == {
+        sheet["mine"][0]: True,
+        sheet["mine"][1]: True,
+        sheet["other"]: False,
+    }
+    assert staff_client.get(f"/grid/{sheet['slug']}/versions?ids=1").status_code == 404  # no second door
 
 
 JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
@@ -360,3 +375,55 @@ def test_every_list_links_to_its_grid(sheet, admin_client) -> None:  # noqa: ANN
     for slug in (sheet["slug"], "companies"):
         page = admin_client.get(f"/t/{slug}/list/").get_data(as_text=True)
         assert f'id="open-grid" href="/grid/{slug}/"' in page
+
+
+def test_links_pasted_by_label_resolve_within_reach(sheet, admin_client, staff_client) -> None:  # noqa: ANN001
+    """Company names pasted into a link column become those records; an unknown, ambiguous or unreadable
+    label refuses its cell only, and a record number still works."""
+    target = new_table(unique_label("Компании"))
+    link = new_field(current().entity(sheet["slug"]), "Компания", "link", settings={"target": target.id})
+    label_field = current().entity(target.slug).display_field.name
+    admin = Actor.for_user_id(user_id("admin"), "ui")
+    staff = Actor.for_user_id(user_id("staff1"), "ui")
+    alpha, beta = records.create_many(target.slug, [{label_field: "Альфа"}, {label_field: HOSTILE}], staff)
+    records.create_many(target.slug, [{label_field: "Дубль"}, {label_field: "Дубль"}], staff)
+    hidden = records.create(target.slug, {label_field: "Чужая компания"}, admin)  # out of staff's reach
+    db.session.commit()
+    _config, token = page_config(staff_client, sheet["slug"])
+    first, second = sheet["mine"]
+    body = {
+        "changes": [
+            {"id": first, "version": 1, "values": {link.name: " Альфа ", sheet["count"]: "5"}},
+            {"id": second, "version": 1, "values": {link.name: "Дубль", sheet["count"]: "6"}},
+        ],
+        "create": [
+            {"values": {sheet["name"]: "Новая", link.name: "Чужая компания"}},
+            {"values": {sheet["name"]: "Ещё", link.name: HOSTILE}},
+            {"values": {sheet["name"]: "Номер", link.name: f"#{alpha.id}"}},
+        ],
+    }
+    response = save(staff_client, sheet["slug"], token, body)
+    assert response.status_code == 422, response.get_json()
+    refused = {(r["kind"], r["index"], r.get("field")): r["message"] for r in response.get_json()["refused"]}
+    assert set(refused) == {("update", 1, link.name), ("create", 0, link.name)}
+    assert (
+        "Дубль" in refused[("update", 1, link.name)] and "Чужая компания" in refused[("create", 0, link.name)]
+    )
+    assert stored(sheet["slug"], first)[link.name] is None  # nothing saved yet
+    response = save(staff_client, sheet["slug"], token, {**body, "mode": "valid"})
+    assert response.status_code == 200, response.get_json()
+    assert stored(sheet["slug"], first)[link.name] == alpha.id
+    assert (
+        stored(sheet["slug"], second)[link.name] is None
+        and stored(sheet["slug"], second)[sheet["count"]] == 6
+    )
+    created = {c["index"]: c for c in response.get_json()["created"]}
+    assert stored(sheet["slug"], created[1]["id"])[link.name] == beta.id
+    assert stored(sheet["slug"], created[2]["id"])[link.name] == alpha.id
+    assert created[1]["values"][link.name]["label"] == HOSTILE
+    # The admin reaches the other company by its label.
+    _config, token = page_config(admin_client, sheet["slug"])
+    response = save(admin_client, sheet["slug"], token, {"changes": [
+        {"id": first, "version": 2, "values": {link.name: "Чужая компания"}}]})  # fmt: skip
+    assert response.status_code == 200, response.get_json()
+    assert stored(sheet["slug"], first)[link.name] == hidden.id

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
+import pytest
 from redis import Redis
 
 from app import create_app
-from tests.conftest import start_worker, stop_worker, wait_for_workers
+from tests.conftest import redis_databases_of_this_run, start_worker, stop_worker, wait_for_workers
 
 
 def test_healthy_with_a_worker(client, worker) -> None:  # noqa: ANN001
@@ -18,9 +22,9 @@ def test_healthy_with_a_worker(client, worker) -> None:  # noqa: ANN001
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_no_worker_is_503(env, redis_url, tmp_path) -> None:  # noqa: ANN001
+def test_no_worker_is_503(env, other_db, tmp_path) -> None:  # noqa: ANN001
     # Another Redis database on the same server has no worker registered.
-    other = {**env, "REDIS_URL": _other_db(redis_url), "TABULA_INSTANCE_DIR": str(tmp_path)}
+    other = {**env, "REDIS_URL": other_db, "TABULA_INSTANCE_DIR": str(tmp_path)}
     response = create_app(other).test_client().get("/health")
     assert response.status_code == 503
     body = response.get_json()
@@ -48,8 +52,8 @@ def test_database_down_is_503(env, tmp_path) -> None:  # noqa: ANN001
     assert response.get_json()["checks"]["database"]["ok"] is False
 
 
-def test_worker_that_stopped_is_no_longer_counted(app, env, redis_url) -> None:  # noqa: ANN001
-    other = {**env, "REDIS_URL": _other_db(redis_url)}
+def test_worker_that_stopped_is_no_longer_counted(app, env, other_db) -> None:  # noqa: ANN001
+    other = {**env, "REDIS_URL": other_db}
     process = start_worker(other, "--without-scheduler")
     try:
         wait_for_workers(other["REDIS_URL"], 1)
@@ -60,16 +64,30 @@ def test_worker_that_stopped_is_no_longer_counted(app, env, redis_url) -> None: 
     assert client.get("/health").status_code == 503
 
 
-def _other_db(redis_url: str) -> str:
+CLAIM = "tabula-test:claimed-by"
+
+
+@pytest.fixture
+def other_db(redis_url: str) -> Iterator[str]:
     """Another database of the same Redis server that nobody uses (an empty one: a neighbouring run's
-    worker registered there would make "no worker" look healthy)."""
+    worker registered there would make "no worker" look healthy). Not one of this run's workers' own, and
+    claimed for the test: two workers of a parallel run would otherwise both pick the same empty one."""
     if redis_url.startswith("unix://"):
-        return redis_url + "?db=9"
-    base, _, db = redis_url.rpartition("/")
+        yield redis_url + "?db=9"
+        return
+    base, _, _ = redis_url.rpartition("/")
+    ours = redis_databases_of_this_run(redis_url)
+    claim = uuid.uuid4().hex
     for number in range(15, -1, -1):
-        candidate = f"{base}/{number}"
-        if number != int(db or 0) and Redis.from_url(candidate).dbsize() == 0:
-            return candidate
+        candidate = Redis.from_url(f"{base}/{number}")
+        if number in ours or candidate.dbsize() != 0 or not candidate.set(CLAIM, claim, nx=True, ex=3600):
+            continue
+        if candidate.dbsize() != 1:  # someone else's keys arrived between the look and the claim
+            candidate.delete(CLAIM)
+            continue
+        yield f"{base}/{number}"
+        candidate.delete(CLAIM)
+        return
     raise AssertionError("no empty Redis database to stand for one without workers")
 
 

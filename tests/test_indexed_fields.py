@@ -321,6 +321,95 @@ def test_a_failed_concurrent_build_is_reported_and_cleaned_up(postgresql, app_ct
     assert state(index) == "valid" and indexes_on(table, column) == [index]
 
 
+def _snapshot_holder() -> Any:
+    """Another user's transaction that holds a snapshot (REPEATABLE READ, reading another table): a
+    CONCURRENTLY build waits for it before its index becomes valid; nothing else does."""
+    holder = db.engine.connect()
+    holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    holder.execute(text("SELECT count(*) FROM tabula_schema_state"))
+    return holder
+
+
+@pytest.mark.parametrize("type_name", ["link", "user"])
+def test_a_new_link_or_user_field_gets_its_index_concurrently_while_writes_go_on(
+    postgresql, app_ctx, type_name: str  # noqa: ANN001
+) -> None:  # fmt: skip
+    """Adding a link or user field to a big table: the column is added (metadata only) and committed, then
+    its index is built CONCURRENTLY: writers and readers of the table are not held up behind the build (in
+    the change's transaction it would hold the new column's lock, which queues even readers)."""
+    entity = new_table()
+    note = new_field(entity, "Заметка", "text")
+    for n in range(50):
+        insert(entity, **{note.name: f"запись {n}"})
+    table, column = entity.table_name, note.column_name
+    db.session.commit()
+    row_insert = text(f"INSERT INTO {table} (row_version, {column}) VALUES (1, :v)")  # noqa: S608
+    settings = {"target": _entity_id("companies")} if type_name == "link" else None
+    db.session.rollback()  # this test's own session holds no snapshot the build would wait for
+    holder = _snapshot_holder()
+    thread, outcome = _in_thread(
+        app_ctx, lambda: service.add_field(entity.id, "Связь", type_name, settings=settings).id
+    )
+    _wait_for(lambda: _new_index(table) is not None)
+    index = _new_index(table)
+    assert state(index) == "invalid" and thread.is_alive()  # built, waiting for the old snapshot
+    with db.engine.connect() as other:  # the field is saved: its column is written and read meanwhile
+        other.execute(text("SET lock_timeout = '1s'"))
+        other.execute(row_insert, {"v": "не ждёт"})
+        assert other.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 51  # noqa: S608
+        other.commit()
+    holder.rollback()
+    holder.close()
+    db.session.rollback()  # nor does this test's session (the build waits for every older snapshot)
+    thread.join(60)
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert state(index) == "valid"
+    row = db.session.get(Field, outcome[0])
+    assert index == ddl.index_name(table, row.column_name, False) and spec_of(row).indexed
+
+
+def test_a_new_unique_field_is_unique_once_its_index_is_built_concurrently(postgresql, app_ctx) -> None:  # noqa: ANN001
+    entity = new_table()
+    code = new_field(entity, "Код", "text", unique=True)
+    db.session.expire_all()
+    row = db.session.get(Field, code.id)
+    assert row.unique and spec_of(row).unique
+    assert indexes_on(entity.table_name, row.column_name) == [f"uq_{entity.table_name}_{row.column_name}"]
+    assert state(f"uq_{entity.table_name}_{row.column_name}") == "valid"
+
+
+def test_a_failed_link_index_build_is_reported_and_saving_the_field_builds_it(
+    postgresql, app_ctx, monkeypatch  # noqa: ANN001
+) -> None:  # fmt: skip
+    entity = new_table()
+    table = entity.table_name
+    db.session.commit()
+    monkeypatch.setattr(ddl, "INDEX_BUILD_LOCK_TIMEOUT", "300ms")
+    target = _entity_id("companies")
+    db.session.rollback()
+    holder = _snapshot_holder()  # outlasts the build's patience
+    try:
+        with pytest.raises(service.IndexBuildFailed):
+            service.add_field(entity.id, "Компания", "link", settings={"target": target})
+    finally:
+        holder.rollback()
+        holder.close()
+    db.session.rollback()
+    row = db.session.scalar(select(Field).where(Field.entity_id == entity.id, Field.label == "Компания"))
+    assert row is not None and state(ddl.index_name(table, row.column_name, False)) != "valid"
+    db.session.rollback()
+    service.update_field(row.id, label="Компания клиента")  # any save builds what is missing
+    assert state(ddl.index_name(table, row.column_name, False)) == "valid"
+
+
+def _new_index(table_name: str) -> str | None:
+    with db.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT indexname FROM pg_indexes WHERE tablename = :t AND indexname LIKE 'ix\\_%\\_f\\_%'"),
+            {"t": table_name},
+        ).scalar()
+
+
 # --- helpers -----------------------------------------------------------------------------------------------
 
 

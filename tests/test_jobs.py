@@ -109,12 +109,46 @@ def test_system_page_runs_a_job_and_shows_progress(admin_client, worker) -> None
     assert state["status"] == "finished" and state["done"] == state["total"] == 5
 
 
+def test_system_page_shows_queues_and_workers_in_russian(admin_client, worker, app_ctx) -> None:  # noqa: ANN001
+    """Admins see each queue's waiting, running and failed jobs and each worker with its machine and process;
+    a job in a queue no worker listens to shows as waiting there."""
+    import html
+    import re
+    import socket
+
+    nobody_listens = "nobody-listens"
+    run = enqueue("selfcheck", selfcheck, queue=nobody_listens)
+    try:
+        page = html.unescape(admin_client.get("/system/?_l_=ru").get_data(as_text=True))
+    finally:
+        Queue(nobody_listens, connection=Redis.from_url(app_ctx.config["REDIS_URL"])).empty()
+        db.session.delete(db.session.get(JobRun, run.id))
+        db.session.commit()
+    queues = page[page.index('id="job-queues"') : page.index('id="job-workers"')]
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", queues, re.S)
+        )
+        if cells
+    }
+    assert rows[nobody_listens] == ["1", "0", "0", "0", "0"]
+    assert rows["default"][-1] == "1"  # the session's worker listens to it
+    assert "Очереди" in page and "Ждут" in page and "С ошибкой" in page
+    workers = page[page.index('id="job-workers"') :]
+    assert f"<td>{worker.pid}</td>" in workers
+    assert socket.gethostname() in workers
+    assert "Свободен" in workers or "Занят" in workers
+    assert "Ни один обработчик" not in workers
+
+
 # --- a worker killed outright: its job is failed by the web side, by the worker's heartbeat ---------------
 
 QUEUE_OF_THE_DOOMED = "doomed"
 
 
-def _worker_on(redis_url: str, queue: str, timeout: float = 30):  # noqa: ANN202
+def _worker_on(redis_url: str, queue: str, timeout: float = 90):  # noqa: ANN202 (as wait_for_workers)
     from rq import Worker
 
     connection = Redis.from_url(redis_url)

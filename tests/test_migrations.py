@@ -23,9 +23,9 @@ def test_models_match_migrations(app_ctx) -> None:  # noqa: ANN001
     assert diff == []
 
 
-def test_upgrade_creates_every_table_and_downgrade_removes_them(env, tmp_path) -> None:  # noqa: ANN001
+def test_upgrade_creates_every_table_and_downgrade_removes_them(scratch_env, tmp_path) -> None:  # noqa: ANN001
     url = f"sqlite:///{tmp_path / 'scratch.db'}"
-    scratch = create_app({**env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
+    scratch = create_app({**scratch_env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
     with scratch.app_context():
         upgrade(directory=scratch.extensions["migrate"].directory)
         engine = create_engine(url)
@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(env, tmp_path) -
 
 
 def test_0005_makes_every_case_insensitive_unique_field_lower_and_its_downgrade_undoes_it(
-    env,
+    scratch_env,
     tmp_path,  # noqa: ANN001
 ) -> None:
     """The types whose unique values ignore letter case (long text and tax ids too) get a lower() index on
@@ -47,7 +47,7 @@ def test_0005_makes_every_case_insensitive_unique_field_lower_and_its_downgrade_
     from custom_fields.types import REGISTRY
 
     url = f"sqlite:///{tmp_path / 'scratch.db'}"
-    scratch = create_app({**env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
+    scratch = create_app({**scratch_env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
     directory = scratch.extensions["migrate"].directory
     with scratch.app_context():
         upgrade(directory=directory)

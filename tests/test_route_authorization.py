@@ -21,7 +21,7 @@ from sqlalchemy import inspect, select, text
 from app.extensions import db
 from custom_fields import access, service
 from custom_fields.runtime import current, refresh
-from models import Field, JobRun, JobStatus
+from models import Field, FieldConversion, JobRun, JobStatus, SavedView
 from tests.conftest import DEMO_PASSWORD, csrf_token, login, signed_in
 from tests.tables_helpers import new_field, new_table, unique_label
 
@@ -35,6 +35,9 @@ FAB_ADMIN = f"{HERE}::test_security_screens_refuse_others_and_change_nothing"
 ACCOUNT = f"{HERE}::test_account_forms_refuse_anonymous_visitors"
 API_LOGIN = f"{HERE}::test_api_sign_in_refuses_wrong_passwords_and_missing_tokens"
 ADD_RIGHT = f"{HERE}::test_adding_without_the_add_right_is_refused"
+IMPORTS = (
+    "tests/test_import_screens.py::test_without_the_import_right_or_on_someone_elses_import_nothing_happens"
+)
 SCOPES = "tests/test_access_scopes.py::test_list_show_edit_delete_api_and_lookup_follow_the_scopes"
 
 
@@ -63,6 +66,7 @@ REFUSAL_TESTS: dict[str, str] = {
     "SchemaAdminView.archive_field": ADMIN_ONLY,
     "SchemaAdminView.restore_field": ADMIN_ONLY,
     "SchemaAdminView.purge_field": ADMIN_ONLY,
+    "SchemaAdminView.cancel_conversion": ADMIN_ONLY,
     "SystemView.selfcheck": ADMIN_ONLY,
     # FAB's security screens and the job list
     **_fab_model_view("UserDBModelView"),
@@ -72,6 +76,7 @@ REFUSAL_TESTS: dict[str, str] = {
     **_fab_model_view("PermissionViewModelView"),
     **_fab_model_view("ViewMenuModelView"),
     **_fab_model_view("JobRunView"),
+    **_fab_model_view("SavedViewAdmin"),
     "ResetPasswordView.this_form_post": FAB_ADMIN,
     # one's own account; signing in
     "ResetMyPasswordView.this_form_post": ACCOUNT,
@@ -95,14 +100,62 @@ REFUSAL_TESTS: dict[str, str] = {
     # CRM screens
     "DealBoardView.move": "tests/test_board.py::test_staff_may_not_move_someone_elses_deal",
     "GridView.save": "tests/test_grid.py::test_saves_refused_without_rights_change_nothing",
+    "GridView.bulk": "tests/test_grid_bulk.py::test_hidden_view_only_and_refused_values_change_nothing",
     "ExportView.start": "tests/test_exports.py::test_without_the_export_right_nothing_starts",
+    "SavedViewApi.create": "tests/test_saved_views.py::test_sharing_is_limited_to_ones_own_roles",
+    "SavedViewApi.change": (
+        "tests/test_saved_views.py::test_a_shared_view_leaves_out_what_the_reader_may_not_see"
+    ),
+    "SavedViewApi.delete": "tests/test_saved_views.py::test_a_personal_view_is_its_owners_alone",
+    "SavedViewApi.default": "tests/test_saved_views.py::test_admins_choose_the_default_view_everyone_gets",
     "ExportView.cancel": "tests/test_exports.py::test_nobody_else_cancels_or_deletes_an_export",
     "ExportView.delete": "tests/test_exports.py::test_nobody_else_cancels_or_deletes_an_export",
+    **{
+        f"ExportScheduleView.{action}": "tests/test_export_schedules.py::test_schedule_screens"
+        for action in ("new", "show", "send", "pause", "resume", "delete")
+    },
+    # reads only (a report is posted as JSON); its refusals are tried with a digest of the database
+    "ReportView.run": "tests/test_report_screens.py::test_refusals_change_nothing",
+    "ReportView.export": "tests/test_report_screens.py::test_refusals_change_nothing",
+    # saved reports: the owner (or an admin) changes or deletes; readers of a shared one are refused
+    **dict.fromkeys(
+        ("ReportView.create", "ReportView.change", "ReportView.delete"),
+        "tests/test_saved_reports.py::test_saved_reports_are_shared_read_only_and_computed_for_each_reader",
+    ),
+    "ImportView.upload": IMPORTS,
+    "ImportView.check": IMPORTS,
+    "ImportView.add_fields": IMPORTS,
+    "ImportView.start": IMPORTS,
+    "ImportView.undo": IMPORTS,
     "LeadConvertView.convert": "tests/test_leads.py::test_staff_converts_own_leads_only",
     "MergeView.apply": "tests/test_search_merge.py::test_staff_may_not_merge",
     "RecordQuickView.log_call": "tests/test_related.py::test_quick_actions_refused_without_rights_or_record",
     "RecordQuickView.add_task": "tests/test_related.py::test_quick_actions_refused_without_rights_or_record",
     "MyTasksView.done": "tests/test_related.py::test_my_tasks_refuses_bad_input_and_other_users_tasks",
+    # mailings: the mail right on contacts, one's own mailings
+    **dict.fromkeys(
+        [
+            f"MailingsView.{name}"
+            for name in (
+                "save_template",
+                "send_test",
+                "create",
+                "start",
+                "pause",
+                "resume",
+                "cancel",
+                "send_again",
+            )
+        ],
+        "tests/test_mailing_screens.py::test_without_the_mail_right_or_for_someone_elses_mailing_nothing_changes",
+    ),  # fmt: skip
+    "MailingsView.configure_automation": (
+        "tests/test_mail_automations.py::test_only_admins_configure_automatic_mailings"
+    ),
+    # public: the signed token in the address is the right (a forged one is refused, nothing recorded)
+    "mail_unsubscribe.unsubscribe": (
+        "tests/test_mailings.py::test_one_click_unsubscribe_over_http_is_honoured_by_the_next_mailing"
+    ),
 }
 
 
@@ -199,6 +252,13 @@ def targets(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     team = teams.create_team(f"Команда {uuid.uuid4().hex[:6]}", [])
     run = JobRun(kind="selfcheck", status=JobStatus.finished)
     db.session.add(run)
+    view = SavedView(entity_id=entity.id, name="Вид", state={}, version=1)
+    db.session.add(view)
+    conversion = FieldConversion(
+        field_id=field.id, from_type="text", to_type="integer", settings={}, status="queued", rows_done=0,
+        offenders=[], offenders_total=0, message="",
+    )  # fmt: skip
+    db.session.add(conversion)
     db.session.commit()
     staff = db.session.scalar(select(Role).where(Role.name == "Staff"))
     user = db.session.scalar(select(User).where(User.username == "staff2"))
@@ -211,6 +271,8 @@ def targets(app_ctx) -> dict[str, Any]:  # noqa: ANN001
         "role": staff.id,
         "user": user.id,
         "run": run.id,
+        "saved_view": view.id,
+        "conversion": conversion.id,
         "permission": db.session.scalar(select(Permission.id).limit(1)),
         "view_menu": db.session.scalar(select(ViewMenu.id).limit(1)),
         "permission_view": db.session.scalar(select(PermissionView.id).limit(1)),
@@ -250,6 +312,10 @@ ADMIN_ROUTES: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]] 
     ),
     "SchemaAdminView.archive_field": lambda t: (f"/admin/tables/fields/{t['field']}/archive", {}),
     "SchemaAdminView.restore_field": lambda t: (f"/admin/tables/fields/{t['archived']}/restore", {}),
+    "SchemaAdminView.cancel_conversion": lambda t: (
+        f"/admin/tables/conversions/{t['conversion']}/cancel",
+        {},
+    ),
     "SchemaAdminView.purge_field": lambda t: (
         f"/admin/tables/fields/{t['archived']}/purge",
         {"confirm": "В архиве"},
@@ -283,6 +349,8 @@ FAB_ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], str], dict[str, Any]
     "viewmenus": ("ViewMenuModelView", lambda t: str(t["view_menu"]), {"name": "Hijack"}, None),
     "permissionviews": ("PermissionViewModelView", lambda t: str(t["permission_view"]), {}, None),
     "jobs": ("JobRunView", lambda t: str(t["run"]), {"kind": "hijack", "message": "x"}, None),
+    "savedviews": ("SavedViewAdmin", lambda t: str(t["saved_view"]), {"name": "Захват", "is_default": "y"},
+                   None),
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,15 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
+
+#: Runs a command with Ctrl-C's default action, as in a terminal: a test run started in the background of a
+#: script inherits SIGINT ignored, and so would every process it starts.
+WITH_CTRL_C = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]
 
 
 def quick_start_commands() -> list[str]:
@@ -78,7 +88,12 @@ def test_run_command_from_a_fresh_copy(tmp_path: Path) -> None:
     log = open(tmp_path / "run.log", "w+")  # noqa: SIM115
     command = quick_start_commands()[0].split()
     process = subprocess.Popen(
-        command, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [*WITH_CTRL_C, *command],
+        cwd=copy,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     family: set[int] = set()
 
@@ -164,7 +179,7 @@ def test_running_is_announced_only_once_health_answers_200(tmp_path: Path) -> No
     }
     env.update(TABULA_PORT=str(port), TABULA_INSTANCE_DIR=str(tmp_path / "instance"), TABULA_DEMO="0")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "run"],
+        [*WITH_CTRL_C, sys.executable, "-m", "app.cli", "run"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

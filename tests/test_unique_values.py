@@ -161,7 +161,7 @@ def test_a_unique_custom_text_field_ignores_letter_case_too(app_ctx) -> None:  #
         service.update_field(other.id, unique=True)
 
 
-def test_upgrading_a_database_with_repeated_skus_reports_them(env, tmp_path) -> None:  # noqa: ANN001
+def test_upgrading_a_database_with_repeated_skus_reports_them(scratch_env, tmp_path) -> None:  # noqa: ANN001
     """Migration 0005 on a book whose SKUs already repeat: the upgrade goes through, the index waits, and
     the change log names the values; once they are unique, ``ensure_unique_indexes`` creates it."""
     from flask_migrate import upgrade
@@ -170,7 +170,7 @@ def test_upgrading_a_database_with_repeated_skus_reports_them(env, tmp_path) -> 
     from models import SchemaChange
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    scratch = create_app({**env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
+    scratch = create_app({**scratch_env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
     directory = scratch.extensions["migrate"].directory
     with scratch.app_context():
         upgrade(directory=directory, revision="0004")

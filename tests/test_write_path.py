@@ -238,7 +238,7 @@ def test_access_screen_changes_rules_in_the_browser_routes(app_ctx, admin_client
     admin_client.post(f"/admin/access/{staff}/tables", data=form)
     assert staff_client.get(f"/t/{entity.slug}/list/").status_code == 200
     menu = staff_client.get("/").get_data(as_text=True)
-    assert entity.plural_label in menu and f"/t/{entity.slug}/list/" in menu
+    assert entity.plural_label in menu and f"/grid/{entity.slug}/" in menu
 
     fields_page = admin_client.get(f"/admin/access/{staff}/fields/{entity.slug}").get_data(as_text=True)
     form = {f"field.{name.id}": "hidden", "csrf_token": csrf_token(fields_page)}

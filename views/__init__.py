@@ -9,6 +9,7 @@ from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
 from app.security import AUDIENCE_ROLES
+from custom_fields.spec import CUSTOM_CATEGORY_NAME, SYSTEM_CATEGORY_NAME
 
 WIDEST_FIRST = ("staff", "manager", "admin")
 
@@ -38,6 +39,34 @@ def add_view(
             if current is None or WIDEST_FIRST.index(audience) < WIDEST_FIRST.index(current):
                 audiences[key] = audience
     return instance
+
+
+#: The menu that gathers a user's own data work: exports, imports and the recycle bin.
+DATA_MENU = {"category": "Data", "category_label": _l("Data"), "category_icon": "fa-database"}
+
+
+#: The top bar's order, by menu name: the tables first, the daily screens next, administration last.
+#: A menu not named here goes before "System".
+MENU_ORDER = (
+    SYSTEM_CATEGORY_NAME, CUSTOM_CATEGORY_NAME, "Deal board", "My tasks", "Reports", "Mailings", "Data",
+    "System",
+)  # fmt: skip
+
+
+def order_menu(appbuilder: AppBuilder) -> None:
+    """Put the top bar in ``MENU_ORDER`` (FAB appends categories in the order they are first used), with
+    FAB's Security menu (users, roles) folded into System: one administration menu, and a top bar that fits
+    a laptop in Russian."""
+    menu = appbuilder.menu
+    system, security = menu.find("System"), menu.find("Security")
+    if system is not None and security is not None and system is not security:
+        menu.add_separator("System")
+        system.childs.extend(security.childs)
+        menu.menu.remove(security)
+    unnamed = MENU_ORDER.index("System") - 0.5
+    appbuilder.menu.menu.sort(
+        key=lambda item: MENU_ORDER.index(item.name) if item.name in MENU_ORDER else unnamed
+    )
 
 
 def add_system_view(appbuilder: AppBuilder, view: Any, name: str, label: Any, icon: str) -> Any:
@@ -72,9 +101,26 @@ def register_views(appbuilder: AppBuilder) -> None:
     current_app.add_url_rule(
         "/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="tabula/favicon.svg"), 301)
     )
-    from views import board, data, exports, grid, leads, my_tasks, search, teams
+    from views import (
+        board,
+        data,
+        exports,
+        grid,
+        imports,
+        leads,
+        mailings,
+        my_tasks,
+        reports,
+        saved_views,
+        schedules,
+        search,
+        teams,
+    )
 
-    for crm_screens in (board, my_tasks, search, leads, teams, data, exports, grid):
+    for crm_screens in (
+        board, my_tasks, search, leads, teams, data, reports, mailings, exports, schedules, imports, grid,
+        saved_views,
+    ):  # fmt: skip
         crm_screens.register(appbuilder)
     add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")
 
@@ -88,6 +134,8 @@ def register_views(appbuilder: AppBuilder) -> None:
         label=_l("Recycle bin"),
         icon="fa-trash",
         audience="staff",
+        **DATA_MENU,
     )
     add_system_view(appbuilder, SystemView, "System status", _l("System status"), "fa-heartbeat")
     add_system_view(appbuilder, JobRunView, "Background jobs", _l("Background jobs"), "fa-tasks")
+    order_menu(appbuilder)

@@ -18,7 +18,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from app.extensions import db
 from custom_fields import formats, records, runtime
 from custom_fields.access import Actor, Grants, current_grants
 from custom_fields.query import QueryError, TableQuery
@@ -209,11 +208,7 @@ class Card:
 
 def _versions(query: TableQuery, ids: list[int]) -> dict[int, int]:
     """The deals' versions (for the optimistic lock of a move), which no screen shows."""
-    found: dict[int, int] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = db.session.execute(query.rows_statement(ids[start : start + CHUNK]))
-        found.update((row.id, row.row_version) for row in rows)
-    return found
+    return query.versions(ids)
 
 
 def _editable(ctx: BoardContext, ids: list[int]) -> set[int]:
@@ -280,7 +275,7 @@ def _positive_int(value: Any) -> int | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        value = int(text) if text.isascii() and text.isdigit() and len(text) < 11 else None
+        value = int(text) if text.isascii() and text.isdecimal() and len(text) < 11 else None
     if not isinstance(value, int) or not 0 < value <= MAX_ID:
         return None
     return value

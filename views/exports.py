@@ -17,7 +17,7 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from app.extensions import db
-from custom_fields import runtime
+from custom_fields import runtime, saved_views
 from custom_fields.access import Actor
 from custom_fields.query import QueryError
 from custom_fields.types import REGISTRY
@@ -26,10 +26,6 @@ from exports.service import ExportRefused
 from models.exports import ExportFile, ExportStatus
 from models.system import utcnow
 
-MEDIA_TYPES = {
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv; charset=utf-8",
-}
 STATUS_LABELS = {
     ExportStatus.queued: _l("Waiting for a worker"),
     ExportStatus.running: _l("Writing"),
@@ -52,7 +48,7 @@ def list_state(slug: str, args: Any) -> dict[str, Any]:
         if key.startswith("_flt_"):
             index, _sep, name = key[len("_flt_") :].partition("_")
             spec = entity.field_by_name(name)
-            if spec is None or not index.isdigit():
+            if spec is None or not index.isdecimal():
                 continue
             operators = REGISTRY[spec.type].operators
             if int(index) < len(operators):
@@ -64,9 +60,11 @@ def list_state(slug: str, args: Any) -> dict[str, Any]:
     return {"filter": {"and": conditions} if conditions else None, "sort": sort or ["-id"]}
 
 
-def _own_export(export_id: int) -> ExportFile:
+def _own_export(export_id: int, *, to_download: bool = False) -> ExportFile:
+    """The export if the signed-in user owns it (or is an admin); with ``to_download``, also if it was mailed
+    to them by a schedule. Anyone else gets 404."""
     export = db.session.get(ExportFile, export_id)
-    if not service.visible_to(export, current_user):
+    if not service.visible_to(export, current_user, to_download=to_download):
         abort(404)
     return service.reconcile(export)
 
@@ -110,9 +108,16 @@ class ExportView(BaseView):
     @expose("/")
     @has_access
     def mine(self) -> Any:
-        exports = service.mine(current_user.id)
+        from exports import schedules
+
         return self.render_template(
-            "tabula/exports/list.html", exports=exports, progress=progress, title=_("My exports")
+            "tabula/exports/list.html",
+            exports=service.mine(current_user.id),
+            progress=progress,
+            schedules=schedules.mine(Actor.current("ui")),
+            schedule_title=schedules.title,
+            describe=schedules.describe,
+            title=_("My exports"),
         )
 
     @expose("/start/<slug>", methods=["POST"])
@@ -129,6 +134,9 @@ class ExportView(BaseView):
         back = _back_to(request.form.get("next") or request.referrer)
         locale = get_locale()
         try:
+            if request.form.get("view"):  # a saved view by its id, as its reader may see it
+                view = saved_views.get(slug, request.form["view"], Actor.current("ui"))
+                state = saved_views.applied(view, Actor.current("ui"))
             export = service.start(
                 slug,
                 Actor.current("ui"),
@@ -149,20 +157,24 @@ class ExportView(BaseView):
     @expose("/<int(max=2147483647):export_id>")
     @has_access
     def show(self, export_id: int) -> Any:
-        export = _own_export(export_id)
+        export = _own_export(export_id, to_download=True)
         return self.render_template(
-            "tabula/exports/show.html", export=export, state=progress(export), title=export.title
+            "tabula/exports/show.html",
+            export=export,
+            state=progress(export),
+            owns=service.visible_to(export, current_user),
+            title=export.title,
         )
 
     @expose("/<int(max=2147483647):export_id>/status")
     @has_access
     def status(self, export_id: int) -> Any:
-        return jsonify(progress(_own_export(export_id)))
+        return jsonify(progress(_own_export(export_id, to_download=True)))
 
     @expose("/<int(max=2147483647):export_id>/download")
     @has_access
     def download(self, export_id: int) -> Any:
-        export = _own_export(export_id)
+        export = _own_export(export_id, to_download=True)
         try:
             chunks = service.chunks(export)
         except FileNotFoundError:
@@ -176,7 +188,7 @@ class ExportView(BaseView):
             "Cache-Control": "private, no-store",
         }
         return Response(
-            stream_with_context(chunks), headers=headers, mimetype=MEDIA_TYPES[export.file_format]
+            stream_with_context(chunks), headers=headers, mimetype=service.MEDIA_TYPES[export.file_format]
         )
 
     @expose("/<int(max=2147483647):export_id>/cancel", methods=["POST"])
@@ -205,9 +217,15 @@ def may_export(slug: str | None) -> bool:
 def register(appbuilder: Any) -> None:
     from flask import current_app
 
-    from views import add_view
+    from views import DATA_MENU, add_view
 
     add_view(
-        appbuilder, ExportView, "My exports", label=_l("My exports"), icon="fa-download", audience="staff"
+        appbuilder,
+        ExportView,
+        "My exports",
+        label=_l("My exports"),
+        icon="fa-download",
+        audience="staff",
+        **DATA_MENU,
     )
     current_app.jinja_env.globals["may_export"] = may_export

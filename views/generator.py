@@ -264,7 +264,9 @@ class GeneratedModelView(ModelView):
         entity = self.tabula_entity
         base = history.values_at(entity.id, stale.record_id, _form_version(form))
         db.session.expire_all()
-        item = self.datamodel.get(stale.record_id)
+        item = self.datamodel.get(stale.record_id, self._base_filters)
+        if item is None:  # out of the reader's reach since (or in the recycle bin)
+            abort(404)
         both: list[str] = []
         changed: list[str] = []  # what the other save changed (or, without history, what differs from mine)
         for name in self.edit_columns:

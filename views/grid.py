@@ -21,23 +21,21 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.security.decorators import has_access_api
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from app.extensions import db
-from custom_fields import records, runtime
+from custom_fields import records, runtime, saved_views
 from custom_fields.access import Actor, Grants, current_grants
+from custom_fields.forms import converting_note
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
-from views import add_view
+from views import add_view, grid_bulk
 
 #: Most cells one save may carry (a pasted block of 5,000 rows × 20 columns).
 MAX_CELLS = 100_000
 MAX_ROWS = 5_000
 MAX_ID = 2**31 - 1
 PAGE_SIZE = 100
-MAX_VERSIONS = 500
 #: Saved rows read back for the grid after a save (a bigger paste keeps the values it sent).
 REREAD = 200
 
@@ -68,6 +66,7 @@ def column_defs(entity: EntitySpec, rights: Grants) -> list[dict[str, Any]]:
                 "field": spec.name,
                 "label": str(spec.label),
                 "help": str(spec.help_text or ""),
+                "converting": converting_note(spec),
                 "required": spec.required,
                 "editable": can_edit and spec.name in editable,
                 "sortable": ftype.sortable,
@@ -185,6 +184,55 @@ def _values(raw: Any) -> dict[str, Any]:
         if not (value is None or isinstance(value, str | int | float | bool | list)):
             raise MalformedSave(_("Values must be text, numbers, yes/no or lists."))
     return dict(raw)
+
+
+def resolve_link_labels(batch: Batch) -> None:
+    """Link cells given as the linked record's label (company names pasted into a Company column) become
+    that record's id, found through the query layer within the user's reach. A label no readable record
+    has, or several have, refuses that cell only; numbers (``12`` or ``#12``) stay record numbers."""
+    schema = runtime.current()
+    found: dict[tuple[str, str], tuple[bool, Any]] = {}
+
+    def resolve(name: str, raw: Any) -> tuple[bool, Any] | None:
+        spec = batch.entity.field_by_name(name)
+        ftype = REGISTRY[spec.type] if spec is not None else None
+        if ftype is None or ftype.reference != "record" or not isinstance(raw, str):
+            return None
+        text = raw.strip()
+        if not text or text.isdecimal() or (text.startswith("#") and text[1:].isdecimal()):
+            return (True, text.lstrip("#")) if text.startswith("#") else None
+        key = (name, text)
+        if key not in found:
+            target = schema.by_id.get(ftype.target_entity_id(spec) or 0)
+            try:
+                ids = TableQuery(target.slug, batch.actor).ids_labelled(text) if target else []
+            except QueryError:
+                ids = []
+            if len(ids) == 1:
+                found[key] = (True, ids[0])
+            elif ids:
+                found[key] = (
+                    False,
+                    _("Several records are called “%(label)s”: paste its number instead.", label=text[:60]),
+                )
+            else:
+                found[key] = (False, _("No record “%(label)s” that you may see.", label=text[:60]))
+        return found[key]
+
+    for kind, table in (("update", batch.updates), ("create", batch.creates)):
+        for index in list(table):
+            values = table[index][1] if kind == "update" else table[index]
+            for name, raw in list(values.items()):
+                answer = resolve(name, raw)
+                if answer is None:
+                    continue
+                if answer[0]:
+                    values[name] = answer[1]
+                else:
+                    batch.refuse(kind, index, name, answer[1])
+                    del values[name]
+            if not values:
+                del table[index]
 
 
 def check_updates(batch: Batch) -> None:
@@ -322,7 +370,8 @@ def shown_values(entity: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any
 
 def save_batch(batch: Batch, mode: str) -> tuple[int, dict[str, Any]]:
     """Save the batch (all of it, or what passes the checks, per ``mode``); (HTTP status, answer)."""
-    if mode == "all":  # the usual case, one edit: straight to the write path, all or nothing
+    resolve_link_labels(batch)
+    if mode == "all" and not batch.refused:  # the usual case, one edit: straight to the write path
         try:
             return 200, _save(batch)
         except records.AccessDenied:
@@ -395,7 +444,7 @@ def saved_rows(batch: Batch, ids: list[int]) -> dict[str, Any]:
     if not ids or len(ids) > REREAD:
         return {}
     try:
-        query = TableQuery(batch.slug, batch.actor)
+        query = TableQuery(batch.slug, batch.actor).with_versions()
     except QueryError:
         return {}
     found = {}
@@ -450,7 +499,32 @@ def ui_texts() -> dict[str, str]:
         "yes": _("yes"),
         "no": _("no"),
         "searching": _("Searching…"),
+        "views": _("Saved views of this table"),
+        "allRows": _("All rows"),
+        "saveView": _("Save the view"),
+        "saveAs": _("Save as a new view"),
+        "viewName": _("Name of the view"),
+        "shareWith": _("Share with roles:"),
+        "makeDefault": _("Open the table with this view for everyone"),
+        "notDefault": _("Stop opening the table with this view"),
+        "deleteView": _("Delete the view"),
+        "deleteViewAsk": _("Delete the view “%(name)s”?"),
+        "viewSaved": _("The view is saved."),
+        "viewDeleted": _("The view is deleted."),
+        "defaultMark": _("default"),
+        "sharedMark": _("shared"),
+        "changed": _("changed"),
+        "frozen": _("Frozen columns:"),
         "nothingFound": _("Nothing found"),
+        "bulkSelected": _("The selected rows (%(n)s)"),
+        "bulkAll": _("All %(n)s matching rows you may change"),
+        "bulkCounting": _("Counting the matching rows…"),
+        "bulkAsk": _("Set “%(field)s” to “%(value)s” in %(n)s records?"),
+        "bulkApply": _("Change them"),
+        "bulkNone": _("No row you may change is selected."),
+        "bulkProgress": _("%(done)s of %(total)s"),
+        "bulkRunning": _("Changing the records in the background…"),
+        "extraFilter": _("Also filtered by: %(fields)s"),
     }
 
 
@@ -464,6 +538,29 @@ def _grid_entity(slug: str) -> tuple[EntitySpec, Grants]:
     return entity, rights
 
 
+def opened_view(slug: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The saved view the page opens (``?view=<id>``, else the table's default) and the state it shows:
+    the address's own ``?state=`` (the view as the user changed it) when given and valid, else the view's.
+    A view or state the user may not have is ignored: the plain grid opens."""
+    actor = Actor.current("ui")
+    view = None
+    try:
+        if request.args.get("view"):
+            view = saved_views.get(slug, request.args.get("view"), actor)
+        elif "state" not in request.args:
+            view = saved_views.default_view(slug, actor)
+    except QueryError:
+        view = None
+    state = saved_views.applied(view, actor) if view is not None else None
+    raw = request.args.get("state")
+    if raw:
+        try:
+            state = saved_views.clean_state(TableQuery(slug, actor), json.loads(raw[:20_000]))
+        except (ValueError, QueryError, RecursionError):
+            pass
+    return (saved_views.as_json(view, actor) if view is not None else None), state
+
+
 def data_urls(slug: str) -> dict[str, str]:
     """Where rows and their count come from: the query layer's data endpoint."""
     return {"rows": f"/api/v1/data/{slug}", "count": f"/api/v1/data/{slug}/count"}
@@ -475,20 +572,24 @@ class GridView(BaseView):
     route_base = "/grid"
     default_view = "table"
     class_permission_name = "Grid"
-    method_permission_name = {"table": "read", "versions": "read", "save": "write"}
+    method_permission_name = {"table": "read", "save": "write", "bulk": "write", "bulk_status": "read"}
 
     @expose("/<slug>/")
     @has_access
     def table(self, slug: str) -> Any:
         entity, rights = _grid_entity(slug)
+        view, state = opened_view(slug)
         config = {
             "slug": slug,
+            "view": view,
+            "state": state,
+            "viewsUrl": url_for("SavedViewApi.listing", slug=slug),
             "columns": column_defs(entity, rights),
             "canEdit": rights.can("edit"),
             "canAdd": rights.can("add"),
             "canDelete": rights.can("delete"),
             "saveUrl": url_for("GridView.save", slug=slug),
-            "versionsUrl": url_for("GridView.versions", slug=slug),
+            "bulkUrl": url_for("GridView.bulk", slug=slug),
             "recordUrl": url_for("TableView.show", slug=slug, pk=0).removesuffix("0"),
             "pageSize": PAGE_SIZE,
             "locale": str(get_locale() or "en"),
@@ -503,30 +604,6 @@ class GridView(BaseView):
             config=json.dumps(config, ensure_ascii=False),
             list_url=url_for("TableView.list", slug=slug),
         )
-
-    @expose("/<slug>/versions")
-    @has_access_api
-    def versions(self, slug: str) -> Response:
-        """``{"versions": {id: row_version}}`` of loaded rows (``?ids=1,2``), which the data endpoint's rows
-        do not carry: each save names the version its row was loaded at (optimistic locking)."""
-        wanted = [part for part in request.args.get("ids", "").split(",") if part]
-        if len(wanted) > MAX_VERSIONS or not all(p.isdigit() and len(p) < 11 for p in wanted):
-            return _json(400, message=_("Unknown field."))
-        try:
-            actor = Actor.current("ui")
-            query = TableQuery(slug, actor)
-        except QueryError as refused:
-            return _json(refused.status, message=str(refused))
-        model = query.model
-        ids = sorted({int(p) for p in wanted if 0 < int(p) <= MAX_ID})
-        found = db.session.execute(
-            select(model.id, model.row_version).where(query.condition(), model.id.in_(ids))
-        ).all()
-        # Rows the user may read but not edit (outside their edit scope) show read-only.
-        editable: set[int] = set()
-        if query.rights.can("edit") and found:
-            editable = TableQuery(slug, actor, "edit").readable_ids(pk for pk, _version in found)
-        return _json(200, versions={str(pk): version for pk, version in found}, editable=sorted(editable))
 
     @expose("/<slug>/save", methods=["POST"])
     @has_access_api
@@ -546,6 +623,28 @@ class GridView(BaseView):
             return _json(refused.status, message=str(refused))
         except records.RecordError as refused:  # any other refusal of the write path: nothing was saved
             return _json(422, message=str(refused) or _("Not saved."))
+        return _json(status, **answer)
+
+    @expose("/<slug>/bulk", methods=["POST"])
+    @has_access_api
+    def bulk(self, slug: str) -> Response:
+        """Set one field to one value in the selected rows or all matching rows (``views.grid_bulk``)."""
+        _entity, rights = _grid_entity(slug)
+        if not rights.can("edit"):
+            return _json(403, message=_("You may not do this in this table."))
+        try:
+            status, answer = grid_bulk.start(slug, request.get_json(silent=True), Actor.current("ui"))
+        except QueryError as refused:
+            return _json(refused.status, message=str(refused))
+        except records.AccessDenied as denied:
+            return _json(403, message=str(denied))
+        return _json(status, **answer)
+
+    @expose("/<slug>/bulk/<int(max=2147483647):run_id>")
+    @has_access_api
+    def bulk_status(self, slug: str, run_id: int) -> Response:
+        _grid_entity(slug)
+        status, answer = grid_bulk.status(slug, run_id, Actor.current("ui"))
         return _json(status, **answer)
 
 

@@ -15,7 +15,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from app.extensions import db
 from custom_fields import access, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.query import QueryError, TableQuery
@@ -104,11 +103,7 @@ def _by_due(query: TableQuery) -> tuple[str, ...]:
 def _read(query: TableQuery, limit: int) -> list[SimpleNamespace]:
     """The first ``limit`` rows as records, with the version a "done" click sends back."""
     rows = query.page(limit).rows
-    ids, table = [r["id"] for r in rows], query.model.__table__
-    versions: dict[int, int] = {}
-    if ids:
-        chosen = query.rows_statement(ids).with_only_columns(table.c.id, table.c.row_version)
-        versions = dict(db.session.execute(chosen).all())
+    versions = query.versions(r["id"] for r in rows)
     found = []
     for row in rows:
         item = as_record(row)
@@ -194,7 +189,7 @@ class MyTasksView(BaseView):
         if not TableQuery(TASKS, Actor.current("ui")).exists(pk):
             abort(404)
         raw = request.form.get("version", "")
-        version = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 10 else -1
+        version = int(raw) if isinstance(raw, str) and raw.isdecimal() and len(raw) < 10 else -1
         try:
             records.update(TASKS, pk, {"status": "done"}, Actor.current("ui"), expected_version=version)
         except records.StaleRecord:

@@ -4,6 +4,7 @@ bin, and the audit log of every record change."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
@@ -39,7 +40,7 @@ AUDIT_PAGE = 50
 
 
 def _int_arg(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 10 else None
+    return int(value) if value and value.isdecimal() and len(value) < 10 else None
 
 
 def _date_arg(value: str | None) -> dt.date | None:
@@ -236,19 +237,11 @@ class RecycleBinView(BaseView):
         for slug, entity in schema.entities.items():
             if entity.archived:
                 continue
-            rights = access.grants(actor, entity, schema.access)
-            if not rights.is_admin and not rights.can("delete"):
-                continue
-            model = schema.classes[slug]
             try:
-                binned = TableQuery(slug, actor, "read").recycle_bin_condition()
+                binned = TableQuery(slug, actor).binned(BIN_LIMIT)
             except QueryError:
                 continue
-            query = select(model).where(binned)
-            if not rights.is_admin:
-                query = query.where(model.owner_id == actor.user_id)
-            for item in db.session.scalars(query.order_by(model.deleted_at.desc()).limit(BIN_LIMIT)):
-                items.append((entity, item))
+            items += [(entity, SimpleNamespace(**row)) for row in binned]
         items.sort(key=lambda pair: pair[1].deleted_at, reverse=True)
         is_admin = access.is_admin(actor)
         return self.render_template(
@@ -311,7 +304,7 @@ class AuditLogView(BaseView):
             since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
             until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC) if until else None,
         )
-        changes, more = history.audit_page(query, min(page, 10**5), AUDIT_PAGE)
+        changes, more = history.audit_page(query, min(page, 10**5), AUDIT_PAGE, Actor.current("ui"))
         users = db.session.scalars(select(User).order_by(User.username)).all()
         used = set(db.session.scalars(select(RecordChange.entity_id).distinct()))
         tables = [e for e in runtime.current().entities.values() if e.id in used or e.id == entity_id]

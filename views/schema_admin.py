@@ -3,23 +3,38 @@ of schema changes. Every change goes through ``custom_fields.service``; refusals
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, flash, g, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from app.extensions import db
-from custom_fields import service
+from custom_fields import conversion_jobs, service
 from custom_fields.core import N_
 from custom_fields.runtime import refresh
 from custom_fields.service import ICON_CHOICES, ConversionRefused, SchemaError
 from custom_fields.spec import has_builtin_index, label_of
 from custom_fields.types import REGISTRY, type_choices
-from models import Entity, Field, SchemaChange
+from jobs import schema as schema_jobs
+from jobs.queues import JobQueueUnavailable
+from models import Entity, Field, FieldConversion, SchemaChange
 
 MAX_NEW_OPTION_ROWS = 5
+CONVERSION_LABELS = {
+    "queued": _l("Waiting for a worker"),
+    "running": _l("Converting"),
+    "done": _l("Converted"),
+    "refused": _l("Not converted: some values do not convert"),
+    "cancelled": _l("Cancelled"),
+    "failed": _l("Failed"),
+}
+#: How long the field's page keeps showing a finished background conversion.
+CONVERSION_SHOWN = dt.timedelta(days=1)
 #: The schema change log in the reader's language; the stored summary (English, as written at the time,
 #: with the labels of then) stays available under "Details".
 CHANGE_TEXTS = {
@@ -53,7 +68,7 @@ def change_text(change: SchemaChange) -> str:
 def _form_int(name: str) -> int | None:
     """A whole number from the form, or None; never more digits than an id or position column holds."""
     text = request.form.get(name, "").strip()
-    return int(text) if text.lstrip("-").isdigit() and len(text) < 10 else None
+    return int(text) if text.lstrip("-").isdecimal() and len(text) < 10 else None
 
 
 def _flag(name: str) -> bool:
@@ -125,6 +140,7 @@ class SchemaAdminView(BaseView):
         "create_table": "write", "update_table": "write", "archive_table": "write", "restore_table": "write",
         "add_field": "write", "update_field": "write", "change_field_type": "write", "archive_field": "write",
         "restore_field": "write", "purge_field": "write",
+        "conversion_status": "read", "cancel_conversion": "write",
     }  # fmt: skip
 
     def _user_id(self) -> int | None:
@@ -259,6 +275,8 @@ class SchemaAdminView(BaseView):
     @has_access
     def field(self, field_id: int) -> Any:
         row = db.session.get(Field, field_id) or abort(404)
+        shown = _shown_conversion(field_id)
+        row = db.session.get(Field, field_id) or abort(404)  # a dead job's recovery may have changed it
         targets = db.session.scalars(
             select(Entity).where(Entity.archived_at.is_(None)).order_by(Entity.position)
         )
@@ -268,7 +286,29 @@ class SchemaAdminView(BaseView):
             entity=row.entity,
             targets=list(targets),
             indexed_anyway=has_builtin_index(row),
+            conversion=shown,
+            conversion_state=_conversion_state(shown) if shown is not None else None,
         )
+
+    @expose("/conversions/<int(max=2147483647):conversion_id>/status")
+    @has_access
+    def conversion_status(self, conversion_id: int) -> Any:
+        record = db.session.get(FieldConversion, conversion_id) or abort(404)
+        return jsonify(_conversion_state(schema_jobs.reconcile(record)))
+
+    @expose("/conversions/<int(max=2147483647):conversion_id>/cancel", methods=["POST"])
+    @has_access
+    def cancel_conversion(self, conversion_id: int) -> Any:
+        record = db.session.get(FieldConversion, conversion_id) or abort(404)
+        field_id = record.field_id
+        try:
+            if schema_jobs.cancel(schema_jobs.reconcile(record)):
+                flash(_("Cancelling: the field stays exactly as it was."), "success")
+            else:
+                flash(_("The conversion has already ended."), "warning")
+        except RedisError:  # nothing was changed
+            flash(_("The job queue cannot be reached; try again in a moment."), "danger")
+        return redirect(url_for("SchemaAdminView.field", field_id=field_id))
 
     @expose("/fields/<int(max=2147483647):field_id>/update", methods=["POST"])
     @has_access
@@ -291,6 +331,7 @@ class SchemaAdminView(BaseView):
                 indexed=indexed,
                 default=request.form.get("default"),
                 user_id=self._user_id(),
+                clear_removed_options=has_options and _flag("clear_removed_options"),
             ),
             _("Saved."),
         )
@@ -302,8 +343,16 @@ class SchemaAdminView(BaseView):
         row = db.session.get(Field, field_id) or abort(404)
         type_name = request.form.get("type", "")
         try:
+            if conversion_jobs.needs_job(field_id):
+                schema_jobs.start(
+                    field_id, type_name, _settings_from_form(type_name), user_id=self._user_id()
+                )
+                flash(_("The conversion runs in the background; this page shows its progress."), "success")
+                return redirect(url_for("SchemaAdminView.field", field_id=field_id))
             service.change_type(field_id, type_name, _settings_from_form(type_name), user_id=self._user_id())
             flash(_("Type changed; every value was converted."), "success")
+        except JobQueueUnavailable:
+            flash(_("The job queue cannot be reached; nothing was changed. Try again in a moment."), "danger")
         except ConversionRefused as exc:
             db.session.expire_all()
             targets = db.session.scalars(select(Entity).where(Entity.archived_at.is_(None)))
@@ -361,7 +410,7 @@ class SchemaAdminView(BaseView):
     @has_access
     def changes(self) -> Any:
         page = request.args.get("page", "1")
-        page_number = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+        page_number = int(page) if page.isdecimal() and 0 < len(page) < 7 else 1
         rows = db.session.scalars(
             select(SchemaChange).order_by(SchemaChange.id.desc()).offset((page_number - 1) * 50).limit(51)
         ).all()
@@ -372,3 +421,25 @@ class SchemaAdminView(BaseView):
             more=len(rows) > 50,
             change_text=change_text,
         )
+
+
+def _shown_conversion(field_id: int) -> FieldConversion | None:
+    """The field's background conversion the page shows: one still running (reconciled: a dead job's is
+    cleaned up), or one that ended within ``CONVERSION_SHOWN``."""
+    record = conversion_jobs.latest(field_id)
+    if record is None:
+        return None
+    record = schema_jobs.reconcile(record)
+    if record.active:
+        return record
+    ended = record.finished_at
+    if ended is not None and ended.tzinfo is None:
+        ended = ended.replace(tzinfo=dt.UTC)
+    return record if ended is not None and dt.datetime.now(dt.UTC) - ended < CONVERSION_SHOWN else None
+
+
+def _conversion_state(record: FieldConversion) -> dict[str, Any]:
+    state = conversion_jobs.progress_of(record, schema_jobs.live_progress(record))
+    state["status_label"] = str(CONVERSION_LABELS.get(record.status, record.status))
+    state["to_type"] = str(REGISTRY[record.to_type].label) if record.to_type in REGISTRY else record.to_type
+    return state

@@ -12,12 +12,10 @@ from flask_appbuilder.security.decorators import has_access_api
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import select
 
 from app.crm import duplicates
 from app.crm import merge as merging
 from app.crm import search as searching
-from app.extensions import db
 from custom_fields import hooks, records, runtime
 from custom_fields.access import Actor, Grants
 from custom_fields.query import TableQuery
@@ -76,12 +74,14 @@ def _merge_rights(slug: str) -> Grants:
 
 
 def _record(slug: str, pk: int, rights: Grants) -> Any:
-    model = runtime.current().classes[slug]
-    item = db.session.scalar(
-        select(model).where(model.id == pk, TableQuery.reach(rights.entity.slug, rights.actor))
-    )
-    if item is None:
+    """The record as the user may see it (its visible fields, and the version the merge form names)."""
+    query = TableQuery(slug, rights.actor or Actor.current("ui"))
+    row = query.get(pk)
+    if row is None:
         abort(404)
+    item = related.as_record(row)
+    item.row_version = query.versions([pk]).get(pk)
+    item.tabula_label = query.label(row)
     return item
 
 
@@ -98,7 +98,7 @@ def _comparison(entity: EntitySpec, rights: Grants, keep: Any, drop: Any) -> lis
     """One row per field the merge may set: both values as text, and whether the user must choose."""
     rows = []
     for spec in merging.merge_fields(entity, rights):
-        a, b = getattr(keep, spec.name), getattr(drop, spec.name)
+        a, b = getattr(keep, spec.name, None), getattr(drop, spec.name, None)
         differ = not merging.same(spec, a, b)
         rows.append(
             {
@@ -148,7 +148,7 @@ class MergeView(BaseView):
             entity=entity,
             entity_label=entity.label,
             item=item,
-            item_label=searching.label_of(item, entity, rights),
+            item_label=item.tabula_label,
             query=query,
             candidates=candidates,
             suggested=len(query) < searching.MIN_QUERY,
@@ -169,8 +169,8 @@ class MergeView(BaseView):
             entity_label=entity.label,
             kept=kept,
             dropped=dropped,
-            kept_label=searching.label_of(kept, entity, rights),
-            dropped_label=searching.label_of(dropped, entity, rights),
+            kept_label=kept.tabula_label,
+            dropped_label=dropped.tabula_label,
             rows=_comparison(entity, rights, kept, dropped),
             moves=_reference_counts(entity, drop),
         )
@@ -198,7 +198,7 @@ class MergeView(BaseView):
                 flash(_("Not merged: an unknown choice was sent."), "danger")
                 return redirect(back)
             values[row["name"]] = getattr(dropped if side == "drop" else kept, row["name"])
-        label = searching.label_of(dropped, entity, rights)
+        label = dropped.tabula_label
         try:
             result = merging.merge(slug, keep, drop, Actor.current("ui"), values)
         except records.AccessDenied:
@@ -225,18 +225,12 @@ class MergeView(BaseView):
 
 
 def _reference_counts(entity: EntitySpec, drop: int) -> list[tuple[str, int]]:
-    """How many live records of each table link to the record that will be dropped."""
-    from sqlalchemy import func
-
+    """How many live records of each table link to the record that will be dropped (all that the merge
+    moves, as ``merging.linking`` finds them)."""
     counts: dict[str, int] = {}
     labels: dict[str, str] = {}
-    schema = runtime.current()
     for other, spec in merging.references(entity):
-        model = schema.classes[other.slug]
-        condition = [getattr(model, spec.name) == drop, model.deleted_at.is_(None)]
-        if other.slug == entity.slug:
-            condition.append(model.id != drop)
-        count = db.session.scalar(select(func.count()).select_from(model).where(*condition)) or 0
+        count = merging.linking(other.slug, spec.name, drop, entity.slug).count().value
         if count:
             counts[other.slug] = counts.get(other.slug, 0) + count
             labels[other.slug] = str(other.plural_label)

@@ -15,6 +15,7 @@ from app.bounded_filters import BoundedInterface
 from app.extensions import db
 from app.health import health_report
 from jobs import JobQueueUnavailable, enqueue
+from jobs.overview import overview
 from jobs.runtime import (
     NO_LIVE_WORKER,
     reconcile,
@@ -34,6 +35,17 @@ def status_label(status: JobStatus) -> str:
         JobStatus.failed: pgettext("job status", "Failed"),
     }
     return labels.get(status, str(status))
+
+
+def worker_state_label(state: str) -> str:
+    """An RQ worker's state in the reader's language."""
+    labels = {
+        "busy": pgettext("worker state", "Busy"),
+        "idle": pgettext("worker state", "Idle"),
+        "started": pgettext("worker state", "Starting"),
+        "suspended": pgettext("worker state", "Suspended"),
+    }
+    return labels.get(state, state)
 
 
 def job_state(run: JobRun) -> dict:
@@ -72,6 +84,8 @@ class SystemView(BaseView):
         return self.render_template(
             "tabula/system_status.html",
             report=report,
+            overview=overview(),
+            worker_state_label=worker_state_label,
             runs=runs,
             waiting=waiting,
             message_of=translated_message,
@@ -151,7 +165,7 @@ class JobRunView(ModelView):
         return super()._list(**kwargs)
 
     def _show(self, pk: Any) -> Any:
-        run = db.session.get(JobRun, int(pk)) if str(pk).isdigit() else None
+        run = db.session.get(JobRun, int(pk)) if str(pk).isdecimal() else None
         if run is not None:
             reconcile(run)
         return super()._show(pk)

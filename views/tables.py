@@ -133,7 +133,7 @@ def _lookup_page() -> int:
     """Which page of lookup answers is asked (select2 asks page 2, 3, ... while scrolling), at most
     ``LOOKUP_PAGES``."""
     page = request.args.get("page", "1")
-    number = int(page) if page.isdigit() and len(page) < 6 else 1
+    number = int(page) if page.isdecimal() and len(page) < 6 else 1
     return min(max(number, 1), LOOKUP_PAGES)
 
 
@@ -141,7 +141,7 @@ def _lookup_conditions(query: TableQuery, column: Column | None, term: str) -> l
     """A lookup matches a record's number, or its label (contains the text, or equals it for a label
     that is not text). A label the reader may not see is not searched."""
     found: list[dict[str, Any]] = []
-    if term.isdigit() and len(term) < 10:
+    if term.isdecimal() and len(term) < 10:
         found.append({"field": "id", "op": "eq", "value": term})
     if column is not None:
         for op in ("ct", "eq"):
@@ -159,7 +159,7 @@ def _lookup_conditions(query: TableQuery, column: Column | None, term: str) -> l
 def _lookup_offset() -> int:
     """Where the asked page of lookup answers starts (select2 asks page 2, 3, ... while scrolling)."""
     page = request.args.get("page", "1")
-    number = int(page) if page.isdigit() and len(page) < 6 else 1
+    number = int(page) if page.isdecimal() and len(page) < 6 else 1
     return (max(number, 1) - 1) * LOOKUP_LIMIT
 
 
@@ -256,7 +256,7 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
         name, label, icon = CATEGORIES[category_of(entity)]
         menu.add_link(
             entity.permission_name,
-            href=f"/t/{entity.slug}/list/",
+            href=f"/grid/{entity.slug}/",  # the grid is each table's screen; its list is one click away
             icon=entity.icon,
             label=entity.plural_label,  # plain text, or CoreText (translated per request)
             category=name,
@@ -264,6 +264,9 @@ def _rebuild_menu(appbuilder: Any, schema: runtime.RuntimeSchema, built: set[str
             category_label=label,
         )
     menu.menu[:] = [m for m in menu.menu if m.childs or m.href or m.name not in ("CRM", "Tables")]
+    from views import order_menu
+
+    order_menu(appbuilder)
 
 
 class TableOpenApi(OpenApi):

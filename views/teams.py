@@ -130,7 +130,7 @@ def _ids(values: list[str]) -> list[int] | None:
     """User ids from a form, or None when one of them is not a number."""
     ids: list[int] = []
     for value in values:
-        if not value.isdigit() or len(value) > 10 or int(value) > MAX_ID:
+        if not value.isdecimal() or len(value) > 10 or int(value) > MAX_ID:
             return None
         ids.append(int(value))
     return ids

@@ -13,16 +13,16 @@ rolls everything back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from app.crm.matching import NORMALISE, match_reason, same_value
-from app.extensions import db
-from custom_fields import records, runtime
-from custom_fields.access import Actor, Grants, grants
-from custom_fields.query import TableQuery
+from custom_fields import records
+from custom_fields.access import Actor
+from custom_fields.query import QueryDenied, QueryError, TableQuery
 from custom_fields.records import AccessDenied, RecordError, RecordInvalid, RecordNotFound
 
 
@@ -64,74 +64,74 @@ class Plan:
 
 # --- reading and matching ----------------------------------------------------------------------------------
 
-
-def _rights(slug: str, actor: Actor) -> tuple[Grants, type]:
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None or entity.archived:
-        raise RecordNotFound(_("No such table."))
-    return grants(actor, entity, schema.access), schema.classes[slug]
+#: Why conversion may look beyond the user's rows (``TableQuery.ids_beyond_reach``) and link what it found.
+REASON = "lead conversion"
+STAGE_REASON = "the default stage of a new deal"
 
 
-def _label(slug: str, item: Any) -> str:
-    return str(item)
+def _query(slug: str, actor: Actor, action: str = "read") -> TableQuery:
+    try:
+        return TableQuery(slug, actor, action)
+    except QueryDenied as refused:
+        raise AccessDenied(str(refused)) from None
+    except QueryError as refused:
+        raise RecordNotFound(str(refused)) from None
 
 
 def load_lead(lead_id: int, actor: Actor, *, for_edit: bool = True) -> Any:
-    """The lead, if the actor may read it (and edit it, with ``for_edit``); else RecordNotFound/AccessDenied
+    """The lead as the actor may see it (fields hidden from them read as empty: conversion neither copies
+    nor matches them), if they may read it (and edit it, with ``for_edit``); else RecordNotFound/AccessDenied
     (a lead out of the actor's reach is as if it did not exist)."""
-    rights, model = _rights("leads", actor)
-    if not rights.can("read"):
-        raise AccessDenied(_("You may not do this in this table."))
-    if for_edit and not rights.can("edit"):
+    query = _query("leads", actor)
+    if for_edit and not query.rights.can("edit"):
         raise AccessDenied(_("You may not change this lead."))
-    query = select(model).where(model.id == lead_id, TableQuery.reach(rights.entity.slug, rights.actor))
-    if for_edit:
-        query = query.where(TableQuery.reach(rights.entity.slug, rights.actor, "edit"))
-    lead = db.session.scalar(query)
-    if lead is None:
+    row = query.get(lead_id)
+    if row is None or (for_edit and not _query("leads", actor, "edit").exists(lead_id)):
         raise RecordNotFound(_("Record %(id)s does not exist.", id=lead_id))
-    return lead
+    values: dict[str, Any] = dict.fromkeys((f.name for f in query.entity.live_fields), None)
+    values.update({k: v for k, v in row.items() if k != "_labels"})
+    values["row_version"] = query.versions([lead_id]).get(lead_id)
+    return SimpleNamespace(**values)
 
 
-def _match(slug: str, actor: Actor, conditions: list[tuple[str, Any]]) -> Match | None:
-    """The first live record of ``slug`` meeting one of ``conditions`` (tried in order), preferring records
-    the actor may read, then the oldest."""
-    rights, model = _rights(slug, actor)
-    visible = TableQuery.reach(rights.entity.slug, rights.actor)
-    for reason, condition in conditions:
-        found = db.session.execute(
-            select(model, visible.label("visible"))
-            .where(model.deleted_at.is_(None), condition)
-            .order_by(visible.desc(), model.id)
-            .limit(1)
-        ).first()
-        if found is not None:
-            item, seen = found
-            return Match(slug, item.id, _label(slug, item), bool(seen), reason)
+def _match(slug: str, actor: Actor, conditions: list[tuple[str, list[tuple[str, Any]]]]) -> Match | None:
+    """The first live record of ``slug`` meeting one of ``conditions`` (tried in order; each a reason and
+    ``TableQuery.match_any`` tests, applied only to fields the actor may see), preferring records the actor
+    may read, then the oldest. One out of their reach is found by the named system read (its id only)."""
+    try:
+        readable = TableQuery(slug, actor)
+    except QueryError:
+        return None
+    for reason, tests in conditions:
+        query = readable.match_any(tests)
+        rows = query.fields(*query.label_fields).order_by("id").page(1).rows
+        if rows:
+            return Match(slug, rows[0]["id"], query.label(rows[0]), True, reason)
+        beyond = query.ids_beyond_reach(REASON)
+        if beyond:
+            return Match(slug, beyond[0], f"#{beyond[0]}", False, reason)
     return None
 
 
-def _identifying(slug: str, actor: Actor, raw: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Conditions for the given kinds of identifying value (in that order), each with its reason."""
-    _rights_, model = _rights(slug, actor)
-    conditions: list[tuple[str, Any]] = []
+def _identifying(slug: str, raw: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Tests for the given kinds of identifying value (in that order), each with its reason."""
+    conditions = []
     for kind, value in raw.items():
         normal = NORMALISE[kind](value)
         if normal:
-            conditions.append((match_reason(kind, normal), same_value(slug, model, kind, normal)))
+            conditions.append((match_reason(kind, normal), same_value(slug, kind, [normal])))
     return conditions
 
 
 def match_contact(actor: Actor, email: Any, phone: Any) -> Match | None:
     """An existing contact with the same normalised e-mail, else the same phone."""
-    conditions = _identifying("contacts", actor, {"email": email, "phone": phone})
+    conditions = _identifying("contacts", {"email": email, "phone": phone})
     return _match("contacts", actor, conditions) if conditions else None
 
 
 def match_company(actor: Actor, tax_id: Any, email: Any, phone: Any, name: Any) -> Match | None:
     """An existing company with the same tax id, else e-mail or phone, else exactly the name (any case)."""
-    conditions = _identifying("companies", actor, {"tax_id": tax_id, "email": email, "phone": phone})
+    conditions = _identifying("companies", {"tax_id": tax_id, "email": email, "phone": phone})
     found = _match("companies", actor, conditions) if conditions else None
     if found is not None:
         return found
@@ -143,8 +143,8 @@ def _match_company_name(actor: Actor, name: Any) -> Match | None:
     wanted = str(name or "").strip().lower()
     if not wanted:
         return None
-    _rights_, model = _rights("companies", actor)
-    return _match("companies", actor, [(_("Same name"), func.lower(func.trim(model.name)) == wanted)])
+    tests = [("name", lambda column: func.lower(func.trim(column)) == wanted)]
+    return _match("companies", actor, [(_("Same name"), tests)])
 
 
 def split_name(full: Any) -> dict[str, str]:
@@ -162,26 +162,16 @@ def split_name(full: Any) -> dict[str, str]:
 
 
 def default_stage_id() -> int | None:
-    """The first stage (by position) of the first active pipeline (by position)."""
-    schema = runtime.current()
-    pipelines, stages = schema.classes["pipelines"], schema.classes["stages"]
-    pipeline_id = db.session.scalar(
-        select(pipelines.id)
-        .where(pipelines.deleted_at.is_(None), pipelines.active.is_not(False))
-        .where(
-            select(stages.id).where(stages.pipeline_id == pipelines.id, stages.deleted_at.is_(None)).exists()
-        )
-        .order_by(pipelines.position.is_(None), pipelines.position, pipelines.id)
-        .limit(1)
-    )
-    if pipeline_id is None:
-        return None
-    return db.session.scalar(
-        select(stages.id)
-        .where(stages.pipeline_id == pipeline_id, stages.deleted_at.is_(None))
-        .order_by(stages.position.is_(None), stages.position, stages.id)
-        .limit(1)
-    )
+    """The first stage (by position) of the first active pipeline (by position) that has stages: a system
+    read (``TableQuery.system``) of the reference tables, as the default of every new deal."""
+    active = {"or": [{"field": "active", "op": "eq", "value": "true"}, {"field": "active", "op": "empty"}]}
+    pipelines = TableQuery.system("pipelines", STAGE_REASON).where(active).fields().order_by("position")
+    stages = TableQuery.system("stages", STAGE_REASON).fields().order_by("position")
+    for pipeline in pipelines.stream(100):
+        first = stages.where({"field": "pipeline_id", "op": "eq", "value": pipeline["id"]}).page(1).rows
+        if first:
+            return int(first[0]["id"])
+    return None
 
 
 def _new_contact_values(lead: Any) -> dict[str, Any]:
@@ -226,13 +216,16 @@ def plan(lead_id: int, actor: Actor) -> Plan:
 
 def _picked(slug: str, record_id: int, actor: Actor, field: str) -> int:
     """A record the user chose: it must exist and be one they may read."""
-    rights, model = _rights(slug, actor)
-    found = db.session.scalar(
-        select(model.id).where(model.id == record_id, TableQuery.reach(rights.entity.slug, rights.actor))
-    )
-    if found is None:
+    if not _query(slug, actor).exists(record_id):
         raise RecordInvalid({field: _("Record %(id)s does not exist.", id=record_id)})
-    return int(found)
+    return int(record_id)
+
+
+def _settable(slug: str, actor: Actor, values: dict[str, Any]) -> dict[str, Any]:
+    """The values of a new record that the actor may set (a lead's e-mail is not copied into a contact's
+    e-mail field hidden from them: they could not have typed it there either)."""
+    names = {f.name for f in _query(slug, actor).rights.editable_fields}
+    return {name: value for name, value in values.items() if name in names}
 
 
 # --- converting --------------------------------------------------------------------------------------------
@@ -259,7 +252,7 @@ def convert(
     when it does, nothing was written."""
     # The company and contact it matched may be out of the user's reach (linking them avoids a duplicate):
     # the system path lets these writes link them. Records the user picked are checked by ``_picked``.
-    with records.atomic(), records.linking_unreadable("lead conversion"):
+    with records.atomic(), records.linking_unreadable(REASON):
         lead = load_lead(lead_id, actor)
         if lead.status == "converted":
             raise RecordError(_("This lead has already been converted."))
@@ -275,7 +268,7 @@ def convert(
             company = match.id if match is not None else None
             values = _new_company_values(lead)
             if company is None and values:
-                company = records.create("companies", values, actor).id
+                company = records.create("companies", _settable("companies", actor, values), actor).id
             elif company is None and new_company:
                 raise RecordInvalid({"company_id": _("The lead names no company to create.")})
         # Contact: chosen, else matched (never a duplicate), else new.
@@ -295,7 +288,7 @@ def convert(
             if contact is None and values:
                 if company is not None:
                     values["company_id"] = company
-                contact = records.create("contacts", values, actor).id
+                contact = records.create("contacts", _settable("contacts", actor, values), actor).id
         deal: int | None = None
         if create_deal:
             stage = stage_id if stage_id not in (None, "") else default_stage_id()

@@ -19,11 +19,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from flask_appbuilder.security.sqla.models import User
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor
+from custom_fields.query import TableQuery
 from models.teams import Team
 
 SEED = 20_250_101
@@ -42,6 +43,8 @@ COUNTS: dict[str, int] = {
 BOOK_TABLES = ("companies", "contacts", "leads", "deals", "activities", "tasks", "invoices")
 CHUNK = 2000  # rows per create_many call (one transaction each)
 SOURCE = "import"
+#: Why the demo book reads tables whole, and links records across owners (the named system paths).
+REASON = "demo book"
 
 TEAMS: dict[str, tuple[str, ...]] = {
     "Отдел продаж — Москва": ("manager", "staff1", "staff2", "staff3"),
@@ -363,12 +366,14 @@ def scaled_counts(scale: float) -> dict[str, int]:
 
 def has_book() -> bool:
     """Whether the CRM already holds data (companies, contacts, deals ...), deleted or not."""
-    schema = runtime.refresh()
-    for slug in BOOK_TABLES:
-        tbl = schema.classes[slug].__table__
-        if db.session.scalar(select(func.count()).select_from(tbl)):
-            return True
-    return False
+    runtime.refresh()
+    return any(_holds_rows(slug) for slug in BOOK_TABLES)
+
+
+def _holds_rows(slug: str) -> bool:
+    """Whether the table holds any row, in the recycle bin or not (the named system read)."""
+    query = TableQuery.system(slug, REASON).fields()
+    return bool(query.page(1).rows or query.binned(1))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -392,7 +397,7 @@ class _Loader:
         for owner, indexes in by_owner.items():
             for chunk in _chunks(indexes, CHUNK):
                 # The book links each owner's records to others' (a shared company): seeding decides that.
-                with records.linking_unreadable("demo book"):
+                with records.linking_unreadable(REASON):
                     saved = records.create_many(slug, [items[i][1] for i in chunk], self.actors[owner])
                 for i, record in zip(chunk, saved, strict=True):
                     ids[i] = record.id
@@ -406,9 +411,8 @@ class _Loader:
 def ensure_default_pipeline(locale: str, actor: Actor | None = None) -> bool:
     """A fresh install gets one pipeline with sensible stages (so deals can be created); nothing happens
     when any pipeline exists, even in the recycle bin. Returns whether one was created."""
-    schema = runtime.refresh()
-    tbl = schema.classes["pipelines"].__table__
-    if db.session.scalar(select(func.count()).select_from(tbl)):
+    runtime.refresh()
+    if _holds_rows("pipelines"):
         return False
     name, stages = DEFAULT_STAGES["ru" if locale == "ru" else "en"]
     _create_pipeline(name, 1, stages, actor or Actor.system_job(), None)
@@ -500,19 +504,18 @@ def _write_book(
 
     # Pipelines and stages: reuse a pipeline of the same name (e.g. the one `init` seeded).
     pipelines: list[list[tuple[int, bool, bool]]] = []
-    pipeline_tbl = runtime.current().classes["pipelines"].__table__
-    stage_tbl = runtime.current().classes["stages"].__table__
     for position, (name, stages) in enumerate(PIPELINES.items(), start=1):
-        existing = db.session.scalar(
-            select(pipeline_tbl.c.id).where(pipeline_tbl.c.name == name, pipeline_tbl.c.deleted_at.is_(None))
-        )
-        if existing is not None:
-            found = db.session.execute(
-                select(stage_tbl.c.id, stage_tbl.c.is_won, stage_tbl.c.is_lost)
-                .where(stage_tbl.c.pipeline_id == existing, stage_tbl.c.deleted_at.is_(None))
-                .order_by(stage_tbl.c.position, stage_tbl.c.id)
-            ).all()
-            pipelines.append([(r.id, bool(r.is_won), bool(r.is_lost)) for r in found])
+        named = TableQuery.system("pipelines", REASON).where({"field": "name", "op": "eq", "value": name})
+        existing = named.fields().order_by("id").page(1).rows
+        if existing:
+            found = (
+                TableQuery.system("stages", REASON)
+                .where({"field": "pipeline_id", "op": "eq", "value": existing[0]["id"]})
+                .fields("is_won", "is_lost")
+                .order_by("position")
+                .stream(500)
+            )
+            pipelines.append([(r["id"], bool(r["is_won"]), bool(r["is_lost"])) for r in found])
         else:
             pipelines.append(_create_pipeline(name, position, stages, actors["admin"], loader)[1])
 

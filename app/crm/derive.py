@@ -8,7 +8,8 @@ job all get the same results:
 - a deal line's price from its product and its total; the deal's amount after any line changes;
 - an activity's time (now) and company (from its contact or deal) when left empty;
 - a task's assignee (its creator) and ``completed_at``;
-- an invoice's balance, status (paid, partly paid) and days overdue (also refreshed nightly);
+- an invoice's balance, status (paid, partly paid), the day it was paid and days overdue (also refreshed
+  nightly);
 - a lead's ``converted_at``.
 """
 
@@ -21,11 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import bindparam, func, select, update
 
 from app.extensions import db
-from custom_fields import hooks, records, runtime
+from custom_fields import hooks, records
 from custom_fields.hooks import hookimpl
+from custom_fields.query import TableQuery
 from custom_fields.records import WriteContext as _Context
 from custom_fields.types import local_timezone
 from models.system import utcnow
@@ -43,17 +44,16 @@ def _changed(row: dict[str, Any], before: dict[str, Any] | None, name: str) -> b
     return before is None or row.get(name) != before.get(name)
 
 
-def _table(slug: str) -> Any:
-    return runtime.current().classes[slug].__table__
+def _system(slug: str) -> TableQuery:
+    return TableQuery.system(slug, "values derived from related records")
 
 
-def _by_id(slug: str, ids: Iterable[Any], *columns: str) -> dict[int, Any]:
+def _by_id(slug: str, ids: Iterable[Any], *columns: str) -> dict[int, dict[str, Any]]:
+    """Live rows of ``slug`` among ``ids`` (the write path's system read), with ``columns``."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    tbl = _table(slug)
-    query = select(tbl.c.id, *(tbl.c[c] for c in columns)).where(tbl.c.id.in_(wanted))
-    return {row.id: row for row in db.session.execute(query)}
+    return _system(slug).fields(*columns).rows_of(wanted)
 
 
 def _percent_errors(rows: Rows, name: str) -> Errors:
@@ -109,13 +109,9 @@ def line_totals(deal_ids: Iterable[int]) -> dict[int, Decimal]:
     wanted = {i for i in deal_ids if i is not None}
     if not wanted:
         return {}
-    tbl = _table("deal_lines")
-    query = (
-        select(tbl.c.deal_id, func.coalesce(func.sum(tbl.c.total), 0))
-        .where(tbl.c.deal_id.in_(wanted), tbl.c.deleted_at.is_(None))
-        .group_by(tbl.c.deal_id)
-    )
-    return {deal_id: Decimal(total).quantize(CENT) for deal_id, total in db.session.execute(query)}
+    lines = _system("deal_lines").match_any([("deal_id", lambda column: column.in_(sorted(wanted)))])
+    sums = lines.aggregate(["deal_id"], {"total": ("sum", "total")})
+    return {row["deal_id"]: Decimal(row["total"] or 0).quantize(CENT) for row in sums}
 
 
 def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
@@ -129,12 +125,12 @@ def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
         stage = found.get(row.get("stage_id"))
         if stage is None:
             continue  # the write path names the missing stage
-        row["pipeline_id"] = stage.pipeline_id
+        row["pipeline_id"] = stage["pipeline_id"]
         if _changed(row, before, "stage_id") and (
             row.get("probability") is None or not _changed(row, before, "probability")
         ):
-            row["probability"] = stage.probability
-        if stage.is_won or stage.is_lost:
+            row["probability"] = stage["probability"]
+        if stage["is_won"] or stage["is_lost"]:
             row["closed_at"] = row.get("closed_at") or now
         else:
             row["closed_at"] = None
@@ -154,7 +150,7 @@ def deal_lines(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
     prices = _by_id("products", (r.get("product_id") for r in rows if r.get("price") is None), "price")
     for i, row in enumerate(rows):
         if row.get("price") is None and row.get("product_id") in prices:
-            row["price"] = prices[row["product_id"]].price
+            row["price"] = prices[row["product_id"]]["price"]
         quantity = row.get("quantity")
         if quantity is not None and quantity <= 0:
             errors.setdefault(i, {})["quantity"] = _("Must be more than zero.")
@@ -171,11 +167,11 @@ def after_deal_lines(ctx: _Context, touched: Rows) -> None:
     """Every deal whose lines changed gets the sum of its live lines as its amount."""
     deal_ids = {r.get("deal_id") for r in touched} - {None}
     sums = line_totals(deal_ids)
-    stored = _by_id("deals", deal_ids, "amount", "deleted_at")
+    stored = _by_id("deals", deal_ids, "amount")  # live deals only
     changes = {
         deal_id: {"amount": total}
         for deal_id, total in sums.items()
-        if deal_id in stored and stored[deal_id].deleted_at is None and stored[deal_id].amount != total
+        if deal_id in stored and stored[deal_id]["amount"] != total
     }
     if changes:
         records.cascade_update("deals", changes, ctx)
@@ -192,7 +188,7 @@ def activities(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
             row["occurred_at"] = utcnow()
         if row.get("company_id") is None:
             source = contacts_found.get(row.get("contact_id")) or deals_found.get(row.get("deal_id"))
-            row["company_id"] = source.company_id if source is not None else None
+            row["company_id"] = source["company_id"] if source is not None else None
         if row.get("kind") == "complaint" and row.get("resolution") is None:
             row["resolution"] = "open"
     return {}
@@ -237,6 +233,7 @@ def invoices(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
             elif status in ("paid", "partly_paid"):
                 status = "issued"
         row["status"] = status
+        row["paid_on"] = (row.get("paid_on") or on) if status == "paid" else None
         row["balance"] = (amount - paid).quantize(CENT)
         row["overdue_days"] = overdue_days(row.get("due_on"), status, row["balance"], on)
     return errors
@@ -246,23 +243,18 @@ def refresh_overdue(on: dt.date | None = None) -> int:
     """Recount every invoice's days overdue for ``on`` (today): a derived value that changes with the
     calendar, not with an edit, so it is written without a history line or a new version."""
     on = on or today()
-    tbl = _table("invoices")
-    rows = db.session.execute(
-        select(tbl.c.id, tbl.c.due_on, tbl.c.status, tbl.c.balance, tbl.c.overdue_days).where(
-            tbl.c.deleted_at.is_(None)
-        )
-    ).all()
-    changes = [
-        {"_id": r.id, "_days": days}
-        for r in rows
-        if (days := overdue_days(r.due_on, r.status, r.balance, on)) != (r.overdue_days or 0)
-    ]
-    if changes:
-        db.session.execute(
-            update(tbl).where(tbl.c.id == bindparam("_id")).values(overdue_days=bindparam("_days")), changes
-        )
+    invoices = _system("invoices").fields("due_on", "status", "balance", "overdue_days")
+    changed = 0
+    for batch in invoices.batches(5000):
+        changes = {
+            row["id"]: {"overdue_days": days}
+            for row in batch
+            if (days := overdue_days(row["due_on"], row["status"], row["balance"], on))
+            != (row["overdue_days"] or 0)
+        }
+        changed += records.store_calendar_values("invoices", changes, "days overdue change with the calendar")
     db.session.commit()
-    return len(changes)
+    return changed
 
 
 DERIVERS: dict[str, Any] = {

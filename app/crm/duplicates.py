@@ -1,17 +1,15 @@
-"""Likely duplicates of a record about to be saved (same normalised e-mail, phone or tax id)."""
+"""Likely duplicates of a record about to be saved (same normalised e-mail, phone or tax id), among the
+records the user may read, compared only on the fields they may see (``TableQuery.match_any``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import or_, select
-
-from app.crm.matching import IDENTIFYING, NORMALISE, match_reason, normalised_column
-from app.extensions import db
-from custom_fields import runtime
-from custom_fields.access import Grants, grants
-from custom_fields.query import TableQuery
+from app.crm.matching import IDENTIFYING, NORMALISE, match_reason, same_value
+from app.crm.search import record_url
+from custom_fields.access import Actor, Grants
+from custom_fields.query import QueryError, TableQuery
 
 LIMIT = 10
 #: Besides its own table, where a new record of a table may already be known (a lead's person or company).
@@ -38,50 +36,31 @@ def identifying_values(slug: str, values: dict[str, Any]) -> dict[str, set[str]]
     return found
 
 
-def _search(
-    slug: str, wanted: dict[str, set[str]], rights: Grants, exclude_id: int | None
-) -> list[Duplicate]:
-    from app.crm.search import label_of, record_url
-
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None or entity.archived or slug not in schema.classes or not rights.can("read"):
+def _search(slug: str, wanted: dict[str, set[str]], actor: Actor, exclude_id: int | None) -> list[Duplicate]:
+    try:
+        query = TableQuery(slug, actor)
+    except QueryError:
         return []
-    model = schema.classes[slug]
-    checks: list[tuple[str, str, Any]] = []  # (kind, field name, condition)
-    for kind, names in IDENTIFYING.get(slug, {}).items():
-        if kind not in wanted:
-            continue
-        for name in names:
-            spec = entity.field_by_name(name)
-            if spec is None or spec.archived or rights.mode(name) == "hidden":
-                continue
-            expression = normalised_column(kind, getattr(model, name))
-            checks.append((kind, name, expression.in_(sorted(wanted[kind]))))
-    if not checks:
+    kinds = [(kind, names) for kind, names in IDENTIFYING.get(slug, {}).items() if kind in wanted]
+    compared = [(kind, name) for kind, names in kinds for name in query.shown(names)]
+    if not compared:
         return []
-    statement = select(model).where(
-        TableQuery.reach(rights.entity.slug, rights.actor), or_(*(c for _k, _n, c in checks))
-    )
+    query = query.match_any(test for kind, _names in kinds for test in same_value(slug, kind, wanted[kind]))
     if exclude_id is not None:
-        statement = statement.where(model.id != exclude_id)
+        query = query.where({"field": "id", "op": "neq", "value": exclude_id})
+    names = tuple(dict.fromkeys(name for _kind, name in compared))
+    page = query.fields(*names, *query.label_fields).order_by("-id").page(LIMIT)
     found: list[Duplicate] = []
-    for item in db.session.scalars(statement.order_by(model.id.desc()).limit(LIMIT)):
+    for row in page.rows:
         reasons = []
-        for kind, name, _condition in checks:
-            normal = NORMALISE[kind](getattr(item, name))
+        for kind, name in compared:
+            normal = NORMALISE[kind](row.get(name))
             if normal and normal in wanted[kind]:
                 text = match_reason(kind, normal)
                 if text not in reasons:
                     reasons.append(text)
         found.append(
-            Duplicate(
-                slug=slug,
-                id=item.id,
-                label=label_of(item, entity, rights),
-                reason="; ".join(reasons),
-                url=record_url(slug, item.id),
-            )
+            Duplicate(slug, row["id"], query.label(row), "; ".join(reasons), record_url(slug, row["id"]))
         )
     return found
 
@@ -89,18 +68,16 @@ def _search(
 def find(slug: str, values: dict[str, Any], rights: Grants, exclude_id: int | None = None) -> list[Duplicate]:
     """Records of ``slug`` the actor may read that share an identifying value with ``values``."""
     wanted = identifying_values(slug, values or {})
-    if not wanted:
+    if not wanted or rights.actor is None:
         return []
-    found = _search(slug, wanted, rights, exclude_id)
-    schema = runtime.current()
+    actor = rights.actor
+    found = _search(slug, wanted, actor, exclude_id)
     for other in ALSO_IN.get(slug, ()):
-        entity = schema.entity(other)
-        if entity is None or rights.actor is None:
-            continue
         # The same kinds of value, looked up in the other table's fields of that kind.
         other_wanted = {k: v for k, v in wanted.items() if k in IDENTIFYING.get(other, {})}
-        if other_wanted:
-            table = entity.label
-            for dup in _search(other, other_wanted, grants(rights.actor, entity, schema.access), None):
-                found.append(replace(dup, label=f"{table}: {dup.label}"))
+        if not other_wanted:
+            continue
+        for dup in _search(other, other_wanted, actor, None):
+            table = TableQuery(other, actor).entity.label
+            found.append(replace(dup, label=f"{table}: {dup.label}"))
     return found[: LIMIT * 2]

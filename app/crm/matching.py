@@ -4,11 +4,11 @@ conversion and the duplicate check on create both ask here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, or_
+from sqlalchemy import func
 
 from custom_fields.types import REGISTRY, FieldValueError
 
@@ -65,10 +65,16 @@ def normalised_column(kind: str, column: Any) -> Any:
     return column  # phones are stored normalised
 
 
-def same_value(slug: str, model: type, kind: str, normal: str) -> Any:
-    """Records of ``slug`` holding ``normal`` in any of their fields of that kind."""
-    columns = [getattr(model, name) for name in IDENTIFYING[slug][kind]]
-    return or_(*(normalised_column(kind, column) == normal for column in columns))
+def same_value(slug: str, kind: str, normals: Iterable[str]) -> list[tuple[str, Callable[[Any], Any]]]:
+    """Tests for ``TableQuery.match_any``: a record of ``slug`` holds one of ``normals`` in a field of that
+    kind (the layer applies them only to the fields its reader may see)."""
+    wanted = sorted(set(normals))
+
+    def test(column: Any) -> Any:
+        expression = normalised_column(kind, column)
+        return expression == wanted[0] if len(wanted) == 1 else expression.in_(wanted)
+
+    return [(name, test) for name in IDENTIFYING[slug][kind]]
 
 
 def match_reason(kind: str, value: str) -> str:

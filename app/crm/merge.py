@@ -19,6 +19,7 @@ from sqlalchemy import select
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor, Grants, grants
+from custom_fields.query import TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY
 
@@ -26,6 +27,8 @@ from custom_fields.types import REGISTRY
 MERGEABLE = ("companies", "contacts")
 #: Roles that may merge (besides the tables' edit and delete rights).
 MERGE_ROLES = ("Admin", "Manager")
+#: Why a merge reads and links records beyond the user's reach (the named system paths).
+REASON = "merge"
 
 # The history's label for the merge line (history shows unknown actions by their name otherwise).
 
@@ -96,7 +99,7 @@ def merge(
         raise records.AccessDenied(_("Only managers and administrators may merge records."))
     chosen = dict(values or {})
     # The dropped record's links (its company) may be out of the user's reach; the merge keeps them.
-    with records.linking_unreadable("merge"), records.unit_of_work(slug, actor, "edit", "delete") as work:
+    with records.linking_unreadable(REASON), records.unit_of_work(slug, actor, "edit", "delete") as work:
         keep = work.load([keep_id], "edit").get(keep_id)
         drop = work.load([drop_id], "delete").get(drop_id)
         if keep is None:
@@ -128,11 +131,8 @@ def merge(
         # Every link to the dropped record now points at the kept one.
         moved = 0
         for other, spec in references(work.entity):
-            model = runtime.current().classes[other.slug]
-            condition = [getattr(model, spec.name) == drop_id, model.deleted_at.is_(None)]
-            if other.slug == slug:
-                condition.append(model.id != drop_id)
-            pks = list(db.session.scalars(select(model.id).where(*condition).order_by(model.id)))
+            query = linking(other.slug, spec.name, drop_id, slug)
+            pks = [row["id"] for row in query.stream(1000)]
             if pks:
                 work.cascade_update(other.slug, {pk: {spec.name: keep_id} for pk in pks})
                 moved += len(pks)
@@ -140,6 +140,16 @@ def merge(
         work.note(drop_id, "merge", {"into": keep_id}, on="delete")
         work.delete([drop_id])
         return MergeResult(keep_id, drop_id, tuple(changes), moved)
+
+
+def linking(slug: str, field: str, record_id: int, record_slug: str) -> TableQuery:
+    """The live records of ``slug`` whose link ``field`` names the record ``record_id`` of ``record_slug``
+    (not that record itself): all of them, readable by the merging user or not, their link hidden from them
+    or not (a merge moves every link, or the dropped record would keep some): the named system read."""
+    query = TableQuery.system(slug, REASON).where({"field": field, "op": "eq", "value": record_id})
+    if slug == record_slug:
+        query = query.where({"field": "id", "op": "neq", "value": record_id})
+    return query.fields().order_by("id")
 
 
 def merge_rights(slug: str, actor: Actor) -> Grants | None:

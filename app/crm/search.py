@@ -1,10 +1,10 @@
 """Global search: one query over companies, contacts, leads and deals, as the user may see them.
 
-Every table is searched only if the user may read it, only within their rows (``access.row_filter``: scope
-and not in the recycle bin), and only on fields not hidden from them. Matching is case-insensitive (also for
-Cyrillic: SQLite gets a Unicode ``lower()``, see ``app.extensions``) and "contains", as each field's type
-matches a quick search (``search_condition`` in the field-type registry): a query with at least five digits
-also matches phone fields by their digits, however the user typed them.
+Every table is searched through the query layer (``TableQuery.search_in``): only if the user may read it,
+only within their rows (scope, not in the recycle bin), and only on fields not hidden from them. Matching
+is case-insensitive (also for Cyrillic: SQLite gets a Unicode ``lower()``, see ``app.extensions``) and
+"contains", as each field's type matches a quick search (``search_condition`` in the field-type registry):
+a query with at least five digits also matches phone fields by their digits, however the user typed them.
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context, url_for
-from sqlalchemy import or_, select
 
-from app.extensions import db
-from custom_fields import runtime
-from custom_fields.access import Actor, Grants, grants
-from custom_fields.query import TableQuery
-from custom_fields.spec import EntitySpec, FieldSpec
+from custom_fields.access import Actor
+from custom_fields.query import MAX_PAGE, QueryError, TableQuery
+from custom_fields.spec import FieldSpec
 from custom_fields.types import REGISTRY
 
 #: Per table, the fields the global search looks in (in the order a match is reported).
@@ -77,14 +74,6 @@ def record_url(slug: str, pk: int) -> str:
     return f"/t/{slug}/show/{pk}"
 
 
-def label_of(item: Any, entity: EntitySpec, rights: Grants) -> str:
-    """The record's label, unless the field it comes from is hidden from the user."""
-    shown = entity.display_field
-    if shown is None or rights.mode(shown.name) == "hidden":
-        return f"#{item.id}"
-    return str(item)
-
-
 def _text(spec: FieldSpec, value: Any) -> str:
     try:
         return REGISTRY[spec.type].to_text(value, spec)
@@ -92,66 +81,36 @@ def _text(spec: FieldSpec, value: Any) -> str:
         return str(value)
 
 
-def _fields(entity: EntitySpec, rights: Grants) -> list[FieldSpec]:
-    wanted = SEARCHED.get(entity.slug, ())
-    found = []
-    for name in wanted:
-        spec = entity.field_by_name(name)
-        if spec is not None and not spec.archived and rights.mode(name) != "hidden":
-            found.append(spec)
-    return found
-
-
-def _conditions(model: type, specs: list[FieldSpec], query: str) -> list[Any]:
-    found = (REGISTRY[spec.type].search_condition(getattr(model, spec.name), query, spec) for spec in specs)
-    return [condition for condition in found if condition is not None]
-
-
-def _detail(item: Any, specs: list[FieldSpec], entity: EntitySpec, query: str) -> str:
+def _detail(row: dict[str, Any], query: TableQuery, names: tuple[str, ...], text: str) -> str:
     """Which field matched, when it is not the one the label shows."""
-    shown = entity.display_field
-    for spec in specs:
-        value = getattr(item, spec.name, None)
-        if value is not None and REGISTRY[spec.type].search_matches(value, query, spec):
-            if shown is not None and spec.name == shown.name:
+    for name in names:
+        spec = query.column(name).spec
+        value = row.get(name)
+        if value is not None and REGISTRY[spec.type].search_matches(value, text, spec):
+            if name in query.label_fields:
                 return ""
             return f"{spec.label}: {_text(spec, value)}"
     return ""
 
 
 def search_table(slug: str, query: str, actor: Actor, limit: int) -> Group | None:
-    """Matches in one table, or None when the user may not search it."""
-    schema = runtime.current()
-    entity = schema.entity(slug)
-    if entity is None or entity.archived or slug not in schema.classes:
+    """Matches in one table, or None when the user may not search it. The query layer looks only in the
+    table's searched fields the user may see (``TableQuery.search_in``), within their rows."""
+    try:
+        found = TableQuery(slug, actor)
+    except QueryError:
         return None
-    rights = grants(actor, entity, schema.access)
-    if not rights.can("read"):
-        return None
-    group = Group(slug, str(entity.plural_label))
-    specs = _fields(entity, rights)
-    conditions = _conditions(schema.classes[slug], specs, query) if query else []
-    if not conditions:
+    group = Group(slug, str(found.entity.plural_label))
+    names = found.shown(SEARCHED.get(slug, ()))
+    if not query or not names:
         return group
-    model = schema.classes[slug]
-    statement = (
-        select(model)
-        .where(TableQuery.reach(rights.entity.slug, rights.actor), or_(*conditions))
-        .order_by(model.id.desc())
-        .limit(limit + 1)
-    )
-    items = list(db.session.scalars(statement))
-    group.more = len(items) > limit
-    for item in items[:limit]:
-        group.hits.append(
-            Hit(
-                slug,
-                item.id,
-                label_of(item, entity, rights),
-                record_url(slug, item.id),
-                _detail(item, specs, entity, query),
-            )
-        )
+    found = found.search_in(names, query)
+    page = found.fields(*names, *found.label_fields).order_by("-id").page(max(1, min(limit, MAX_PAGE)))
+    group.more = page.next_cursor is not None
+    for row in page.rows:
+        pk = row["id"]
+        detail = _detail(row, found, names, query)
+        group.hits.append(Hit(slug, pk, found.label(row), record_url(slug, pk), detail))
     return group
 
 

@@ -58,6 +58,9 @@
   var columns = config.columns;
   var byField = {};
   columns.forEach(function (col) { byField[col.field] = col; });
+  // The saved view (or the address's state) the page opened with: columns, widths, frozen, filter, sort, search.
+  var opened = config.state || null;
+  var extraFilter = null;  // the part of a view's filter the column heads cannot show (OR groups, other ops)
 
   function fmt(template, params) {
     return template.replace(/%\((\w+)\)s/g, function (all, name) {
@@ -407,6 +410,7 @@
   function queryParams(params) {
     var query = new URLSearchParams();
     query.set("size", String(config.pageSize));
+    query.set("versions", "1");
     var after = cursors[params.page || 1];
     if (after) { query.set("after", after); }
     var sort = (params.sort || []).map(function (s) { return (s.dir === "desc" ? "-" : "") + s.field; });
@@ -415,8 +419,38 @@
     var filters = (params.filter || []).map(function (f) {
       return byField[f.field] ? filterFor(byField[f.field], f.value) : null;
     }).filter(Boolean);
+    if (extraFilter) { filters.push(extraFilter); }
     if (filters.length) { query.set("filter", JSON.stringify({and: filters})); }
     return query;
+  }
+
+  // A condition of a saved view as the text typed in its column head (the reverse of filterFor), or null.
+  var PREFIX = {ge: ">=", le: "<=", neq: "!=", gt: ">", lt: "<", eq: "=", sw: "^", nct: "!="};
+  function headerText(leaf) {
+    var col = leaf && byField[leaf.field];
+    if (!col || !col.operators.length) { return null; }
+    var value = leaf.value === undefined || leaf.value === null ? "" : String(leaf.value);
+    if (col.options) {
+      var option = optionOf(col, value);
+      if (option) { value = option.label; }
+    }
+    if (leaf.op === "empty") { return "="; }
+    if (leaf.op === "nempty") { return "!="; }
+    if (!value) { return null; }
+    if (leaf.op === col.operators[0].op && "=<>!^".indexOf(value.charAt(0)) < 0) { return value; }
+    if (leaf.op === "nct" && col.operators[0].op !== "ct") { return null; }
+    return PREFIX[leaf.op] ? PREFIX[leaf.op] + value : null;
+  }
+
+  function splitFilter(filter) {
+    var heads = [], rest = [], seen = {};
+    var leaves = !filter ? [] : Array.isArray(filter) ? filter : filter.and ? filter.and : [filter];
+    leaves.forEach(function (leaf) {
+      var text = leaf && leaf.field && !seen[leaf.field] ? headerText(leaf) : null;
+      if (text !== null) { heads.push({field: leaf.field, value: text}); seen[leaf.field] = true; }
+      else { rest.push(leaf); }
+    });
+    return {heads: heads, rest: rest.length ? {and: rest} : null};
   }
 
   function normalize(row, names) {
@@ -458,14 +492,14 @@
       var names = (answer.columns || []).map(function (c) { return typeof c === "string" ? c : (c.name || c.field); });
       cursors[page + 1] = answer.next || null;
       if (page === 1) {
-        query.delete("after"); query.delete("size"); query.delete("sort");
+        query.delete("after"); query.delete("size"); query.delete("sort"); query.delete("versions");
         lastQuery = query.toString();
         countRows(lastQuery);
       }
+      // Each row comes with the version it was read at (a save names it: optimistic locking) and whether
+      // this user may edit it, read in the same statement as its values.
       var rows = (answer.rows || []).map(function (r) { return normalize(r, names); });
-      return withVersions(rows).then(function () {
-        return {last_page: answer.next ? page + 1 : page, data: rows};
-      });
+      return {last_page: answer.next ? page + 1 : page, data: rows};
     });
   }
 
@@ -477,21 +511,6 @@
         return answer;
       });
     }, function () { return {failed: true, message: T.network}; });
-  }
-
-  // The version each row was loaded at, for the save's optimistic lock (when rows come without it).
-  function withVersions(rows) {
-    var missing = rows.filter(function (r) { return r._version === undefined; });
-    if (!missing.length || !config.versionsUrl) { return Promise.resolve(); }
-    var url = config.versionsUrl + "?ids=" + missing.map(function (r) { return r.id; }).join(",");
-    return fetchAnswer(url).then(function (answer) {
-      var versions = answer.versions || {};
-      var editable = new Set(answer.editable || []);
-      missing.forEach(function (r) {
-        r._version = versions[String(r.id)];
-        if (answer.editable && !editable.has(r.id)) { r._editable = false; }
-      });
-    });
   }
 
   function countRows(query) {
@@ -518,6 +537,13 @@
       var node = document.createElement("span");
       node.textContent = col.label;
       if (!col.editable) { node.className = "grid-readonly-title"; }
+      if (col.converting) {
+        var mark = document.createElement("i");
+        mark.className = "fa fa-refresh grid-converting";
+        mark.title = col.converting;
+        node.appendChild(document.createTextNode(" "));
+        node.appendChild(mark);
+      }
       return node;
     };
   }
@@ -549,7 +575,33 @@
     return Math.max(300, window.innerHeight - top - 24) + "px";
   }
 
+  var initialFilter = [];
+  if (opened) {
+    var shownFields = (opened.fields || []).filter(function (f) { return byField[f]; });
+    if (shownFields.length) {
+      var position = {};
+      shownFields.forEach(function (f, i) { position[f] = i; });
+      definitions.sort(function (a, b) {
+        var pa = a.field in position ? position[a.field] : 1e6, pb = b.field in position ? position[b.field] : 1e6;
+        return pa - pb;
+      });
+      definitions.forEach(function (def) { def.visible = def.field in position; });
+    }
+    var widths = opened.widths || {};
+    definitions.forEach(function (def, i) {
+      if (widths[def.field]) { def.width = widths[def.field]; }
+      if (i < (opened.frozen || 0) && def.visible !== false) { def.frozen = true; }
+    });
+    var parts = splitFilter(opened.filter);
+    initialFilter = parts.heads;
+    extraFilter = parts.rest;
+    if (opened.q) { searchEl.value = opened.q; }
+  }
+
   var table = new window.Tabulator(tableEl, {
+    initialSort: opened ? (opened.sort || []).filter(function (s) { return byField[s.replace(/^-/, "")]; })
+      .map(function (s) { return {column: s.replace(/^-/, ""), dir: s.charAt(0) === "-" ? "desc" : "asc"}; }) : [],
+    initialHeaderFilter: initialFilter,
     height: fitHeight(),
     layout: "fitDataFill",
     columns: definitions,
@@ -581,6 +633,88 @@
     clearTimeout(searchTimer);
     searchTimer = setTimeout(function () { table.setData(); }, 300);
   });
+
+  // --- export: what the grid shows (its columns in their order, filters, sort, search) -------------------
+
+  var frozenCount = opened ? opened.frozen || 0 : 0;
+
+  // What the grid shows, as a saved view keeps it (and as an export writes it).
+  function currentState() {
+    var shown = table.getColumns().filter(function (c) { return c.isVisible() && byField[c.getField()]; });
+    var widths = {};
+    shown.forEach(function (c) { widths[c.getField()] = Math.round(c.getWidth()); });
+    var filters = table.getHeaderFilters().map(function (f) {
+      return byField[f.field] ? filterFor(byField[f.field], f.value) : null;
+    }).filter(Boolean);
+    if (extraFilter) { filters.push(extraFilter); }
+    return {
+      fields: shown.map(function (c) { return c.getField(); }),
+      widths: widths,
+      frozen: frozenCount,
+      filter: filters.length ? {and: filters} : null,
+      sort: table.getSorters().map(function (s) { return (s.dir === "desc" ? "-" : "") + s.field; }),
+      q: searchEl.value.trim()
+    };
+  }
+
+  // The address reproduces what is on screen: the view's number and, once changed, the state itself.
+  // Only a real change goes into the address (and marks a saved view "changed"): the state as opened is
+  // taken at the first load, widths aside (the layout sets them from the data) unless a column was resized.
+  var opening = null, resized = false;
+  function comparable(state) { return JSON.stringify(Object.assign({}, state, {widths: null})); }
+  function rememberInAddress() {
+    if (!window.history.replaceState) { return; }
+    var state = currentState();
+    if (opening === null) { opening = comparable(state); return; }
+    if (!resized && comparable(state) === opening) { return; }
+    var address = new URL(window.location.href);
+    address.searchParams.set("state", JSON.stringify(state));
+    if (config.view) { address.searchParams.set("view", String(config.view.id)); }
+    window.history.replaceState(null, "", address.pathname + address.search + address.hash);
+    document.dispatchEvent(new CustomEvent("tabula-grid-changed"));
+  }
+  table.on("columnResized", function () { resized = true; });
+  ["dataLoaded", "columnMoved", "columnResized", "columnVisibilityChanged"].forEach(function (name) {
+    table.on(name, function () { setTimeout(rememberInAddress, 0); });
+  });
+  searchEl.addEventListener("change", rememberInAddress);
+
+  // A badge for the part of a view's filter the column heads cannot show (nested and/or groups, other
+  // operators): the user sees that the rows are filtered, by which fields, and can clear it.
+  var extraEl = document.getElementById("grid-extra-filter");
+  function filterFields(node, into) {
+    if (!node || typeof node !== "object") { return into; }
+    if (Array.isArray(node)) { node.forEach(function (child) { filterFields(child, into); }); return into; }
+    if (node.and || node.or) { return filterFields(node.and || node.or, into); }
+    var col = byField[node.field];
+    var label = col ? col.label : String(node.field || "");
+    if (label && into.indexOf(label) < 0) { into.push(label); }
+    return into;
+  }
+  function showExtraFilter() {
+    if (!extraEl) { return; }
+    extraEl.hidden = !extraFilter;
+    if (!extraFilter) { return; }
+    var fields = filterFields(extraFilter, []);
+    document.getElementById("grid-extra-filter-text").textContent = fmt(T.extraFilter, {fields: fields.join(", ")});
+    extraEl.setAttribute("title", fmt(T.extraFilter, {fields: fields.join(", ")}));
+  }
+  if (extraEl) {
+    document.getElementById("grid-extra-filter-clear").addEventListener("click", function () {
+      extraFilter = null;
+      showExtraFilter();
+      table.setData();
+      setTimeout(rememberInAddress, 0);
+    });
+    showExtraFilter();
+  }
+
+  var exportForm = document.getElementById("grid-export");
+  if (exportForm) {
+    exportForm.addEventListener("submit", function () {
+      exportForm.elements.state.value = JSON.stringify(currentState());
+    });
+  }
 
   // --- where the selection is --------------------------------------------------------------------------
 
@@ -752,9 +886,15 @@
     // A batch: show what would happen and let the user choose.
     var list = document.getElementById("grid-choice-list");
     list.textContent = "";
-    (answer.refused || []).concat(answer.conflicts || []).slice(0, 20).forEach(function (item) {
+    var lines = (answer.refused || []).map(function (item) { return (item.label ? item.label + ": " : "") + item.message; });
+    (answer.conflicts || []).forEach(function (c) {  // which cells changed meanwhile, with their saved values
+      ((entries[c.index] || {}).cells || []).forEach(function (item) {
+        lines.push((byField[item.field] || {label: item.field}).label + ": " + conflictText(c, item));
+      });
+    });
+    lines.slice(0, 20).forEach(function (text) {
       var li = document.createElement("li");
-      li.textContent = (item.label ? item.label + ": " : "") + item.message;
+      li.textContent = text;
       list.appendChild(li);
     });
     choose(fmt(T.pasteSummary, {changed: Math.max(total - refusedCells(answer), 0), refused: refused}),
@@ -908,6 +1048,102 @@
       return item;
     }), "fill");
   }
+
+  // --- the fill handle: drag the selected range's bottom-right corner down to copy its values ----------
+
+  var handle = document.createElement("div");
+  handle.className = "grid-fill-handle";
+  handle.hidden = true;
+  document.body.appendChild(handle);
+  var preview = document.createElement("div");
+  preview.className = "grid-fill-preview";
+  preview.hidden = true;
+  document.body.appendChild(preview);
+  var dragging = null;  // {found, target}: the range being filled and the last row it reaches
+
+  function cornerCell(found) {
+    var row = found.rows[found.rows.length - 1];
+    var column = visibleColumns()[found.sel.right];
+    return row && column ? row.getCell(column.getField()) : null;
+  }
+
+  function placeHandle() {
+    var found = !editing && config.canEdit ? rangeCells() : null;
+    var corner = found ? cornerCell(found) : null;
+    var holder = tableEl.querySelector(".tabulator-tableholder");
+    if (!corner || !holder) { handle.hidden = true; return; }
+    var box = corner.getElement().getBoundingClientRect(), view = holder.getBoundingClientRect();
+    var inside = box.bottom > view.top && box.bottom <= view.bottom + 1 && box.right > view.left && box.right <= view.right + 1;
+    handle.hidden = !inside;
+    handle.style.left = (box.right + window.scrollX - 4) + "px";
+    handle.style.top = (box.bottom + window.scrollY - 4) + "px";
+  }
+
+  function rowIndexAt(x, y) {
+    var el = document.elementFromPoint(x, y);
+    var rowEl = el && el.closest ? el.closest(".tabulator-row") : null;
+    if (!rowEl) { return -1; }
+    var rows = displayRows();
+    for (var i = 0; i < rows.length; i += 1) { if (rows[i].getElement() === rowEl) { return i; } }
+    return -1;
+  }
+
+  handle.addEventListener("mousedown", function (e) {
+    var found = rangeCells();
+    if (!found) { return; }
+    e.preventDefault();
+    e.stopPropagation();
+    dragging = {found: found, target: found.sel.bottom, x: e.clientX};
+  });
+  document.addEventListener("mousemove", function (e) {
+    if (!dragging) { return; }
+    var index = rowIndexAt(dragging.x - 6, e.clientY);
+    if (index < 0) { return; }
+    dragging.target = Math.max(index, dragging.found.sel.bottom);
+    var first = dragging.found.rows[0], last = displayRows()[dragging.target];
+    var corner = cornerCell(dragging.found), left = first.getCell(dragging.found.cols[0].field);
+    if (!corner || !left || !last) { return; }
+    var top = left.getElement().getBoundingClientRect(), right = corner.getElement().getBoundingClientRect();
+    var bottom = last.getElement().getBoundingClientRect();
+    preview.hidden = false;
+    preview.style.left = (top.left + window.scrollX) + "px";
+    preview.style.top = (top.top + window.scrollY) + "px";
+    preview.style.width = (right.right - top.left) + "px";
+    preview.style.height = (bottom.bottom - top.top) + "px";
+  });
+  document.addEventListener("mouseup", function () {
+    if (!dragging) { return; }
+    var drag = dragging;
+    dragging = null;
+    preview.hidden = true;
+    if (drag.target > drag.found.sel.bottom) { fillRange(drag.found, drag.target); }
+  });
+
+  // The range's rows repeated down to ``target`` (a display-row index): one save through the paste path.
+  function fillRange(found, target) {
+    var sources = found.rows.map(function (row) { return row.getData(); });
+    var rows = displayRows().slice(found.sel.bottom + 1, target + 1);
+    var cells = editableTargets(rows, found.cols, function (row, col, r) {
+      var source = sources[r % sources.length];
+      return source[col.field] === undefined ? null : source[col.field];
+    }).map(function (item) {
+      var r = rows.indexOf(item.row), source = sources[r % sources.length];
+      item.label = shownText(byField[item.field], source[item.field], source);
+      return item;
+    });
+    var columns = visibleColumns();
+    var last = displayRows()[target];
+    found.sel.range.setBounds(found.rows[0].getCell(columns[found.sel.left].getField()),
+      last.getCell(columns[found.sel.right].getField()));
+    commit(cells, "fill").then(placeHandle);
+  }
+
+  ["rangeAdded", "rangeChanged", "rangeRemoved", "scrollVertical", "scrollHorizontal", "dataProcessed",
+    "renderComplete", "columnResized", "columnMoved"].forEach(function (name) {
+    table.on(name, function () { setTimeout(placeHandle, 0); });
+  });
+  window.addEventListener("resize", placeHandle);
+  window.addEventListener("scroll", placeHandle);
 
   function clearRange() {
     var found = rangeCells();
@@ -1091,7 +1327,7 @@
       var label = document.createElement("label");
       var box = document.createElement("input");
       box.type = "checkbox";
-      box.checked = true;
+      box.checked = !opened || !(opened.fields || []).length || opened.fields.indexOf(col.field) >= 0;
       box.value = col.field;
       label.appendChild(box);
       label.appendChild(document.createTextNode(" " + col.label));
@@ -1101,6 +1337,36 @@
         var shown = columnsMenu.querySelectorAll("input:checked").length;
         if (!box.checked && shown === 0) { box.checked = true; return; }
         if (box.checked) { table.showColumn(col.field); } else { table.hideColumn(col.field); }
+      });
+    });
+    var frozenItem = document.createElement("li");
+    frozenItem.className = "tabula-grid-frozen";
+    var frozenLabel = document.createElement("label");
+    frozenLabel.textContent = T.frozen + " ";
+    var frozenSelect = document.createElement("select");
+    frozenSelect.id = "grid-frozen";
+    [0, 1, 2, 3].forEach(function (n) {
+      var option = document.createElement("option");
+      option.value = String(n);
+      option.textContent = String(n);
+      option.selected = n === frozenCount;
+      frozenSelect.appendChild(option);
+    });
+    frozenLabel.appendChild(frozenSelect);
+    frozenItem.appendChild(frozenLabel);
+    columnsMenu.insertBefore(frozenItem, columnsMenu.firstChild);
+    frozenSelect.addEventListener("change", function () {
+      frozenCount = parseInt(frozenSelect.value, 10) || 0;
+      // Redefining a column leaves the table's sorters pointing at the old column: set again afterwards.
+      var sorters = table.getSorters().map(function (s) { return {column: s.field, dir: s.dir}; });
+      var shown = table.getColumns().filter(function (c) { return c.isVisible() && byField[c.getField()]; });
+      var updates = shown.map(function (c, i) {
+        var frozen = i < frozenCount;
+        return c.getDefinition().frozen === frozen ? null : c.updateDefinition({frozen: frozen});
+      });
+      Promise.all(updates).then(function () {
+        if (sorters.length) { table.setSort(sorters); }
+        rememberInAddress();
       });
     });
     columnsButton.addEventListener("click", function () {
@@ -1117,5 +1383,17 @@
   }
 
   window.TabulaGrid.ready = new Promise(function (resolve) { table.on("tableBuilt", resolve); });
+  window.TabulaGrid.currentState = currentState;
+  window.TabulaGrid.choose = choose;
+  window.TabulaGrid.say = say;
+  window.TabulaGrid.config = config;
   window.TabulaGrid.busy = function () { return busy; };
+  // For grid_bulk.js: the ids of the selected rows, undo of a bulk edit, reloading after one.
+  window.TabulaGrid.selectedIds = function () {
+    var found = rangeCells();
+    return found ? found.rows.map(function (row) { return row.getData().id; }).filter(Boolean) : [];
+  };
+  window.TabulaGrid.pushUndo = function (entry) { undoStack.push(entry); };
+  window.TabulaGrid.labelOf = labelOf;
+  window.TabulaGrid.reload = function () { return table.setData(); };
 })();

@@ -1,0 +1,166 @@
+"""The CRM's standard reports, shipped as built-in definitions of the report builder over the core tables.
+
+Each is an ordinary report definition (``exports.reports.Definition``): it runs through the same engine and
+query layer as any report, as the user who opens it (their row scope and visible fields), and every figure
+clicks through to the grid. Nobody changes a built-in one; "Save as new" in the builder keeps an editable
+copy (personal, or shared with roles by an admin). Money is grouped by currency, never added across them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+
+from custom_fields import runtime
+from custom_fields.access import Actor, grants
+
+COUNT = {"function": "count"}
+
+
+def _sum(field: str) -> dict[str, str]:
+    return {"function": "sum", "field": field}
+
+
+@dataclasses.dataclass(frozen=True)
+class Standard:
+    key: str
+    name: Any  # a lazy label
+    description: Any
+    definition: dict[str, Any]
+
+
+STANDARD: tuple[Standard, ...] = (
+    Standard(
+        "funnel",
+        _l("Sales funnel"),
+        _l("Deals and their amount per stage of each pipeline, per manager, by currency."),
+        {
+            "table": "deals",
+            "rows": ["pipeline_id", "stage_id", "currency"],
+            "column": "owner_id",
+            "measures": [COUNT, _sum("amount")],
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "receivables_managers",
+        _l("Receivables aging by manager"),
+        _l("Unpaid balances of invoices by days overdue (not overdue, 1–30, 31–60, 61–90, over 90), per "
+           "manager, by currency."),
+        {
+            "table": "invoices",
+            "rows": ["owner_id", "currency"],
+            "column": "due_on:overdue",
+            "measures": [_sum("balance")],
+            "filter": {"and": [{"field": "balance", "op": "gt", "value": "0"},
+                               {"field": "status", "op": "neq", "value": "cancelled"}]},
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "receivables_customers",
+        _l("Receivables aging by customer"),
+        _l("Unpaid balances of invoices by days overdue, per customer, by currency."),
+        {
+            "table": "invoices",
+            "rows": ["company_id", "currency"],
+            "column": "due_on:overdue",
+            "measures": [_sum("balance")],
+            "filter": {"and": [{"field": "balance", "op": "gt", "value": "0"},
+                               {"field": "status", "op": "neq", "value": "cancelled"}]},
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "won_lost",
+        _l("Won and lost deals"),
+        _l("Closed deals per manager: how many were won and lost (by closing stage), and their amount."),
+        {
+            "table": "deals",
+            "rows": ["owner_id", "currency"],
+            "column": "stage_id",
+            "measures": [COUNT, _sum("amount")],
+            "filter": {"field": "closed_at", "op": "nempty"},
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "complaints",
+        _l("Complaints by category"),
+        _l("Complaints per category and manager, by month."),
+        {
+            "table": "activities",
+            "rows": ["complaint_category", "owner_id"],
+            "column": "occurred_at:month",
+            "measures": [COUNT],
+            "filter": {"field": "kind", "op": "eq", "value": "complaint"},
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "complaint_resolution",
+        _l("Complaints by resolution"),
+        _l("Complaints per category and their resolution status."),
+        {
+            "table": "activities",
+            "rows": ["complaint_category"],
+            "column": "resolution",
+            "measures": [COUNT],
+            "filter": {"field": "kind", "op": "eq", "value": "complaint"},
+            "chart": "stacked",
+        },
+    ),
+    Standard(
+        "activity",
+        _l("Manager activity"),
+        _l("Calls, letters, meetings and other activities per manager over the last 30 days, by outcome "
+           "(failed attempts included)."),
+        {
+            "table": "activities",
+            "rows": ["owner_id", "kind"],
+            "column": "outcome",
+            "measures": [COUNT],
+            "chart": "stacked",
+            "period": {"field": "occurred_at", "kind": "last_days", "days": 30},
+        },
+    ),
+)  # fmt: skip
+BY_KEY = {s.key: s for s in STANDARD}
+
+
+def offered(actor: Actor) -> list[Standard]:
+    """The standard reports over tables ``actor`` may read."""
+    schema = runtime.current()
+    found = []
+    for standard in STANDARD:
+        entity = schema.entity(standard.definition["table"])
+        if entity is not None and not entity.archived and grants(actor, entity, schema.access).can("read"):
+            found.append(standard)
+    return found
+
+
+def as_json(standard: Standard) -> dict[str, Any]:
+    """As the builder opens it: read-only (a built-in report), its definition to run or copy."""
+    return {
+        "id": None,
+        "key": standard.key,
+        "name": str(standard.name),
+        "description": str(standard.description),
+        "mine": False,
+        "standard": True,
+        "canChange": False,
+        "canSchedule": False,
+        "owner": "",
+        "roles": [],
+        "version": 0,
+        "definition": {
+            "view": None,
+            "top": None,
+            "q": "",
+            "filter": None,
+            "column": None,
+            **standard.definition,
+        },
+    }
