@@ -243,6 +243,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # The RQ queue conversion jobs go to, and how many rows each short transaction of a conversion fills.
         "TABULA_SCHEMA_QUEUE": env.get("TABULA_SCHEMA_QUEUE", "").strip() or "default",
         "TABULA_CONVERSION_BATCH": _not_negative(env, "TABULA_CONVERSION_BATCH", 0),  # 0: 10,000
+        # A conversion job rests after each batch for this share of the batch's time (percent): 100 halves
+        # its speed and the load it puts on a busy database.
+        "TABULA_CONVERSION_PAUSE_PERCENT": _not_negative(env, "TABULA_CONVERSION_PAUSE_PERCENT", 0),
         # Scheduled exports: files above this size are linked in the message, not attached; the scheduler
         # looks for due schedules this often (seconds).
         "TABULA_EXPORT_ATTACH_MB": _not_negative(env, "TABULA_EXPORT_ATTACH_MB", 10),

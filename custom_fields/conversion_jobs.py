@@ -10,6 +10,7 @@ transaction holds the database's write lock, so the web cannot write a flag ther
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -153,8 +154,13 @@ def run(conversion_id: int, report: Report | None = None) -> dict[str, Any]:
         ended = db.session.get(FieldConversion, conversion_id)
         return {"status": ended.status if ended else "gone"}
     durable = db.engine.dialect.name == "postgresql"  # SQLite: the conversion's transaction holds the lock
+    pause = int(current_app.config.get("TABULA_CONVERSION_PAUSE_PERCENT") or 0) / 100
+    batch_started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
+        nonlocal batch_started
+        if pause:
+            time.sleep(pause * (time.monotonic() - batch_started))
         if cancel_requested(conversion_id):
             raise ConversionCancelled()
         if durable:
@@ -166,6 +172,7 @@ def run(conversion_id: int, report: Report | None = None) -> dict[str, Any]:
             db.session.commit()
         if report is not None:
             report(done, total)
+        batch_started = time.monotonic()
 
     try:
         service.change_type(

@@ -28,9 +28,17 @@ INDEX_BUILD_LOCK_TIMEOUT = "60s"
 class IndexBuildFailed(Exception):  # noqa: N818 (what the admin is told)
     """A concurrent index build that did not finish; what it left behind was dropped."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, busy: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: The build waited too long for other transactions (a lock timeout), not a conflict in the data.
+        self.busy = busy
+
+
+def _build_failed(exc: DBAPIError) -> IndexBuildFailed:
+    lines = str(exc.orig).strip().splitlines()
+    busy = getattr(exc.orig, "sqlstate", None) == "55P03"  # lock_not_available: lock_timeout ran out
+    return IndexBuildFailed(lines[0][:200] if lines else type(exc).__name__, busy=busy)
 
 
 def check_identifier(name: str) -> str:
@@ -176,8 +184,7 @@ def build_chosen_index_concurrently(engine: Engine, table_name: str, column_name
                 conn.execute(CreateIndex(index, if_not_exists=True))
             except DBAPIError as exc:
                 _drop_concurrently(conn, index)
-                lines = str(exc.orig).strip().splitlines()
-                raise IndexBuildFailed(lines[0][:200] if lines else type(exc).__name__) from exc
+                raise _build_failed(exc) from exc
             if index_state(conn, name) != "valid":
                 _drop_concurrently(conn, index)
                 raise IndexBuildFailed("the new index is not valid")
@@ -229,8 +236,7 @@ def create_index_concurrently(
                 conn.execute(CreateIndex(index, if_not_exists=True))
             except DBAPIError as exc:
                 _drop_concurrently(conn, index)
-                lines = str(exc.orig).strip().splitlines()
-                raise IndexBuildFailed(lines[0][:200] if lines else type(exc).__name__) from exc
+                raise _build_failed(exc) from exc
         finally:
             conn.execute(text("RESET lock_timeout"))
 

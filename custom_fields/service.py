@@ -637,6 +637,13 @@ def _make_unique_concurrently(field_id: int, user_id: int | None) -> Field:
     try:
         ddl.create_index_concurrently(db.engine, table_name, column_name, unique=True, key=key)
     except ddl.IndexBuildFailed as exc:
+        if exc.busy:
+            raise SchemaError(
+                _(
+                    "The field is saved, but not unique yet: other transactions kept the table busy while "
+                    "its unique index was being built. Save the field again when the table is less busy."
+                )
+            ) from None
         raise SchemaError(
             _("Existing records conflict with this change: %(reason)s", reason=exc.reason)
         ) from None
@@ -989,6 +996,10 @@ def _convert_online(
                     "A value changed meanwhile does not convert: %(reason)s. Nothing was changed.",
                     reason=str(exc),
                 )
+            ) from None
+        if isinstance(exc, ddl.IndexBuildFailed) and exc.busy:
+            raise SchemaError(
+                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
             ) from None
         if isinstance(exc, ddl.IndexBuildFailed):
             raise SchemaError(

@@ -5,7 +5,7 @@ import os
 from rq import cron
 
 import config
-from jobs import exports, mail_automations, mailings
+from jobs import exports, mail_automations, mailings, schema
 from jobs.crm import OVERDUE_SCHEDULE, scheduled_overdue
 from jobs.records import PURGE_SCHEDULE, scheduled_purge
 from jobs.runtime import RECONCILE_SCHEDULE, scheduled_reconcile
@@ -33,3 +33,7 @@ cron.register(
 cron.register(
     mailings.scheduled_take_up, queue_name="default", cron=mailings.STALLED_SCHEDULE, name="mailings_take_up"
 )
+cron.register(
+    schema.scheduled_reconcile, queue_name="default", cron=schema.CONVERSIONS_SCHEDULE,
+    name="reconcile_conversions",
+)  # fmt: skip

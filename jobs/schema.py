@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from app.extensions import db
 from custom_fields import conversion_jobs
 from jobs.queues import JobQueueUnavailable, cancel_run, enqueue
-from jobs.runtime import app_job, report_progress, translated_message
+from jobs.runtime import RECONCILE_SCHEDULE, app_job, report_progress, translated_message, worker_app
 from jobs.runtime import reconcile as reconcile_run
 from models import FieldConversion, JobRun, JobStatus
 
@@ -99,6 +99,18 @@ def reconcile_active() -> int:
         select(FieldConversion).where(FieldConversion.status.in_(FieldConversion.ACTIVE))
     ).all()
     return sum(reconcile(record).active for record in active)
+
+
+#: ``tabula cron`` cleans up conversions whose worker died as often as it fails their runs.
+CONVERSIONS_SCHEDULE = RECONCILE_SCHEDULE
+
+
+def scheduled_reconcile() -> int:
+    """What the cron scheduler enqueues: a conversion whose worker died is cleaned up and its field freed
+    (on PostgreSQL its trigger refuses writes to the field until then) even when nobody opens its page.
+    Returns how many conversions still run."""
+    with worker_app().app_context():
+        return reconcile_active()
 
 
 def cancel(record: FieldConversion) -> bool:

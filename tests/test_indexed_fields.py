@@ -428,3 +428,31 @@ def _core_field(slug: str, name: str) -> Field:
 def _checkbox(html: str, name: str) -> str:
     start = html.index(f'name="{name}"')
     return html[html.rindex("<input", 0, start) : html.index(">", start) + 1]
+
+
+def test_a_unique_index_kept_waiting_says_the_table_was_busy_not_that_records_conflict(
+    postgresql, app_ctx, monkeypatch  # noqa: ANN001
+) -> None:  # fmt: skip
+    """A concurrent build waits for every transaction holding an older snapshot; when it gives up, the admin
+    is told the table was busy and the field is saved, not unique yet: no data conflict is claimed."""
+    entity = new_table()
+    entity_id, table_name = entity.id, entity.table_name
+    db.session.commit()
+    monkeypatch.setattr(ddl, "INDEX_BUILD_LOCK_TIMEOUT", "1s")
+    reader = db.engine.connect()
+    reader.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    reader.execute(text("SELECT count(*) FROM tabula_entity")).scalar()  # a snapshot the build must outwait
+    try:
+        with pytest.raises(service.SchemaError) as refused:
+            service.add_field(entity_id, "Артикул", "text", unique=True)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert "busy" in str(refused.value) and "conflict" not in str(refused.value)
+    db.session.expire_all()
+    row = db.session.scalar(select(Field).where(Field.entity_id == entity_id, Field.label == "Артикул"))
+    assert row is not None and not row.unique
+    assert indexes_on(table_name, row.column_name) == []  # the unfinished build left nothing behind
+    service.update_field(row.id, unique=True)  # with the table free, saving again makes it unique
+    db.session.expire_all()
+    assert db.session.get(Field, row.id).unique

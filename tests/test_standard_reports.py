@@ -174,8 +174,10 @@ def test_aging_buckets_and_their_click_through(app_ctx, aging_invoices) -> None:
     spec = Definition.from_json(definition).resolved(staff1)
     pivot = reports.run(spec, staff1)
     labels = [h.label for h in pivot.column_headers]
-    assert labels == ["not overdue", "1–30 days overdue", "31–60 days overdue", "61–90 days overdue",
-                      "over 90 days overdue"]  # fmt: skip
+    # Unpaid invoices of other tests without a due date add an "(empty)" column at the end: honest.
+    assert labels[:5] == ["not overdue", "1–30 days overdue", "31–60 days overdue", "61–90 days overdue",
+                          "over 90 days overdue"]  # fmt: skip
+    assert labels[5:] in ([], ["(empty)"])
     rows = [i for i, h in enumerate(pivot.row_headers) if h[0].key == user_id("staff1") and h[1].key == "rub"]
     [mine] = rows
     query = TableQuery("invoices", staff1)

@@ -56,11 +56,15 @@ def add_field_in_browser(client, entity: Entity, label: str, type_name: str, **e
         "csrf_token": admin_token(client),
     }
     data.update(extra)
-    response = client.post(f"/admin/tables/{entity.id}/fields/add", data=data)
+    entity_id = entity.id
+    # PostgreSQL builds a unique field's index CONCURRENTLY, which waits for every open transaction: this
+    # test's own (idle since its last read) must not be one of them.
+    db.session.rollback()
+    response = client.post(f"/admin/tables/{entity_id}/fields/add", data=data)
     assert response.status_code == 302
     db.session.expire_all()
-    row = db.session.scalar(select(Field).where(Field.entity_id == entity.id, Field.label == label))
-    assert row is not None, flashes(client.get(f"/admin/tables/{entity.id}/").get_data(as_text=True))
+    row = db.session.scalar(select(Field).where(Field.entity_id == entity_id, Field.label == label))
+    assert row is not None, flashes(client.get(f"/admin/tables/{entity_id}/").get_data(as_text=True))
     return row
 
 
@@ -158,23 +162,25 @@ def test_type_change_in_the_browser_lists_offenders(app_ctx, admin_client) -> No
     refresh()
     first = insert(entity, **{qty.name: "12"})
     second = insert(entity, **{qty.name: "двенадцать"})
+    qty_id, slug = qty.id, entity.slug
+    db.session.rollback()  # PostgreSQL's online conversion waits for open transactions, this test's too
     response = admin_client.post(
-        f"/admin/tables/fields/{qty.id}/type",
+        f"/admin/tables/fields/{qty_id}/type",
         data={"type": "integer", "csrf_token": admin_token(admin_client)},
     )
     assert response.status_code == 409
     body = response.get_data(as_text=True)
     assert f"#{second}" in body and "двенадцать" in body and f"#{first}<" not in body
-    model = current().classes[entity.slug]
+    model = current().classes[slug]
     db.session.get(model, second).__setattr__(qty.name, "12")
     db.session.commit()
     done = admin_client.post(
-        f"/admin/tables/fields/{qty.id}/type",
+        f"/admin/tables/fields/{qty_id}/type",
         data={"type": "integer", "csrf_token": admin_token(admin_client)},
     )
     assert done.status_code == 302
     db.session.expire_all()
-    assert db.session.get(Field, qty.id).type == "integer"
+    assert db.session.get(Field, qty_id).type == "integer"
     changes = admin_client.get("/admin/tables/changes").get_data(as_text=True)
     assert "text → integer" in changes and "admin" in changes
 
