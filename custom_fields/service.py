@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,10 +223,26 @@ def _check_default(type_name: str, spec: FieldSpec, raw: Any) -> str | None:
 # --- tables ------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NewField:
+    """A field a new table is created with (``create_entity(fields=...)``)."""
+
+    label: str
+    type_name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
 def create_entity(
-    label: str, plural_label: str = "", icon: str = "fa-table", *, user_id: int | None = None
+    label: str,
+    plural_label: str = "",
+    icon: str = "fa-table",
+    *,
+    user_id: int | None = None,
+    name_label: str | None = None,
+    fields: Sequence[NewField] = (),
 ) -> Entity:
-    """A new real table ``t_<id>`` with a first text field "Name" that is its display field."""
+    """A new real table ``t_<id>`` with a first text field "Name" (or ``name_label``) that is its display
+    field, and ``fields`` after it: all in one schema change, so a field refused leaves no table behind."""
     label = clean_label(label)
     plural = clean_label(plural_label or label, plural=True)
     icon = icon if icon in ICON_CHOICES else "fa-table"
@@ -247,8 +263,12 @@ def create_entity(
         entity.slug = entity.table_name
         db.session.flush()
         ddl.create_table(db.session.connection(), entity.table_name)
-        name_field = _add_field(entity, _("Name"), "text", settings={"max_length": 255}, required=True)
+        name_field = _add_field(
+            entity, name_label or _("Name"), "text", settings={"max_length": 255}, required=True
+        )
         entity.display_field_id = name_field.id
+        for extra in fields:
+            _add_field(entity, extra.label, extra.type_name, settings=extra.settings)
         db.session.execute(
             update(SchemaChange).where(SchemaChange.version == version).values(entity_id=entity.id)
         )

@@ -32,11 +32,16 @@ from custom_fields.types import REGISTRY
 from exports import readers
 from exports.import_rows import ImportRefused, Row, field_specs, matcher, parse_rows, plan
 from exports.store import file_store, scratch_dir
+from models import Field
 from models.imports import MODES, ON_ERROR, ImportItem, ImportRun, ImportStatus
 from models.system import utcnow
 
 BATCH = 1_000
 PROGRESS_EVERY = 1.0
+#: Rows a column's type is inferred from.
+INFER_ROWS = 1_000
+#: In ``ImportRun.options``: the import makes a new table from its file.
+NEW_TABLE = "new_table"
 PREVIEW_ROWS = 20
 ACTIVE = (ImportStatus.queued, ImportStatus.running)
 #: First errors kept per column for the result screen.
@@ -68,12 +73,15 @@ def _query(slug: str, actor: Actor) -> TableQuery:
 # --- the uploaded file -------------------------------------------------------------------------------------
 
 
-def upload(slug: str, actor: Actor, local: Path, file_name: str, *, language: str = "en") -> ImportRun:
-    """Keep an uploaded file (``local``, moved into the file store) for an import into ``slug``; raises
-    ``ImportRefused`` or ``readers.ImportFileError`` (nothing kept then)."""
+def upload(slug: str | None, actor: Actor, local: Path, file_name: str, *, language: str = "en") -> ImportRun:
+    """Keep an uploaded file (``local``, moved into the file store) for an import into ``slug``, or (None)
+    into a new table made from the file (``create_table``: administrators only); raises ``ImportRefused``
+    or ``readers.ImportFileError`` (nothing kept then)."""
     config = current_app.config
     try:
-        query = _query(slug, actor)
+        if slug is None and not is_admin(actor):
+            raise ImportRefused(_("Only an administrator may create tables."))
+        query = _query(slug, actor) if slug is not None else None
         if local.stat().st_size > config["TABULA_IMPORT_MAX_BYTES"]:
             raise ImportRefused(
                 _("The file is larger than %(n)d MB.", n=config["TABULA_IMPORT_MAX_BYTES"] // 2**20)
@@ -87,10 +95,15 @@ def upload(slug: str, actor: Actor, local: Path, file_name: str, *, language: st
         raise
     run = ImportRun(
         owner_id=actor.user_id,
-        entity_id=query.entity.id,
+        entity_id=query.entity.id if query is not None else None,
         file_name=file_name[:255],
         file_kind=kind,
-        options={"sheet": grid.sheet, "header_row": 1, "header_rows": 1},
+        options={
+            "sheet": grid.sheet,
+            "header_row": 1,
+            "header_rows": 1,
+            **({NEW_TABLE: True} if not query else {}),
+        },
         language=language,
         status=ImportStatus.uploaded,
     )
@@ -99,6 +112,9 @@ def upload(slug: str, actor: Actor, local: Path, file_name: str, *, language: st
     key = f"imports/{actor.user_id}/{run.id}-{secrets.token_hex(8)}.upload"
     file_store().put(local, key)
     run.storage_key = key
+    if query is None:  # every column becomes a field once the table is made (``create_table``)
+        db.session.commit()
+        return run
     titles = readers.headers(grid)
     mapping = readers.auto_map(titles, _fields(query))
     editable = {name for name, _label in _fields(query)}
@@ -109,6 +125,20 @@ def upload(slug: str, actor: Actor, local: Path, file_name: str, *, language: st
     run.mapping = {str(i): n for i, n in sorted(mapping.items())}
     db.session.commit()
     return run
+
+
+def is_new_table(item: ImportRun) -> bool:
+    """Whether the import makes a new table from its file, which it has not made yet."""
+    return item.entity_id is None and bool((item.options or {}).get(NEW_TABLE))
+
+
+def _entity_of(item: ImportRun) -> Any:
+    entity = runtime.current().by_id.get(item.entity_id or 0)
+    if entity is None:
+        if is_new_table(item):
+            raise ImportRefused(_("Create the table from the file first."))
+        raise ImportRefused(_("The table no longer exists."))
+    return entity
 
 
 def _fields(query: TableQuery) -> list[tuple[str, str]]:
@@ -167,10 +197,10 @@ def preview(run: ImportRun, actor: Actor, raw_options: Any = None) -> dict[str, 
     from custom_fields.types import infer_field_type
 
     options = clean_options(raw_options) if raw_options is not None else dict(run.options)
-    entity = runtime.current().by_id.get(run.entity_id or 0)
-    if entity is None:
-        raise ImportRefused(_("The table no longer exists."))
-    query = _query(entity.slug, actor)
+    new_table = is_new_table(run)
+    if new_table and not is_admin(actor):
+        raise ImportRefused(_("Only an administrator may create tables."))
+    query = None if new_table else _query(_entity_of(run).slug, actor)
     with local_copy(run) as path:
         grid = _read(path, run.file_kind, options)
     titles = readers.headers(grid, options.get("header_row", 1), options.get("header_rows", 1))
@@ -179,9 +209,10 @@ def preview(run: ImportRun, actor: Actor, raw_options: Any = None) -> dict[str, 
     columns = [[cells[i] if i < len(cells) else None for _n, cells in sample] for i in range(len(titles))]
     inferred = [infer_field_type(values) for values in columns]
     mapping = run.mapping
-    if raw_options is not None:
+    if raw_options is not None and query is not None:
         mapping = {str(i): n for i, n in readers.auto_map(titles, _fields(query)).items()}
     return {
+        "new_table": new_table,
         "sheets": grid.sheets,
         "sheet": grid.sheet,
         "encoding": grid.encoding,
@@ -221,10 +252,7 @@ def configure(
         raise ImportRefused(_("This import has already run."))
     if mode not in MODES or on_error not in ON_ERROR:
         raise ImportRefused(_("Unknown import mode."))
-    entity = runtime.current().by_id.get(run.entity_id or 0)
-    if entity is None:
-        raise ImportRefused(_("The table no longer exists."))
-    query = _query(entity.slug, actor)
+    query = _query(_entity_of(run).slug, actor)
     cleaned: dict[int, str] = {}
     for index, name in (mapping or {}).items() if isinstance(mapping, dict) else ():
         if name and isinstance(name, str) and str(index).isdecimal():
@@ -249,10 +277,7 @@ def start(run: ImportRun, actor: Actor) -> ImportRun:
 
     if run.status not in (ImportStatus.uploaded, ImportStatus.failed):
         raise ImportRefused(_("This import has already run."))
-    entity = runtime.current().by_id.get(run.entity_id or 0)
-    if entity is None:
-        raise ImportRefused(_("The table no longer exists."))
-    _query(entity.slug, actor)
+    _query(_entity_of(run).slug, actor)
     if not run.mapping:
         raise ImportRefused(_("Map at least one column to a field."))
     run.status, run.message = ImportStatus.queued, ""
@@ -285,9 +310,7 @@ def run(import_id: int, report: Progress) -> dict[str, Any]:
 
 
 def _run(item: ImportRun, actor: Actor, report: Progress) -> dict[str, Any]:
-    entity = runtime.current().by_id.get(item.entity_id or 0)
-    if entity is None:
-        raise ImportRefused(_("The table no longer exists."))
+    entity = _entity_of(item)
     query = _query(entity.slug, actor)
     mapping = {int(i): n for i, n in item.mapping.items()}
     specs = field_specs(query, mapping)
@@ -627,12 +650,9 @@ def check(
 ) -> dict[str, Any]:
     """A dry run: every row parsed and matched as the import would, nothing written. Counts of what would
     happen and the first errors per column."""
-    entity = runtime.current().by_id.get(item.entity_id or 0)
-    if entity is None:
-        raise ImportRefused(_("The table no longer exists."))
     if mode not in MODES:
         raise ImportRefused(_("Unknown import mode."))
-    query = _query(entity.slug, actor)
+    query = _query(_entity_of(item).slug, actor)
     cleaned = _clean_mapping(mapping)
     specs = field_specs(query, cleaned)
     chosen = clean_options(options)
@@ -677,33 +697,20 @@ def add_columns_as_fields(item: ImportRun, actor: Actor, columns: Any) -> dict[s
     """New fields for unmapped columns (``columns``: [{"index", "label", "type"}]), with the types the user
     confirmed (settings inferred from the file); admins only, as any schema change. Returns the mapping."""
     from custom_fields import service as schema
-    from custom_fields.types import infer_field_type
 
     if not is_admin(actor):
         raise ImportRefused(_("Only an administrator may add fields."))
     entity = runtime.current().by_id.get(item.entity_id or 0)
     if entity is None or not isinstance(columns, list) or not columns:
         raise ImportRefused(_("Choose the columns to add as fields."))
-    with local_copy(item) as path:
-        grid = _read(path, item.file_kind, item.options or {})
-    options = item.options or {}
-    body = readers.data_rows(grid, options.get("header_row", 1), options.get("header_rows", 1))[:1000]
+    _titles, body = _sample(item, item.options or {})
     mapping = dict(item.mapping or {})
-    for column in columns[:200]:
-        if not isinstance(column, dict):
-            raise ImportRefused(_("Choose the columns to add as fields."))
-        index, type_name = column.get("index"), column.get("type")
-        label = str(column.get("label") or "").strip()
-        if not isinstance(index, int) or not label or type_name not in REGISTRY:
-            raise ImportRefused(_("Choose the columns to add as fields."))
-        values = (cells[index] if index < len(cells) else None for _n, cells in body)
-        inferred, settings = infer_field_type(values)
-        if inferred != type_name:
-            settings = {}
+    for index, label, type_name in _chosen_columns(columns, None):
         try:
             row = schema.add_field(
-                entity.id, label[:100], type_name, settings=settings, user_id=actor.user_id
-            )
+                entity.id, label, type_name, settings=_settings_for(body, index, type_name),
+                user_id=actor.user_id,
+            )  # fmt: skip
         except schema.SchemaError as exc:
             raise ImportRefused(str(exc)) from None
         mapping[str(index)] = row.name
@@ -711,3 +718,83 @@ def add_columns_as_fields(item: ImportRun, actor: Actor, columns: Any) -> dict[s
     item.mapping = mapping
     db.session.commit()
     return mapping
+
+
+def _sample(item: ImportRun, options: dict[str, Any]) -> tuple[list[str], list[Row]]:
+    """The file's column titles and its first rows, read with ``options`` (what types are inferred from)."""
+    with local_copy(item) as path:
+        grid = _read(path, item.file_kind, options)
+    header_row, header_rows = options.get("header_row", 1), options.get("header_rows", 1)
+    titles = readers.headers(grid, header_row, header_rows)
+    return titles, readers.data_rows(grid, header_row, header_rows)[:INFER_ROWS]
+
+
+def _settings_for(body: list[Any], index: int, type_name: str) -> dict[str, Any]:
+    """The settings the column's values suggest for ``type_name`` (a select's options, a text's length),
+    when that is the type they suggest; else the type's defaults."""
+    from custom_fields.types import infer_field_type
+
+    inferred, settings = infer_field_type(cells[index] if index < len(cells) else None for _n, cells in body)
+    return settings if inferred == type_name else {}
+
+
+def _chosen_columns(columns: Any, width: int | None) -> list[tuple[int, str, str]]:
+    """(index, label, type) of the columns the user chose to make fields of; refused when malformed."""
+    if not isinstance(columns, list) or not columns:
+        raise ImportRefused(_("Choose the columns to add as fields."))
+    chosen: list[tuple[int, str, str]] = []
+    for column in columns[: readers.MAX_COLUMNS]:
+        if not isinstance(column, dict):
+            raise ImportRefused(_("Choose the columns to add as fields."))
+        index, type_name = column.get("index"), column.get("type")
+        label = str(column.get("label") or "").strip()[:100]
+        valid = (
+            isinstance(index, int)
+            and not isinstance(index, bool)
+            and 0 <= index < (width or readers.MAX_COLUMNS)
+        )
+        if not valid or not label or type_name not in REGISTRY or REGISTRY[type_name].reference is not None:
+            raise ImportRefused(_("Choose the columns to add as fields."))
+        chosen.append((index, label, type_name))
+    if len({i for i, _l, _t in chosen}) < len(chosen):
+        raise ImportRefused(_("Choose the columns to add as fields."))
+    return chosen
+
+
+def create_table(
+    item: ImportRun, actor: Actor, *, label: Any, display: Any, columns: Any, options: Any
+) -> ImportRun:
+    """Make the new table an import was uploaded for: the chosen ``columns`` ([{"index", "label", "type"}],
+    types as the user confirmed them, settings inferred from the file) become its fields, ``display`` (a
+    column's index) its display field, in one schema change (a field refused: no table). The import then
+    maps every chosen column to its field and is ready to run. Administrators only."""
+    from custom_fields import service as schema
+
+    if not is_admin(actor):
+        raise ImportRefused(_("Only an administrator may create tables."))
+    if item.status != ImportStatus.uploaded or not is_new_table(item):
+        raise ImportRefused(_("The table for this import has already been made."))
+    chosen_options = clean_options(options)
+    titles, body = _sample(item, chosen_options)
+    chosen = _chosen_columns(columns, len(titles))
+    named = [c for c in chosen if c[0] == display and not isinstance(display, bool)]
+    if not named:
+        raise ImportRefused(_("Choose the column that names the records."))
+    others = [c for c in chosen if c[0] != display]
+    extra = [schema.NewField(lab, kind, _settings_for(body, i, kind)) for i, lab, kind in others]
+    try:
+        entity = schema.create_entity(
+            str(label or "").strip()[: schema.LABEL_LENGTH], user_id=actor.user_id, name_label=named[0][1],
+            fields=extra,
+        )  # fmt: skip
+    except schema.SchemaError as exc:
+        db.session.rollback()
+        raise ImportRefused(str(exc)) from None
+    made = db.session.scalars(select(Field).where(Field.entity_id == entity.id).order_by(Field.id)).all()
+    order = [named[0][0]] + [i for i, _l, _k in others]
+    item.entity_id = entity.id
+    item.options = chosen_options  # from now on an import into that table like any other
+    item.mapping = {str(index): row.name for index, row in zip(order, made, strict=True)}
+    db.session.commit()
+    runtime.refresh()
+    return item

@@ -67,3 +67,56 @@ def test_an_admin_imports_a_csv_and_undoes_it(browser, live_url, app_ctx, worker
     assert list(TableQuery(entity.slug, admin).stream()) == []
     assert not problems, problems
     context.close()
+
+
+def test_an_admin_makes_a_new_table_from_a_workbook_in_russian(
+    browser, live_url, app_ctx, worker, tmp_path: Path
+) -> None:  # noqa: ANN001
+    from tests.test_import_new_table import TITLES, supplier_book
+
+    tag = uuid.uuid4().hex[:6]
+    book = tmp_path / "Поставщики.xlsx"
+    book.write_bytes(supplier_book(tag, rows=12))
+    context = browser.new_context(locale="ru-RU", viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}") or dialog.dismiss())
+    sign_in(page, live_url, "admin", ADMIN_PASSWORD)
+    page.goto(f"{live_url}/imports/?table=%2Bnew")
+    assert page.input_value("#import-table") == "+new"
+    page.set_input_files("#import-file", str(book))
+    page.click("#import-upload button[type=submit]")
+    page.wait_for_url(f"{live_url}/imports/*")
+    page.wait_for_selector("#import-preview tbody tr")
+    assert page.inner_text("h2").startswith("Новая таблица из файла")
+    assert page.is_visible("#import-new-table") and not page.is_visible("#import-rows-panel")
+    assert page.input_value("#import-table-name") == "Поставщики"
+    assert page.input_value("#import-display") == "0"  # the first text column names the records
+    types = page.locator(".import-type")
+    assert types.count() == len(TITLES) and types.nth(3).input_value() == "date"
+    assert [page.locator(".import-map").nth(i).input_value() for i in range(len(TITLES))] == ["new:"] * len(
+        TITLES
+    )
+    page.locator(".import-map").nth(7).select_option("")  # the empty column is left out
+    types.nth(1).select_option("text")  # the tax ids stay text
+    page.fill("#import-table-name", f"Поставщики {tag}")
+    page.click("#import-create")
+    page.wait_for_selector("#import-rows-panel:not(.hidden)")
+    assert page.inner_text("h2").startswith(f"Импорт в таблицу «Поставщики {tag}»")
+    page.wait_for_selector("#import-preview tbody tr")
+    page.click("#import-start")
+    page.wait_for_selector("#import-result:not(:empty)", timeout=60_000)
+    assert page.inner_text("#import-status") == "Завершена" and "12" in page.inner_text("#import-result")
+
+    from custom_fields.runtime import refresh
+
+    entity = next(e for e in refresh().entities.values() if e.label == f"Поставщики {tag}")
+    by_label = {str(f.label): f for f in entity.fields}
+    assert (
+        by_label["ИНН"].type == "text" and by_label["С нами с"].type == "date" and "Заметка" not in by_label
+    )
+    admin = Actor.of_user(app_ctx.appbuilder.sm.find_user(username="admin"), "ui")
+    assert len(list(TableQuery(entity.slug, admin).stream())) == 12
+    assert not problems, problems
+    context.close()

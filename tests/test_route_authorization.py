@@ -125,6 +125,9 @@ REFUSAL_TESTS: dict[str, str] = {
     "ImportView.upload": IMPORTS,
     "ImportView.check": IMPORTS,
     "ImportView.add_fields": IMPORTS,
+    "ImportView.create_table": (
+        "tests/test_import_new_table.py::test_over_http_an_admin_makes_the_table_and_runs_the_import"
+    ),
     "ImportView.start": IMPORTS,
     "ImportView.undo": IMPORTS,
     "LeadConvertView.convert": "tests/test_leads.py::test_staff_converts_own_leads_only",

@@ -41,6 +41,8 @@ from models.system import utcnow
 
 IMPORT_ID = "<int(max=2147483647):import_id>"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: The upload form's choice for "a new table from the file" (no table's slug looks like it).
+NEW_TABLE_CHOICE = "+new"
 STATUS_LABELS = {
     ImportStatus.uploaded: _l("Not started"),
     ImportStatus.queued: _l("Waiting for a worker"),
@@ -162,6 +164,8 @@ class ImportView(BaseView):
             "tabula/imports/list.html",
             imports=imports.mine(current_user.id),
             tables=importable_tables(actor),
+            can_create=is_admin(actor),
+            new_table_choice=NEW_TABLE_CHOICE,
             chosen=request.args.get("table", ""),
             status_labels={str(k): str(v) for k, v in STATUS_LABELS.items()},
             max_mb=current_app.config["TABULA_IMPORT_MAX_BYTES"] // 2**20,
@@ -192,8 +196,9 @@ class ImportView(BaseView):
         locale = get_locale()
         try:
             item = imports.upload(
-                slug, Actor.current("ui"), local, sent.filename, language=locale.language if locale else "en"
-            )
+                None if slug == NEW_TABLE_CHOICE else slug, Actor.current("ui"), local, sent.filename,
+                language=locale.language if locale else "en",
+            )  # fmt: skip
         except REFUSALS as refused:
             local.unlink(missing_ok=True)
             flash(str(refused), "danger")
@@ -206,9 +211,14 @@ class ImportView(BaseView):
         item = _own(import_id)
         slug = _slug(item)
         entity = runtime.current().entity(slug) if slug else None
+        new_table = imports.is_new_table(item)
+        table = label_of(entity, "plural_label") if entity is not None else ""
+        stem = item.file_name.rsplit(".", 1)[0] if "." in item.file_name else item.file_name
         return self.render_template(
             "tabula/imports/show.html",
             item=item,
+            new_table=new_table,
+            table_name=stem.strip()[:100],
             state=progress(item),
             table=label_of(entity, "plural_label") if entity is not None else "",
             modes=MODE_LABELS,
@@ -217,7 +227,7 @@ class ImportView(BaseView):
             delimiters=[(d, DELIMITER_LABELS[d]) for d in DELIMITERS],
             types=[(name, str(t.label)) for name, t in REGISTRY.items() if t.reference is None],
             admin=is_admin(Actor.current("ui")),
-            title=_("Import into %(table)s", table=label_of(entity, "plural_label") if entity else ""),
+            title=_("New table from a file") if new_table else _("Import into %(table)s", table=table),
         )
 
     @expose(f"/{IMPORT_ID}/preview")
@@ -239,7 +249,9 @@ class ImportView(BaseView):
         from app.crm.matching import IDENTIFYING
         from custom_fields.query import TableQuery
 
-        slug = _slug(item) or ""
+        slug = _slug(item)
+        if slug is None:  # a new table from the file: no fields yet
+            return [], []
         query = TableQuery(slug, actor)
         fields = [
             {"name": s.name, "label": str(s.label), "type": str(REGISTRY[s.type].label)}
@@ -276,6 +288,22 @@ class ImportView(BaseView):
             db.session.rollback()
             return _json(422, message=str(refused))
         return _json(200, mapping=mapping)
+
+    @expose(f"/{IMPORT_ID}/table", methods=["POST"])
+    @has_access
+    def create_table(self, import_id: int) -> Response:
+        """A new table from the file: its columns become fields with the types the admin confirmed."""
+        item = _own(import_id)
+        body = _body()
+        try:
+            imports.create_table(
+                item, Actor.current("ui"), label=body.get("label"), display=body.get("display"),
+                columns=body.get("columns"), options=body.get("options"),
+            )  # fmt: skip
+        except REFUSALS as refused:
+            db.session.rollback()
+            return _json(422, message=str(refused))
+        return _json(200, url=url_for("ImportView.show", import_id=item.id))
 
     @expose(f"/{IMPORT_ID}/start", methods=["POST"])
     @has_access

@@ -8,6 +8,8 @@
   var d = app.dataset;
   var number = new Intl.NumberFormat(document.documentElement.lang || undefined);
   var state = {preview: null, fields: []};
+  // A new table from the file: every column starts as a new field of its inferred type.
+  var creating = d.newTable === "yes";
   function $(id) { return document.getElementById(id); }
   function fill(template, values) {
     return template.replace(/\{(\w+)\}/g, function (_m, key) {
@@ -86,19 +88,23 @@
         match.appendChild(option);
       });
     }
-    var mapping = previous && previous.titles.join("\u0001") === data.titles.join("\u0001") ? currentMapping() : data.mapping;
-    var head = $("import-preview").tHead;
-    head.textContent = "";
-    var titles = head.insertRow();
-    var selects = head.insertRow();
-    titles.appendChild(element("th", "#"));
-    selects.appendChild(element("th", ""));
-    data.titles.forEach(function (title, index) {
-      titles.appendChild(element("th", title));
-      var cell = element("th");
-      cell.appendChild(mappingSelect(index, mapping[String(index)] || "", data.inferred[index]));
-      selects.appendChild(cell);
-    });
+    // The same columns as before (another encoding, say): the choices made in the header stay as they are.
+    var sameColumns = previous && previous.titles.join("\u0001") === data.titles.join("\u0001");
+    if (!sameColumns) {
+      var head = $("import-preview").tHead;
+      head.textContent = "";
+      var titles = head.insertRow();
+      var selects = head.insertRow();
+      titles.appendChild(element("th", "#"));
+      selects.appendChild(element("th", ""));
+      data.titles.forEach(function (title, index) {
+        titles.appendChild(element("th", title));
+        var cell = element("th");
+        cell.appendChild(mappingSelect(index, data.mapping[String(index)] || "", data.inferred[index]));
+        selects.appendChild(cell);
+      });
+      if (creating) { displayChoices(data); }
+    }
     var body = $("import-preview").tBodies[0];
     body.textContent = "";
     data.rows.forEach(function (row) {
@@ -127,14 +133,42 @@
     if (d.admin) {
       var fresh = element("option", d.tNew);
       fresh.value = "new:";
+      fresh.selected = creating;
       select.appendChild(fresh);
-      var types = element("select", null, "form-control input-sm import-type hidden");
+      var types = element("select", null, "form-control input-sm import-type" + (creating ? "" : " hidden"));
       types.appendChild($("import-types").content.cloneNode(true));
       types.value = inferred ? inferred.type : "text";
       box.appendChild(types);
       select.addEventListener("change", function () { types.classList.toggle("hidden", select.value !== "new:"); });
     }
     return box;
+  }
+  // The column whose values name the records (the new table's display field): the first text column.
+  function displayChoices(data) {
+    var display = $("import-display");
+    display.textContent = "";
+    var first = data.inferred.findIndex(function (t) { return t && t.type === "text"; });
+    data.titles.forEach(function (title, index) {
+      var option = element("option", title);
+      option.value = index;
+      option.selected = index === Math.max(first, 0);
+      display.appendChild(option);
+    });
+  }
+  function createTable() {
+    var display = Number(value("import-display"));
+    var columns = newColumns();
+    if (!columns.some(function (c) { return c.index === display; })) {
+      columns.unshift({index: display, label: state.preview.titles[display], type: "text"});
+    }
+    var button = $("import-create");
+    button.disabled = true;
+    send(d.tableUrl, {label: value("import-table-name"), display: display, columns: columns, options: options()})
+      .then(function (answer) {
+        if (!answer.ok) { button.disabled = false; alertText(answer.data.message); return; }
+        window.location.assign(answer.data.url);
+      })
+      .catch(function () { button.disabled = false; alertText(d.tFailed); });
   }
   function currentMapping() {
     var mapping = {};
@@ -278,6 +312,7 @@
     });
     $("import-check").addEventListener("click", check);
     $("import-start").addEventListener("click", start);
+    if (creating) { $("import-create").addEventListener("click", createTable); }
     loadPreview(false);
   } else {
     poll();
