@@ -630,10 +630,11 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
     def work() -> list[Saved]:
         _derive(ctx, parsed_rows, [None] * len(parsed_rows))
         # The owner is whoever creates the record, unless the table has an Owner field and it was given.
+        stamps = _stamps(ctx, created=True)
         ids = _insert(
             ctx,
             [
-                {**row, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id}
+                {**row, **stamps, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id}
                 for row in parsed_rows
             ],
         )
@@ -653,6 +654,12 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
         return [Saved(pk, 1) for pk in ids]
 
     return _transaction(work, ctx)
+
+
+def _stamps(ctx: _Context, *, created: bool = False) -> dict[str, dt.datetime]:
+    """When the change set writes: the record's last change (and, new, its creation), as its history says."""
+    names = ("created_at", "updated_at") if created else ("updated_at",)
+    return {name: ctx.at for name in names if name in ctx.table.c}
 
 
 def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
@@ -940,6 +947,7 @@ def _update_each(
         .values(
             {
                 **{name: bindparam(f"_v_{name}") for name in names},
+                **_stamps(ctx),
                 "row_version": bindparam("_new_version"),
             }
         )
@@ -981,8 +989,13 @@ def _bulk_update(
         ]
     )
     aliases = ", ".join(["_id", "_version", *(f"v{i}" for i in range(len(columns)))])
+    stamped = [f"{quoted(name)} = :_at" for name in _stamps(ctx)]
     sets = ", ".join(
-        [*(f"{quoted(c.name)} = v.v{i}" for i, c in enumerate(columns)), "row_version = v._version + 1"]
+        [
+            *(f"{quoted(c.name)} = v.v{i}" for i, c in enumerate(columns)),
+            *stamped,
+            "row_version = v._version + 1",
+        ]
     )
     # The range of the ids lets PostgreSQL read only that part of the primary key (a batch's ids are
     # mostly adjacent), not the whole table.
@@ -997,6 +1010,7 @@ def _bulk_update(
         "_version": _array_text([version for _pk, version, _values in group]),
         "lo": min(ids),
         "hi": max(ids),
+        "_at": ctx.at,
     }
     params.update({f"v{i}": _array_text([values[i] for _pk, _v, values in group]) for i in range(len(names))})
     written = set(db.session.execute(statement, params).scalars().all())
@@ -1178,7 +1192,7 @@ def _mark(ctx: _Context, rows: dict[int, dict[str, Any]], *, deleted: bool) -> N
     statement = (
         sa.update(tbl)
         .where(tbl.c.id == bindparam("_id"), tbl.c.row_version == bindparam("_version"))
-        .values(deleted_at=ctx.at if deleted else None, row_version=bindparam("_new_version"))
+        .values(deleted_at=ctx.at if deleted else None, row_version=bindparam("_new_version"), **_stamps(ctx))
     )
     params = [
         {"_id": pk, "_version": row["row_version"], "_new_version": row["row_version"] + 1}
@@ -1291,7 +1305,9 @@ class Work:
             # Only noted lines, no value changed: the record still gets a new version.
             table = ctx.table
             db.session.execute(
-                sa.update(table).where(table.c.id == record_id).values(row_version=table.c.row_version + 1)
+                sa.update(table)
+                .where(table.c.id == record_id)
+                .values(row_version=table.c.row_version + 1, **_stamps(ctx))
             )
             saved = Saved(record_id, saved.version + 1)
         return saved

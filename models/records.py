@@ -120,17 +120,26 @@ class RecordColumns:
     row_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"), index=True)
+    #: When the write path last changed the record (created, saved, deleted or restored); a core table's
+    #: ``created_at`` is a field of its own. Empty for records last changed before this column existed
+    #: and never since (migration 0020 fills it from their history where there is one).
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def record_columns() -> list[Column]:
-    """The same columns for a runtime-built table: the optimistic-locking version, the recycle-bin mark
-    and the owner (set to whoever created the record). ``custom_fields.ddl.create_table`` adds the owner's
-    foreign key and index."""
+    """The same columns for a runtime-built table: the optimistic-locking version, the recycle-bin mark,
+    the owner (set to whoever created the record), and when it was created and last changed (set by the
+    write path; a Python default for whatever else inserts). ``custom_fields.ddl.create_table`` adds the
+    owner's foreign key and index."""
     return [
         Column("row_version", Integer, nullable=False, default=1, server_default="1"),
         Column("deleted_at", DateTime(timezone=True)),
         Column("owner_id", Integer),
+        Column("created_at", DateTime(timezone=True), default=utcnow),
+        Column("updated_at", DateTime(timezone=True), default=utcnow),
     ]
 
 
-RECORD_COLUMN_NAMES = ("row_version", "deleted_at", "owner_id")
+RECORD_COLUMN_NAMES = ("row_version", "deleted_at", "owner_id", "created_at", "updated_at")
+#: The record columns the write path sets itself whenever it writes a record.
+TIMESTAMP_COLUMNS = ("created_at", "updated_at")

@@ -79,3 +79,56 @@ def test_0005_makes_every_case_insensitive_unique_field_lower_and_its_downgrade_
         upgrade(directory=directory)
         assert lower_indexed() == lowered
         engine.dispose()
+
+
+def test_0020_gives_existing_records_their_times_from_their_history(scratch_env, tmp_path) -> None:  # noqa: ANN001
+    """Records written before revision 0020 get created_at / updated_at from the oldest and newest line of
+    their history; a core record without history keeps its created_at as its last change; a run-time
+    record without history stays empty (nobody knows)."""
+    from sqlalchemy import text
+
+    from custom_fields import records, service
+    from custom_fields.access import Actor
+    from custom_fields.runtime import refresh
+
+    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    scratch = create_app({**scratch_env, "DATABASE_URL": url, "TABULA_INSTANCE_DIR": str(tmp_path)})
+    directory = scratch.extensions["migrate"].directory
+    from app.bootstrap import initialize
+
+    initialize(scratch, echo=lambda _message: None)  # the migrations, then the core tables' metadata
+    with scratch.app_context():
+        entity = service.create_entity("Сроки", "Сроки")
+        table, entity_id = entity.table_name, entity.id
+        name = refresh().entity(table).display_field.name
+        system = Actor.system_job()
+        pk = records.create(table, {name: "первая"}, system).id
+        records.update(table, pk, {name: "вторая"}, system, expected_version=None)
+        company = records.create("companies", {"name": "ООО Старое"}, system).id
+        records.update("companies", company, {"region": "Тверь"}, system, expected_version=None)
+        db.session.commit()
+
+        def one(sql: str, **params: object) -> tuple:
+            return tuple(db.session.execute(text(sql), params).one())
+
+        history = "SELECT min(at), max(at) FROM tabula_record_change WHERE record_id = :r AND entity_id = :e"
+        first, last = one(history, r=pk, e=entity_id)
+        core_id = one("SELECT id FROM tabula_entity WHERE table_name = 'crm_company'")[0]
+        company_last = one(history, r=company, e=core_id)[1]
+        downgrade(directory=directory, revision="0019")
+        db.session.execute(text(f"INSERT INTO {table} (row_version, {name}) VALUES (1, 'без истории')"))  # noqa: S608
+        bare = db.session.execute(
+            text(
+                "INSERT INTO crm_company (name, row_version, created_at) "
+                "VALUES ('ООО Голое', 1, '2024-01-02 03:04:05.000000') RETURNING id"
+            )
+        ).scalar_one()
+        db.session.commit()
+        upgrade(directory=directory)
+        stamps = f"SELECT created_at, updated_at FROM {table} WHERE id "  # noqa: S608
+        assert one(stamps + "= :r", r=pk) == (first, last)
+        assert one(stamps + "<> :r", r=pk) == (None, None)
+        assert one("SELECT updated_at FROM crm_company WHERE id = :c", c=company)[0] == company_last
+        assert (
+            one("SELECT updated_at FROM crm_company WHERE id = :c", c=bare)[0] == "2024-01-02 03:04:05.000000"
+        )
