@@ -11,6 +11,7 @@ from typing import Any
 from flask_babel import gettext as _
 
 from app.crm.matching import IDENTIFYING, NORMALISE, same_value
+from custom_fields.link_labels import LinkLabels
 from custom_fields.query import TableQuery
 from custom_fields.spec import FieldSpec
 from custom_fields.types import REGISTRY, FieldValueError
@@ -129,19 +130,37 @@ def _kind_matcher(slug: str, kind: str, names: list[str]) -> Matcher:
     return Matcher(kind, key_of, find)
 
 
+def _by_label(spec: FieldSpec, labels: LinkLabels | None) -> bool:
+    return labels is not None and REGISTRY[spec.type].reference == "record"
+
+
 def parse_rows(
-    raw_rows: Sequence[tuple[int, list[Any]]], specs: dict[int, FieldSpec], *, creating: bool
+    raw_rows: Sequence[tuple[int, list[Any]]],
+    specs: dict[int, FieldSpec],
+    *,
+    creating: bool,
+    labels: LinkLabels | None = None,
 ) -> list[Row]:
-    """Every row's cells through its field's ``import_parser``; a blank cell sets nothing."""
-    parsers = [(index, spec.name, REGISTRY[spec.type].import_parser(spec)) for index, spec in specs.items()]
+    """Every row's cells through its field's ``import_parser``; a blank cell sets nothing. With ``labels``,
+    a link cell may name the linked record by its label (a company's name in a Company column)."""
+    parsers = [
+        (index, spec.name, REGISTRY[spec.type].import_parser(spec), spec if _by_label(spec, labels) else None)
+        for index, spec in specs.items()
+    ]
     required = [spec.name for spec in specs.values() if spec.required]
     rows: list[Row] = []
     for number, cells in raw_rows:
         row = Row(number, cells)
-        for index, name, parse in parsers:
+        for index, name, parse, link in parsers:
             raw = cells[index] if index < len(cells) else None
             if raw is None or raw == "":
                 continue
+            if link is not None and labels is not None:
+                found = labels.resolve(link, raw)
+                if found is not None and not found[0]:
+                    row.errors[name] = found[1]
+                    continue
+                raw = found[1] if found is not None else raw
             try:
                 value = parse(raw)
             except FieldValueError as exc:

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor, grants, is_admin
+from custom_fields.link_labels import LinkLabels
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.types import REGISTRY
 from exports import readers
@@ -319,7 +320,7 @@ def _run(item: ImportRun, actor: Actor, report: Progress) -> dict[str, Any]:
         grid = _read(path, item.file_kind, options)
     titles = readers.headers(grid, options.get("header_row", 1), options.get("header_rows", 1))
     body = readers.data_rows(grid, options.get("header_row", 1), options.get("header_rows", 1))
-    rows = parse_rows(body, specs, creating=item.mode != "update")
+    rows = parse_rows(body, specs, creating=item.mode != "update", labels=LinkLabels(actor))
     plan(rows, query, matcher(query, item.match_on, set(mapping.values())), item.mode)
     labels = {spec.name: str(spec.label) for spec in specs.values()}
     item.rows_total = len(rows)
@@ -659,7 +660,7 @@ def check(
     with local_copy(item) as path:
         grid = _read(path, item.file_kind, chosen)
     body = readers.data_rows(grid, chosen.get("header_row", 1), chosen.get("header_rows", 1))
-    rows = parse_rows(body, specs, creating=mode != "update")
+    rows = parse_rows(body, specs, creating=mode != "update", labels=LinkLabels(actor))
     plan(rows, query, matcher(query, match_on or None, set(cleaned.values())), mode)
     labels = {spec.name: str(spec.label) for spec in specs.values()}
     actions = ("create", "update", "skip", "refuse")

@@ -319,3 +319,40 @@ def written_in_transaction(worker: Any) -> bool:
         return False
     job = Job.fetch(job_id, connection=redis_connection())
     return (job.get_meta(refresh=True).get("progress") or {}).get("done", 0) > 0
+
+
+def test_link_columns_name_their_records_by_label(app_ctx, worker, tmp_path, tag: str) -> None:  # noqa: ANN001
+    """A Company column of company names links each contact to the one company of that name the importing
+    user may read; a name no readable company has, or two have, refuses the row with the reason; numbers
+    stay record numbers. The grid's paste follows the same rule (``custom_fields.link_labels``)."""
+    actor = admin()
+    one = records.create("companies", {"name": f"ООО Один {tag}"}, actor).id
+    for _ in range(2):
+        records.create("companies", {"name": f"ООО Двойник {tag}"}, actor)
+    lines = [
+        "First name;Company",
+        f"Анна {tag};ООО Один {tag}",
+        f"Борис {tag};#{one}",
+        f"Вера {tag};ООО Нет такой {tag}",
+        f"Глеб {tag};ООО Двойник {tag}",
+        f"Дина {tag};  ООО Один {tag} ",
+    ]
+    item = uploaded(tmp_path, "contacts", "\r\n".join(lines).encode("cp1251"))
+    shown = imports.preview(item, actor)
+    assert shown["mapping"] == {"0": "first_name", "1": "company_id"}
+    checked = imports.check(item, actor, options={}, mapping=shown["mapping"], mode="create", match_on=None)
+    assert (checked["create"], checked["refuse"]) == (3, 2), checked
+    imports.configure(
+        item, actor, options={}, mapping=shown["mapping"], mode="create", match_on=None, on_error="skip"
+    )
+    imports.start(item, actor)
+    item = wait(item.id)
+    assert (item.created, item.refused) == (3, 2), item.message
+    companies = {
+        r["first_name"]: r["company_id"]
+        for r in TableQuery("contacts", actor).fields("first_name", "company_id").stream()
+        if r["first_name"].endswith(tag)
+    }
+    assert companies == {f"Анна {tag}": one, f"Борис {tag}": one, f"Дина {tag}": one}
+    errors = " ".join(m for _row, m in item.report["errors"]["Company"]["first"])
+    assert f"ООО Нет такой {tag}" in errors and "Several records" in errors

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from custom_fields import records, runtime, saved_views
 from custom_fields.access import Actor, Grants, current_grants
 from custom_fields.forms import converting_note
+from custom_fields.link_labels import LinkLabels
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
@@ -187,37 +188,13 @@ def _values(raw: Any) -> dict[str, Any]:
 
 
 def resolve_link_labels(batch: Batch) -> None:
-    """Link cells given as the linked record's label (company names pasted into a Company column) become
-    that record's id, found through the query layer within the user's reach. A label no readable record
-    has, or several have, refuses that cell only; numbers (``12`` or ``#12``) stay record numbers."""
-    schema = runtime.current()
-    found: dict[tuple[str, str], tuple[bool, Any]] = {}
+    """Link cells pasted as the linked record's label become its id (``custom_fields.link_labels``); a
+    label none or several readable records have refuses that cell only."""
+    labels = LinkLabels(batch.actor)
 
     def resolve(name: str, raw: Any) -> tuple[bool, Any] | None:
         spec = batch.entity.field_by_name(name)
-        ftype = REGISTRY[spec.type] if spec is not None else None
-        if ftype is None or ftype.reference != "record" or not isinstance(raw, str):
-            return None
-        text = raw.strip()
-        if not text or text.isdecimal() or (text.startswith("#") and text[1:].isdecimal()):
-            return (True, text.lstrip("#")) if text.startswith("#") else None
-        key = (name, text)
-        if key not in found:
-            target = schema.by_id.get(ftype.target_entity_id(spec) or 0)
-            try:
-                ids = TableQuery(target.slug, batch.actor).ids_labelled(text) if target else []
-            except QueryError:
-                ids = []
-            if len(ids) == 1:
-                found[key] = (True, ids[0])
-            elif ids:
-                found[key] = (
-                    False,
-                    _("Several records are called “%(label)s”: paste its number instead.", label=text[:60]),
-                )
-            else:
-                found[key] = (False, _("No record “%(label)s” that you may see.", label=text[:60]))
-        return found[key]
+        return labels.resolve(spec, raw) if spec is not None else None
 
     for kind, table in (("update", batch.updates), ("create", batch.creates)):
         for index in list(table):
