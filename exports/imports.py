@@ -103,7 +103,7 @@ def upload(slug: str | None, actor: Actor, local: Path, file_name: str, *, langu
             "sheet": grid.sheet,
             "header_row": 1,
             "header_rows": 1,
-            **({NEW_TABLE: True} if not query else {}),
+            **({NEW_TABLE: True} if query is None else {}),
         },
         language=language,
         status=ImportStatus.uploaded,
@@ -206,7 +206,7 @@ def preview(run: ImportRun, actor: Actor, raw_options: Any = None) -> dict[str, 
         grid = _read(path, run.file_kind, options)
     titles = readers.headers(grid, options.get("header_row", 1), options.get("header_rows", 1))
     body = readers.data_rows(grid, options.get("header_row", 1), options.get("header_rows", 1))
-    sample = body[:1000]
+    sample = body[:INFER_ROWS]
     columns = [[cells[i] if i < len(cells) else None for _n, cells in sample] for i in range(len(titles))]
     inferred = [infer_field_type(values) for values in columns]
     mapping = run.mapping
@@ -721,7 +721,7 @@ def add_columns_as_fields(item: ImportRun, actor: Actor, columns: Any) -> dict[s
     return mapping
 
 
-def _sample(item: ImportRun, options: dict[str, Any]) -> tuple[list[str], list[Row]]:
+def _sample(item: ImportRun, options: dict[str, Any]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
     """The file's column titles and its first rows, read with ``options`` (what types are inferred from)."""
     with local_copy(item) as path:
         grid = _read(path, item.file_kind, options)
@@ -730,7 +730,7 @@ def _sample(item: ImportRun, options: dict[str, Any]) -> tuple[list[str], list[R
     return titles, readers.data_rows(grid, header_row, header_rows)[:INFER_ROWS]
 
 
-def _settings_for(body: list[Any], index: int, type_name: str) -> dict[str, Any]:
+def _settings_for(body: list[tuple[int, list[Any]]], index: int, type_name: str) -> dict[str, Any]:
     """The settings the column's values suggest for ``type_name`` (a select's options, a text's length),
     when that is the type they suggest; else the type's defaults."""
     from custom_fields.types import infer_field_type
