@@ -102,7 +102,7 @@ def _own_worker(app, env: dict[str, str], redis_url: str, **extra: str) -> Itera
     queue = f"schema-{uuid.uuid4().hex[:6]}"
     # Small batches with a rest after each: the conversion lasts seconds however fast the machine, so the
     # test sees it running (and cancels or kills it) mid-way.
-    settings = {"TABULA_CONVERSION_BATCH": "500", "TABULA_CONVERSION_PAUSE_PERCENT": "300", **extra}
+    settings = {"TABULA_CONVERSION_BATCH": "500", "TABULA_CONVERSION_PAUSE_PERCENT": "100", **extra}
     process = start_worker({**env, **settings}, queue)
     app.config["TABULA_SCHEMA_QUEUE"] = queue
     registered = None

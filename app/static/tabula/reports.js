@@ -178,10 +178,12 @@
   }
 
   var loading = 0;  // only the answer for the table chosen last is drawn
+  var requested = null;  // the table whose fields were asked for last
 
   function loadFields() {
     messageEl.textContent = "";
     var mine = ++loading;
+    requested = tableEl.value;
     var url = config.fieldsUrl.replace("__slug__", encodeURIComponent(tableEl.value));
     return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (r) { return r.json().then(function (body) { if (!r.ok) { throw new Error(body.message || T.failed); } return body; }); })
@@ -524,7 +526,8 @@
   document.getElementById("report-save-new").addEventListener("click", function () { save(true); });
   deleteEl.addEventListener("click", remove);
   document.getElementById("report-excel").addEventListener("click", exportWorkbook);
-  tableEl.addEventListener("change", loadFields);
+  // Choosing the table already shown (or being loaded) keeps the form as the user has set it.
+  tableEl.addEventListener("change", function () { if (tableEl.value !== requested) { loadFields(); } });
   document.getElementById("report-add-row").addEventListener("click", addRow);
   document.getElementById("report-add-measure").addEventListener("click", addMeasure);
   document.getElementById("report-form").addEventListener("submit", run);
