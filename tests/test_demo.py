@@ -25,7 +25,8 @@ from tests.conftest import ROOT
 SCALE = 0.01
 #: Set to "now" by the write path, so they differ between two loads.
 NOW_COLUMNS = {
-    "created_at", "closed_at", "completed_at", "converted_at", "email_consent_at", "sms_consent_at",
+    "created_at", "updated_at", "closed_at", "completed_at", "converted_at", "email_consent_at",
+    "sms_consent_at",
 }  # fmt: skip
 
 
