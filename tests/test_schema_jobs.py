@@ -100,9 +100,10 @@ def _own_worker(app, env: dict[str, str], redis_url: str, **extra: str) -> Itera
     from tests.test_jobs import _worker_on
 
     queue = f"schema-{uuid.uuid4().hex[:6]}"
-    # Small batches with a rest after each: the conversion lasts seconds however fast the machine, so the
-    # test sees it running (and cancels or kills it) mid-way.
-    settings = {"TABULA_CONVERSION_BATCH": "500", "TABULA_CONVERSION_PAUSE_PERCENT": "100", **extra}
+    # Small batches, each followed by a rest thirty times as long: the conversion lasts seconds even on a
+    # fast, quiet machine (SQLite's 30,000 rows convert in a fraction of a second without), so the test sees
+    # it running and cancels or kills it mid-way.
+    settings = {"TABULA_CONVERSION_BATCH": "500", "TABULA_CONVERSION_PAUSE_PERCENT": "3000", **extra}
     process = start_worker({**env, **settings}, queue)
     app.config["TABULA_SCHEMA_QUEUE"] = queue
     registered = None

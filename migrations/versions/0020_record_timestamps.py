@@ -37,10 +37,13 @@ def _history(entity_id: int, table: str, which: str) -> str:
 def _runtime_tables() -> list[tuple[int, str]]:
     from custom_fields.ddl import check_identifier
 
-    rows = op.get_bind().execute(
+    bind = op.get_bind()
+    rows = bind.execute(
         sa.text("SELECT id, table_name FROM tabula_entity WHERE is_system = :f"), {"f": False}
     )
-    return [(int(entity_id), check_identifier(name)) for entity_id, name in rows]
+    # Only tables that are there (a row whose table is gone has nothing to give columns to).
+    inspector = sa.inspect(bind)
+    return [(int(pk), check_identifier(name)) for pk, name in rows if inspector.has_table(name)]
 
 
 def _entity_ids() -> dict[str, int]:
