@@ -220,7 +220,7 @@ class ImportView(BaseView):
             new_table=new_table,
             table_name=stem.strip()[:100],
             state=progress(item),
-            table=label_of(entity, "plural_label") if entity is not None else "",
+            table=table,
             modes=MODE_LABELS,
             on_error=ON_ERROR_LABELS,
             encodings=ENCODINGS,
