@@ -23,7 +23,7 @@ from app.guards import GUARDS
 from app.headers import install_security_headers
 from app.redis_client import prefetch
 from app.security import TabulaSecurityManager
-from custom_fields import schema_signal
+from custom_fields import live, schema_signal
 
 MIGRATIONS_DIR = Path(config.BASE_DIR) / "migrations"
 
@@ -58,6 +58,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     schema_signal.install()
+    live.install()
     sqlite_unicode_functions()
     crm.register()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

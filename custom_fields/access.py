@@ -278,9 +278,10 @@ def table_menu_access(menu_names: list[str] | None) -> set[str]:
     return allowed
 
 
-def row_filter(model: type, rights: Grants, action: str = "read") -> Any:
-    """The rows ``action`` may reach: not in the recycle bin, and within the actor's scope."""
-    live = model.deleted_at.is_(None)
+def row_filter(model: type, rights: Grants, action: str = "read", *, in_bin: bool = False) -> Any:
+    """The rows ``action`` may reach: not in the recycle bin (``in_bin``: in it), and within the actor's
+    scope."""
+    live = model.deleted_at.is_not(None) if in_bin else model.deleted_at.is_(None)
     scope = rights.scope(action)
     if scope == "all":
         return live

@@ -330,6 +330,12 @@ class TableQuery:
         canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
         return self._copy(_filters=(*self._filters, (canonical, condition)))
 
+    def only(self, ids: Iterable[int]) -> TableQuery:
+        """Only the rows among ``ids`` (a live screen reading the records it was told changed)."""
+        wanted = sorted({int(i) for i in ids})
+        key = "only:" + ",".join(map(str, wanted))
+        return self._copy(_filters=(*self._filters, (key, self._table.c.id.in_(wanted))))
+
     def search(self, text: Any) -> TableQuery:
         """Quick search: rows where a visible, searchable field matches ``text`` as its type searches."""
         return self._copy(_search=clean_search(text))
@@ -628,16 +634,19 @@ class TableQuery:
         query = select(self._table.c.id).where(self._table.c.id == int(record_id), self.condition())
         return db.session.scalar(query) is not None
 
-    def readable_ids(self, ids: Iterable[int]) -> set[int]:
-        """Which of ``ids`` match (for a link: the records the actor may point at)."""
+    def readable_ids(self, ids: Iterable[int], *, in_bin: bool = False) -> set[int]:
+        """Which of ``ids`` match (for a link: the records the actor may point at). ``in_bin``: which of
+        them are in the recycle bin and were within the actor's reach when they went there (a live screen
+        learns that a record it may have shown is gone); filters and search do not apply then."""
         wanted = sorted({int(i) for i in ids})
+        condition = self.condition()
+        if in_bin:
+            condition = row_filter(Columns(self._table), self._rights, self._action, in_bin=True)
         found: set[int] = set()
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
             found.update(
-                db.session.scalars(
-                    select(self._table.c.id).where(self._table.c.id.in_(chunk), self.condition())
-                )
+                db.session.scalars(select(self._table.c.id).where(self._table.c.id.in_(chunk), condition))
             )
         return found
 

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import ddl, hooks, runtime
+from custom_fields import ddl, hooks, live, runtime
 from custom_fields.access import Actor, Grants, grants
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
@@ -139,6 +139,7 @@ class _Context:
             row["changes"].append([spec.id, old, new])
 
     def flush_history(self) -> None:
+        live.announce_history(db.session, self.history)
         write_history(self.history)
         self.history.clear()
         self._open.clear()

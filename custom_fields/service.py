@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import conversion, ddl, hooks, online, schema_signal
+from custom_fields import conversion, ddl, hooks, live, online, schema_signal
 from custom_fields.conversion import Conversion
 from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
@@ -126,6 +126,7 @@ def bump_schema_version(
     # Incremented in SQL: the row lock (PostgreSQL) or write lock (SQLite) orders concurrent changes.
     db.session.execute(update(SchemaState).where(SchemaState.id == 1).values(version=SchemaState.version + 1))
     schema_signal.mark_changed(db.session)
+    live.announce_schema(db.session, entity_id)
     version = db.session.scalar(select(SchemaState.version).where(SchemaState.id == 1))
     if version is None:
         raise SchemaError("the schema state row is missing; run `tabula init`")

@@ -108,6 +108,7 @@ def register_views(appbuilder: AppBuilder) -> None:
         grid,
         imports,
         leads,
+        live,
         mailings,
         my_tasks,
         reports,
@@ -119,7 +120,7 @@ def register_views(appbuilder: AppBuilder) -> None:
 
     for crm_screens in (
         board, my_tasks, search, leads, teams, data, reports, mailings, exports, schedules, imports, grid,
-        saved_views,
+        saved_views, live,
     ):  # fmt: skip
         crm_screens.register(appbuilder)
     add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")

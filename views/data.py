@@ -25,6 +25,8 @@ from custom_fields.query import DEFAULT_PAGE, MAX_CURSOR, MAX_PAGE, QueryError, 
 MAX_FILTER = 20_000  # characters of the filter's JSON
 MAX_LIST = 200  # characters of sort or fields
 SIZE_RE = re.compile(r"\d{1,4}")
+MAX_IDS = 500
+IDS_RE = re.compile(rf"\d{{1,9}}(,\d{{1,9}}){{0,{MAX_IDS - 1}}}")
 
 
 class BadRequest(QueryError):  # noqa: N818 (a refusal)
@@ -113,6 +115,11 @@ def _rows(slug: str) -> dict[str, Any]:
     names = _names("fields")
     if names:
         query = query.fields(*names)
+    only = request.args.get("ids")
+    if only is not None:
+        if not IDS_RE.fullmatch(only):
+            raise BadRequest(_("ids must be up to %(n)d record numbers separated by commas.", n=MAX_IDS))
+        query = query.only(int(part) for part in only.split(","))
     query = query.order_by(*_names("sort"))
     if request.args.get("versions") == "1":
         query = query.with_versions()
@@ -176,6 +183,12 @@ class DataApi(BaseApi):
           - in: query
             name: fields
             description: Only these columns (comma separated); `id` always comes.
+            schema: {type: string}
+          - in: query
+            name: ids
+            description: >-
+              Only these records (up to 500 ids separated by commas), e.g. those a live screen was told
+              changed.
             schema: {type: string}
           - in: query
             name: versions

@@ -1,0 +1,99 @@
+"""Announcing committed changes to open screens (the live grid): what changed, published after the commit.
+
+The write path announces the records of each history flush (``announce_history``) and the schema service
+each schema version it bumps (``announce_schema``); both only note the change in the session. Once the
+session's transaction commits, the notes go to one Redis stream (``STREAM_KEY``, trimmed to about
+``STREAM_LENGTH`` entries); a transaction that rolls back announces nothing. An announcement names tables,
+record ids and field ids, never values: each open screen's server side (``views.live``) decides per user,
+through the query layer, what of it that user may learn, and the browser reads the rows with its own rights.
+A stream (not pub/sub) because its entry ids let a reconnecting screen catch up on what it missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import has_app_context
+from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from app.redis_client import redis_connection
+
+STREAM_KEY = "tabula:live"
+STREAM_LENGTH = 20_000
+_PENDING = "tabula_live_pending"
+#: History actions that bring a record into view and take it out of view; any other action changes it.
+APPEARING = frozenset({"create", "restore"})
+LEAVING = frozenset({"delete"})
+#: Purged records were in the recycle bin, out of every screen: nothing to announce.
+UNSEEN = frozenset({"purge"})
+logger = logging.getLogger(__name__)
+
+
+def announce_history(session: Any, rows: list[dict[str, Any]]) -> None:
+    """Note the records of these history rows (``entity_id``, ``record_id``, ``action``, ``changes`` as
+    ``[field_id, old, new]``, ``user_id``) for announcement after the session commits."""
+    if not rows:
+        return
+    by_table: dict[int, dict[str, Any]] = {}
+    pending = session.info.setdefault(_PENDING, [])
+    for row in rows:
+        if row["action"] in UNSEEN:
+            continue
+        entity_id = int(row["entity_id"])
+        note = by_table.get(entity_id)
+        if note is None:
+            note = by_table[entity_id] = {"k": "rows", "e": entity_id, "u": row.get("user_id"), "r": {}}
+            pending.append(note)
+        record = note["r"].setdefault(str(row["record_id"]), {"a": "change", "f": []})
+        action = row["action"]
+        if action in APPEARING or action in LEAVING:
+            record["a"] = "gone" if action in LEAVING else "new"
+        fields = record["f"]
+        for change in row.get("changes") or ():
+            if change and change[0] is not None and change[0] not in fields:
+                fields.append(change[0])
+
+
+def announce_schema(session: Any, entity_id: int | None) -> None:
+    """Note a schema change of a table (None: of access rules or teams, which concern every table)."""
+    pending = session.info.setdefault(_PENDING, [])
+    note = {"k": "schema", "e": entity_id}
+    if note not in pending:
+        pending.append(note)
+
+
+def publish(notes: list[dict[str, Any]]) -> None:
+    """Add announcements to the stream now (the after-commit listener; tests and jobs that wrote by other
+    means)."""
+    if not notes:
+        return
+    pipe = redis_connection().pipeline(transaction=False)
+    for note in notes:
+        pipe.xadd(STREAM_KEY, {"n": json.dumps(note, separators=(",", ":"))}, maxlen=STREAM_LENGTH)
+    pipe.execute()
+
+
+def _after_commit(session: Session) -> None:
+    notes = session.info.pop(_PENDING, None)
+    if not notes or not has_app_context():
+        return
+    try:
+        publish(notes)
+    except RedisError:
+        logger.warning("%d change(s) not announced (no Redis): open screens see them on reload", len(notes))
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # After a commit the notes were published; after a rollback they describe nothing: forget them.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def install() -> None:
+    if not event.contains(Session, "after_commit", _after_commit):
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_transaction_end", _after_transaction_end)

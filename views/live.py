@@ -1,0 +1,471 @@
+"""Live screens: ``GET /live/stream?table=<slug>[&record=<id>]``, a Server-Sent Events stream of what changed.
+
+The write path and the schema service announce committed changes on a Redis stream (``custom_fields.live``).
+Each web process runs one ``Hub`` thread that reads that stream and, for each open screen, tells its user
+only what they may learn: a table they may read, records within their reach (asked of the query layer with
+their current rights, re-read every few seconds so a role change reaches open screens), changes of fields
+they can see. A message carries record ids, never values: the browser then reads those rows through the
+data endpoint with its own rights. The stream's entry ids are the events' ids, so a reconnecting
+``EventSource`` (``Last-Event-ID``) catches up on what it missed, or is told to reload when too much did.
+
+Presence: each open screen is an entry in a Redis hash per table, refreshed by its process and expiring
+when that process is gone; a change of who is there is announced like any other.
+
+A stream holds one thread of its web process while open: in production run gunicorn with threads
+(``-k gthread``), as README's Production section says.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.security.decorators import has_access_api
+from flask_babel import gettext as _
+from redis import Redis
+from redis.exceptions import RedisError
+
+from app.extensions import db
+from app.redis_client import redis_connection
+from custom_fields import live, runtime
+from custom_fields.access import Actor
+from custom_fields.query import QueryError, TableQuery
+from views import add_view
+
+#: How long the hub waits on the stream before looking at its screens again (presence, closing).
+BLOCK_MS = 5_000
+#: A comment line this often keeps proxies from closing an idle stream and finds closed connections.
+HEARTBEAT_S = 15.0
+#: A user's rights are read afresh at least this often (a role change reaches open screens).
+RIGHTS_TTL_S = 5.0
+#: Presence entries live this long unless their process refreshes them.
+PRESENCE_TTL_S = 30.0
+#: A reconnecting screen that missed more than this reloads its rows instead of catching up.
+CATCH_UP = 500
+RETRY_MS = 2_000
+_CLOSE = object()
+logger = logging.getLogger(__name__)
+
+
+def presence_key(entity_id: int) -> str:
+    return f"tabula:presence:{entity_id}"
+
+
+@dataclass(eq=False)
+class Screen:
+    """One open stream: a user's grid of a table, or one record's page."""
+
+    user_id: int
+    name: str
+    entity_id: int
+    slug: str
+    record_id: int | None = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+
+    def presence(self) -> str:
+        expires = time.time() + PRESENCE_TTL_S
+        return json.dumps({"u": self.user_id, "n": self.name, "r": self.record_id, "t": expires})
+
+
+def event_text(entry_id: str, kind: str, body: dict[str, Any]) -> str:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {entry_id}\nevent: {kind}\ndata: {data}\n\n"
+
+
+class Rights:
+    """Each user's actor, read afresh every ``RIGHTS_TTL_S`` seconds and whenever access rules change."""
+
+    def __init__(self) -> None:
+        self._actors: dict[int, tuple[float, Actor]] = {}
+
+    def actor(self, user_id: int) -> Actor:
+        now = time.monotonic()
+        found = self._actors.get(user_id)
+        if found is None or found[0] < now:
+            found = (now + RIGHTS_TTL_S, Actor.for_user_id(user_id, "ui"))
+            self._actors[user_id] = found
+        return found[1]
+
+    def forget(self) -> None:
+        self._actors.clear()
+
+
+def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
+    """What ``actor`` may learn of a records announcement: ``{"changed", "gone", "by"}`` with the ids of
+    records within their reach (changed: read them again; gone: in the recycle bin now), or None."""
+    entity = runtime.current().by_id.get(note["e"])
+    if entity is None:
+        return None
+    try:
+        query = TableQuery(entity.slug, actor)
+    except QueryError:
+        return None
+    shown = {column.name for column in query.all_columns}
+    shown_ids = {f.id for f in entity.live_fields if f.name in shown}
+    changed: list[int] = []
+    gone: list[int] = []
+    for record_id, record in note["r"].items():
+        if record["a"] == "gone":
+            gone.append(int(record_id))
+        elif record["a"] == "new" or not record["f"] or shown_ids.intersection(record["f"]):
+            changed.append(int(record_id))
+    changed_seen = sorted(query.readable_ids(changed)) if changed else []
+    gone_seen = sorted(query.readable_ids(gone, in_bin=True)) if gone else []
+    if not changed_seen and not gone_seen:
+        return None
+    author = note.get("u")
+    return {
+        "changed": changed_seen,
+        "gone": gone_seen,
+        "by": runtime.user_label(author) if author is not None else "",
+        "mine": author == actor.user_id,
+    }
+
+
+def _audience(actor: Actor, entity_id: int) -> Any:
+    """Users who learn the same of a table's changes (everyone who reads all of it with the same fields shares
+    one answer; others answer for themselves)."""
+    entity = runtime.current().by_id.get(entity_id)
+    if entity is None:
+        return None
+    try:
+        query = TableQuery(entity.slug, actor)
+    except QueryError:
+        return None
+    columns = tuple(sorted(column.name for column in query.all_columns))
+    owned = actor.user_id if query.rights.scope("read") != "all" else None
+    return owned, columns
+
+
+class Hub:
+    """The process's reader of the announcement stream, and its open screens."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.screens: dict[str, Screen] = {}
+        self.lock = threading.Lock()
+        self.rights = Rights()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # --- screens ------------------------------------------------------------------------------------------
+
+    def open(self, screen: Screen) -> None:
+        with self.lock:
+            self.screens[screen.key] = screen
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._thread = threading.Thread(target=self._run, name="tabula-live", daemon=True)
+                self._thread.start()
+        self._announce_presence(screen, arrived=True)
+
+    def close(self, screen: Screen) -> None:
+        with self.lock:
+            self.screens.pop(screen.key, None)
+        self._announce_presence(screen, arrived=False)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self.lock:
+            for screen in self.screens.values():
+                screen.inbox.put(_CLOSE)
+
+    def _announce_presence(self, screen: Screen, *, arrived: bool) -> None:
+        try:
+            client = redis_connection()
+            if arrived:
+                client.hset(presence_key(screen.entity_id), screen.key, screen.presence())
+            else:
+                client.hdel(presence_key(screen.entity_id), screen.key)
+            live.publish([{"k": "presence", "e": screen.entity_id}])
+        except RedisError:
+            logger.warning("presence not announced (no Redis)")
+
+    def _refresh_presence(self) -> None:
+        with self.lock:
+            screens = list(self.screens.values())
+        if not screens:
+            return
+        pipe = redis_connection().pipeline(transaction=False)
+        for screen in screens:
+            pipe.hset(presence_key(screen.entity_id), screen.key, screen.presence())
+        pipe.execute()
+
+    # --- the reader -----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            client = Redis.from_url(
+                current_app.config["REDIS_URL"], socket_connect_timeout=3, socket_timeout=BLOCK_MS / 1000 + 10
+            )
+            last = "$"
+            refreshed = 0.0
+            while not self._stopping.is_set():
+                try:
+                    if last == "$":
+                        last = latest_id(client)
+                    found = client.xread({live.STREAM_KEY: last}, block=BLOCK_MS, count=500)
+                    if time.monotonic() - refreshed > PRESENCE_TTL_S / 3:
+                        self._refresh_presence()
+                        refreshed = time.monotonic()
+                except RedisError:
+                    logger.warning("live stream unreachable; retrying")
+                    time.sleep(1)
+                    continue
+                for _key, entries in found or ():
+                    for entry_id, fields in entries:
+                        last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                        self.deliver(last, decode(fields))
+                with self.lock:
+                    idle = not self.screens
+                if idle:  # the last screen closed: the next one starts a reader again
+                    with self.lock:
+                        if not self.screens:
+                            self._thread = None
+                            return
+
+    def deliver(self, entry_id: str, note: dict[str, Any] | None) -> None:
+        """Put into each open screen's inbox what its user may learn of ``note``."""
+        if note is None:
+            return
+        with self.lock:
+            screens = list(self.screens.values())
+        try:
+            for screen, text in messages_for(note, entry_id, screens, self.rights):
+                screen.inbox.put(text)
+        except Exception:
+            logger.exception("a live announcement could not be delivered")
+        finally:
+            db.session.remove()
+
+
+def decode(fields: dict[Any, Any]) -> dict[str, Any] | None:
+    raw = fields.get(b"n", fields.get("n"))
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def latest_id(client: Redis) -> str:
+    """The id of the stream's newest entry ("0-0" when it is empty): read what comes after it."""
+    newest = client.xrevrange(live.STREAM_KEY, count=1)
+    if not newest:
+        return "0-0"
+    entry_id = newest[0][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def messages_for(
+    note: dict[str, Any], entry_id: str, screens: list[Screen], rights: Rights
+) -> Iterator[tuple[Screen, str]]:
+    """The SSE text each screen gets of one announcement (screens that may learn nothing get nothing)."""
+    kind = note.get("k")
+    if kind == "schema":
+        if note.get("e") is None:
+            rights.forget()  # access rules or teams changed: everyone's rights are read again
+        runtime.current()  # this process learns the new schema before anyone reads rows with it
+        for screen in screens:
+            if note.get("e") in (None, screen.entity_id):
+                yield screen, event_text(entry_id, "schema", {})
+        return
+    if kind == "presence":
+        people = present(note["e"])
+        for screen in screens:
+            if screen.entity_id == note["e"]:
+                yield screen, event_text(entry_id, "presence", {"people": people_for(screen, people)})
+        return
+    if kind != "rows":
+        return
+    shared: dict[Any, str | None] = {}
+    for screen in screens:
+        if screen.entity_id != note["e"]:
+            continue
+        actor = rights.actor(screen.user_id)
+        if actor.user_id is None:  # deactivated since: the stream ends
+            screen.inbox.put(_CLOSE)
+            continue
+        audience = _audience(actor, screen.entity_id)
+        if audience is None:
+            continue
+        if audience not in shared:
+            message = rows_message(note, actor)
+            shared[audience] = None if message is None else json.dumps(message, ensure_ascii=False)
+        text = shared[audience]
+        if text is not None:
+            if screen.record_id is not None and not _about(text, screen.record_id):
+                continue
+            yield screen, f"id: {entry_id}\nevent: rows\ndata: {text}\n\n"
+
+
+def _about(text: str, record_id: int) -> bool:
+    message = json.loads(text)
+    return record_id in message["changed"] or record_id in message["gone"]
+
+
+def present(entity_id: int) -> list[dict[str, Any]]:
+    """Who has the table open now (stale entries of processes that died are dropped)."""
+    client = redis_connection()
+    now = time.time()
+    people: list[dict[str, Any]] = []
+    stale: list[Any] = []
+    for key, raw in client.hgetall(presence_key(entity_id)).items():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        if entry is None or entry.get("t", 0) < now:
+            stale.append(key)
+        else:
+            people.append({"key": key.decode() if isinstance(key, bytes) else key, **entry})
+    if stale:
+        client.hdel(presence_key(entity_id), *stale)
+    return people
+
+
+def people_for(screen: Screen, people: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The others on this table (on a record's page: on this record), one entry per person."""
+    seen: dict[int, dict[str, Any]] = {}
+    for person in people:
+        if person["u"] == screen.user_id:
+            continue
+        if screen.record_id is not None and person.get("r") != screen.record_id:
+            continue
+        seen.setdefault(person["u"], {"name": person["n"]})
+    return sorted(seen.values(), key=lambda p: p["name"].casefold())
+
+
+def hub_of(app: Flask) -> Hub:
+    hub = app.extensions.get("tabula_live_hub")
+    if hub is None:
+        hub = app.extensions["tabula_live_hub"] = Hub(app)
+    return hub
+
+
+def catch_up(since: str, screen: Screen, rights: Rights) -> tuple[list[str], str]:
+    """What ``screen`` missed after the entry ``since`` (its ``Last-Event-ID``), and the id read up to; a
+    ``reload`` event instead when more than ``CATCH_UP`` entries passed or the stream no longer reaches
+    back."""
+    client = redis_connection()
+    try:
+        entries = client.xrange(live.STREAM_KEY, min=f"({since}", max="+", count=CATCH_UP + 1)
+        oldest = client.xrange(live.STREAM_KEY, count=1)
+    except RedisError:
+        return [event_text(since, "reload", {})], since
+    newest = since
+    first = oldest[0][0].decode() if oldest else None
+    if len(entries) > CATCH_UP or (first is not None and _older(since, first)):
+        newest = entries[-1][0].decode() if entries else latest_id(client)
+        return [event_text(newest, "reload", {})], newest
+    texts: list[str] = []
+    for entry_id, fields in entries:
+        newest = entry_id.decode()
+        for _screen, text in messages_for(decode(fields) or {}, newest, [screen], rights):
+            texts.append(text)
+    return texts, newest
+
+
+def _older(entry_id: str, than: str) -> bool:
+    return _parts(entry_id) < _parts(than)
+
+
+def _parts(entry_id: str) -> tuple[int, int]:
+    ms, _sep, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+ENTRY_ID_LENGTH = 41
+
+
+def valid_entry_id(raw: str | None) -> str | None:
+    if not raw or len(raw) > ENTRY_ID_LENGTH:
+        return None
+    ms, sep, seq = raw.partition("-")
+    return raw if sep and ms.isdigit() and seq.isdigit() else None
+
+
+class LiveView(BaseView):
+    """``/live/stream``: the changes an open grid or record page follows."""
+
+    route_base = "/live"
+    class_permission_name = "Live"
+    method_permission_name = {"stream": "read"}
+
+    @expose("/stream")
+    @has_access_api
+    def stream(self) -> Response:
+        slug = request.args.get("table", "")
+        record_text = request.args.get("record", "")
+        if record_text and not (record_text.isdigit() and len(record_text) <= 9):
+            return _refusal(400, _("record must be a record number."))
+        actor = Actor.current("ui")
+        try:
+            query = TableQuery(slug, actor)
+        except QueryError as refused:
+            return _refusal(refused.status, str(refused))
+        record_id = int(record_text) if record_text else None
+        if record_id is not None and not query.exists(record_id):
+            return _refusal(404, _("No such record."))
+        screen = Screen(
+            user_id=actor.user_id,
+            name=runtime.user_label(actor.user_id),
+            entity_id=query.entity.id,
+            slug=query.entity.slug,
+            record_id=record_id,
+        )
+        hub = hub_of(current_app._get_current_object())  # noqa: SLF001 (Flask's documented way to the app)
+        hub.open(screen)  # from here on, announcements queue up in its inbox
+        since = valid_entry_id(request.headers.get("Last-Event-ID") or request.args.get("since"))
+        try:
+            first, read_to = catch_up(since, screen, hub.rights) if since else ([], "")
+            people = people_for(screen, present(screen.entity_id))
+        except Exception:
+            hub.close(screen)
+            raise
+        db.session.remove()
+        here = json.dumps({"people": people}, ensure_ascii=False)
+        opening = [f"retry: {RETRY_MS}\n\n", *first, f"event: presence\ndata: {here}\n\n"]
+        response = Response(_follow(hub, screen, opening, read_to), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return response
+
+
+def _follow(hub: Hub, screen: Screen, opening: list[str], read_to: str) -> Iterator[str]:
+    try:
+        yield from opening
+        while True:
+            try:
+                item = screen.inbox.get(timeout=HEARTBEAT_S)
+            except queue.Empty:
+                yield ": ping\n\n"
+                continue
+            if item is _CLOSE:
+                return
+            if read_to and _older(_event_id(item), read_to) or _event_id(item) == read_to:
+                continue  # caught up on it already
+            yield item
+    finally:
+        hub.close(screen)
+
+
+def _event_id(text: str) -> str:
+    return text[4 : text.index("\n")] if text.startswith("id: ") else "0-0"
+
+
+def _refusal(status: int, message: str) -> Response:
+    return Response(json.dumps({"message": message}), status=status, mimetype="application/json")
+
+
+def register(appbuilder: Any) -> None:
+    add_view(appbuilder, LiveView, None, audience="staff")
