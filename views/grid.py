@@ -502,6 +502,20 @@ def ui_texts() -> dict[str, str]:
         "bulkProgress": _("%(done)s of %(total)s"),
         "bulkRunning": _("Changing the records in the background…"),
         "extraFilter": _("Also filtered by: %(fields)s"),
+        **live_texts(),
+        "changedUnder": _(
+            "%(by)s has just changed the value you are editing to “%(value)s”; saving yours replaces it."
+        ),
+        "removedUnder": _("%(by)s has just deleted the record you are editing."),
+        "columnsChanged": _("The table's fields were changed; the columns are up to date."),
+    }
+
+
+def live_texts() -> dict[str, str]:
+    """The words of a page that follows changes live (live.js)."""
+    return {
+        "reconnecting": _("Reconnecting…"),
+        "alsoHere": _("Also here: %(names)s"),
     }
 
 
@@ -549,7 +563,9 @@ class GridView(BaseView):
     route_base = "/grid"
     default_view = "table"
     class_permission_name = "Grid"
-    method_permission_name = {"table": "read", "save": "write", "bulk": "write", "bulk_status": "read"}
+    method_permission_name = {
+        "table": "read", "columns": "read", "save": "write", "bulk": "write", "bulk_status": "read",
+    }  # fmt: skip
 
     @expose("/<slug>/")
     @has_access
@@ -568,6 +584,8 @@ class GridView(BaseView):
             "saveUrl": url_for("GridView.save", slug=slug),
             "bulkUrl": url_for("GridView.bulk", slug=slug),
             "recordUrl": url_for("TableView.show", slug=slug, pk=0).removesuffix("0"),
+            "liveUrl": url_for("LiveView.stream", table=slug),
+            "columnsUrl": url_for("GridView.columns", slug=slug),
             "pageSize": PAGE_SIZE,
             "locale": str(get_locale() or "en"),
             "timezone": current_app.config.get("BABEL_DEFAULT_TIMEZONE", "UTC"),
@@ -581,6 +599,13 @@ class GridView(BaseView):
             config=json.dumps(config, ensure_ascii=False),
             list_url=url_for("TableView.list", slug=slug),
         )
+
+    @expose("/<slug>/columns")
+    @has_access_api
+    def columns(self, slug: str) -> Response:
+        """The columns as they are now (a live grid asks after a schema change)."""
+        entity, rights = _grid_entity(slug)
+        return _json(200, columns=column_defs(entity, rights))
 
     @expose("/<slug>/save", methods=["POST"])
     @has_access_api

@@ -181,6 +181,11 @@ class Hub:
                 screen.inbox.put(_CLOSE)
 
     def _announce_presence(self, screen: Screen, *, arrived: bool) -> None:
+        # A closing stream's generator runs after its request: outside any app context.
+        with self.app.app_context():
+            self._write_presence(screen, arrived=arrived)
+
+    def _write_presence(self, screen: Screen, *, arrived: bool) -> None:
         try:
             client = redis_connection()
             if arrived:
@@ -277,7 +282,7 @@ def messages_for(
         runtime.current()  # this process learns the new schema before anyone reads rows with it
         for screen in screens:
             if note.get("e") in (None, screen.entity_id):
-                yield screen, event_text(entry_id, "schema", {})
+                yield screen, event_text(entry_id, "schema", {"rules": note.get("e") is None})
         return
     if kind == "presence":
         people = present(note["e"])

@@ -231,6 +231,8 @@
   var firstKey = null;  // the key that started editing by typing (it becomes the editor's text)
   var editRange = null;  // the range selected when editing started (Ctrl+Enter fills it)
   var editing = false;
+  var editedCell = null;  // {id, field, start} of the cell being edited (grid_live.js warns when it changes)
+  var editEnded = [];  // callbacks once the editor closes
 
   function suggestions(col, text) {
     if (col.editor === "select" || col.editor === "multiselect") {
@@ -262,9 +264,15 @@
       var range = editRange;
       editRange = null;
       editing = true;
+      editedCell = {id: data.id, field: col.field, start: start};
 
       function close() {
         editing = false;
+        editedCell = null;
+        // After the save this close leads to has read the row's version: a change that came in meanwhile
+        // must meet the version check, not slip under the user's edit.
+        var waiting = editEnded.splice(0);
+        if (waiting.length) { setTimeout(function () { waiting.forEach(function (done) { done(); }); }, 0); }
         if (list && list.parentNode) { list.parentNode.removeChild(list); }
       }
       function finish(raw, label, move) {
@@ -549,7 +557,7 @@
   }
 
   var tableEl = document.getElementById("grid-table");
-  var definitions = columns.map(function (col) {
+  function definitionOf(col) {
     var def = {
       title: col.label,
       field: col.field,
@@ -568,7 +576,8 @@
       def.editable = function (cell) { return cellEditable(col, cell.getRow().getData()); };
     }
     return def;
-  });
+  }
+  var definitions = columns.map(definitionOf);
 
   function fitHeight() {
     var top = tableEl.getBoundingClientRect().top + window.scrollY;
@@ -1396,4 +1405,51 @@
   window.TabulaGrid.pushUndo = function (entry) { undoStack.push(entry); };
   window.TabulaGrid.labelOf = labelOf;
   window.TabulaGrid.reload = function () { return table.setData(); };
+
+  // For grid_live.js: read rows again as this grid shows them (its filters, sort and search) among ids.
+  window.TabulaGrid.readRows = function (ids) {
+    var query = queryParams({
+      page: 1,
+      sort: table.getSorters().map(function (s) { return {field: s.field, dir: s.dir}; }),
+      filter: table.getHeaderFilters()
+    });
+    query.delete("after");
+    query.set("size", String(Math.min(500, Math.max(ids.length, 1))));
+    query.set("ids", ids.join(","));
+    return fetchAnswer(config.rows + "?" + query.toString()).then(function (answer) {
+      if (answer.failed) { return answer; }
+      var names = (answer.columns || []).map(function (c) { return typeof c === "string" ? c : (c.name || c.field); });
+      return {rows: (answer.rows || []).map(function (r) { return normalize(r, names); })};
+    });
+  };
+  window.TabulaGrid.editedCell = function () { return editedCell; };
+  window.TabulaGrid.afterEdit = function (done) { if (editing) { editEnded.push(done); } else { done(); } };
+  window.TabulaGrid.markOf = markOf;
+  window.TabulaGrid.shownText = shownText;
+  window.TabulaGrid.column = function (field) { return byField[field]; };
+  window.TabulaGrid.recount = function () { countRows(lastQuery); };
+  // New, renamed, retyped or archived fields: the columns as the server now gives them. Only the columns that
+  // changed are touched (the others keep their place, width, filter and sort; no reload); new ones come last.
+  // Returns the new columns' fields (their values are not loaded yet).
+  window.TabulaGrid.replaceColumns = function (fresh) {
+    var before = byField;
+    columns = fresh;
+    byField = {};
+    columns.forEach(function (col) { byField[col.field] = col; });
+    Object.keys(before).forEach(function (field) {
+      var gone = !byField[field] && table.getColumn(field);
+      if (gone) { gone.delete(); }
+    });
+    var added = [];
+    columns.forEach(function (col) {
+      var shown = table.getColumn(col.field);
+      if (!shown) {
+        table.addColumn(definitionOf(col));
+        added.push(col.field);
+      } else if (JSON.stringify(before[col.field]) !== JSON.stringify(col)) {
+        shown.updateDefinition(definitionOf(col));
+      }
+    });
+    return added;
+  };
 })();

@@ -1,0 +1,70 @@
+// Following a table live (views/live.py): one EventSource per page. The browser reconnects by itself and
+// sends the last event's id, so the server catches the page up on what it missed (or says "reload"). While
+// the connection is down the page shows a quiet "reconnecting" mark; who else has the table open shows
+// next to it. User text only reaches the page through textContent.
+(function () {
+  "use strict";
+
+  // url: the stream's address; mark: the element for "reconnecting" and presence; texts: {reconnecting,
+  // alsoHere}; on: {rows, gone, schema, reload} handlers.
+  function follow(url, mark, texts, on) {
+    var source = null;
+    var people = [];
+    var down = false;
+    var lastId = "";
+
+    function show() {
+      if (!mark) { return; }
+      mark.textContent = "";
+      if (down) {
+        var waiting = document.createElement("span");
+        waiting.className = "tabula-live-down";
+        waiting.textContent = texts.reconnecting;
+        mark.appendChild(waiting);
+      }
+      if (people.length) {
+        var here = document.createElement("span");
+        here.className = "tabula-live-people";
+        var names = people.map(function (p) { return p.name; });
+        here.textContent = texts.alsoHere.replace("%(names)s", names.join(", "));
+        here.title = names.join("\n");
+        mark.appendChild(here);
+      }
+      mark.hidden = !down && !people.length;
+    }
+
+    function handler(name) {
+      return function (event) {
+        var body = {};
+        if (event.lastEventId) { lastId = event.lastEventId; }
+        try { body = JSON.parse(event.data || "{}"); } catch (e) { return; }
+        if (on[name]) { on[name](body, event.lastEventId); }
+      };
+    }
+
+    function open() {
+      // A new EventSource starts afresh: tell the server the last event seen, as a reconnect would.
+      source = new EventSource(lastId ? url + "&since=" + encodeURIComponent(lastId) : url);
+      source.addEventListener("open", function () { down = false; show(); });
+      source.addEventListener("error", function () {
+        // EventSource retries by itself while the server is away (CONNECTING); a refusal (CLOSED) does not.
+        down = true;
+        show();
+        if (source.readyState === EventSource.CLOSED) { setTimeout(open, 5000); }
+      });
+      source.addEventListener("rows", handler("rows"));
+      source.addEventListener("schema", handler("schema"));
+      source.addEventListener("reload", handler("reload"));
+      source.addEventListener("presence", function (event) {
+        try { people = JSON.parse(event.data).people || []; } catch (e) { people = []; }
+        show();
+      });
+    }
+
+    open();
+    window.addEventListener("pagehide", function () { if (source) { source.close(); } });
+    return {close: function () { if (source) { source.close(); } }};
+  }
+
+  window.TabulaLive = {follow: follow};
+})();
