@@ -11,9 +11,10 @@ environment, its stderr kept in a temporary file) and signs in with the login fo
 are the admin's, who is never shown to themselves, so the presence events stay empty):
 
 - ``api_ms_without``: ``--api-requests`` sequential ``GET /api/v1/data/<slug>?size=100`` with the
-  browser session before any stream is open, and as many again at the end, once the streams are closed and
-  the server has let go of them (``release_s`` after the hang-up); the median of both (a drift of the
-  machine between the start and the end weighs on both sides of the ratio alike);
+  browser session before any stream is open, and as many again at the end, once this side has hung up the
+  streams and the worker has closed its side of them (``release_s`` after the hang-up; ``presence_left``:
+  entries still in the table's presence hash then, which should be none); the median of both (a drift of
+  the machine between the start and the end weighs on both sides of the ratio alike);
 - ``--clients`` streams are opened, each its own socket read raw (HTTP/1.1, chunked) by one ``selectors``
   loop in a thread of this process, until each has its opening ``presence`` event and the presence
   announcements of the others' arrivals have died down; ``mem_per_connection_kb`` is the growth of the
@@ -482,18 +483,23 @@ def forget_presence(entity_id: int) -> None:
     redis_connection().delete(presence_key(entity_id))
 
 
-def wait_released(entity_id: int) -> float | None:
-    """Seconds until the server dropped every closed stream (their presence entries deleted), None if it
-    had not within ``RELEASE_TIMEOUT_S``. A server learns that a stream's client is gone only when a write
-    to it fails: the heartbeat (``views.live.HEARTBEAT_S``) or an event."""
-    from app.redis_client import redis_connection
-    from views.live import presence_key
+def held_streams(worker: Any, port: int) -> int:
+    """The worker's connections on ``port`` whose client hung up and which it has not closed yet."""
+    return sum(
+        1
+        for conn in worker.net_connections(kind="tcp")
+        if conn.status == "CLOSE_WAIT" and conn.laddr and conn.laddr.port == port
+    )
 
-    client = redis_connection()
+
+def wait_released(worker: Any, port: int) -> float | None:
+    """Seconds until the worker closed every hung-up stream, None if it had not within
+    ``RELEASE_TIMEOUT_S``. A server learns that a stream's client is gone only when a write to it fails: the
+    heartbeat (``views.live.HEARTBEAT_S``) or an event."""
     began = time.perf_counter()
     shown = began
     while True:
-        left = client.hlen(presence_key(entity_id))
+        left = held_streams(worker, port)
         now = time.perf_counter()
         if not left:
             log(f"  all streams let go of after {now - began:.1f} s")
@@ -505,6 +511,14 @@ def wait_released(entity_id: int) -> float | None:
             shown = now
             log(f"  {left} stream(s) still held after {now - began:.0f} s")
         time.sleep(0.2)
+
+
+def presence_left(entity_id: int) -> int:
+    """Entries left in the table's presence hash (every screen closed: there should be none)."""
+    from app.redis_client import redis_connection
+    from views.live import presence_key
+
+    return redis_connection().hlen(presence_key(entity_id))
 
 
 # --- the writes ---------------------------------------------------------------------------------------------
@@ -624,7 +638,11 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
 
             log("closing the streams; waiting for the server to let go of them (presence entries gone)")
             readers.stop()
-            figures["release_s"] = wait_released(table["entity_id"])
+            figures["release_s"] = wait_released(worker, int(base.rsplit(":", 1)[1]))
+            time.sleep(1)  # the last departures' presence bookkeeping
+            figures["presence_left"] = presence_left(table["entity_id"])
+            if figures["presence_left"]:
+                log(f"  {figures['presence_left']} presence entries left for closed streams")
             log(f"timing the API again without streams ({args.api_requests} requests)")
             without_after = api_samples(session, url, args.api_requests, "without streams, after")
         finally:
@@ -732,7 +750,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
     released = figures["release_s"]
     print(
         f"  without streams: before they opened {ms(without_before)}, after the server let go of them "
-        f"{ms(without_after)} ({'-' if released is None else f'{released:.1f} s'} after they were closed)"
+        f"{ms(without_after)} ({'-' if released is None else f'{released:.1f} s'} after they were closed); "
+        f"presence entries left for closed streams: {figures['presence_left']}"
     )
     print(
         f"  events by kind: {dict(figures['kinds'])}; streams still open at the end: {figures['still_open']}"
@@ -764,6 +783,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
         "api_ms_without_before": round(without_before, 2),
         "api_ms_without_after": round(without_after, 2),
         "release_s": None if released is None else round(released, 1),
+        "presence_left": figures["presence_left"],
         "writes_per_s_achieved": round(writes_per_s, 1),
         "open_s": round(figures["open_s"], 2),
         "presence_events": figures["presence_events"],

@@ -125,7 +125,7 @@
   }
 
   G.ready.then(function () {
-    window.TabulaLive.follow(config.liveUrl, document.getElementById("grid-live"), T, {
+    G.live = window.TabulaLive.follow(config.liveUrl, document.getElementById("grid-live"), T, {
       rows: changed,
       schema: newColumns,
       reload: function () { G.reload(); }
