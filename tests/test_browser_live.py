@@ -26,6 +26,7 @@ from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, GUNICORN, ROOT, free_port
 from tests.tables_helpers import new_field, new_table, unique_label
+from tests.test_board import book  # noqa: F401, F811 (a fixture)
 from tests.test_browser_grid import HOSTILE, LONG_CYRILLIC, VIEWPORT, cell, user_id, watch
 from tests.test_browser_tables import sign_in
 
@@ -230,3 +231,69 @@ def test_two_browsers_on_two_processes_follow_each_other(  # noqa: PLR0915
     cut = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED")
     assert one_problems == []
     assert [p for p in two_problems + staff_problems if not any(c in p for c in cut)] == []
+
+
+def test_the_board_moves_the_card_and_the_record_page_says_it_changed(  # noqa: PLR0913
+    app_ctx,  # noqa: ANN001
+    browser,  # noqa: ANN001
+    live_url: str,
+    threaded_process: dict[str, Any],
+    second_admin: str,
+    book: dict[str, Any],  # noqa: F811 (the fixture imported above)
+) -> None:
+    one = browser.new_context(locale="ru-RU", viewport=VIEWPORT).new_page()
+    two = browser.new_context(locale="ru-RU", viewport=VIEWPORT).new_page()
+    problems_one, problems_two = watch(one), watch(two)
+    try:
+        sign_in(one, live_url, "staff1", DEMO_PASSWORD)
+        one.goto(f"{live_url}/board/{book['pipeline']}")
+        sign_in(two, threaded_process["base"], second_admin, SECOND_ADMIN_PASSWORD)
+        two.goto(f"{threaded_process['base']}/t/deals/show/{book['mine1']}")
+        expect(two.locator("#record-live-mark")).to_be_hidden()
+        third = browser.new_context(locale="ru-RU", viewport=VIEWPORT).new_page()
+        sign_in(third, live_url, "admin", ADMIN_PASSWORD)
+        third.goto(f"{live_url}/t/deals/show/{book['mine1']}")
+        # Presence on a record's page: who else has this record open.
+        expect(two.locator("#record-live-mark")).to_contain_text("Здесь также: Admin", timeout=5_000)
+
+        card = f'.tabula-board-card[data-deal-id="{book["mine1"]}"]'
+        expect(one.locator(f'.tabula-board-column[data-stage-id="{book["new"]}"] {card}')).to_have_count(1)
+        records.update(
+            "deals",
+            book["mine1"],
+            {"stage_id": book["talks"]},
+            Actor.for_user_id(user_id("admin"), "ui"),
+            expected_version=None,
+        )
+        db.session.rollback()
+        # The board moves the card (and its counts); the record's page says who changed it.
+        expect(one.locator(f'.tabula-board-column[data-stage-id="{book["talks"]}"] {card}')).to_have_count(
+            1, timeout=3_000
+        )
+        expect(one.locator(f'.tabula-board-column[data-stage-id="{book["new"]}"] {card}')).to_have_count(0)
+        expect(
+            one.locator(f'.tabula-board-column[data-stage-id="{book["talks"]}"] .board-count')
+        ).to_have_text("2")
+        expect(two.locator("#record-live-banner")).to_be_visible(timeout=3_000)
+        expect(two.locator("#record-live-text")).to_contain_text("только что изменил(а) эту запись")
+        expect(two.locator("#record-live-text")).to_contain_text("admin")
+        two.click("#record-live-reload")
+        expect(two.locator("#record-live-banner")).to_be_hidden()
+        # A change of another deal says nothing on this record's page.
+        records.update(
+            "deals",
+            book["mine2"],
+            {"amount": "201"},
+            Actor.for_user_id(user_id("admin"), "ui"),
+            expected_version=None,
+        )
+        db.session.rollback()
+        expect(
+            one.locator(f"{card.replace(str(book['mine1']), str(book['mine2']))} .board-card-amount")
+        ).to_contain_text("201", timeout=3_000)
+        expect(two.locator("#record-live-banner")).to_be_hidden()
+        third.context.close()
+    finally:
+        one.context.close()
+        two.context.close()
+    assert problems_one == [] and problems_two == []

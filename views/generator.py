@@ -400,6 +400,7 @@ class GeneratedModelView(ModelView):
         g.tabula_record_links = {
             "edit": url_for("TableView.edit", slug=slug, pk=pk) if rights.can("edit") else None,
             "delete": url_for("TableView.delete", slug=slug, pk=pk) if rights.can("delete") else None,
+            "live": url_for("LiveView.stream", table=slug, record=pk),
         }
         return widgets
 

@@ -10,6 +10,7 @@
     if (mineBox) {
       mineBox.addEventListener("change", function () { mineBox.form.submit(); });
     }
+    if (board) { follow(board); }
     if (!board || board.getAttribute("data-can-move") !== "true") {
       return;
     }
@@ -148,6 +149,43 @@
       dragged = null;
       send(card, origin, next, parseInt(column.getAttribute("data-stage-id"), 10));
     });
+  }
+
+  // Live (live.js): when deals change anywhere, the columns are drawn again from the server (the same page,
+  // read with this user's rights), so a card another user moved moves here too; never during a drag or save.
+  function follow(board) {
+    var url = board.getAttribute("data-live-url");
+    if (!url || !window.TabulaLive) { return; }
+    var timer = null;
+
+    function busy() {
+      return board.querySelector(".board-dragging, .board-saving") !== null;
+    }
+
+    function redraw() {
+      timer = null;
+      if (busy()) { timer = setTimeout(redraw, 500); return; }
+      fetch(window.location.href, {credentials: "same-origin", headers: {"Accept": "text/html"}})
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) { return; }
+          if (busy()) { timer = setTimeout(redraw, 500); return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("deal-board");
+          if (!fresh) { return; }
+          board.querySelectorAll(".tabula-board-column, :scope > p").forEach(function (node) { node.remove(); });
+          Array.prototype.forEach.call(fresh.querySelectorAll(":scope > .tabula-board-column, :scope > p"), function (node) {
+            board.appendChild(document.importNode(node, true));
+          });
+        })
+        .catch(function () { /* the next change, or a reload, draws it */ });
+    }
+
+    function soon() {
+      if (!timer) { timer = setTimeout(redraw, 250); }
+    }
+
+    window.TabulaLive.follow(url, document.getElementById("board-live"),
+      JSON.parse(board.getAttribute("data-live-texts")), {rows: soon, schema: soon, reload: soon});
   }
 
   if (document.readyState === "loading") {
