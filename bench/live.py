@@ -13,8 +13,7 @@ are the admin's, who is never shown to themselves, so the presence events stay e
 - ``api_ms_without``: ``--api-requests`` sequential ``GET /api/v1/data/<slug>?size=100`` with the
   browser session before any stream is open, and as many again at the end, once this side has hung up the
   streams and the worker has closed its side of them (``release_s`` after the hang-up; ``presence_left``:
-  entries still in the table's presence hash then, which should be none); the median of both (a drift of
-  the machine between the start and the end weighs on both sides of the ratio alike);
+  entries still in the table's presence hash then, which should be none); the median of both;
 - ``--clients`` streams are opened, each its own socket read raw (HTTP/1.1, chunked) by one ``selectors``
   loop in a thread of this process, until each has its opening ``presence`` event and the presence
   announcements of the others' arrivals have died down; ``mem_per_connection_kb`` is the growth of the
@@ -25,8 +24,9 @@ are the admin's, who is never shown to themselves, so the presence events stay e
   received - committed for every (stream, write) pair, ``p50_ms``/``p95_ms``, and ``delivered``, the
   share of the expected deliveries that arrived. Meanwhile the same API requests are timed again
   (``api_ms_during_writes``: also loaded by the writes themselves, for context);
-- ``api_ms_with``: the same API timing right after the writes, the streams still open;
-  ``ratio`` = api_ms_with / api_ms_without.
+- ``api_ms_with``: the same API timing with the streams open and idle, once before the writes and once
+  right after them (median of both; the order without, with, writes, with, without lets a steady drift of
+  the shared machine weigh on both sides alike); ``ratio`` = api_ms_with / api_ms_without.
 
 Progress goes to stderr; the figures go to stdout, the last line being one JSON object, e.g.
 ``{"bench": "live", "rows": 10000, "clients": 200, "writes_per_s": 20, "p50_ms": 41.0, "p95_ms": 95.2,
@@ -87,8 +87,10 @@ QUIET_S = 1.5  # the presence announcements of the arrivals are over once none c
 DRAIN_TIMEOUT_S = 15
 RELEASE_TIMEOUT_S = 45  # more than two heartbeats (views.live.HEARTBEAT_S)
 WARMUP = 10
-#: gunicorn's stderr lines worth reporting (its own INFO lines are not).
-PROBLEM = re.compile(r"Traceback|\[ERROR\]|\[CRITICAL\]|ERROR|CRITICAL|WARNING|Exception|Error:")
+#: gunicorn's stderr lines not worth reporting: its own INFO lines, and Flask-AppBuilder's warning on every
+#: sign-in by the form without a ``next`` address. Every other line is (warnings of the app's loggers have
+#: no level in front: Python's last-resort handler prints the bare message).
+ROUTINE = re.compile(r"^\[[^]]+\] \[\d+\] \[INFO\] |^Invalid redirect detected, falling back to index$")
 
 
 # --- the table ----------------------------------------------------------------------------------------------
@@ -236,8 +238,9 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 def server_problems(path: str) -> list[str]:
+    """gunicorn's stderr but its routine lines."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        return [line.rstrip() for line in handle if PROBLEM.search(line)]
+        return [line.rstrip() for line in handle if line.strip() and not ROUTINE.search(line.rstrip())]
 
 
 # --- the client side ----------------------------------------------------------------------------------------
@@ -483,23 +486,39 @@ def forget_presence(entity_id: int) -> None:
     redis_connection().delete(presence_key(entity_id))
 
 
-def held_streams(worker: Any, port: int) -> int:
-    """The worker's connections on ``port`` whose client hung up and which it has not closed yet."""
-    return sum(
-        1
-        for conn in worker.net_connections(kind="tcp")
-        if conn.status == "CLOSE_WAIT" and conn.laddr and conn.laddr.port == port
-    )
+def stream_sockets(worker: Any, ports: set[int]) -> set[tuple[int, str]]:
+    """The worker's sockets of the streams from ``ports`` (this side's ports) as (fd, ``socket:[inode]``)."""
+    found = set()
+    for conn in worker.net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.port in ports and conn.fd >= 0:
+            try:
+                found.add((conn.fd, os.readlink(f"/proc/{worker.pid}/fd/{conn.fd}")))
+            except OSError:
+                pass
+    return found
 
 
-def wait_released(worker: Any, port: int) -> float | None:
+def held_streams(worker: Any, sockets: set[tuple[int, str]]) -> int:
+    """How many of ``sockets`` the worker still holds open. (Not by the socket's TCP state: once this side
+    hung up, the server's first write gets a reset, after which the kernel lists the socket nowhere, though
+    the server lets go of the stream only when a write fails, the next one.)"""
+    held = 0
+    for fd, link in sockets:
+        try:
+            held += os.readlink(f"/proc/{worker.pid}/fd/{fd}") == link
+        except OSError:
+            pass
+    return held
+
+
+def wait_released(worker: Any, sockets: set[tuple[int, str]]) -> float | None:
     """Seconds until the worker closed every hung-up stream, None if it had not within
     ``RELEASE_TIMEOUT_S``. A server learns that a stream's client is gone only when a write to it fails: the
     heartbeat (``views.live.HEARTBEAT_S``) or an event."""
     began = time.perf_counter()
     shown = began
     while True:
-        left = held_streams(worker, port)
+        left = held_streams(worker, sockets)
         now = time.perf_counter()
         if not left:
             log(f"  all streams let go of after {now - began:.1f} s")
@@ -617,6 +636,8 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
                 f"quiet after {figures['settle_s']:.1f} s more; worker RSS {rss_before / 1024:.1f} -> "
                 f"{rss_after / 1024:.1f} MB"
             )
+            log(f"timing the API with {args.clients} streams open ({args.api_requests} requests)")
+            with_before = api_samples(session, url, args.api_requests, "with streams")
 
             total = max(1, round(args.seconds * WRITES_PER_S))
             log(f"writing {total} updates at {WRITES_PER_S}/s for {args.seconds:g} s, API timed alongside")
@@ -632,13 +653,16 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
             timer.join(timeout=120)
             wait_deliveries(readers, total * args.clients)
 
-            log(f"timing the API with {args.clients} streams open ({args.api_requests} requests)")
-            with_streams = api_samples(session, url, args.api_requests, "with streams")
+            log(f"timing the API with {args.clients} streams open again ({args.api_requests} requests)")
+            with_after = api_samples(session, url, args.api_requests, "with streams, after")
             still_open = sum(not s.closed for s in streams)
 
-            log("closing the streams; waiting for the server to let go of them (presence entries gone)")
+            log("closing the streams; waiting for the worker to let go of them (close its sockets)")
+            sockets = stream_sockets(worker, {stream.sock.getsockname()[1] for stream in streams})
+            if len(sockets) != args.clients:
+                log(f"  found {len(sockets)} of the {args.clients} streams' sockets in the worker")
             readers.stop()
-            figures["release_s"] = wait_released(worker, int(base.rsplit(":", 1)[1]))
+            figures["release_s"] = wait_released(worker, sockets)
             time.sleep(1)  # the last departures' presence bookkeeping
             figures["presence_left"] = presence_left(table["entity_id"])
             if figures["presence_left"]:
@@ -677,7 +701,8 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
             without=without,
             without_after=without_after,
             during=during,
-            with_streams=with_streams,
+            with_before=with_before,
+            with_after=with_after,
             rss_before_kb=rss_before,
             rss_after_kb=rss_after,
             still_open=still_open,
@@ -709,7 +734,9 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
     without = statistics.median(figures["without"] + figures["without_after"]) * 1000
     without_before = statistics.median(figures["without"]) * 1000
     without_after = statistics.median(figures["without_after"]) * 1000
-    with_streams = statistics.median(figures["with_streams"]) * 1000
+    with_streams = statistics.median(figures["with_before"] + figures["with_after"]) * 1000
+    with_before = statistics.median(figures["with_before"]) * 1000
+    with_after = statistics.median(figures["with_after"]) * 1000
     during = statistics.median(figures["during"]) * 1000 if figures["during"] else None
     per_connection = (figures["rss_after_kb"] - figures["rss_before_kb"]) / args.clients
     writes_per_s = figures["writes"] / figures["write_s"] if figures["write_s"] else 0.0
@@ -753,17 +780,18 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
         f"{ms(without_after)} ({'-' if released is None else f'{released:.1f} s'} after they were closed); "
         f"presence entries left for closed streams: {figures['presence_left']}"
     )
+    print(f"  with streams: before the writes {ms(with_before)}, after them {ms(with_after)}")
     print(
         f"  events by kind: {dict(figures['kinds'])}; streams still open at the end: {figures['still_open']}"
     )
     if figures["reader_errors"]:
         print(f"  stream read errors ({len(figures['reader_errors'])}): {figures['reader_errors'][:5]}")
     if problems:
-        print(f"  gunicorn stderr: {len(problems)} problem line(s), the first ones:")
-        for line in problems[:15]:
-            print(f"    {line}")
+        print(f"  gunicorn stderr: {len(problems)} line(s) besides the routine ones; the most frequent:")
+        for line, count in Counter(problems).most_common(12):
+            print(f"    {count:>5} x {line}")
     else:
-        print("  gunicorn stderr: no errors or warnings")
+        print("  gunicorn stderr: nothing besides the routine lines")
     return {
         "bench": "live",
         "rows": args.rows,
@@ -782,6 +810,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
         "api_ms_during_writes": None if during is None else round(during, 2),
         "api_ms_without_before": round(without_before, 2),
         "api_ms_without_after": round(without_after, 2),
+        "api_ms_with_before_writes": round(with_before, 2),
+        "api_ms_with_after_writes": round(with_after, 2),
         "release_s": None if released is None else round(released, 1),
         "presence_left": figures["presence_left"],
         "writes_per_s_achieved": round(writes_per_s, 1),

@@ -16,6 +16,7 @@ from custom_fields import bulk, records
 from custom_fields.access import Actor
 from models import RecordChange
 from tests.test_grid import page_config, role_id, sheet, stored, user_id  # noqa: F401 (a fixture)
+from tests.test_live import newest, notes_after
 from views import grid_bulk
 
 
@@ -123,6 +124,7 @@ def test_a_big_edit_runs_as_a_job_with_progress(sheet, admin_client, monkeypatch
     _config, token = page_config(admin_client, slug)
     body = {"all": True, "filter": None, "q": "Ещё", "field": sheet["count"], "value": "8"}
     assert post(admin_client, slug, token, {**body, "preview": True}).get_json() == {"count": 7}
+    since = newest()
     answer = post(admin_client, slug, token, {**body, "count": 7})
     assert answer.status_code == 202, answer.get_json()
     status_url = answer.get_json()["progress"]
@@ -138,6 +140,10 @@ def test_a_big_edit_runs_as_a_job_with_progress(sheet, admin_client, monkeypatch
     assert state["result"]["changed"] == 7 and state["message"]
     assert counts(slug, [s.id for s in more], sheet["count"]) == [8] * 7
     assert counts(slug, sheet["mine"], sheet["count"]) == [1, 2]
+    # The worker's commits were announced to open grids (after each batch's commit, by the write path).
+    announced = [n for n in notes_after(since) if n["k"] == "rows" and n["e"] == sheet_entity_id(slug)]
+    assert {int(i) for n in announced for i in n["r"]} == {s.id for s in more}
+    assert {n["u"] for n in announced} == {user_id("admin")}
     # Someone else's job is not theirs to watch.
     from tests.conftest import DEMO_PASSWORD, login
 

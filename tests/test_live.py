@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.extensions import db
 from app.redis_client import redis_connection
@@ -272,3 +274,43 @@ def test_the_stream_refuses_tables_the_user_may_not_read(app_ctx, live_url: str)
     assert session.get(f"{live_url}/live/stream", params={"table": "no_such"}, timeout=10).status_code == 404
     bad = session.get(f"{live_url}/live/stream", params={"table": "companies", "record": "x1"}, timeout=10)
     assert bad.status_code == 400
+
+
+def test_an_access_rule_change_reaches_open_screens_at_once(app_ctx) -> None:  # noqa: ANN001
+    entity = current().entity("companies")
+    since = newest()
+    mine = records.create("companies", {"name": f"Правило {uuid.uuid4().hex[:6]}"}, actor("staff1")).id
+    assert [m["changed"] for m in messages(since, "staff1")["staff1"]] == [[mine]]
+    staff = role_id("Staff")
+    access.save_rules(staff, tables={entity.id: {"read": False}}, user_id=user_id("admin"))
+    try:
+        refresh()
+        since = newest()
+        records.update("companies", mine, {"region": "Омск"}, actor("admin"), expected_version=None)
+        assert messages(since, "staff1")["staff1"] == []  # may no longer read the table: told nothing
+    finally:
+        access.save_rules(staff, tables={entity.id: {"read": None}}, user_id=user_id("admin"))
+        refresh()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    table=st.sampled_from(["companies", "", "no_such", "компании"]) | st.text(max_size=20),
+    record=st.none() | st.text(max_size=12) | st.integers(-5, 10**12).map(str),
+    since=st.none()
+    | st.text(max_size=50)
+    | st.sampled_from(["1-0", "0-0", "99999999999999999999-1", "١٢-٣"]),
+)
+def test_malformed_stream_requests_never_give_a_server_error(
+    staff_client,
+    table: str,
+    record: str | None,
+    since: str | None,  # noqa: ANN001
+) -> None:
+    query = {"table": table, **({"record": record} if record is not None else {})}
+    headers = {"Last-Event-ID": since} if since is not None and since.isascii() and "\n" not in since else {}
+    response = staff_client.get("/live/stream", query_string=query, headers=headers, buffered=False)
+    try:
+        assert response.status_code in (200, 400, 403, 404), response.status_code
+    finally:
+        response.close()

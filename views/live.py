@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -52,6 +53,9 @@ PRESENCE_TTL_S = 30.0
 #: A reconnecting screen that missed more than this reloads its rows instead of catching up.
 CATCH_UP = 500
 RETRY_MS = 2_000
+#: A stream ends after this long and the browser reconnects (catching up by its last id): a signed-out or
+#: revoked session loses its stream within this time, since a reconnect is a request like any other.
+STREAM_LIFETIME_S = 300.0
 _CLOSE = object()
 logger = logging.getLogger(__name__)
 
@@ -390,13 +394,13 @@ def _parts(entry_id: str) -> tuple[int, int]:
 
 
 ENTRY_ID_LENGTH = 41
+ENTRY_ID_RE = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+RECORD_RE = re.compile(r"[0-9]{1,9}")
 
 
 def valid_entry_id(raw: str | None) -> str | None:
-    if not raw or len(raw) > ENTRY_ID_LENGTH:
-        return None
-    ms, sep, seq = raw.partition("-")
-    return raw if sep and ms.isdigit() and seq.isdigit() else None
+    """A stream entry id as Redis writes them (``1733212345678-0``), else None."""
+    return raw if raw and len(raw) <= ENTRY_ID_LENGTH and ENTRY_ID_RE.fullmatch(raw) else None
 
 
 class LiveView(BaseView):
@@ -411,7 +415,7 @@ class LiveView(BaseView):
     def stream(self) -> Response:
         slug = request.args.get("table", "")
         record_text = request.args.get("record", "")
-        if record_text and not (record_text.isdigit() and len(record_text) <= 9):
+        if record_text and not RECORD_RE.fullmatch(record_text):
             return _refusal(400, _("record must be a record number."))
         actor = Actor.current("ui")
         try:
@@ -447,9 +451,10 @@ class LiveView(BaseView):
 
 
 def _follow(hub: Hub, screen: Screen, opening: list[str], read_to: str) -> Iterator[str]:
+    ends = time.monotonic() + STREAM_LIFETIME_S
     try:
         yield from opening
-        while True:
+        while time.monotonic() < ends:
             try:
                 item = screen.inbox.get(timeout=HEARTBEAT_S)
             except queue.Empty:

@@ -12,6 +12,7 @@
     var people = [];
     var down = false;
     var lastId = "";
+    var downTimer = null;
 
     function show() {
       if (!mark) { return; }
@@ -45,12 +46,18 @@
     function open() {
       // A new EventSource starts afresh: tell the server the last event seen, as a reconnect would.
       source = new EventSource(lastId ? url + "&since=" + encodeURIComponent(lastId) : url);
-      source.addEventListener("open", function () { down = false; show(); });
+      source.addEventListener("open", function () {
+        clearTimeout(downTimer);
+        downTimer = null;
+        down = false;
+        show();
+      });
       source.addEventListener("error", function () {
         // EventSource retries by itself while the server is away (CONNECTING); a refusal (CLOSED) does not.
-        down = true;
-        show();
         if (source.readyState === EventSource.CLOSED) { setTimeout(open, 5000); }
+        // The server ends each stream after a while and the browser reconnects at once: say "reconnecting"
+        // only when it takes longer than that.
+        if (!downTimer) { downTimer = setTimeout(function () { down = true; show(); }, 3000); }
       });
       source.addEventListener("rows", handler("rows"));
       source.addEventListener("schema", handler("schema"));
