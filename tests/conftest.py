@@ -462,6 +462,7 @@ def live_url(app) -> Iterator[str]:  # noqa: ANN001
 
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+THREADED = ("-k", "gthread", "--threads", "20", "--graceful-timeout", "5")
 
 
 def free_port() -> int:
@@ -474,7 +475,9 @@ def free_port() -> int:
 def other_process(app, env: dict[str, str]) -> Iterator[str]:  # noqa: ANN001
     port = free_port()
     process = subprocess.Popen(
-        [GUNICORN, "-w", "2", "-b", f"127.0.0.1:{port}", "app:create_app()"],
+        # As README's Production runs it: threads, so the live pages' streams hold a thread, not a worker
+        # (a stop waits for open streams at most the graceful timeout).
+        [GUNICORN, *THREADED, "-w", "2", "-b", f"127.0.0.1:{port}", "app:create_app()"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
