@@ -24,7 +24,7 @@ from app.extensions import db
 from custom_fields import records, service
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
-from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, GUNICORN, ROOT, free_port
+from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, GUNICORN, ROOT, THREADED, free_port
 from tests.tables_helpers import new_field, new_table, unique_label
 from tests.test_board import book  # noqa: F401, F811 (a fixture)
 from tests.test_browser_grid import HOSTILE, LONG_CYRILLIC, VIEWPORT, cell, user_id, watch
@@ -37,18 +37,7 @@ SECOND_ADMIN_PASSWORD = "second-Админ-1"
 def start_threaded(env: dict[str, str], port: int) -> subprocess.Popen:
     """A production-like web process: gunicorn with threads (a stream holds a thread, not the worker)."""
     process = subprocess.Popen(
-        [
-            GUNICORN,
-            "-k",
-            "gthread",
-            "--threads",
-            "20",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "app:create_app()",
-        ],
+        [GUNICORN, *THREADED, "-w", "1", "-b", f"127.0.0.1:{port}", "app:create_app()"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
