@@ -9,6 +9,7 @@ changing them bumps the schema version, so every process rebuilds its snapshot (
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +173,18 @@ class Grants:
     def mode(self, name: str) -> str:
         return self.modes.get(name, "hidden")
 
+    def reached_through(self, holders: Iterable[int], action: str = "read") -> bool:
+        """Whether a record held by any of these users (its owner, or a user field that makes it someone's
+        own) was within this actor's own or team scope: a live screen learns that a record it showed was
+        handed to someone out of its reach. False for the "all" scope and scopes that follow a parent."""
+        scope = self.scope(action)
+        if scope not in ("own", "team") or self.actor is None or self.actor.user_id is None:
+            return False
+        if any(f.settings.get("scope_parent") for f in self.entity.live_fields):
+            return False
+        users = self.mates if scope == "team" else frozenset({self.actor.user_id})
+        return not users.isdisjoint(holders)
+
     @property
     def hidden(self) -> frozenset[str]:
         return frozenset(n for n, m in self.modes.items() if m == "hidden")
@@ -293,6 +306,12 @@ def row_filter(model: type, rights: Grants, action: str = "read", *, in_bin: boo
     users = rights.mates if scope == "team" else frozenset({rights.actor.user_id})
     holders = [model.owner_id, *(getattr(model, f.name) for f in scope_user_fields(rights.entity))]
     return and_(live, or_(*(column.in_(sorted(users)) for column in holders)))
+
+
+def scope_holder_ids(entity: EntitySpec) -> frozenset[int]:
+    """The ids of the fields that make a record someone's own (its owner, user fields such as an assignee)."""
+    owner = entity.field_by_name("owner_id")
+    return frozenset(f.id for f in (owner, *scope_user_fields(entity)) if f is not None)
 
 
 def scope_user_fields(entity: EntitySpec) -> list[FieldSpec]:

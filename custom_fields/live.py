@@ -33,9 +33,11 @@ UNSEEN = frozenset({"purge"})
 logger = logging.getLogger(__name__)
 
 
-def announce_history(session: Any, rows: list[dict[str, Any]]) -> None:
+def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozenset[int] = frozenset()) -> None:
     """Note the records of these history rows (``entity_id``, ``record_id``, ``action``, ``changes`` as
-    ``[field_id, old, new]``, ``user_id``) for announcement after the session commits."""
+    ``[field_id, old, new]``, ``user_id``) for announcement after the session commits. ``holders``: the ids
+    of the fields that make a record someone's own; a record handed on keeps its former holders' user ids
+    (``h``), so a screen whose user it was taken from learns that it left their reach."""
     if not rows:
         return
     by_table: dict[int, dict[str, Any]] = {}
@@ -56,6 +58,8 @@ def announce_history(session: Any, rows: list[dict[str, Any]]) -> None:
         for change in row.get("changes") or ():
             if change and change[0] is not None and change[0] not in fields:
                 fields.append(change[0])
+            if change and change[0] in holders and isinstance(change[1], int):
+                record.setdefault("h", []).append(change[1])
 
 
 def announce_schema(session: Any, entity_id: int | None) -> None:

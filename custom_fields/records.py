@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from custom_fields import ddl, hooks, live, runtime
-from custom_fields.access import Actor, Grants, grants
+from custom_fields.access import Actor, Grants, grants, scope_holder_ids
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec, FieldSpec
 from custom_fields.types import REGISTRY, FieldType, FieldValueError
@@ -139,7 +139,7 @@ class _Context:
             row["changes"].append([spec.id, old, new])
 
     def flush_history(self) -> None:
-        live.announce_history(db.session, self.history)
+        live.announce_history(db.session, self.history, scope_holder_ids(self.entity))
         write_history(self.history)
         self.history.clear()
         self._open.clear()

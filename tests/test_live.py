@@ -314,3 +314,17 @@ def test_malformed_stream_requests_never_give_a_server_error(
         assert response.status_code in (200, 400, 403, 404), response.status_code
     finally:
         response.close()
+
+
+def test_a_record_handed_to_someone_else_leaves_its_former_owners_screen(app_ctx) -> None:  # noqa: ANN001
+    mine = records.create("companies", {"name": f"Передача {uuid.uuid4().hex[:6]}"}, actor("staff1")).id
+    since = newest()
+    records.update("companies", mine, {"owner_id": user_id("staff2")}, actor("admin"), expected_version=None)
+    told = messages(since, "staff1", "staff2", "admin")
+    assert [(m["changed"], m["gone"]) for m in told["staff1"]] == [([], [mine])]  # out of reach now: gone
+    assert [(m["changed"], m["gone"]) for m in told["staff2"]] == [([mine], [])]  # within reach now: read it
+    assert [(m["changed"], m["gone"]) for m in told["admin"]] == [([mine], [])]
+    # A change that does not hand it on tells staff1 nothing any more.
+    since = newest()
+    records.update("companies", mine, {"region": "Тула"}, actor("admin"), expected_version=None)
+    assert messages(since, "staff1")["staff1"] == []

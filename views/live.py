@@ -118,13 +118,17 @@ def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
     shown_ids = {f.id for f in entity.live_fields if f.name in shown}
     changed: list[int] = []
     gone: list[int] = []
+    handed_on: set[int] = set()  # taken from this user (or their team): it left their reach
     for record_id, record in note["r"].items():
         if record["a"] == "gone":
             gone.append(int(record_id))
         elif record["a"] == "new" or not record["f"] or shown_ids.intersection(record["f"]):
             changed.append(int(record_id))
+        if record.get("h") and query.rights.reached_through(record["h"]):
+            handed_on.add(int(record_id))
     changed_seen = sorted(query.readable_ids(changed)) if changed else []
     gone_seen = sorted(query.readable_ids(gone, in_bin=True)) if gone else []
+    gone_seen += sorted(handed_on.difference(changed_seen, gone_seen))
     if not changed_seen and not gone_seen:
         return None
     author = note.get("u")
