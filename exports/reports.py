@@ -42,9 +42,12 @@ PERIODS = {
     "quarter": _l("This quarter"),
     "year": _l("This year"),
     "last_days": _l("The last N days"),
+    "before_days": _l("Before the last N days"),
     "range": _l("From – to"),
 }
 MAX_PERIOD_DAYS = 3660
+#: The periods counted in days (the builder asks for N).
+DAY_COUNTS = ("last_days", "before_days")
 MAX_ROW_GROUPS = 3
 MAX_MEASURES = 6
 MAX_TOP = 1000
@@ -186,7 +189,7 @@ class Period:
         kind, field = raw.get("kind"), raw.get("field")
         if kind not in PERIODS or not isinstance(field, str) or not field:
             raise ReportError(_("A period is a date field and a kind of period."))
-        if kind == "last_days":
+        if kind in DAY_COUNTS:
             days = raw.get("days")
             if isinstance(days, str) and days.strip().isdecimal():
                 days = int(days)
@@ -218,6 +221,8 @@ class Period:
             return first, buckets.following(first, self.kind)
         if self.kind == "last_days":
             return today - dt.timedelta(days=(self.days or 1) - 1), today + dt.timedelta(days=1)
+        if self.kind == "before_days":  # e.g. records not updated in the last 30 days (stale data)
+            return None, today - dt.timedelta(days=(self.days or 1) - 1)
         return self.start, (self.end + dt.timedelta(days=1)) if self.end else None
 
     def condition(self, today: dt.date) -> list[dict[str, Any]]:

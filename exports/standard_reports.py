@@ -126,6 +126,34 @@ STANDARD: tuple[Standard, ...] = (
             "period": {"field": "occurred_at", "kind": "last_days", "days": 30},
         },
     ),
+    Standard(
+        "stale_deals",
+        _l("Stale deals"),
+        _l("Open deals nobody has changed in the last 30 days, per manager and stage: what a departed or "
+           "overloaded manager left behind."),
+        {
+            "table": "deals",
+            "rows": ["owner_id"],
+            "column": "stage_id",
+            "measures": [COUNT],
+            "filter": {"field": "closed_at", "op": "empty"},
+            "chart": "stacked",
+            "period": {"field": "updated_at", "kind": "before_days", "days": 30},
+        },
+    ),
+    Standard(
+        "stale_companies",
+        _l("Stale companies"),
+        _l("Companies nobody has changed in the last 90 days, per manager and kind."),
+        {
+            "table": "companies",
+            "rows": ["owner_id"],
+            "column": "kind",
+            "measures": [COUNT],
+            "chart": "stacked",
+            "period": {"field": "updated_at", "kind": "before_days", "days": 90},
+        },
+    ),
 )  # fmt: skip
 BY_KEY = {s.key: s for s in STANDARD}
 

@@ -67,7 +67,7 @@
   function periodShown() {
     var kind = periodKind.value;
     periodField.hidden = !kind;
-    periodDays.hidden = kind !== "last_days";
+    periodDays.hidden = kind !== "last_days" && kind !== "before_days";
     periodRange.hidden = kind !== "range";
   }
   periodKind.addEventListener("change", periodShown);
@@ -263,7 +263,9 @@
     body.chart = chartSelect.value;
     if (periodKind.value) {
       body.period = {kind: periodKind.value, field: periodField.value};
-      if (periodKind.value === "last_days") { body.period.days = parseInt(periodDays.value, 10) || null; }
+      if (periodKind.value === "last_days" || periodKind.value === "before_days") {
+        body.period.days = parseInt(periodDays.value, 10) || null;
+      }
       if (periodKind.value === "range") { body.period.from = periodFrom.value || null; body.period.to = periodTo.value || null; }
     }
     return body;
