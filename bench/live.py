@@ -4,29 +4,32 @@ screens slow the data API down.
 
 Builds a scratch database next to ``BENCH_DATABASE_URL`` (``bench/scratch.py``), a custom table (a display
 field, an integer and a text field) through ``custom_fields.service`` with ``--rows`` records written
-through ``custom_fields.records.create_many`` in batches, then starts the web app as a real gunicorn with
-threads (``gunicorn -k gthread --threads <clients + 20> -w 1 'app:create_app()'``, the scratch app's
-environment, its stderr kept in a temporary file) and signs in with the login form: as the admin, and with
-``--users N`` as N - 1 more users of the Admin role too (the streams are theirs in turn; by default all
-are the admin's, who is never shown to themselves, so the presence events stay empty):
+through ``custom_fields.records.create_many`` in batches, then starts the web app twice as a real gunicorn
+with threads (``gunicorn -k gthread --threads <clients + 20> -w 1 'app:create_app()'``, the scratch app's
+environment, each one's stderr kept in a temporary file): the streams' server, and a control that never
+gets a stream. It signs in with the login form as the admin (with ``--users N``, as N - 1 more users of the
+Admin role too: the streams are theirs in turn; by default all are the admin's, who is never shown to
+themselves, so the presence events stay empty). Then:
 
-- ``api_ms_without``: ``--api-requests`` sequential ``GET /api/v1/data/<slug>?size=100`` with the
-  browser session before any stream is open, and as many again at the end, once this side has hung up the
-  streams and the worker has closed its side of them (``release_s`` after the hang-up; ``presence_left``:
-  entries still in the table's presence hash then, which should be none); the median of both;
+- the API: ``--api-requests`` pairs of ``GET /api/v1/data/<slug>?size=100`` with the browser session, one
+  to each server, alternating which goes first, never two at a time; medians. Before any stream is open
+  (``ratio_before_streams``: the two servers' own difference), with the streams open and idle, before and
+  after the writes (**``api_ms_with``** on the streams' server, **``api_ms_without``** on the control at
+  the same moments: ``ratio`` = with / without; measured side by side because on a shared machine the load
+  changes more from one minute to the next than the streams change anything), during the writes, and once
+  the streams are gone;
 - ``--clients`` streams are opened, each its own socket read raw (HTTP/1.1, chunked) by one ``selectors``
   loop in a thread of this process, until each has its opening ``presence`` event and the presence
   announcements of the others' arrivals have died down; ``mem_per_connection_kb`` is the growth of the
-  gunicorn worker's resident memory over that, per stream;
+  streams' worker's resident memory over that, per stream;
 - writes: ``records.update`` (the write path, commit, announcement) of one field of a random record (each
   record at most once) at ``writes_per_s`` for ``--seconds``, in this process; the time right after each
   call returns is its commit. Each stream's ``rows`` event naming the record is its delivery: latency =
   received - committed for every (stream, write) pair, ``p50_ms``/``p95_ms``, and ``delivered``, the
-  share of the expected deliveries that arrived. Meanwhile the same API requests are timed again
-  (``api_ms_during_writes``: also loaded by the writes themselves, for context);
-- ``api_ms_with``: the same API timing with the streams open and idle, once before the writes and once
-  right after them (median of both; the order without, with, writes, with, without lets a steady drift of
-  the shared machine weigh on both sides alike); ``ratio`` = api_ms_with / api_ms_without.
+  share of the expected deliveries that arrived;
+- hang-up: this side closes every stream; ``release_s`` is how long until the worker has closed its side
+  of all of them (it notices only when a write fails), ``presence_left`` the entries still in the table's
+  presence hash then (there should be none).
 
 Progress goes to stderr; the figures go to stdout, the last line being one JSON object, e.g.
 ``{"bench": "live", "rows": 10000, "clients": 200, "writes_per_s": 20, "p50_ms": 12.2, "p95_ms": 18.9,
@@ -263,23 +266,29 @@ def sign_in(base: str, username: str, password: str) -> requests.Session:
     return session
 
 
-def api_samples(session: requests.Session, url: str, count: int, label: str) -> list[float]:
-    """``count`` sequential list requests (after a warm-up), each timed in seconds."""
+def api_pairs(
+    session: requests.Session, urls: tuple[str, str], count: int, label: str
+) -> tuple[list[float], list[float]]:
+    """``count`` list requests to each of two servers (the streams' and the control), alternating which goes
+    first, after a warm-up; each timed in seconds. Sequential: never two requests at a time."""
     for _ in range(WARMUP):
-        answer = session.get(url, timeout=60)
-        if answer.status_code != 200 or len(answer.json()["rows"]) != PAGE:
-            raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:300]}")
-    samples: list[float] = []
+        for url in urls:
+            answer = session.get(url, timeout=60)
+            if answer.status_code != 200 or len(answer.json()["rows"]) != PAGE:
+                raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:300]}")
+    samples: tuple[list[float], list[float]] = ([], [])
     for done in range(1, count + 1):
-        began = time.perf_counter()
-        answer = session.get(url, timeout=60)
-        samples.append(time.perf_counter() - began)
-        if answer.status_code != 200:
-            raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:300]}")
+        for side in (0, 1) if done % 2 else (1, 0):
+            began = time.perf_counter()
+            answer = session.get(urls[side], timeout=60)
+            samples[side].append(time.perf_counter() - began)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{urls[side]} answered {answer.status_code}: {answer.text[:300]}")
         if done % 50 == 0 or done == count:
+            live, control = (statistics.median(s) * 1000 for s in samples)
             log(
-                f"  API {label}: {done:>4} / {count} requests, "
-                f"median {statistics.median(samples) * 1000:.1f} ms"
+                f"  API {label}: {done:>4} / {count} pairs, median {live:.1f} ms on the streams' server, "
+                f"{control:.1f} ms on the control"
             )
     return samples
 
@@ -604,36 +613,45 @@ def percentile(values: list[float], share: float) -> float:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
+def run(app: Any, args: argparse.Namespace, logs: tuple[str, str]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with app.app_context():
         log(f"writing {args.rows:,} rows through records.create_many (batches of {BATCH:,})")
         table = build_table(app, args.rows)
         figures["load_s"] = table["load_s"]
         users = create_users(app, min(args.users, args.clients))
-
         forget_presence(table["entity_id"])  # an earlier run's table had the same id in this Redis database
+
         threads = args.clients + EXTRA_THREADS
-        log(f"starting gunicorn -k gthread --threads {threads} -w 1")
-        with open(stderr_path, "wb") as stderr:
-            process, base = start_server(app.bench_env, threads, stderr)
+        log(f"starting two gunicorn -k gthread --threads {threads} -w 1: the streams' server and a control")
+        processes: list[subprocess.Popen] = []
         streams: list[Stream] = []
         readers: Readers | None = None
         try:
-            worker = worker_of(process)
-            session = sign_in(base, "admin", ADMIN_PASSWORD)
+            bases = []
+            for path in logs:
+                with open(path, "wb") as stderr:
+                    process, base = start_server(app.bench_env, threads, stderr)
+                processes.append(process)
+                bases.append(base)
+            worker = worker_of(processes[0])
+            session = sign_in(bases[0], "admin", ADMIN_PASSWORD)  # the same cookie signs in on both
             cookies = [cookie_header(session)]
             if len(users) > 1:
                 log(f"signing in {len(users)} users")
-                cookies += [cookie_header(sign_in(base, name, password)) for name, password in users[1:]]
-            url = f"{base}/api/v1/data/{table['slug']}?size={PAGE}"
+                cookies += [cookie_header(sign_in(bases[0], name, password)) for name, password in users[1:]]
+            urls = (
+                f"{bases[0]}/api/v1/data/{table['slug']}?size={PAGE}",
+                f"{bases[1]}/api/v1/data/{table['slug']}?size={PAGE}",
+            )
+            count = args.api_requests
 
-            log(f"timing the API without streams ({args.api_requests} requests)")
-            without = api_samples(session, url, args.api_requests, "without streams")
+            log(f"timing the API before any stream is open ({count} pairs of requests)")
+            figures["api_before"] = api_pairs(session, urls, count, "no streams yet")
             rss_before = rss_kb(worker)
 
             log(f"opening {args.clients} streams")
-            streams, readers, figures["open_s"] = open_streams(base, table["slug"], cookies, args.clients)
+            streams, readers, figures["open_s"] = open_streams(bases[0], table["slug"], cookies, args.clients)
             figures["settle_s"] = wait_quiet(readers)
             rss_after = rss_kb(worker)
             figures["presence_events"] = sum(s.kinds["presence"] for s in streams)
@@ -643,25 +661,27 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
                 f"quiet after {figures['settle_s']:.1f} s more; worker RSS {rss_before / 1024:.1f} -> "
                 f"{rss_after / 1024:.1f} MB"
             )
-            log(f"timing the API with {args.clients} streams open ({args.api_requests} requests)")
-            with_before = api_samples(session, url, args.api_requests, "with streams")
+            log(f"timing the API with {args.clients} streams open ({count} pairs of requests)")
+            with_before = api_pairs(session, urls, count, "streams open")
 
             total = max(1, round(args.seconds * WRITES_PER_S))
             log(f"writing {total} updates at {WRITES_PER_S}/s for {args.seconds:g} s, API timed alongside")
-            during: list[float] = []
+            during: list[tuple[list[float], list[float]]] = []
             timer = threading.Thread(
-                target=lambda: during.extend(
-                    api_samples(session_copy(session), url, args.api_requests, "during the writes")
+                target=lambda: during.append(
+                    api_pairs(session_copy(session), urls, count, "during the writes")
                 ),
                 daemon=True,
             )
             timer.start()
             written = write(app, table, args.seconds, readers, args.clients)
-            timer.join(timeout=120)
+            timer.join(timeout=300)
+            figures["api_during"] = during[0] if during else None
             wait_deliveries(readers, total * args.clients)
 
-            log(f"timing the API with {args.clients} streams open again ({args.api_requests} requests)")
-            with_after = api_samples(session, url, args.api_requests, "with streams, after")
+            log(f"timing the API with {args.clients} streams open again ({count} pairs of requests)")
+            with_after = api_pairs(session, urls, count, "streams open, after the writes")
+            figures["api_with"] = (with_before[0] + with_after[0], with_before[1] + with_after[1])
             still_open = sum(not s.closed for s in streams)
 
             log("closing the streams; waiting for the worker to let go of them (close its sockets)")
@@ -674,15 +694,16 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
             figures["presence_left"] = presence_left(table["entity_id"])
             if figures["presence_left"]:
                 log(f"  {figures['presence_left']} presence entries left for closed streams")
-            log(f"timing the API again without streams ({args.api_requests} requests)")
-            without_after = api_samples(session, url, args.api_requests, "without streams, after")
+            log(f"timing the API once the streams are gone ({count} pairs of requests)")
+            figures["api_after"] = api_pairs(session, urls, count, "streams gone")
         finally:
             if readers is not None:
                 readers.stop()
             else:
                 for stream in streams:
                     stream.sock.close()
-            stop_server(process)
+            for process in processes:
+                stop_server(process)
             log("gunicorn stopped")
             with contextlib.suppress(Exception):  # the scratch table's key; the run's outcome matters more
                 forget_presence(table["entity_id"])
@@ -697,26 +718,21 @@ def run(app: Any, args: argparse.Namespace, stderr_path: str) -> dict[str, Any]:
                     latencies.append(received - committed[record_id])
                 else:
                     unexpected += 1
-        expected = len(committed) * args.clients
         figures.update(
             latencies=latencies,
-            expected=expected,
+            expected=len(committed) * args.clients,
             unexpected=unexpected,
             duplicates=duplicates,
             write_s=written["write_s"],
             writes=len(committed),
             call_ms=statistics.median(written["call_s"]) * 1000,
-            without=without,
-            without_after=without_after,
-            during=during,
-            with_before=with_before,
-            with_after=with_after,
             rss_before_kb=rss_before,
             rss_after_kb=rss_after,
             still_open=still_open,
             reader_errors=readers.errors if readers is not None else [],
             kinds=sum((s.kinds for s in streams), Counter()),
-            problems=server_problems(stderr_path),
+            problems=server_problems(logs[0]),
+            control_problems=server_problems(logs[1]),
             users=len(users),
         )
     return figures
@@ -733,29 +749,38 @@ def session_copy(session: requests.Session) -> requests.Session:
     return copy
 
 
+def medians_ms(pair: tuple[list[float], list[float]] | None) -> tuple[float | None, float | None]:
+    """The medians (ms) of the streams' server and the control's samples."""
+    if pair is None:
+        return None, None
+    return statistics.median(pair[0]) * 1000, statistics.median(pair[1]) * 1000
+
+
 def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) -> dict[str, Any]:
     latencies = figures["latencies"]
     p50 = percentile(latencies, 0.50) * 1000 if latencies else None
     p95 = percentile(latencies, 0.95) * 1000 if latencies else None
     worst = max(latencies) * 1000 if latencies else None
     delivered = len(latencies) / figures["expected"] if figures["expected"] else 0.0
-    without = statistics.median(figures["without"] + figures["without_after"]) * 1000
-    without_before = statistics.median(figures["without"]) * 1000
-    without_after = statistics.median(figures["without_after"]) * 1000
-    with_streams = statistics.median(figures["with_before"] + figures["with_after"]) * 1000
-    with_before = statistics.median(figures["with_before"]) * 1000
-    with_after = statistics.median(figures["with_after"]) * 1000
-    during = statistics.median(figures["during"]) * 1000 if figures["during"] else None
+    with_streams, without = medians_ms(figures["api_with"])
+    before, before_control = medians_ms(figures["api_before"])
+    after, after_control = medians_ms(figures["api_after"])
+    during, during_control = medians_ms(figures["api_during"])
+    same_server = statistics.median(figures["api_before"][0] + figures["api_after"][0]) * 1000
     per_connection = (figures["rss_after_kb"] - figures["rss_before_kb"]) / args.clients
     writes_per_s = figures["writes"] / figures["write_s"] if figures["write_s"] else 0.0
-    problems = figures["problems"]
+    problems, control_problems = figures["problems"], figures["control_problems"]
+    released = figures["release_s"]
 
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f} ms"
 
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(a / b, 2)
+
     print(
         f"live benchmark: {args.rows:,} rows, {args.clients} streams of {figures['users']} user(s), "
-        "gunicorn gthread, 1 worker"
+        "gunicorn gthread, 1 worker (and a control gunicorn that never gets a stream)"
     )
     print(
         f"  load (create_many): {figures['load_s']:.1f} s; streams open in {figures['open_s']:.1f} s, "
@@ -777,29 +802,32 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
         f"(target p95 <= {TARGET_P95_MS} ms)"
     )
     print(
-        f"  API list of {PAGE} (median of {args.api_requests}): without streams {ms(without)}, with "
-        f"{args.clients} open {ms(with_streams)}, ratio {with_streams / without:.2f} "
-        f"(target <= {TARGET_RATIO}); "
-        f"during the writes {ms(during)}"
+        f"  API list of {PAGE}, medians (streams' server / control): with {args.clients} streams open "
+        f"{ms(with_streams)} / {ms(without)}, ratio {ratio(with_streams, without)} (target <= {TARGET_RATIO})"
     )
-    released = figures["release_s"]
     print(
-        f"  without streams: before they opened {ms(without_before)}, after the server let go of them "
-        f"{ms(without_after)} ({'-' if released is None else f'{released:.1f} s'} after they were closed); "
-        f"presence entries left for closed streams: {figures['presence_left']}"
+        f"    before the streams {ms(before)} / {ms(before_control)} ({ratio(before, before_control)}); "
+        f"during the writes {ms(during)} / {ms(during_control)} ({ratio(during, during_control)}); "
+        f"after the streams {ms(after)} / {ms(after_control)} ({ratio(after, after_control)}); "
+        f"the streams' server with / without its streams {ratio(with_streams, same_server)}"
     )
-    print(f"  with streams: before the writes {ms(with_before)}, after them {ms(with_after)}")
+    print(
+        f"  hung up: the worker let go of the streams after "
+        f"{'-' if released is None else f'{released:.1f} s'}; "
+        f"presence entries left for them: {figures['presence_left']}"
+    )
     print(
         f"  events by kind: {dict(figures['kinds'])}; streams still open at the end: {figures['still_open']}"
     )
     if figures["reader_errors"]:
         print(f"  stream read errors ({len(figures['reader_errors'])}): {figures['reader_errors'][:5]}")
-    if problems:
-        print(f"  gunicorn stderr: {len(problems)} line(s) besides the routine ones; the most frequent:")
-        for line, count in Counter(problems).most_common(12):
-            print(f"    {count:>5} x {line}")
-    else:
-        print("  gunicorn stderr: nothing besides the routine lines")
+    for name, lines in (("the streams' gunicorn", problems), ("the control gunicorn", control_problems)):
+        if lines:
+            print(f"  stderr of {name}: {len(lines)} line(s) besides the routine ones; the most frequent:")
+            for line, count in Counter(lines).most_common(12):
+                print(f"    {count:>5} x {line}")
+        else:
+            print(f"  stderr of {name}: nothing besides the routine lines")
     return {
         "bench": "live",
         "rows": args.rows,
@@ -811,23 +839,23 @@ def report(args: argparse.Namespace, figures: dict[str, Any], total_s: float) ->
         "mem_per_connection_kb": round(per_connection, 1),
         "api_ms_without": round(without, 2),
         "api_ms_with": round(with_streams, 2),
-        "ratio": round(with_streams / without, 2),
+        "ratio": ratio(with_streams, without),
         "target_p95_ms": TARGET_P95_MS,
         "target_ratio": TARGET_RATIO,
         "max_ms": None if worst is None else round(worst, 1),
+        "ratio_before_streams": ratio(before, before_control),
+        "ratio_during_writes": ratio(during, during_control),
+        "ratio_after_streams": ratio(after, after_control),
+        "ratio_same_server": ratio(with_streams, same_server),
         "api_ms_during_writes": None if during is None else round(during, 2),
-        "api_ms_without_before": round(without_before, 2),
-        "api_ms_without_after": round(without_after, 2),
-        "api_ms_with_before_writes": round(with_before, 2),
-        "api_ms_with_after_writes": round(with_after, 2),
-        "release_s": None if released is None else round(released, 1),
-        "presence_left": figures["presence_left"],
         "writes_per_s_achieved": round(writes_per_s, 1),
         "open_s": round(figures["open_s"], 2),
         "presence_events": figures["presence_events"],
         "presence_kb": round(figures["presence_kb"]),
+        "release_s": None if released is None else round(released, 1),
+        "presence_left": figures["presence_left"],
         "users": figures["users"],
-        "server_problems": len(problems),
+        "server_problems": len(problems) + len(control_problems),
         "total_s": round(total_s, 1),
     }
 
@@ -843,27 +871,25 @@ def main() -> None:
         default=1,
         help="the streams belong to this many users in turn (all read everything)",
     )
-    parser.add_argument("--api-requests", type=int, default=200, help="timed API requests per measurement")
+    parser.add_argument(
+        "--api-requests", type=int, default=200, help="timed requests to each server per measurement"
+    )
     args = parser.parse_args()
     if args.rows < max(PAGE, round(args.seconds * WRITES_PER_S)):
         raise SystemExit(
             f"--rows must be at least {PAGE} and {WRITES_PER_S} x --seconds (one write a record)"
         )
     if min(args.clients, args.users, args.api_requests) < 1 or args.seconds <= 0:
-        raise SystemExit(
-            f"--rows must be at least {PAGE}; --clients, --users, --seconds, --api-requests positive"
-        )
+        raise SystemExit("--clients, --users, --seconds and --api-requests must be positive")
     # The announcement stream is one key per Redis database: one of its own, unless told otherwise.
     if not os.environ.get("BENCH_REDIS_URL", "").strip():
         os.environ["BENCH_REDIS_URL"] = DEFAULT_REDIS_URL
     started = time.perf_counter()
-    with tempfile.NamedTemporaryFile(
-        prefix="tabula-bench-gunicorn-", suffix=".log", delete=False
-    ) as log_file:
-        stderr_path = log_file.name
-    log(f"gunicorn's stderr: {stderr_path}")
+    folder = tempfile.mkdtemp(prefix="tabula-bench-live-")
+    logs = (os.path.join(folder, "gunicorn-streams.log"), os.path.join(folder, "gunicorn-control.log"))
+    log(f"gunicorn's stderr: {logs[0]} (the control's: {logs[1]})")
     with scratch_app() as app:
-        figures = run(app, args, stderr_path)
+        figures = run(app, args, logs)
     print(json.dumps(report(args, figures, time.perf_counter() - started)))
 
 

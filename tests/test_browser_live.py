@@ -24,11 +24,13 @@ from app.extensions import db
 from custom_fields import records, service
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
+from exports import imports
 from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, GUNICORN, ROOT, THREADED, free_port
 from tests.tables_helpers import new_field, new_table, unique_label
 from tests.test_board import book  # noqa: F401, F811 (a fixture)
 from tests.test_browser_grid import HOSTILE, LONG_CYRILLIC, VIEWPORT, cell, user_id, watch
 from tests.test_browser_tables import sign_in
+from tests.test_imports import uploaded, wait
 
 pytestmark = pytest.mark.browser
 SECOND_ADMIN_PASSWORD = "second-Админ-1"
@@ -119,6 +121,8 @@ def row_named(page, sheet: dict[str, Any], name: str):  # noqa: ANN001, ANN201
 
 def test_two_browsers_on_two_processes_follow_each_other(  # noqa: PLR0915
     app_ctx,
+    worker,  # noqa: ANN001
+    tmp_path,  # noqa: ANN001
     browser,
     live_url: str,
     threaded_process: dict[str, Any],
@@ -161,6 +165,17 @@ def test_two_browsers_on_two_processes_follow_each_other(  # noqa: PLR0915
         staff.wait_for_timeout(500)
         expect(row_named(staff, sheet, "Пачка 0")).to_have_count(0)
         expect(staff.locator("#grid-count")).to_contain_text("3")
+
+        # An import run by an RQ worker (another process again) shows as it commits.
+        label = str(current().entity(sheet["slug"]).display_field.label)
+        item = uploaded(tmp_path, sheet["slug"], f"{label}\r\nИмпорт 1\r\nИмпорт 2\r\n".encode(), admin)
+        mapping = imports.preview(item, admin)["mapping"]
+        imports.configure(
+            item, admin, options={}, mapping=mapping, mode="create", match_on=None, on_error="skip"
+        )
+        imports.start(item, admin)
+        expect(row_named(two, sheet, "Импорт 2")).to_have_count(1, timeout=15_000)
+        assert wait(item.id).created == 2
 
         # A new field becomes a column without a reload.
         region = service.add_field(sheet["entity"].id, "Регион", "text", user_id=user_id("admin"))
