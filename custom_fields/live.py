@@ -70,12 +70,12 @@ def announce_schema(session: Any, entity_id: int | None) -> None:
         pending.append(note)
 
 
-def publish(notes: list[dict[str, Any]]) -> None:
-    """Add announcements to the stream now (the after-commit listener; tests and jobs that wrote by other
-    means)."""
+def publish(notes: list[dict[str, Any]], client: Any = None) -> None:
+    """Add announcements to the stream now (the after-commit listener, presence), through ``client`` or the
+    app's Redis."""
     if not notes:
         return
-    pipe = redis_connection().pipeline(transaction=False)
+    pipe = (client or redis_connection()).pipeline(transaction=False)
     for note in notes:
         pipe.xadd(STREAM_KEY, {"n": json.dumps(note, separators=(",", ":"))}, maxlen=STREAM_LENGTH)
     pipe.execute()

@@ -8,7 +8,9 @@ import http.client
 import json
 import queue
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -25,7 +27,7 @@ from app.extensions import db
 from app.redis_client import redis_connection
 from custom_fields import access, live, records, service
 from custom_fields.runtime import current, refresh
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, GUNICORN, ROOT, free_port
 from tests.test_access_scopes import actor, role_id, user_id
 from views.live import Rights, Screen, messages_for, rows_message
 
@@ -328,3 +330,54 @@ def test_a_record_handed_to_someone_else_leaves_its_former_owners_screen(app_ctx
     since = newest()
     records.update("companies", mine, {"region": "Тула"}, actor("admin"), expected_version=None)
     assert messages(since, "staff1")["staff1"] == []
+
+
+@pytest.fixture
+def other_admin(app_ctx) -> str:  # noqa: ANN001
+    from flask_appbuilder.security.sqla.models import Role
+    from sqlalchemy import select
+
+    username = f"admin_{uuid.uuid4().hex[:6]}"
+    role = db.session.scalar(select(Role).where(Role.name == "Admin"))
+    assert app_ctx.appbuilder.sm.add_user(
+        username, "Второй", "Админ", f"{username}@example.com", role, "x-Пароль-1"
+    )
+    return username
+
+
+def test_users_sharing_one_answer_each_learn_whether_they_made_the_change(app_ctx, other_admin: str) -> None:  # noqa: ANN001
+    since = newest()
+    records.create("companies", {"name": f"Общая {uuid.uuid4().hex[:6]}"}, actor("admin"))
+    for order in (("admin", other_admin), (other_admin, "admin")):
+        told = messages(since, *order)
+        assert [m["mine"] for m in told["admin"]] == [True]
+        assert [m["mine"] for m in told[other_admin]] == [False]
+
+
+def test_a_stopping_web_process_ends_its_streams_at_once(app_ctx, env: dict[str, str]) -> None:  # noqa: ANN001
+    """A deploy's SIGTERM: the worker ends its open streams (gunicorn.conf.py) instead of waiting out its
+    30 s grace period; the browser reconnects elsewhere and catches up."""
+    port = free_port()
+    process = subprocess.Popen(
+        [GUNICORN, "-w", "1", "-b", f"127.0.0.1:{port}", "app:create_app()"],  # gunicorn.conf.py: threads
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/login/", timeout=10).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        streams = [Stream(base, "staff1"), Stream(base, "staff2")]
+        assert all(s.next("presence") is not None for s in streams)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        assert time.monotonic() - started < 10, "the worker waited out its grace period"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

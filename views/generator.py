@@ -34,7 +34,7 @@ from custom_fields.query import QueryError, TableQuery
 from custom_fields.service import ENTITY_PERMISSIONS
 from custom_fields.spec import EntitySpec, FieldSpec, stored_text
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
-from views import related
+from views import live, related
 
 READ, ADD, EDIT, DELETE = "read", "add", "edit", "delete"
 PAGE_SIZE = 25
@@ -400,7 +400,7 @@ class GeneratedModelView(ModelView):
         g.tabula_record_links = {
             "edit": url_for("TableView.edit", slug=slug, pk=pk) if rights.can("edit") else None,
             "delete": url_for("TableView.delete", slug=slug, pk=pk) if rights.can("delete") else None,
-            "live": url_for("LiveView.stream", table=slug, record=pk),
+            "live": live.stream_url(slug, int(pk)),
         }
         return widgets
 

@@ -30,7 +30,7 @@ from custom_fields.link_labels import LinkLabels
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.spec import EntitySpec
 from custom_fields.types import OPERATORS, REGISTRY, FieldValueError
-from views import add_view, grid_bulk
+from views import add_view, grid_bulk, live
 
 #: Most cells one save may carry (a pasted block of 5,000 rows × 20 columns).
 MAX_CELLS = 100_000
@@ -584,7 +584,7 @@ class GridView(BaseView):
             "saveUrl": url_for("GridView.save", slug=slug),
             "bulkUrl": url_for("GridView.bulk", slug=slug),
             "recordUrl": url_for("TableView.show", slug=slug, pk=0).removesuffix("0"),
-            "liveUrl": url_for("LiveView.stream", table=slug),
+            "liveUrl": live.stream_url(slug),
             "columnsUrl": url_for("GridView.columns", slug=slug),
             "pageSize": PAGE_SIZE,
             "locale": str(get_locale() or "en"),

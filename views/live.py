@@ -20,23 +20,24 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access_api
 from flask_babel import gettext as _
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from app.extensions import db
-from app.redis_client import redis_connection
 from custom_fields import live, runtime
 from custom_fields.access import Actor
 from custom_fields.query import QueryError, TableQuery
@@ -44,8 +45,9 @@ from views import add_view
 
 #: How long the hub waits on the stream before looking at its screens again (presence, closing).
 BLOCK_MS = 5_000
-#: A comment line this often keeps proxies from closing an idle stream and finds closed connections.
-HEARTBEAT_S = 15.0
+#: A comment line this often keeps proxies from closing an idle stream and finds closed connections (a
+#: WSGI server learns that the browser left only when a write fails: the second heartbeat after it).
+HEARTBEAT_S = 10.0
 #: A user's rights are read afresh at least this often (a role change reaches open screens).
 RIGHTS_TTL_S = 5.0
 #: Presence entries live this long unless their process refreshes them.
@@ -75,6 +77,8 @@ class Screen:
     record_id: int | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    #: The presence this screen was last told (a repeat is not sent).
+    told_people: str = ""
 
     def presence(self) -> str:
         expires = time.time() + PRESENCE_TTL_S
@@ -96,7 +100,9 @@ class Rights:
         now = time.monotonic()
         found = self._actors.get(user_id)
         if found is None or found[0] < now:
-            found = (now + RIGHTS_TTL_S, Actor.for_user_id(user_id, "ui"))
+            # Spread out, so that many users' rights do not all expire in the same delivery.
+            expires = now + RIGHTS_TTL_S * random.uniform(1.0, 1.5)  # noqa: S311 (not a secret)
+            found = (expires, Actor.for_user_id(user_id, "ui"))
             self._actors[user_id] = found
         return found[1]
 
@@ -136,7 +142,6 @@ def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
         "changed": changed_seen,
         "gone": gone_seen,
         "by": runtime.user_label(author) if author is not None else "",
-        "mine": author == actor.user_id,
     }
 
 
@@ -163,18 +168,31 @@ class Hub:
         self.screens: dict[str, Screen] = {}
         self.lock = threading.Lock()
         self.rights = Rights()
+        # Its own pool, waiting for a free connection rather than failing when many streams end at once.
+        self.redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                app.config["REDIS_URL"], max_connections=REDIS_CONNECTIONS, timeout=10,
+                socket_connect_timeout=3, socket_timeout=BLOCK_MS / 1000 + 10,
+            )
+        )  # fmt: skip
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        HUBS.add(self)
 
     # --- screens ------------------------------------------------------------------------------------------
 
     def open(self, screen: Screen) -> None:
+        """Follow the stream for ``screen`` from now on (raises ``RedisError`` when Redis is away)."""
         with self.lock:
-            self.screens[screen.key] = screen
             if self._thread is None or not self._thread.is_alive():
+                # Where the reader starts is read here, before the screen catches up: nothing falls between.
+                start = latest_id(self.redis)
                 self._stopping.clear()
-                self._thread = threading.Thread(target=self._run, name="tabula-live", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, args=(start,), name="tabula-live", daemon=True
+                )
                 self._thread.start()
+            self.screens[screen.key] = screen
         self._announce_presence(screen, arrived=True)
 
     def close(self, screen: Screen) -> None:
@@ -183,6 +201,7 @@ class Hub:
         self._announce_presence(screen, arrived=False)
 
     def stop(self) -> None:
+        """End every open stream now (the process is stopping: browsers reconnect to another one)."""
         self._stopping.set()
         with self.lock:
             for screen in self.screens.values():
@@ -195,39 +214,32 @@ class Hub:
 
     def _write_presence(self, screen: Screen, *, arrived: bool) -> None:
         try:
-            client = redis_connection()
             if arrived:
-                client.hset(presence_key(screen.entity_id), screen.key, screen.presence())
+                self.redis.hset(presence_key(screen.entity_id), screen.key, screen.presence())
             else:
-                client.hdel(presence_key(screen.entity_id), screen.key)
-            live.publish([{"k": "presence", "e": screen.entity_id}])
-        except RedisError:
-            logger.warning("presence not announced (no Redis)")
+                self.redis.hdel(presence_key(screen.entity_id), screen.key)
+            live.publish([{"k": "presence", "e": screen.entity_id}], self.redis)
+        except RedisError as exc:
+            logger.warning("presence not announced (%s)", exc)
 
     def _refresh_presence(self) -> None:
         with self.lock:
             screens = list(self.screens.values())
         if not screens:
             return
-        pipe = redis_connection().pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)
         for screen in screens:
             pipe.hset(presence_key(screen.entity_id), screen.key, screen.presence())
         pipe.execute()
 
     # --- the reader -----------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, last: str) -> None:
         with self.app.app_context():
-            client = Redis.from_url(
-                current_app.config["REDIS_URL"], socket_connect_timeout=3, socket_timeout=BLOCK_MS / 1000 + 10
-            )
-            last = "$"
             refreshed = 0.0
             while not self._stopping.is_set():
                 try:
-                    if last == "$":
-                        last = latest_id(client)
-                    found = client.xread({live.STREAM_KEY: last}, block=BLOCK_MS, count=500)
+                    found = self.redis.xread({live.STREAM_KEY: last}, block=BLOCK_MS, count=500)
                     if time.monotonic() - refreshed > PRESENCE_TTL_S / 3:
                         self._refresh_presence()
                         refreshed = time.monotonic()
@@ -235,10 +247,17 @@ class Hub:
                     logger.warning("live stream unreachable; retrying")
                     time.sleep(1)
                     continue
+                presence: dict[int, str] = {}  # a burst of arrivals and departures: told once per table
                 for _key, entries in found or ():
                     for entry_id, fields in entries:
                         last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                        self.deliver(last, decode(fields))
+                        note = decode(fields)
+                        if note is not None and note.get("k") == "presence":
+                            presence[note.get("e")] = last
+                        else:
+                            self.deliver(last, note)
+                for entity_id, entry_id in presence.items():
+                    self.deliver(entry_id, {"k": "presence", "e": entity_id})
                 with self.lock:
                     idle = not self.screens
                 if idle:  # the last screen closed: the next one starts a reader again
@@ -254,7 +273,7 @@ class Hub:
         with self.lock:
             screens = list(self.screens.values())
         try:
-            for screen, text in messages_for(note, entry_id, screens, self.rights):
+            for screen, text in messages_for(note, entry_id, screens, self.rights, self.redis):
                 screen.inbox.put(text)
         except Exception:
             logger.exception("a live announcement could not be delivered")
@@ -280,7 +299,7 @@ def latest_id(client: Redis) -> str:
 
 
 def messages_for(
-    note: dict[str, Any], entry_id: str, screens: list[Screen], rights: Rights
+    note: dict[str, Any], entry_id: str, screens: list[Screen], rights: Rights, client: Redis | None = None
 ) -> Iterator[tuple[Screen, str]]:
     """The SSE text each screen gets of one announcement (screens that may learn nothing get nothing)."""
     kind = note.get("k")
@@ -293,14 +312,19 @@ def messages_for(
                 yield screen, event_text(entry_id, "schema", {"rules": note.get("e") is None})
         return
     if kind == "presence":
-        people = present(note["e"])
+        if client is None:  # catching up: the opening event says who is here now
+            return
+        people = present(client, note["e"])
         for screen in screens:
             if screen.entity_id == note["e"]:
-                yield screen, event_text(entry_id, "presence", {"people": people_for(screen, people)})
+                told = json.dumps({"people": people_for(screen, people)}, ensure_ascii=False)
+                if told != screen.told_people:
+                    screen.told_people = told
+                    yield screen, f"id: {entry_id}\nevent: presence\ndata: {told}\n\n"
         return
     if kind != "rows":
         return
-    shared: dict[Any, str | None] = {}
+    shared: dict[Any, dict[str, Any] | None] = {}
     for screen in screens:
         if screen.entity_id != note["e"]:
             continue
@@ -312,23 +336,18 @@ def messages_for(
         if audience is None:
             continue
         if audience not in shared:
-            message = rows_message(note, actor)
-            shared[audience] = None if message is None else json.dumps(message, ensure_ascii=False)
-        text = shared[audience]
-        if text is not None:
-            if screen.record_id is not None and not _about(text, screen.record_id):
-                continue
-            yield screen, f"id: {entry_id}\nevent: rows\ndata: {text}\n\n"
+            shared[audience] = rows_message(note, actor)
+        message = shared[audience]
+        if message is None:
+            continue
+        if screen.record_id is not None and screen.record_id not in (*message["changed"], *message["gone"]):
+            continue
+        mine = note.get("u") == screen.user_id  # per screen: users sharing one answer are not all its author
+        yield screen, event_text(entry_id, "rows", {**message, "mine": mine})
 
 
-def _about(text: str, record_id: int) -> bool:
-    message = json.loads(text)
-    return record_id in message["changed"] or record_id in message["gone"]
-
-
-def present(entity_id: int) -> list[dict[str, Any]]:
+def present(client: Redis, entity_id: int) -> list[dict[str, Any]]:
     """Who has the table open now (stale entries of processes that died are dropped)."""
-    client = redis_connection()
     now = time.time()
     people: list[dict[str, Any]] = []
     stale: list[Any] = []
@@ -358,6 +377,18 @@ def people_for(screen: Screen, people: list[dict[str, Any]]) -> list[dict[str, A
     return sorted(seen.values(), key=lambda p: p["name"].casefold())
 
 
+#: Every hub of this process (one per app), for ``stop_all``.
+HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
+#: Connections of a hub's own Redis pool (the reader, presence, catching up): a screen waits for one.
+REDIS_CONNECTIONS = 20
+
+
+def stop_all() -> None:
+    """End every open stream of this process (gunicorn.conf.py calls it when a worker is told to stop)."""
+    for hub in list(HUBS):
+        hub.stop()
+
+
 def hub_of(app: Flask) -> Hub:
     hub = app.extensions.get("tabula_live_hub")
     if hub is None:
@@ -365,11 +396,10 @@ def hub_of(app: Flask) -> Hub:
     return hub
 
 
-def catch_up(since: str, screen: Screen, rights: Rights) -> tuple[list[str], str]:
+def catch_up(client: Redis, since: str, screen: Screen, rights: Rights) -> tuple[list[str], str]:
     """What ``screen`` missed after the entry ``since`` (its ``Last-Event-ID``), and the id read up to; a
     ``reload`` event instead when more than ``CATCH_UP`` entries passed or the stream no longer reaches
     back."""
-    client = redis_connection()
     try:
         entries = client.xrange(live.STREAM_KEY, min=f"({since}", max="+", count=CATCH_UP + 1)
         oldest = client.xrange(live.STREAM_KEY, count=1)
@@ -407,6 +437,19 @@ def valid_entry_id(raw: str | None) -> str | None:
     return raw if raw and len(raw) <= ENTRY_ID_LENGTH and ENTRY_ID_RE.fullmatch(raw) else None
 
 
+def stream_url(slug: str, record_id: int | None = None) -> str:
+    """The stream a page follows, from the announcements after the page was drawn (``since``: what comes
+    between drawing the page, loading its rows and opening the stream is not missed)."""
+    args: dict[str, Any] = {"table": slug}
+    if record_id is not None:
+        args["record"] = record_id
+    try:
+        args["since"] = latest_id(hub_of(current_app._get_current_object()).redis)  # noqa: SLF001
+    except RedisError:
+        pass  # the stream itself will say that live updates are unavailable
+    return url_for("LiveView.stream", **args)
+
+
 class LiveView(BaseView):
     """``/live/stream``: the changes an open grid or record page follows."""
 
@@ -437,16 +480,19 @@ class LiveView(BaseView):
             record_id=record_id,
         )
         hub = hub_of(current_app._get_current_object())  # noqa: SLF001 (Flask's documented way to the app)
-        hub.open(screen)  # from here on, announcements queue up in its inbox
+        try:
+            hub.open(screen)  # from here on, announcements queue up in its inbox
+        except RedisError:
+            return _refusal(503, _("Live updates are not available now; the page still works."))
         since = valid_entry_id(request.headers.get("Last-Event-ID") or request.args.get("since"))
         try:
-            first, read_to = catch_up(since, screen, hub.rights) if since else ([], "")
-            people = people_for(screen, present(screen.entity_id))
+            first, read_to = catch_up(hub.redis, since, screen, hub.rights) if since else ([], "")
+            people = people_for(screen, present(hub.redis, screen.entity_id))
         except Exception:
             hub.close(screen)
             raise
         db.session.remove()
-        here = json.dumps({"people": people}, ensure_ascii=False)
+        here = screen.told_people = json.dumps({"people": people}, ensure_ascii=False)
         opening = [f"retry: {RETRY_MS}\n\n", *first, f"event: presence\ndata: {here}\n\n"]
         response = Response(_follow(hub, screen, opening, read_to), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
@@ -483,3 +529,4 @@ def _refusal(status: int, message: str) -> Response:
 
 def register(appbuilder: Any) -> None:
     add_view(appbuilder, LiveView, None, audience="staff")
+    current_app.jinja_env.globals["live_stream_url"] = stream_url

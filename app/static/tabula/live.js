@@ -45,7 +45,9 @@
 
     function open() {
       // A new EventSource starts afresh: tell the server the last event seen, as a reconnect would.
-      source = new EventSource(lastId ? url + "&since=" + encodeURIComponent(lastId) : url);
+      var address = new URL(url, window.location.href);
+      if (lastId) { address.searchParams.set("since", lastId); }
+      source = new EventSource(address.toString());
       source.addEventListener("open", function () {
         clearTimeout(downTimer);
         downTimer = null;
