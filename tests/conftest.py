@@ -471,30 +471,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def other_process(app, env: dict[str, str]) -> Iterator[str]:  # noqa: ANN001
-    port = free_port()
+def start_gunicorn(env: dict[str, str], port: int, *args: str, own_group: bool = False) -> subprocess.Popen:
+    """The app under gunicorn on ``port``, as README's Production runs it (threads: a live page's stream
+    holds a thread, not a worker; a stop waits for open streams at most the graceful timeout), once it
+    answers. ``own_group``: in a process group of its own, to be killed whole as a crash would."""
     process = subprocess.Popen(
-        # As README's Production runs it: threads, so the live pages' streams hold a thread, not a worker
-        # (a stop waits for open streams at most the graceful timeout).
-        [GUNICORN, *THREADED, "-w", "2", "-b", f"127.0.0.1:{port}", "app:create_app()"],
+        [GUNICORN, *THREADED, *args, "-b", f"127.0.0.1:{port}", "app:create_app()"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{base}/login/", timeout=10).status_code == 200:
-                break
+            if requests.get(f"http://127.0.0.1:{port}/login/", timeout=10).status_code == 200:
+                return process
         except requests.RequestException:
             time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(process.communicate()[1][-2000:])
+    process.kill()
+    raise AssertionError(process.communicate()[1][-2000:])
+
+
+@pytest.fixture
+def other_process(app, env: dict[str, str]) -> Iterator[str]:  # noqa: ANN001
+    port = free_port()
+    process = start_gunicorn(env, port, "-w", "2")
+    base = f"http://127.0.0.1:{port}"
     yield base
     process.terminate()
     process.wait(timeout=30)

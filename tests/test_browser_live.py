@@ -10,13 +10,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import expect
 from sqlalchemy import select
 
@@ -25,10 +23,10 @@ from custom_fields import records, service
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from exports import imports
-from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, GUNICORN, ROOT, THREADED, free_port
+from tests.conftest import ADMIN_PASSWORD, DEMO_PASSWORD, free_port, start_gunicorn
 from tests.tables_helpers import new_field, new_table, unique_label
 from tests.test_board import book  # noqa: F401, F811 (a fixture)
-from tests.test_browser_grid import HOSTILE, LONG_CYRILLIC, VIEWPORT, cell, user_id, watch
+from tests.test_browser_grid import HOSTILE, LONG_CYRILLIC, VIEWPORT, cell, open_grid, user_id, watch
 from tests.test_browser_tables import sign_in
 from tests.test_imports import uploaded, wait
 
@@ -37,25 +35,8 @@ SECOND_ADMIN_PASSWORD = "second-Админ-1"
 
 
 def start_threaded(env: dict[str, str], port: int) -> subprocess.Popen:
-    """A production-like web process: gunicorn with threads (a stream holds a thread, not the worker)."""
-    process = subprocess.Popen(
-        [GUNICORN, *THREADED, "-w", "1", "-b", f"127.0.0.1:{port}", "app:create_app()"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: killed whole, master and worker, as a crash would
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/login/", timeout=10).status_code == 200:
-                return process
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(process.communicate()[1][-2000:])
+    """One gunicorn worker in a process group of its own (killed whole, master and worker, as a crash)."""
+    return start_gunicorn(env, port, "-w", "1", own_group=True)
 
 
 @pytest.fixture
@@ -68,7 +49,7 @@ def threaded_process(app, env: dict[str, str]) -> Iterator[dict[str, Any]]:  # n
         "process": start_threaded(env, port),
     }
     yield server
-    # Killed, not stopped: a graceful stop would wait out the open streams' heartbeat.
+    # Killed: a crash, not a stop.
     os.killpg(server["process"].pid, signal.SIGKILL)
     server["process"].wait(timeout=30)
 
@@ -100,16 +81,6 @@ def deals_sheet(app_ctx) -> dict[str, Any]:  # noqa: ANN001
     db.session.rollback()
     return {"entity": entity, "slug": entity.slug, "name": name, "amount": amount.name, "stage": stage.name,
             "ids": [s.id for s in saved]}  # fmt: skip
-
-
-def open_grid(browser, base: str, slug: str, username: str, password: str):  # noqa: ANN001, ANN201
-    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
-    page = context.new_page()
-    problems = watch(page)
-    sign_in(page, base, username, password)
-    page.goto(f"{base}/grid/{slug}/")
-    page.locator(".tabulator-row").first.wait_for(timeout=10_000)
-    return page, problems
 
 
 def row_named(page, sheet: dict[str, Any], name: str):  # noqa: ANN001, ANN201

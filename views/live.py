@@ -110,18 +110,25 @@ class Rights:
         self._actors.clear()
 
 
-def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
-    """What ``actor`` may learn of a records announcement: ``{"changed", "gone", "by"}`` with the ids of
-    records within their reach (changed: read them again; gone: in the recycle bin now), or None."""
-    entity = runtime.current().by_id.get(note["e"])
+def reader(entity_id: int, actor: Actor) -> TableQuery | None:
+    """``actor``'s query on the table, or None when it is gone or they may not read it."""
+    entity = runtime.current().by_id.get(entity_id)
     if entity is None:
         return None
     try:
-        query = TableQuery(entity.slug, actor)
+        return TableQuery(entity.slug, actor)
     except QueryError:
         return None
+
+
+def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
+    """What ``actor`` may learn of a records announcement: ``{"changed", "gone", "by"}`` with the ids of
+    records within their reach (changed: read them again; gone: in the recycle bin now), or None."""
+    query = reader(note["e"], actor)
+    if query is None:
+        return None
     shown = {column.name for column in query.all_columns}
-    shown_ids = {f.id for f in entity.live_fields if f.name in shown}
+    shown_ids = {f.id for f in query.entity.live_fields if f.name in shown}
     changed: list[int] = []
     gone: list[int] = []
     handed_on: set[int] = set()  # taken from this user (or their team): it left their reach
@@ -148,12 +155,8 @@ def rows_message(note: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
 def _audience(actor: Actor, entity_id: int) -> Any:
     """Users who learn the same of a table's changes (everyone who reads all of it with the same fields shares
     one answer; others answer for themselves)."""
-    entity = runtime.current().by_id.get(entity_id)
-    if entity is None:
-        return None
-    try:
-        query = TableQuery(entity.slug, actor)
-    except QueryError:
+    query = reader(entity_id, actor)
+    if query is None:
         return None
     columns = tuple(sorted(column.name for column in query.all_columns))
     owned = actor.user_id if query.rights.scope("read") != "all" else None
