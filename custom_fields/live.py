@@ -42,24 +42,34 @@ def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozense
         return
     by_table: dict[int, dict[str, Any]] = {}
     pending = session.info.setdefault(_PENDING, [])
-    for row in rows:
-        if row["action"] in UNSEEN:
-            continue
-        entity_id = int(row["entity_id"])
-        note = by_table.get(entity_id)
-        if note is None:
-            note = by_table[entity_id] = {"k": "rows", "e": entity_id, "u": row.get("user_id"), "r": {}}
-            pending.append(note)
-        record = note["r"].setdefault(str(row["record_id"]), {"a": "change", "f": []})
+    for row in rows:  # the write path's hot loop: plain lookups, fields made unique when published
         action = row["action"]
-        if action in APPEARING or action in LEAVING:
-            record["a"] = "gone" if action in LEAVING else "new"
-        fields = record["f"]
-        for change in row.get("changes") or ():
-            if change and change[0] is not None and change[0] not in fields:
-                fields.append(change[0])
-            if change and change[0] in holders and isinstance(change[1], int):
-                record.setdefault("h", []).append(change[1])
+        if action in UNSEEN:
+            continue
+        note = by_table.get(row["entity_id"])
+        if note is None:
+            note = by_table[row["entity_id"]] = {
+                "k": "rows",
+                "e": int(row["entity_id"]),
+                "u": row.get("user_id"),
+                "r": {},
+            }
+            pending.append(note)
+        key = str(row["record_id"])
+        record = note["r"].get(key)
+        if record is None:
+            record = note["r"][key] = {"a": "change", "f": []}
+        if action in APPEARING:
+            record["a"] = "new"
+        elif action in LEAVING:
+            record["a"] = "gone"
+        changes = row.get("changes")
+        if changes:
+            record["f"].extend(change[0] for change in changes)
+            if holders:
+                former = [c[1] for c in changes if c[0] in holders and isinstance(c[1], int)]
+                if former:
+                    record.setdefault("h", []).extend(former)
 
 
 def announce_schema(session: Any, entity_id: int | None) -> None:
@@ -77,6 +87,8 @@ def publish(notes: list[dict[str, Any]], client: Any = None) -> None:
         return
     pipe = (client or redis_connection()).pipeline(transaction=False)
     for note in notes:
+        for record in note.get("r", {}).values():
+            record["f"] = sorted({f for f in record["f"] if f is not None})
         pipe.xadd(STREAM_KEY, {"n": json.dumps(note, separators=(",", ":"))}, maxlen=STREAM_LENGTH)
     pipe.execute()
 
