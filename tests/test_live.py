@@ -371,3 +371,32 @@ def test_a_stopping_web_process_ends_its_streams_at_once(app_ctx, env: dict[str,
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_role_without_the_live_permission_gets_pages_that_stay_as_drawn(app, app_ctx) -> None:  # noqa: ANN001
+    """A role an admin made without "can read on Live": its grid has no stream to open (no console errors
+    from refused reconnects), and the stream refuses it."""
+    from flask_appbuilder.security.sqla.models import Role
+    from sqlalchemy import select
+
+    from tests.conftest import login
+    from tests.test_grid import page_config
+
+    sm = app_ctx.appbuilder.sm
+    staff = db.session.scalar(select(Role).where(Role.name == "Staff"))
+    role = sm.add_role(f"Без живого {uuid.uuid4().hex[:6]}")
+    for permission in staff.permissions:
+        if permission.view_menu.name != "Live":
+            sm.add_permission_role(role, permission)
+    access.save_rules(role.id, tables={None: {"read": True}}, user_id=user_id("admin"))
+    refresh()
+    username = f"nolive_{uuid.uuid4().hex[:6]}"
+    assert sm.add_user(username, "Без", "Потока", f"{username}@example.com", role, "x-Пароль-1")
+    client = app.test_client()
+    login(client, username, "x-Пароль-1")
+    config, _token = page_config(client, "companies")
+    assert config["liveUrl"] is None
+    assert client.get("/live/stream?table=companies").status_code in (401, 403)
+    staff_client = app.test_client()
+    login(staff_client, "staff1", DEMO_PASSWORD)
+    assert page_config(staff_client, "companies")[0]["liveUrl"].startswith("/live/stream?table=companies")

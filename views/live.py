@@ -440,9 +440,12 @@ def valid_entry_id(raw: str | None) -> str | None:
     return raw if raw and len(raw) <= ENTRY_ID_LENGTH and ENTRY_ID_RE.fullmatch(raw) else None
 
 
-def stream_url(slug: str, record_id: int | None = None) -> str:
+def stream_url(slug: str, record_id: int | None = None) -> str | None:
     """The stream a page follows, from the announcements after the page was drawn (``since``: what comes
-    between drawing the page, loading its rows and opening the stream is not missed)."""
+    between drawing the page, loading its rows and opening the stream is not missed); None for a user whose
+    roles lack the live permission (their pages stay as drawn)."""
+    if not current_app.appbuilder.sm.has_access("can_read", LiveView.class_permission_name):
+        return None
     args: dict[str, Any] = {"table": slug}
     if record_id is not None:
         args["record"] = record_id

@@ -13,6 +13,7 @@
     var down = false;
     var lastId = "";
     var downTimer = null;
+    var retryMs = 5000;
 
     function show() {
       if (!mark) { return; }
@@ -49,6 +50,7 @@
       if (lastId) { address.searchParams.set("since", lastId); }
       source = new EventSource(address.toString());
       source.addEventListener("open", function () {
+        retryMs = 5000;
         clearTimeout(downTimer);
         downTimer = null;
         down = false;
@@ -56,7 +58,11 @@
       });
       source.addEventListener("error", function () {
         // EventSource retries by itself while the server is away (CONNECTING); a refusal (CLOSED) does not.
-        if (source.readyState === EventSource.CLOSED) { setTimeout(open, 5000); }
+        // Refused (the server restarting behind a proxy, signed out): try again, less and less often.
+        if (source.readyState === EventSource.CLOSED) {
+          setTimeout(open, retryMs);
+          retryMs = Math.min(retryMs * 2, 60000);
+        }
         // The server ends each stream after a while and the browser reconnects at once: say "reconnecting"
         // only when it takes longer than that.
         if (!downTimer) { downTimer = setTimeout(function () { down = true; show(); }, 3000); }
