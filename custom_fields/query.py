@@ -639,9 +639,11 @@ class TableQuery:
         them are in the recycle bin and were within the actor's reach when they went there (a live screen
         learns that a record it may have shown is gone); filters and search do not apply then."""
         wanted = sorted({int(i) for i in ids})
-        condition = self.condition()
-        if in_bin:
-            condition = row_filter(Columns(self._table), self._rights, self._action, in_bin=True)
+        condition = (
+            row_filter(Columns(self._table), self._rights, self._action, in_bin=True)
+            if in_bin
+            else self.condition()
+        )
         found: set[int] = set()
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]

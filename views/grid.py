@@ -502,20 +502,12 @@ def ui_texts() -> dict[str, str]:
         "bulkProgress": _("%(done)s of %(total)s"),
         "bulkRunning": _("Changing the records in the background…"),
         "extraFilter": _("Also filtered by: %(fields)s"),
-        **live_texts(),
+        **live.live_texts(),
         "changedUnder": _(
             "%(by)s has just changed the value you are editing to “%(value)s”; saving yours replaces it."
         ),
         "removedUnder": _("%(by)s has just deleted the record you are editing."),
         "columnsChanged": _("The table's fields were changed; the columns are up to date."),
-    }
-
-
-def live_texts() -> dict[str, str]:
-    """The words of a page that follows changes live (live.js)."""
-    return {
-        "reconnecting": _("Reconnecting…"),
-        "alsoHere": _("Also here: %(names)s"),
     }
 
 

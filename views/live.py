@@ -440,6 +440,15 @@ def valid_entry_id(raw: str | None) -> str | None:
     return raw if raw and len(raw) <= ENTRY_ID_LENGTH and ENTRY_ID_RE.fullmatch(raw) else None
 
 
+def live_texts(**more: str) -> dict[str, str]:
+    """The words of a page that follows changes live (live.js), with a page's own ``more``."""
+    return {"reconnecting": _("Reconnecting…"), "alsoHere": _("Also here: %(names)s"), **more}
+
+
+def current_hub() -> Hub:
+    return hub_of(current_app._get_current_object())  # noqa: SLF001 (Flask's documented way to the app)
+
+
 def stream_url(slug: str, record_id: int | None = None) -> str | None:
     """The stream a page follows, from the announcements after the page was drawn (``since``: what comes
     between drawing the page, loading its rows and opening the stream is not missed); None for a user whose
@@ -450,7 +459,7 @@ def stream_url(slug: str, record_id: int | None = None) -> str | None:
     if record_id is not None:
         args["record"] = record_id
     try:
-        args["since"] = latest_id(hub_of(current_app._get_current_object()).redis)  # noqa: SLF001
+        args["since"] = latest_id(current_hub().redis)
     except RedisError:
         pass  # the stream itself will say that live updates are unavailable
     return url_for("LiveView.stream", **args)
@@ -485,7 +494,7 @@ class LiveView(BaseView):
             slug=query.entity.slug,
             record_id=record_id,
         )
-        hub = hub_of(current_app._get_current_object())  # noqa: SLF001 (Flask's documented way to the app)
+        hub = current_hub()
         try:
             hub.open(screen)  # from here on, announcements queue up in its inbox
         except RedisError:
@@ -518,7 +527,7 @@ def _follow(hub: Hub, screen: Screen, opening: list[str], read_to: str) -> Itera
                 continue
             if item is _CLOSE:
                 return
-            if read_to and _older(_event_id(item), read_to) or _event_id(item) == read_to:
+            if read_to and not _older(read_to, _event_id(item)):
                 continue  # caught up on it already
             yield item
     finally:
@@ -536,3 +545,4 @@ def _refusal(status: int, message: str) -> Response:
 def register(appbuilder: Any) -> None:
     add_view(appbuilder, LiveView, None, audience="staff")
     current_app.jinja_env.globals["live_stream_url"] = stream_url
+    current_app.jinja_env.globals["live_texts"] = live_texts
