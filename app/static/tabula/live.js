@@ -14,6 +14,7 @@
     var lastId = "";
     var downTimer = null;
     var retryMs = 5000;
+    var closed = false;  // closed by the page: no reconnect scheduled before then may reopen it
 
     function show() {
       if (!mark) { return; }
@@ -45,6 +46,7 @@
     }
 
     function open() {
+      if (closed) { return; }
       // A new EventSource starts afresh: tell the server the last event seen, as a reconnect would.
       var address = new URL(url, window.location.href);
       if (lastId) { address.searchParams.set("since", lastId); }
@@ -76,9 +78,14 @@
       });
     }
 
+    function close() {
+      closed = true;
+      if (source) { source.close(); }
+    }
+
     open();
-    window.addEventListener("pagehide", function () { if (source) { source.close(); } });
-    return {close: function () { if (source) { source.close(); } }};
+    window.addEventListener("pagehide", close);
+    return {close: close};
   }
 
   window.TabulaLive = {follow: follow};
