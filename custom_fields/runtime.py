@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,7 +246,9 @@ def record_link(entity_id: int, record_id: int) -> Markup:
     return Markup('<a href="{}">{}</a>').format(href, label)
 
 
-USERS = table("ab_user", column("id"), column("username"), column("first_name"), column("last_name"))
+USERS = table(
+    "ab_user", column("id"), column("username"), column("first_name"), column("last_name"), column("active")
+)
 
 
 def _user_row(user_id: int) -> Any:
@@ -268,6 +270,15 @@ def user_label(user_id: int) -> str:
 def username_of(user_id: int) -> str:
     row = _user_row(user_id)
     return row.username if row is not None else str(user_id)
+
+
+def active_users(among: Iterable[int] | None = None) -> list[tuple[int, str]]:
+    """Active users (or those of ``among`` who are) as (id, label), by label."""
+    statement = select(USERS.c.id).where(USERS.c.active.is_(True))
+    if among is not None:
+        statement = statement.where(USERS.c.id.in_(sorted(among) or [-1]))
+    found = [(user_id, user_label(user_id)) for user_id in db.session.scalars(statement)]
+    return sorted(found, key=lambda pair: pair[1].lower())
 
 
 def user_id_by_username(username: str) -> int | None:

@@ -235,6 +235,20 @@ class Period:
         return parts
 
 
+def all_of(*parts: Any) -> Any:
+    """A filter holding every one of ``parts`` (None ones left out), with groups of "and" taken apart so
+    that narrowing a report again and again never nests deeper than the query layer allows."""
+    found: list[Any] = []
+    for part in parts:
+        if not part:
+            continue
+        if isinstance(part, dict) and set(part) == {"and"} and isinstance(part["and"], list):
+            found.extend(part["and"])
+        else:
+            found.append(part)
+    return {"and": found} if found else None
+
+
 def _date_of(raw: Any) -> dt.date | None:
     if raw in (None, ""):
         return None
@@ -285,9 +299,7 @@ class Definition:
             if "day" not in column.ftype.bucket_units:
                 raise ReportError(_("The period needs a date field."))
             parts = self.period.condition(today or buckets.today())
-            spec = dataclasses.replace(
-                spec, filter={"and": [*([spec.filter] if spec.filter else []), *parts]}
-            )
+            spec = dataclasses.replace(spec, filter=all_of(spec.filter, *parts))
         return spec
 
 
@@ -505,7 +517,7 @@ def drill_filter(
 ) -> Any:
     """The grid filter of the records behind a cell: the report's filter and each group's value (a bucket as
     its date range; an empty value as "is empty")."""
-    parts = [spec.filter] if spec.filter else []
+    parts = [spec.filter]
     pairs = list(zip(spec.rows, row_keys, strict=False))
     if with_column and spec.column:
         pairs.append((spec.column, column_key))
@@ -521,4 +533,4 @@ def drill_filter(
                 parts.append({"field": name, "op": "lt", "value": after.isoformat()})
         else:
             parts.append({"field": name, "op": "eq", "value": key})
-    return {"and": parts} if parts else None
+    return all_of(*parts)

@@ -17,6 +17,8 @@ from custom_fields import runtime
 from custom_fields.access import Actor, grants
 
 COUNT = {"function": "count"}
+OPEN_TASK = {"and": [{"field": "status", "op": "neq", "value": "done"},
+                     {"field": "status", "op": "neq", "value": "cancelled"}]}  # fmt: skip
 
 
 def _sum(field: str) -> dict[str, str]:
@@ -29,6 +31,10 @@ class Standard:
     name: Any  # a lazy label
     description: Any
     definition: dict[str, Any]
+    #: the date a dashboard's period narrows (None: a picture of now, such as receivables aging)
+    period_field: str | None = None
+    #: the user field a dashboard's manager filter narrows
+    manager_field: str = "owner_id"
 
 
 STANDARD: tuple[Standard, ...] = (
@@ -43,6 +49,7 @@ STANDARD: tuple[Standard, ...] = (
             "measures": [COUNT, _sum("amount")],
             "chart": "stacked",
         },
+        period_field="created_at",
     ),
     Standard(
         "receivables_managers",
@@ -85,6 +92,7 @@ STANDARD: tuple[Standard, ...] = (
             "filter": {"field": "closed_at", "op": "nempty"},
             "chart": "stacked",
         },
+        period_field="closed_at",
     ),
     Standard(
         "complaints",
@@ -98,6 +106,7 @@ STANDARD: tuple[Standard, ...] = (
             "filter": {"field": "kind", "op": "eq", "value": "complaint"},
             "chart": "stacked",
         },
+        period_field="occurred_at",
     ),
     Standard(
         "complaint_resolution",
@@ -111,6 +120,7 @@ STANDARD: tuple[Standard, ...] = (
             "filter": {"field": "kind", "op": "eq", "value": "complaint"},
             "chart": "stacked",
         },
+        period_field="occurred_at",
     ),
     Standard(
         "activity",
@@ -125,6 +135,7 @@ STANDARD: tuple[Standard, ...] = (
             "chart": "stacked",
             "period": {"field": "occurred_at", "kind": "last_days", "days": 30},
         },
+        period_field="occurred_at",
     ),
     Standard(
         "stale_deals",
@@ -153,6 +164,35 @@ STANDARD: tuple[Standard, ...] = (
             "chart": "stacked",
             "period": {"field": "updated_at", "kind": "before_days", "days": 90},
         },
+    ),
+    Standard(
+        "open_tasks",
+        _l("Open tasks"),
+        _l("Tasks not yet done or cancelled, per assignee and priority."),
+        {
+            "table": "tasks",
+            "rows": ["assignee_id"],
+            "column": "priority",
+            "measures": [COUNT],
+            "filter": OPEN_TASK,
+            "chart": "stacked",
+        },
+        manager_field="assignee_id",
+    ),
+    Standard(
+        "overdue_tasks",
+        _l("Overdue tasks"),
+        _l("Open tasks whose due date has passed, per assignee and priority."),
+        {
+            "table": "tasks",
+            "rows": ["assignee_id"],
+            "column": "priority",
+            "measures": [COUNT],
+            "filter": OPEN_TASK,
+            "chart": "stacked",
+            "period": {"field": "due_at", "kind": "before_days", "days": 1},
+        },
+        manager_field="assignee_id",
     ),
 )  # fmt: skip
 BY_KEY = {s.key: s for s in STANDARD}

@@ -17,6 +17,7 @@ from models.crm import (
     Stage,
     Task,
 )
+from models.dashboards import DashboardLayout
 from models.exports import ExportFile, ExportSchedule, ExportScheduleRun, ExportStatus, StoredFileChunk
 from models.imports import ImportItem, ImportRun, ImportStatus
 from models.mailings import (
@@ -35,6 +36,7 @@ from models.system import AppSetting, JobRun, JobStatus, SeededGrant
 from models.teams import Team, team_member
 
 __all__ = [
+    "DashboardLayout",
     "ImportItem",
     "ImportRun",
     "ImportStatus",

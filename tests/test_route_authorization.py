@@ -122,6 +122,11 @@ REFUSAL_TESTS: dict[str, str] = {
         ("ReportView.create", "ReportView.change", "ReportView.delete"),
         "tests/test_saved_reports.py::test_saved_reports_are_shared_read_only_and_computed_for_each_reader",
     ),
+    # a user's own dashboard: only its owner changes it, only to reports offered to them
+    **dict.fromkeys(
+        ("DashboardView.pin", "DashboardView.unpin", "DashboardView.move", "DashboardView.reset"),
+        "tests/test_dashboard.py::test_refused_changes_change_nothing",
+    ),
     "ImportView.upload": IMPORTS,
     "ImportView.check": IMPORTS,
     "ImportView.add_fields": IMPORTS,

@@ -94,7 +94,9 @@ def test_the_period_filters_the_figures_and_their_links(app_ctx, deals_table) ->
         staff1, TODAY
     )
     drill = reports.drill_filter(spec, [])
-    assert {"field": when, "op": "lt", "value": "2027-01-01"} in drill["and"][0]["and"]
+    # The period's conditions sit beside the others, one level deep (narrowing never nests deeper).
+    assert {"field": when, "op": "lt", "value": "2027-01-01"} in drill["and"]
+    assert {"field": when, "op": "ge", "value": "2026-01-01"} in drill["and"]
     names = deals_table["names"]
     for bad in (names["Сумма"], names["Секрет"], "no_such_field"):  # not a date; hidden from Staff; unknown
         with pytest.raises(reports.QueryError):

@@ -24,11 +24,11 @@ from custom_fields.query import TableQuery
 from custom_fields.types import local_timezone
 from exports import reports, standard_reports
 from exports.reports import Definition
-from models import Activity, Company, Deal, Invoice, team_member
+from models import Activity, Company, Deal, Invoice, Task, team_member
 from tests.conftest import csrf_token
 from tests.test_exports import user_id
 
-MODELS = {"deals": Deal, "invoices": Invoice, "activities": Activity, "companies": Company}
+MODELS = {"deals": Deal, "invoices": Invoice, "activities": Activity, "companies": Company, "tasks": Task}
 WHO = ("manager", "staff1")
 
 
@@ -101,7 +101,8 @@ def independent(definition: dict[str, Any], who: str, today: dt.date) -> dict[tu
     column = definition.get("column")
     found: dict[tuple, dict[str, Any]] = defaultdict(lambda: defaultdict(lambda: None))
     for row in rows:
-        if row.owner_id not in owners or not holds(row, definition.get("filter")):
+        holders = {row.owner_id, getattr(row, "assignee_id", None)}  # a task is its assignee's too
+        if not holders & owners or not holds(row, definition.get("filter")):
             continue
         if not in_period(row, definition.get("period"), today):
             continue
@@ -183,10 +184,30 @@ def stale_records(app_ctx) -> None:  # noqa: ANN001
     db.session.commit()
 
 
+@pytest.fixture
+def task_book(app_ctx) -> None:  # noqa: ANN001
+    """staff1's and staff2's tasks due on each side of today (open, done and cancelled ones), some assigned to
+    the other: an overdue task is one whose due day has passed."""
+    staff = {who: Actor.for_user_id(user_id(who)) for who in ("staff1", "staff2")}
+    zone = local_timezone()
+    today = buckets.today()
+    for who, actor in staff.items():
+        other = user_id("staff2" if who == "staff1" else "staff1")
+        for days in (-2, -1, 0, 1, 30):
+            due = dt.datetime.combine(today - dt.timedelta(days=days), dt.time(9, 30), zone).isoformat()
+            for status in ("open", "in_progress", "done", "cancelled"):
+                values = {"title": f"Задача {who} {days} {status}", "due_at": due, "status": status}
+                records.create("tasks", values, actor)
+            records.create(
+                "tasks", {"title": f"Поручена {who} {days}", "due_at": due, "assignee_id": other}, actor
+            )
+        records.create("tasks", {"title": f"Без срока {who}"}, actor)
+
+
 @pytest.mark.parametrize("key", [s.key for s in standard_reports.STANDARD])
 @pytest.mark.parametrize("who", WHO)
 def test_each_standard_report_equals_an_independent_computation(
-    app_ctx, aging_invoices, stale_records, key, who
+    app_ctx, aging_invoices, stale_records, task_book, key, who
 ) -> None:  # noqa: ANN001, E501
     standard = standard_reports.BY_KEY[key]
     actor = Actor.for_user_id(user_id(who))

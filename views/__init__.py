@@ -103,6 +103,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     )
     from views import (
         board,
+        dashboard,
         data,
         exports,
         grid,
@@ -119,8 +120,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     )
 
     for crm_screens in (
-        board, my_tasks, search, leads, teams, data, reports, mailings, exports, schedules, imports, grid,
-        saved_views, live,
+        dashboard, board, my_tasks, search, leads, teams, data, reports, mailings, exports, schedules,
+        imports, grid, saved_views, live,
     ):  # fmt: skip
         crm_screens.register(appbuilder)
     add_system_view(appbuilder, SchemaAdminView, "Tables and fields", _l("Tables and fields"), "fa-th-list")

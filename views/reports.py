@@ -161,6 +161,7 @@ class ReportView(BaseView):
             "runUrl": url_for("ReportView.run"),
             "exportUrl": url_for("ReportView.export"),
             "savedUrl": url_for("ReportView.saved"),
+            "pinUrl": url_for("DashboardView.pin") if self._may_pin() else None,
             "savedOneUrl": url_for("ReportView.saved_one", report_id=0).rsplit("/", 1)[0] + "/",
             "saved": _saved_list(actor),
             "standard": standard,
@@ -197,11 +198,15 @@ class ReportView(BaseView):
                 "confirmDelete": _("Delete this report?"),
                 "readOnly": _("Shared with you by %(owner)s: read-only; “Save as new” keeps your own copy."),
                 "needName": _("A report needs a name."),
+                "pinned": _("Pinned to your dashboard."),
             },
         }
         return self.render_template(
             "tabula/reports/builder.html", config=json.dumps(config, ensure_ascii=False), title=_("Reports")
         )
+
+    def _may_pin(self) -> bool:
+        return bool(self.appbuilder.sm.has_access("can_read", "Dashboard"))
 
     @expose("/fields/<slug>")
     @has_access_api

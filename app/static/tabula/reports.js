@@ -35,6 +35,7 @@
   var deleteEl = document.getElementById("report-delete");
   var scheduleEl = document.getElementById("report-schedule");
   var saveMessage = document.getElementById("report-save-message");
+  var pinEl = document.getElementById("report-pin");
   var current = null;  // the saved report shown (its JSON), or null for a new one
   var fields = {groups: [], measures: []};
   var chart = null;
@@ -248,6 +249,7 @@
     sharedNote.textContent = !current ? "" : current.standard ? current.description + " " + T.builtIn : T.readOnly.replace("%(owner)s", current.owner);
     scheduleEl.hidden = !current || !current.canSchedule;
     if (current) { scheduleEl.href = current.scheduleUrl; }
+    pinEl.hidden = !current || !config.pinUrl;
     var url = window.location.pathname + (!current ? "" : current.standard ? "?standard=" + encodeURIComponent(current.key) : "?report=" + current.id);
     window.history.replaceState(null, "", url);
   }
@@ -370,49 +372,10 @@
   }
 
   function drawChart(result) {
-    var first = result.measures[0].alias;
-    var kind = chartSelect.value;
-    var rowLabels = result.rows.map(function (h) { return h.map(function (x) { return x.label; }).join(" / ") || T.total; });
     chartArea.hidden = false;
     if (!window.echarts) { return; }
-    if (!chart) {
-      chart = window.echarts.init(chartArea, null, {locale: config.locale === "ru" ? "RU" : "EN"});
-      window.addEventListener("resize", function () { chart.resize(); });
-      chart.on("click", function (event) {
-        var url = event.data && event.data.url;
-        if (url) { window.location.href = url; }
-      });
-    }
-    var option;
-    if (kind === "pie") {
-      option = {
-        tooltip: {trigger: "item", renderMode: "richText"},
-        series: [{type: "pie", radius: "65%", data: result.rows.map(function (h, i) {
-          return {name: rowLabels[i], value: Number(result.row_totals[first][i] || 0), url: result.row_links[i]};
-        })}]
-      };
-    } else {
-      var columns = result.columns.length ? result.columns : [{label: result.measures[0].label}];
-      option = {
-        tooltip: {trigger: "item", renderMode: "richText"},
-        legend: {type: "scroll", bottom: 0},
-        grid: {left: 60, right: 20, top: 20, bottom: 60},
-        xAxis: {type: "category", data: rowLabels, axisLabel: {interval: 0, rotate: rowLabels.length > 8 ? 30 : 0}},
-        yAxis: {type: "value"},
-        series: columns.map(function (c, j) {
-          return {
-            name: c.label,
-            type: kind === "line" ? "line" : "bar",
-            stack: kind === "stacked" ? "all" : undefined,
-            data: result.rows.map(function (h, i) {
-              var v = result.cells[first][i][j];
-              return {value: v === null ? 0 : Number(v), url: result.links[i][j]};
-            })
-          };
-        })
-      };
-    }
-    chart.setOption(option, true);
+    if (!chart) { chart = window.TabulaReportChart.attach(chartArea, config.locale); }
+    chart.setOption(window.TabulaReportChart.option(result, chartSelect.value, T.total, false), true);
   }
 
   function run(event) {
@@ -523,7 +486,19 @@
       .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
+  /* Pin the open report (standard or saved) to the user's dashboard. */
+  function pin() {
+    if (!current) { return; }
+    messageEl.textContent = "";
+    saveMessage.textContent = "";
+    var ref = current.standard ? "std:" + current.key : "saved:" + current.id;
+    send(config.pinUrl, {ref: ref}).then(function () {
+      saveMessage.textContent = T.pinned;
+    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+  }
+
   savedEl.addEventListener("change", openSaved);
+  pinEl.addEventListener("click", pin);
   document.getElementById("report-save-button").addEventListener("click", function () { save(false); });
   document.getElementById("report-save-new").addEventListener("click", function () { save(true); });
   deleteEl.addEventListener("click", remove);
