@@ -300,6 +300,8 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_TYPE": "redis",
         "SESSION_KEY_PREFIX": "tabula:session:",
         "SESSION_PERMANENT": False,
+        # Only a changed session is written back (app.sessions: an unchanged one only has its expiry pushed).
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "PERMANENT_SESSION_LIFETIME": dt.timedelta(hours=_positive(env, "TABULA_SESSION_IDLE_HOURS", 12)),
         # Failed sign-ins: this many for one user name, or from one address, within the lockout window
         # lock that name or address until the first of them is older than the window.

@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         app.config["SESSION_REDIS"] = redis_connection()
     Session(app)
+    app.after_request(_keep_alive)
     # Flashed messages may be lazily translated strings (FAB flashes some): store them as text.
     app.session_interface.serializer.encoder = msgspec.msgpack.Encoder(enc_hook=_as_text)
     user_logged_in.connect(_on_login, app)
@@ -110,6 +111,23 @@ def end_this_session() -> None:
     session.clear()
     session.update(kept)
     current_app.session_interface.regenerate(session)
+
+
+def _keep_alive(response: Any) -> Any:
+    """Push an unchanged session's expiry back (idle sessions expire after ``PERMANENT_SESSION_LIFETIME``)
+    without writing its contents: with ``SESSION_REFRESH_EACH_REQUEST`` every request wrote back the session
+    it had read, so one answered after a concurrent change undid it (a language switched while the
+    dashboard's cards were loading came back as it was). A changed session is written, with its expiry, by
+    Flask-Session as always."""
+    sid = getattr(session, "sid", None)
+    if sid and session and not session.modified:
+        try:
+            current_app.config["SESSION_REDIS"].expire(
+                current_app.config["SESSION_KEY_PREFIX"] + sid, current_app.permanent_session_lifetime
+            )
+        except RedisError:
+            pass  # the session was read from Redis a moment ago; it expires a little sooner
+    return response
 
 
 def _as_text(value: Any) -> str:

@@ -394,6 +394,30 @@ def test_the_session_lives_in_redis_not_in_the_cookie(app, redis_url) -> None:  
     assert Redis.from_url(redis_url).exists(f"tabula:session:{cookie}")
 
 
+def test_a_request_pushes_the_idle_expiry_back_and_never_undoes_a_concurrent_change(app, redis_url) -> None:  # noqa: ANN001
+    """A request that did not change the session only pushes its expiry back: one that read the session
+    before a concurrent request switched the language, and answered after it, leaves the language switched
+    (it used to write back what it had read, as the dashboard's parallel card requests did)."""
+    from redis import Redis
+
+    client = app.test_client()
+    assert signed_in(login(client, new_user(app), PASSWORD))
+    cookie = session_cookie(client)
+    key = f"tabula:session:{cookie}"
+    redis = Redis.from_url(redis_url)
+    redis.expire(key, 100)
+    assert client.get("/dashboard/card?ref=std:funnel").status_code == 200
+    assert redis.ttl(key) > 3600  # TABULA_SESSION_IDLE_HOURS from now again
+    cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
+    with app.test_request_context("/dashboard/", headers={"Cookie": f"{cookie_name}={cookie}"}):
+        from flask import session
+
+        assert session.get("_user_id")  # this request read the session ...
+        assert client.get("/lang/ru").status_code == 302  # ... then another one switched the language ...
+        app.process_response(app.make_response("answered last"))  # ... and this one answers after it
+    assert "Сводка" in client.get("/dashboard/").get_data(as_text=True)  # still Russian
+
+
 # --- item 6: cookie-authenticated API writes need the CSRF header or our Origin ---------------------------
 
 

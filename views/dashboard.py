@@ -59,6 +59,31 @@ def texts() -> dict[str, str]:
     }
 
 
+def page(view: BaseView) -> Any:
+    """The dashboard page, rendered by ``view`` (this screen, or the home page for a signed-in user)."""
+    actor = Actor.current("ui")
+    managers = dashboard.manager_choices(actor)
+    config = {
+        "cards": _cards(actor),
+        "offered": [{"ref": c.ref, "name": c.name} for c in dashboard.offered(actor)],
+        "periods": [{"value": k, "label": str(v)} for k, v in dashboard.PERIODS.items()],
+        "managers": [{"id": i, "name": n} for i, n in managers],
+        "cardUrl": url_for("DashboardView.card"),
+        "pinUrl": url_for("DashboardView.pin"),
+        "unpinUrl": url_for("DashboardView.unpin"),
+        "moveUrl": url_for("DashboardView.move"),
+        "resetUrl": url_for("DashboardView.reset"),
+        "locale": str(get_locale() or "en")[:2],
+        "texts": texts(),
+    }
+    return view.render_template(
+        "tabula/dashboard.html",
+        config=json.dumps(config, ensure_ascii=False),
+        has_managers=bool(managers),
+        title=_("Dashboard"),
+    )
+
+
 class DashboardView(BaseView):
     route_base = "/dashboard"
     default_view = "show"
@@ -75,27 +100,7 @@ class DashboardView(BaseView):
     @expose("/")
     @has_access
     def show(self) -> Any:
-        actor = Actor.current("ui")
-        managers = dashboard.manager_choices(actor)
-        config = {
-            "cards": _cards(actor),
-            "offered": [{"ref": c.ref, "name": c.name} for c in dashboard.offered(actor)],
-            "periods": [{"value": k, "label": str(v)} for k, v in dashboard.PERIODS.items()],
-            "managers": [{"id": i, "name": n} for i, n in managers],
-            "cardUrl": url_for("DashboardView.card"),
-            "pinUrl": url_for("DashboardView.pin"),
-            "unpinUrl": url_for("DashboardView.unpin"),
-            "moveUrl": url_for("DashboardView.move"),
-            "resetUrl": url_for("DashboardView.reset"),
-            "locale": str(get_locale() or "en")[:2],
-            "texts": texts(),
-        }
-        return self.render_template(
-            "tabula/dashboard.html",
-            config=json.dumps(config, ensure_ascii=False),
-            has_managers=bool(managers),
-            title=_("Dashboard"),
-        )
+        return page(self)
 
     @expose("/card")
     @has_access_api

@@ -1,8 +1,7 @@
-"""The landing page: signed-in users go to their dashboard; others see the welcome and the sign-in."""
+"""The landing page: a signed-in user's dashboard; for a visitor, the welcome and the sign-in."""
 
 from typing import Any
 
-from flask import redirect, url_for
 from flask_appbuilder import IndexView, expose
 from flask_login import current_user
 
@@ -13,5 +12,7 @@ class HomeView(IndexView):
     @expose("/")
     def index(self) -> Any:
         if current_user.is_authenticated and self.appbuilder.sm.has_access("can_read", "Dashboard"):
-            return redirect(url_for("DashboardView.show"))
+            from views.dashboard import page
+
+            return page(self)
         return self.render_template(self.index_template, appbuilder=self.appbuilder)

@@ -16,6 +16,7 @@
     var labels = rowLabels(result, totalLabel);
     if (kind === "pie") {
       return {
+        animation: false,
         tooltip: {trigger: "item", renderMode: "richText"},
         legend: compact ? {type: "scroll", bottom: 0} : undefined,
         series: [{
@@ -30,6 +31,7 @@
     }
     var columns = result.columns.length ? result.columns : [{label: result.measures[0].label}];
     return {
+      animation: false,  // drawn at once: in headless chromium the grow-in animation stalled, leaving slivers
       tooltip: {trigger: "item", renderMode: "richText", confine: true},
       legend: {type: "scroll", bottom: 0},
       grid: compact ? {left: 8, right: 8, top: 12, bottom: 34, containLabel: true} : {left: 60, right: 20, top: 20, bottom: 60},
@@ -37,7 +39,7 @@
         type: "category",
         data: labels,
         axisLabel: compact
-          ? {interval: 0, width: 90, overflow: "truncate", rotate: labels.length > 4 ? 25 : 0}
+          ? {interval: "auto", hideOverlap: true, width: labels.length > 3 ? 70 : 110, overflow: "truncate"}
           : {interval: 0, rotate: labels.length > 8 ? 30 : 0}
       },
       yAxis: {type: "value"},
