@@ -121,6 +121,9 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
                 ("vip", N_("VIP")), ("key", N_("Key account")), ("new", N_("New")),
                 ("at_risk", N_("At risk")), ("dormant", N_("Dormant")))},
             "notes": {"label": N_("Notes"), "show_in_list": False},
+            "last_activity_at": _derived(
+                N_("Last activity"), show_in_list=False,
+                help=N_("When its newest activity happened; empty if it never had one.")),
             "owner_id": OWNER,
             "created_at": CREATED,
         },
@@ -229,6 +232,9 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "currency": CURRENCY,
             "probability": {"label": N_("Probability"), "type": "percent",
                             "help": N_("Taken from the stage when left empty.")},
+            "weighted_amount": _derived(
+                N_("Weighted amount"), scale=2, show_in_list=False,
+                help=N_("The amount times the probability: what the forecast counts.")),
             "expected_close": {"label": N_("Expected close")},
             "source": {"label": N_("Source"), "type": "single_select", "show_in_list": False,
                        "options": SOURCES},

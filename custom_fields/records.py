@@ -1062,8 +1062,9 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
 
 
 def store_calendar_values(slug: str, values: Mapping[int, Mapping[str, Any]], reason: str) -> int:
-    """Store values that change with the calendar, not with an edit (an invoice's days overdue, recounted
-    nightly): no history line, no new version, no hooks, as such a value was never anyone's change. Every
+    """Store values that follow from the calendar or from other records, not from an edit of these (an
+    invoice's days overdue, recounted nightly; a company's last activity): no history line, no new version,
+    no hooks, as such a value was never anyone's change of this record. Every
     row gives the same fields. Only Python code calls it, for a named ``reason``; returns the rows written."""
     if not reason:
         raise ValueError("store_calendar_values needs a reason")

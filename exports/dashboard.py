@@ -30,6 +30,7 @@ MAX_CARDS = 24
 #: What a user finds on a dashboard they never changed (those of the tables they may read).
 DEFAULT_CARDS = (
     "std:funnel",
+    "std:forecast",
     "std:receivables_managers",
     "std:activity",
     "std:complaints",

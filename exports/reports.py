@@ -43,11 +43,12 @@ PERIODS = {
     "year": _l("This year"),
     "last_days": _l("The last N days"),
     "before_days": _l("Before the last N days"),
+    "not_last_days": _l("Not in the last N days, or never"),
     "range": _l("From – to"),
 }
 MAX_PERIOD_DAYS = 3660
 #: The periods counted in days (the builder asks for N).
-DAY_COUNTS = ("last_days", "before_days")
+DAY_COUNTS = ("last_days", "before_days", "not_last_days")
 MAX_ROW_GROUPS = 3
 MAX_MEASURES = 6
 MAX_TOP = 1000
@@ -221,12 +222,15 @@ class Period:
             return first, buckets.following(first, self.kind)
         if self.kind == "last_days":
             return today - dt.timedelta(days=(self.days or 1) - 1), today + dt.timedelta(days=1)
-        if self.kind == "before_days":  # e.g. records not updated in the last 30 days (stale data)
+        if self.kind in ("before_days", "not_last_days"):  # e.g. not updated in the last 30 days (stale)
             return None, today - dt.timedelta(days=(self.days or 1) - 1)
         return self.start, (self.end + dt.timedelta(days=1)) if self.end else None
 
     def condition(self, today: dt.date) -> list[dict[str, Any]]:
         first, after = self.bounds(today)
+        if self.kind == "not_last_days":  # before the last N days, or never (customers nobody contacted)
+            return [{"or": [{"field": self.field, "op": "empty"},
+                            {"field": self.field, "op": "lt", "value": after.isoformat()}]}]  # fmt: skip
         parts = []
         if first is not None:
             parts.append({"field": self.field, "op": "ge", "value": first.isoformat()})

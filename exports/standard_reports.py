@@ -52,6 +52,21 @@ STANDARD: tuple[Standard, ...] = (
         period_field="created_at",
     ),
     Standard(
+        "forecast",
+        _l("Sales forecast"),
+        _l("Open deals by expected close month, per manager, by currency: their amount and their amount "
+           "weighted by probability."),
+        {
+            "table": "deals",
+            "rows": ["owner_id", "currency"],
+            "column": "expected_close:month",
+            "measures": [_sum("weighted_amount"), _sum("amount")],
+            "filter": {"field": "closed_at", "op": "empty"},
+            "chart": "stacked",
+        },
+        period_field="expected_close",
+    ),
+    Standard(
         "receivables_managers",
         _l("Receivables aging by manager"),
         _l("Unpaid balances of invoices by days overdue (not overdue, 1–30, 31–60, 61–90, over 90), per "
@@ -163,6 +178,20 @@ STANDARD: tuple[Standard, ...] = (
             "measures": [COUNT],
             "chart": "stacked",
             "period": {"field": "updated_at", "kind": "before_days", "days": 90},
+        },
+    ),
+    Standard(
+        "inactive_customers",
+        _l("Customers without activity"),
+        _l("Companies with no call, letter, meeting or other activity in the last 60 days (or never), per "
+           "manager and kind: whom nobody has talked to."),
+        {
+            "table": "companies",
+            "rows": ["owner_id"],
+            "column": "kind",
+            "measures": [COUNT],
+            "chart": "stacked",
+            "period": {"field": "last_activity_at", "kind": "not_last_days", "days": 60},
         },
     ),
     Standard(

@@ -50,6 +50,8 @@ class Company(RecordColumns, Model):
     address: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
+    #: derived: when its newest live activity happened (empty: never)
+    last_activity_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -159,6 +161,7 @@ class Deal(RecordColumns, Model):
     amount: Mapped[Decimal | None] = mapped_column(MONEY)  # derived from the lines when it has any
     currency: Mapped[str | None] = mapped_column(String(16))
     probability: Mapped[Decimal | None] = mapped_column(PERCENT)
+    weighted_amount: Mapped[Decimal | None] = mapped_column(MONEY)  # derived: amount × probability
     expected_close: Mapped[dt.date | None] = mapped_column(Date, index=True)
     source: Mapped[str | None] = mapped_column(String(16))
     lost_reason: Mapped[str | None] = mapped_column(Text)

@@ -19,6 +19,7 @@ from app.crm import derive
 from app.extensions import db
 from custom_fields import history, records, runtime
 from custom_fields.access import Actor
+from custom_fields.types import local_timezone
 from models import JobRun, JobStatus, RecordChange
 from tests.conftest import csrf_token
 
@@ -214,6 +215,81 @@ def test_stage_moves_set_probability_pipeline_and_closing(book) -> None:  # noqa
     )
     reopened = row("deals", deal)
     assert reopened.closed_at is None and reopened.probability == Decimal("35.00")  # typed beats the stage
+
+
+def test_the_weighted_amount_follows_amount_probability_and_lines(book) -> None:  # noqa: ANN001
+    """amount × probability / 100, half up to the cent, kept on every way the two change; unknown when
+    either is; what the forecast adds up."""
+    admin = actor("admin")
+    deal = book["deal"]  # at the "open" stage: 10 %
+    assert row("deals", deal).weighted_amount is None  # no amount yet
+    records.update("deals", deal, {"amount": "1000.05"}, admin, expected_version=None)
+    assert row("deals", deal).weighted_amount == Decimal("100.01")  # 100.005 half up
+    records.update("deals", deal, {"probability": "50"}, admin, expected_version=None)
+    assert row("deals", deal).weighted_amount == Decimal("500.03")  # 500.025 half up
+    records.update("deals", deal, {"stage_id": book["won"]}, admin, expected_version=None)
+    assert row("deals", deal).weighted_amount == Decimal("1000.05")  # the won stage's 100 %
+    records.update("deals", deal, {"probability": ""}, admin, expected_version=None)
+    assert row("deals", deal).weighted_amount is None
+    records.update("deals", deal, {"probability": "20"}, admin, expected_version=None)
+    records.create("deal_lines", {"deal_id": deal, "quantity": "3", "price": "100"}, admin)
+    assert row("deals", deal).amount == Decimal("300.00")
+    assert row("deals", deal).weighted_amount == Decimal("60.00")  # the lines' amount, weighted
+    # A line's total rounds half up too: 1 × 0.05 less 50 % is 0.025, so 0.03.
+    half = records.create(
+        "deal_lines", {"deal_id": deal, "quantity": "1", "price": "0.05", "discount": "50"}, admin
+    )
+    assert row("deal_lines", half.id).total == Decimal("0.03")
+    records.delete("deal_lines", half.id, admin)
+    field = runtime.current().entity("deals").field_by_name("weighted_amount")
+    with pytest.raises(records.RecordInvalid):  # filled in by the write path, never typed
+        records.update("deals", deal, {"weighted_amount": "1"}, admin, expected_version=None)
+    assert field.settings.get("auto") and row("deals", deal).weighted_amount == Decimal("60.00")
+
+
+def test_a_companys_last_activity_follows_its_live_activities(app_ctx) -> None:  # noqa: ANN001
+    """The newest occurred_at of its live activities, on every way they change (new, older, newer, moved to
+    another company, deleted, restored); the company's version and history stay as they were."""
+    admin = actor("admin")
+    t = tag()
+    first = records.create("companies", {"name": f"Тихая {t}"}, admin)
+    second = records.create("companies", {"name": f"Другая {t}"}, admin)
+    assert row("companies", first.id).last_activity_at is None
+    zone = local_timezone()
+
+    def at(day: int) -> str:
+        return dt.datetime(2026, 11, day, 10, 30, tzinfo=zone).isoformat()
+
+    def last(pk: int) -> dt.datetime | None:
+        value = row("companies", pk).last_activity_at
+        return value.replace(tzinfo=value.tzinfo or dt.UTC) if value else None
+
+    call = records.create(
+        "activities", {"subject": "Звонок", "company_id": first.id, "occurred_at": at(10)}, admin
+    )
+    assert last(first.id) == dt.datetime.fromisoformat(at(10))
+    records.create("activities", {"subject": "Старое", "company_id": first.id, "occurred_at": at(2)}, admin)
+    assert last(first.id) == dt.datetime.fromisoformat(at(10))  # an older one changes nothing
+    newer = records.create(
+        "activities", {"subject": "Встреча", "company_id": first.id, "occurred_at": at(20)}, admin
+    )
+    assert last(first.id) == dt.datetime.fromisoformat(at(20))
+    records.update("activities", newer.id, {"company_id": second.id}, admin, expected_version=None)
+    assert last(first.id) == dt.datetime.fromisoformat(at(10)) and last(
+        second.id
+    ) == dt.datetime.fromisoformat(at(20))
+    records.delete("activities", call.id, admin)
+    assert last(first.id) == dt.datetime.fromisoformat(at(2))
+    records.restore("activities", call.id, admin)
+    assert last(first.id) == dt.datetime.fromisoformat(at(10))
+    records.delete("activities", newer.id, admin)
+    assert last(second.id) is None  # no live activity left: never
+    company = row("companies", first.id)
+    assert company.row_version == 1  # nobody's change of the company: no version, no history
+    entity = runtime.current().entity("companies")
+    assert all(
+        c.field_id != entity.field_by_name("last_activity_at").id for c in history.lines(entity.id, first.id)
+    )
 
 
 def test_invoices_balance_status_and_days_overdue(app_ctx) -> None:  # noqa: ANN001

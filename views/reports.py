@@ -157,6 +157,7 @@ class ReportView(BaseView):
             "tables": readable_tables(actor),
             "charts": [{"value": k, "label": str(v)} for k, v in CHARTS.items()],
             "periods": [{"value": k, "label": str(v)} for k, v in PERIODS.items()],
+            "dayCounts": list(reports.DAY_COUNTS),
             "fieldsUrl": url_for("ReportView.fields", slug="__slug__"),
             "runUrl": url_for("ReportView.run"),
             "exportUrl": url_for("ReportView.export"),

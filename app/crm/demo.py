@@ -15,12 +15,13 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import select
 
+from app.crm.derive import cents
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor
@@ -337,9 +338,7 @@ def _money(value: float | int) -> Decimal:
 
 def _line_total(quantity: Decimal, price: Decimal, discount: Decimal) -> Decimal:
     """As ``app.crm.derive.deal_lines`` computes it."""
-    return (quantity * price * (Decimal(100) - discount) / Decimal(100)).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_EVEN
-    )
+    return cents(quantity * price * (Decimal(100) - discount) / Decimal(100))
 
 
 def _at(day: dt.date, rng: random.Random) -> dt.datetime:

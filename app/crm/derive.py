@@ -4,9 +4,11 @@ job all get the same results:
 
 - a contact's full name from its parts; consent dates when consent is given or withdrawn;
 - a deal's pipeline from its stage, its probability from the stage unless set, ``closed_at`` when it
-  reaches a won or lost stage, its amount from its lines when it has any;
+  reaches a won or lost stage, its amount from its lines when it has any, its weighted amount (amount ×
+  probability, what the forecast counts);
 - a deal line's price from its product and its total; the deal's amount after any line changes;
-- an activity's time (now) and company (from its contact or deal) when left empty;
+- an activity's time (now) and company (from its contact or deal) when left empty; a company's last
+  activity (the newest of its live activities);
 - a task's assignee (its creator) and ``completed_at``;
 - an invoice's balance, status (paid, partly paid), the day it was paid and days overdue (also refreshed
   nightly);
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask_babel import gettext as _
@@ -38,6 +40,11 @@ HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
 #: Invoice statuses that never count as overdue.
 SETTLED = ("paid", "cancelled", "draft")
+
+
+def cents(value: Decimal) -> Decimal:
+    """Money to the cent, half up (as typed money is rounded, not the banker's half to even)."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _changed(row: dict[str, Any], before: dict[str, Any] | None, name: str) -> bool:
@@ -111,7 +118,7 @@ def line_totals(deal_ids: Iterable[int]) -> dict[int, Decimal]:
         return {}
     lines = _system("deal_lines").match_any([("deal_id", lambda column: column.in_(sorted(wanted)))])
     sums = lines.aggregate(["deal_id"], {"total": ("sum", "total")})
-    return {row["deal_id"]: Decimal(row["total"] or 0).quantize(CENT) for row in sums}
+    return {row["deal_id"]: cents(Decimal(row["total"] or 0)) for row in sums}
 
 
 def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
@@ -142,7 +149,15 @@ def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
                     total=total,
                 )
             row["amount"] = total
+        row["weighted_amount"] = weighted(row.get("amount"), row.get("probability"))
     return errors
+
+
+def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal | None:
+    """What a deal brings in the forecast: its amount times its probability (unknown if either is)."""
+    if amount is None or probability is None:
+        return None
+    return cents(amount * probability / HUNDRED)
 
 
 def deal_lines(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
@@ -159,7 +174,7 @@ def deal_lines(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
         if quantity is None or price is None:
             row["total"] = None
         else:
-            row["total"] = (quantity * price * (HUNDRED - discount) / HUNDRED).quantize(CENT)
+            row["total"] = cents(quantity * price * (HUNDRED - discount) / HUNDRED)
     return errors
 
 
@@ -178,6 +193,33 @@ def after_deal_lines(ctx: _Context, touched: Rows) -> None:
 
 
 # --- activities, tasks ---------------------------------------------------------------------------------
+
+
+def after_activities(ctx: _Context, touched: Rows) -> None:
+    """The companies of the touched activities (before and after a move, a deletion or a restore) get the
+    time of their newest live activity as their last activity. Stored as a value that follows from other
+    records: no history line or new version of the company, so logging a call never collides with someone
+    editing the company."""
+    company_ids = {r.get("company_id") for r in touched} - {None}
+    if not company_ids:
+        return
+    theirs = _system("activities").match_any([("company_id", lambda column: column.in_(sorted(company_ids)))])
+    newest = {
+        r["company_id"]: r["last"] for r in theirs.aggregate(["company_id"], {"last": ("max", "occurred_at")})
+    }
+    stored = _by_id("companies", company_ids, "last_activity_at")
+    changes = {
+        company_id: {"last_activity_at": newest.get(company_id)}
+        for company_id, row in stored.items()
+        if not _same_instant(row["last_activity_at"], newest.get(company_id))
+    }
+    records.store_calendar_values("companies", changes, "a company's last activity follows its activities")
+
+
+def _same_instant(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.replace(tzinfo=a.tzinfo or dt.UTC) == b.replace(tzinfo=b.tzinfo or dt.UTC)
 
 
 def activities(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
@@ -234,7 +276,7 @@ def invoices(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
                 status = "issued"
         row["status"] = status
         row["paid_on"] = (row.get("paid_on") or on) if status == "paid" else None
-        row["balance"] = (amount - paid).quantize(CENT)
+        row["balance"] = cents(amount - paid)
         row["overdue_days"] = overdue_days(row.get("due_on"), status, row["balance"], on)
     return errors
 
@@ -273,6 +315,8 @@ def derive(ctx: _Context, rows: Rows, befores: Befores) -> Errors | None:
 def after_write(ctx: _Context, touched: Rows) -> None:
     if ctx.entity.slug == "deal_lines":
         after_deal_lines(ctx, touched)
+    elif ctx.entity.slug == "activities":
+        after_activities(ctx, touched)
 
 
 @hookimpl

@@ -68,7 +68,7 @@
   function periodShown() {
     var kind = periodKind.value;
     periodField.hidden = !kind;
-    periodDays.hidden = kind !== "last_days" && kind !== "before_days";
+    periodDays.hidden = config.dayCounts.indexOf(kind) < 0;
     periodRange.hidden = kind !== "range";
   }
   periodKind.addEventListener("change", periodShown);
@@ -265,7 +265,7 @@
     body.chart = chartSelect.value;
     if (periodKind.value) {
       body.period = {kind: periodKind.value, field: periodField.value};
-      if (periodKind.value === "last_days" || periodKind.value === "before_days") {
+      if (config.dayCounts.indexOf(periodKind.value) >= 0) {
         body.period.days = parseInt(periodDays.value, 10) || null;
       }
       if (periodKind.value === "range") { body.period.from = periodFrom.value || null; body.period.to = periodTo.value || null; }
