@@ -25,6 +25,7 @@ from models import (
     Lead,
     Pipeline,
     Product,
+    SalesPlan,
     SchemaState,
     Stage,
     Task,
@@ -335,6 +336,22 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "created_at": CREATED,
         },
     ),
+    "sales_plans": (
+        SalesPlan, N_("Sales plan"), N_("Sales plans"), "fa-bullseye", "name",
+        {
+            "name": _derived(N_("Plan")),
+            "manager_id": {"label": N_("Salesperson"), "type": "user", "required": True},
+            "month": {"label": N_("Month"), "required": True,
+                      "help": N_("Any day of the month: the plan is for the whole month.")},
+            "amount": {"label": N_("Planned amount"), "scale": 2,
+                       "help": N_("The amount of deals won in the month.")},
+            "currency": CURRENCY,
+            "deals_count": {"label": N_("Planned won deals")},
+            "notes": {"label": N_("Notes"), "show_in_list": False},
+            "owner_id": OWNER,
+            "created_at": CREATED,
+        },
+    ),
 }  # fmt: skip
 
 #: Rights the built-in roles get on reference tables, once (see ``access.seed_defaults``): everyone reads
@@ -347,6 +364,8 @@ SEEDED_TABLE_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("Manager", "pipelines"): _READ_ONLY_ALL,
     ("Manager", "stages"): _READ_ONLY_ALL,
     ("Manager", "products"): {"read_scope": "all", "edit_scope": "all", "delete_scope": "all"},
+    # Staff read their own plans (their own: the salesperson field); managers set their team's.
+    ("Staff", "sales_plans"): {**_READ_ONLY_ALL, "read_scope": "own"},
 }
 #: Staff see who owns a record but may not hand it over; managers reassign owners.
 SEEDED_FIELD_MODES: dict[tuple[str, str, str], str] = {("Staff", slug, "owner_id"): "view" for slug in CORE}

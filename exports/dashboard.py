@@ -22,13 +22,16 @@ from app.extensions import db
 from custom_fields import runtime
 from custom_fields.access import Actor, grants, is_admin
 from custom_fields.query import QueryDenied, QueryError, TableQuery
-from exports import reports, saved_reports, standard_reports
+from exports import plan_fact, reports, saved_reports, standard_reports
 from exports.reports import Definition, Period, ReportError, ReportSpec
 from models import DashboardLayout
 
 MAX_CARDS = 24
+#: The plan-vs-fact card (``exports.plan_fact``: not a report definition of the builder).
+PLAN_FACT = "plan_fact"
 #: What a user finds on a dashboard they never changed (those of the tables they may read).
 DEFAULT_CARDS = (
+    PLAN_FACT,
     "std:funnel",
     "std:forecast",
     "std:receivables_managers",
@@ -60,7 +63,7 @@ class Card:
     ref: str
     name: str
     description: str
-    definition: Definition
+    definition: Definition | None  # None for plan vs fact
     period_field: str | None
     manager_field: str | None
 
@@ -69,7 +72,7 @@ class Card:
             "ref": self.ref,
             "name": self.name,
             "description": self.description,
-            "chart": self.definition.chart or "bar",
+            "chart": (self.definition.chart if self.definition else None) or "bar",
             "byPeriod": self.period_field is not None,
         }
 
@@ -77,9 +80,21 @@ class Card:
 def offered(actor: Actor) -> list[Card]:
     """Every card ``actor`` may pin: the standard reports of tables they read, then their saved reports and
     those shared with them."""
-    found = [_standard_card(s) for s in standard_reports.offered(actor)]
+    found = [_plan_fact_card()] if _reads_plans(actor) else []
+    found += [_standard_card(s) for s in standard_reports.offered(actor)]
     found += [_saved_card(r) for r in saved_reports.listed(actor)]
     return found
+
+
+def _reads_plans(actor: Actor) -> bool:
+    schema = runtime.current()
+    entity = schema.entity("sales_plans")
+    return entity is not None and not entity.archived and grants(actor, entity, schema.access).can("read")
+
+
+def _plan_fact_card() -> Card:
+    description = _("Planned against won amount per salesperson, by currency.")
+    return Card(PLAN_FACT, _("Plan vs fact"), description, None, "month", "manager_id")
 
 
 def _standard_card(standard: standard_reports.Standard) -> Card:
@@ -102,6 +117,8 @@ def _saved_card(report: Any) -> Card:
 
 def card(ref: Any, actor: Actor) -> Card:
     """The card ``actor`` may open under ``ref``; any other is not found."""
+    if ref == PLAN_FACT and _reads_plans(actor):
+        return _plan_fact_card()
     if isinstance(ref, str):
         kind, _sep, key = ref.partition(":")
         if kind == "std" and key in standard_reports.BY_KEY:
@@ -209,6 +226,8 @@ def spec_of(card_: Card, actor: Actor, period: Any = "", manager: Any = None) ->
     date to narrow) and manager (where the card has a user field they may see) become part of its filter.
     Raises ``QueryError`` for what they may not ask."""
     definition = card_.definition
+    if definition is None:
+        raise CardNotFound(_("This card is not on offer to you."))
     if period not in PERIODS:
         raise ReportError(_("Choose a period from the list."))
     if period and card_.period_field:
@@ -251,3 +270,15 @@ def manager_choices(actor: Actor) -> list[tuple[int, str]]:
         else:
             return []
     return runtime.active_users(users)
+
+
+def plan_fact_of(actor: Actor, period: Any = "", manager: Any = None) -> plan_fact.PlanFact:
+    """Plan vs fact as the dashboard shows it: this month unless the page asks for the quarter or the year
+    (plans are monthly: "the last 30 days" is this month too), narrowed to one salesperson if chosen."""
+    if period not in PERIODS:
+        raise ReportError(_("Choose a period from the list."))
+    found = plan_fact.run(actor, period if period in plan_fact.PERIOD_KINDS else "month")
+    owner = manager_id(manager)
+    if owner is not None:
+        found.lines = [line for line in found.lines if line.manager_id == owner]
+    return found

@@ -14,6 +14,7 @@ from models.crm import (
     Lead,
     Pipeline,
     Product,
+    SalesPlan,
     Stage,
     Task,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Deal",
     "DealLine",
     "Invoice",
+    "SalesPlan",
     "Lead",
     "Pipeline",
     "Product",

@@ -244,6 +244,22 @@ class Invoice(RecordColumns, Model):
     created_at: Mapped[dt.datetime] = _created()
 
 
+class SalesPlan(RecordColumns, Model):
+    """A salesperson's target for a month: the amount of won deals (in a currency) and their number."""
+
+    __tablename__ = "crm_sales_plan"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))  # derived: who and which month
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"), index=True)
+    month: Mapped[dt.date] = mapped_column(Date, nullable=False, index=True)  # its first day
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    currency: Mapped[str | None] = mapped_column(String(16))
+    deals_count: Mapped[int | None] = mapped_column(Integer)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created()
+
+
 # Values documented as unique are unique in the database, whatever requests overlap, and letter case does
 # not make two SKUs (the write path compares the same way). Records in the recycle bin keep their values.
 Index("uq_crm_product_sku", func.lower(Product.__table__.c.sku), unique=True)

@@ -159,3 +159,35 @@ def test_period_figures_pins_and_hostile_names(browser, live_url, overdue_book) 
     assert not problems, problems
     context.close()
     saved_reports.delete(report.id, manager)
+
+
+def test_plan_vs_fact_in_russian_clicks_through_to_the_won_deals(browser, live_url, app_ctx) -> None:  # noqa: ANN001
+    """The demo's plans against its won deals: a salesperson's won amount opens exactly their won deals
+    (the grid counts as many as the "won deals" figure)."""
+    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_url, "manager", DEMO_PASSWORD)
+    page.goto(f"{live_url}/reports/")
+    page.click("text=План и факт")
+    page.wait_for_url("**/reports/plan*")
+    row = page.locator("#plan-table tbody tr").first
+    row.wait_for(timeout=15_000)
+    assert page.inner_text("#plan-table thead").split("\t")[:2] == ["Менеджер по продажам", "Валюта"]
+    rows = page.locator("#plan-table tbody tr")
+    won = [i for i in range(rows.count()) if rows.nth(i).locator("td").nth(6).inner_text().strip()]
+    assert won, "the demo's salespeople won deals this month"
+    cells = rows.nth(won[0]).locator("td")
+    won_count = cells.nth(6).inner_text().replace("\u00a0", "").replace(" ", "")
+    cells.nth(2).locator("a").click()  # the won amount
+    page.wait_for_url("**/grid/deals/**")
+    page.locator("#grid-count:not(:empty)").wait_for(timeout=10_000)
+    assert page.inner_text("#grid-count") == f"Строк: {won_count}"
+    page.go_back()
+    page.select_option("#plan-period", "year")
+    assert "period=year" in page.url
+    page.locator("#plan-chart canvas").first.wait_for(timeout=10_000)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1366, width
+    assert not problems, problems
+    context.close()

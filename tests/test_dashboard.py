@@ -99,6 +99,8 @@ def test_every_figure_of_every_card_clicks_through_to_exactly_its_records(
     actor = actor_of(who)
     managers = [None, *(i for i, _ in dashboard.manager_choices(actor))][:3]
     for card in dashboard.pinned(actor):
+        if card.ref == dashboard.PLAN_FACT:
+            continue  # below
         for manager in managers:
             spec = dashboard.spec_of(card, actor, period, manager)
             pivot = reports.run(spec, actor)

@@ -19,7 +19,7 @@ from app.extensions import db
 from custom_fields.access import Actor
 from custom_fields.query import QueryError
 from exports import dashboard, reports
-from views.reports import result
+from views.reports import plan_card, result
 
 
 def _json(status: int, **payload: Any) -> Response:
@@ -35,9 +35,12 @@ def _cards(actor: Actor) -> list[dict[str, Any]]:
 def _card_json(card: dashboard.Card) -> dict[str, Any]:
     found = card.as_json()
     kind, _sep, key = card.ref.partition(":")
-    found["reportUrl"] = url_for(
-        "ReportView.builder", **({"standard": key} if kind == "std" else {"report": key})
-    )
+    if card.ref == dashboard.PLAN_FACT:
+        found["reportUrl"] = url_for("ReportView.plan")
+    else:
+        found["reportUrl"] = url_for(
+            "ReportView.builder", **({"standard": key} if kind == "std" else {"report": key})
+        )
     return found
 
 
@@ -109,9 +112,10 @@ class DashboardView(BaseView):
         actor = Actor.current("ui")
         try:
             found = dashboard.card(request.args.get("ref"), actor)
-            spec = dashboard.spec_of(
-                found, actor, request.args.get("period", ""), request.args.get("manager")
-            )
+            period, manager = request.args.get("period", ""), request.args.get("manager")
+            if found.ref == dashboard.PLAN_FACT:
+                return _json(200, **plan_card(dashboard.plan_fact_of(actor, period, manager)))
+            spec = dashboard.spec_of(found, actor, period, manager)
             pivot = reports.run(spec, actor)
         except QueryError as refused:
             return _json(getattr(refused, "status", 400), message=str(refused))

@@ -4,7 +4,9 @@ engine (``exports.reports``) as the signed-in user may see them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +22,8 @@ from app.extensions import db
 from custom_fields import buckets, runtime, saved_views
 from custom_fields.access import Actor, grants
 from custom_fields.query import QueryError, TableQuery
-from exports import reports, saved_reports, service, standard_reports
+from custom_fields.types import REGISTRY
+from exports import plan_fact, reports, saved_reports, service, standard_reports
 from exports.reports import CHARTS, FUNCTION_LABELS, PERIODS, Definition, ReportSpec
 from exports.service import ExportRefused
 
@@ -70,10 +73,10 @@ def fields_of(slug: str, actor: Actor) -> dict[str, Any]:
     }
 
 
-def grid_link(spec: ReportSpec, drill: Any) -> str:
-    """The grid of the report's table showing the records behind a figure."""
+def grid_link(table: str, drill: Any) -> str:
+    """The grid of ``table`` showing the records behind a figure (``drill``: their filter)."""
     state = json.dumps({"filter": drill}, ensure_ascii=False, separators=(",", ":"), default=str)
-    return url_for("GridView.table", slug=spec.table) + "?state=" + quote(state)
+    return url_for("GridView.table", slug=table) + "?state=" + quote(state)
 
 
 def result(spec: ReportSpec, pivot: reports.Pivot) -> dict[str, Any]:
@@ -83,16 +86,16 @@ def result(spec: ReportSpec, pivot: reports.Pivot) -> dict[str, Any]:
     columns = [h.key for h in pivot.column_headers] or [None]
     with_column = spec.column is not None
     body["links"] = [
-        [grid_link(spec, reports.drill_filter(spec, keys, key, with_column=with_column)) for key in columns]
+        [grid_link(spec.table, reports.drill_filter(spec, keys, k, with_column=with_column)) for k in columns]
         for keys in rows
     ]
-    body["row_links"] = [grid_link(spec, reports.drill_filter(spec, keys)) for keys in rows]
+    body["row_links"] = [grid_link(spec.table, reports.drill_filter(spec, keys)) for keys in rows]
     body["column_links"] = (
-        [grid_link(spec, reports.drill_filter(spec, [], key, with_column=True)) for key in columns]
+        [grid_link(spec.table, reports.drill_filter(spec, [], key, with_column=True)) for key in columns]
         if with_column
         else []
     )
-    body["total_link"] = grid_link(spec, reports.drill_filter(spec, []))
+    body["total_link"] = grid_link(spec.table, reports.drill_filter(spec, []))
     body["measures"] = [{"alias": m.alias, "label": reports.measure_label(spec, m)} for m in spec.measures]
     return body
 
@@ -123,6 +126,56 @@ def _saved_json(report: Any, actor: Actor) -> dict[str, Any]:
     return found
 
 
+def plan_json(found: plan_fact.PlanFact) -> dict[str, Any]:
+    """Plan vs fact as the page draws it: each line's figures, fulfilment and the grid link of each."""
+    currency = runtime.current().entity("sales_plans").field_by_name("currency")
+    show = REGISTRY[currency.type].display if currency else (lambda value, spec: value)
+    return {
+        "first": found.first.isoformat(),
+        "last": (found.after - dt.timedelta(days=1)).isoformat(),
+        "lines": [
+            {
+                "manager": plan_fact.manager_label(line.manager_id),
+                "currency": show(line.currency, currency) if line.currency else "",
+                "figures": {k: _number(line.figures.get(k)) for k in plan_fact.FIGURES},
+                "fulfilled": _number(line.fulfilled),
+                "links": {k: grid_link(table, drill) for k, (table, drill) in line.filters.items()},
+            }
+            for line in found.lines
+        ],
+    }
+
+
+def plan_card(found: plan_fact.PlanFact) -> dict[str, Any]:
+    """Plan vs fact in the shape of a report's result (``result``), for a dashboard card: a row per
+    salesperson and currency, the planned and the won amount as two columns, each bar linking to its
+    records."""
+    lines = plan_json(found)["lines"]
+    columns = [("plan_amount", _("Planned")), ("won_amount", _("Won deals, amount"))]
+    amounts = [[line["figures"][key] for key, _label in columns] for line in lines]
+    return {
+        "rows": [
+            [{"key": None, "label": line["manager"]}, {"key": None, "label": line["currency"]}]
+            for line in lines
+        ],
+        "columns": [{"key": key, "label": label} for key, label in columns],
+        "cells": {"amount": amounts},
+        "links": [[line["links"].get(key) for key, _label in columns] for line in lines],
+        "row_totals": {"amount": [None for _line in lines]},
+        "row_links": [None for _line in lines],
+        "column_totals": {"amount": [None, None]},
+        "column_links": [None, None],
+        "grand_totals": {"amount": None},
+        "total_link": None,
+        "rows_left_out": 0,
+        "measures": [{"alias": "amount", "label": _("Amount")}],
+    }
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
+
+
 class ReportView(BaseView):
     route_base = "/reports"
     default_view = "builder"
@@ -137,6 +190,8 @@ class ReportView(BaseView):
         "create": "read",
         "change": "read",
         "delete": "read",
+        "plan": "read",
+        "plan_run": "read",
     }
 
     @expose("/")
@@ -252,6 +307,45 @@ class ReportView(BaseView):
         except QueryError as refused:
             return _json(getattr(refused, "status", 400), message=str(refused))
         return _json(200, **result(spec, pivot))
+
+    # --- plan vs fact -------------------------------------------------------------------------------------
+
+    @expose("/plan")
+    @has_access
+    def plan(self) -> Any:
+        config = {
+            "runUrl": url_for("ReportView.plan_run"),
+            "periods": [{"value": k, "label": str(PERIODS[k])} for k in plan_fact.PERIOD_KINDS],
+            "locale": str(get_locale() or "en")[:2],
+            "texts": {
+                "failed": _("The report could not be run."),
+                "empty": _("No plans and no sales in this period."),
+                "open": _("Open these records"),
+                "planned": _("Planned"),
+                "won": _("Won deals, amount"),
+                "paid": _("Paid"),
+                "fulfilled": _("Fulfilled, %"),
+                "plannedDeals": _("Planned deals"),
+                "wonDeals": _("Won deals"),
+                "salesperson": _("Salesperson"),
+                "currency": _("Currency"),
+            },
+        }
+        return self.render_template(
+            "tabula/reports/plan.html",
+            config=json.dumps(config, ensure_ascii=False),
+            title=_("Plan vs fact"),
+        )
+
+    @expose("/plan/run")
+    @has_access_api
+    def plan_run(self) -> Response:
+        """Plan vs fact for ``?period=month|quarter|year`` (of today), as the signed-in user may see it."""
+        try:
+            found = plan_fact.run(Actor.current("ui"), request.args.get("period", "month"))
+        except QueryError as refused:
+            return _json(getattr(refused, "status", 400), message=str(refused))
+        return _json(200, **plan_json(found))
 
     # --- saved reports ------------------------------------------------------------------------------------
 

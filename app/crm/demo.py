@@ -804,6 +804,19 @@ def _write_book(
         )  # fmt: skip
     loader.insert("invoices", invoice_rows)
 
+    # Each salesperson's plans from five months back to next month, set by the admin (plan vs fact).
+    month = today.replace(day=1)
+    months = [dt.date(month.year + (month.month - 1 + k) // 12, (month.month - 1 + k) % 12 + 1, 1)
+              for k in range(-5, 2)]  # fmt: skip
+    sellers = sorted({owner for owner, _values in deal_rows})
+    plan_rows = [
+        ("admin", {"manager_id": actors[seller].user_id, "month": first, "currency": "rub",
+                   "amount": _money(rng.randrange(20, 60) * 100_000), "deals_count": rng.randrange(3, 11)})
+        for seller in sellers
+        for first in months
+    ]  # fmt: skip
+    loader.insert("sales_plans", plan_rows)
+
     from app.crm.derive import refresh_overdue
 
     refresh_overdue()

@@ -12,7 +12,8 @@ job all get the same results:
 - a task's assignee (its creator) and ``completed_at``;
 - an invoice's balance, status (paid, partly paid), the day it was paid and days overdue (also refreshed
   nightly);
-- a lead's ``converted_at``.
+- a lead's ``converted_at``;
+- a sales plan's month (its first day) and name, one plan per salesperson, month and currency.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from flask_babel import gettext as _
 
 from app.extensions import db
-from custom_fields import hooks, records
+from custom_fields import hooks, records, runtime
 from custom_fields.hooks import hookimpl
 from custom_fields.query import TableQuery
 from custom_fields.records import WriteContext as _Context
@@ -299,9 +300,43 @@ def refresh_overdue(on: dt.date | None = None) -> int:
     return changed
 
 
+# --- sales plans -----------------------------------------------------------------------------------------
+
+
+def sales_plans(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
+    """A plan is for a whole month (its first day is kept) and is named by who and when; one plan per
+    salesperson, month and currency (a second would count the month twice)."""
+    errors: Errors = {}
+    keys: dict[tuple[Any, ...], int] = {}
+    for i, row in enumerate(rows):
+        month, who = row.get("month"), row.get("manager_id")
+        if month is not None:
+            row["month"] = month = month.replace(day=1)
+        parts = (runtime.user_label(who) if who else "", month.strftime("%m.%Y") if month else "")
+        row["name"] = " · ".join(p for p in parts if p) or None
+        if month is None or who is None:
+            continue  # the write path names the missing value
+        key = (who, month, row.get("currency"))
+        if key in keys:
+            errors.setdefault(i, {})["month"] = _duplicate_plan()
+        keys.setdefault(key, i)
+    if keys:
+        months = sorted({key[1] for key in keys})
+        stored = _system("sales_plans").fields("manager_id", "month", "currency")
+        for plan in stored.match_any([("month", lambda column: column.in_(months))]).stream():
+            i = keys.get((plan["manager_id"], plan["month"], plan["currency"]))
+            if i is not None and rows[i].get("id") != plan["id"]:
+                errors.setdefault(i, {})["month"] = _duplicate_plan()
+    return errors
+
+
+def _duplicate_plan() -> str:
+    return _("This salesperson already has a plan for this month in this currency.")
+
+
 DERIVERS: dict[str, Any] = {
     "contacts": contacts, "leads": leads, "stages": stages, "deals": deals, "deal_lines": deal_lines,
-    "activities": activities, "tasks": tasks, "invoices": invoices,
+    "activities": activities, "tasks": tasks, "invoices": invoices, "sales_plans": sales_plans,
 }  # fmt: skip
 
 
