@@ -97,6 +97,11 @@ def summary_sheet(
             if with_total_column:
                 for m, measure in enumerate(measures):
                     _number(sheet, total_row, col + m, pivot.grand_totals[measure.alias], totals[m])
+        if pivot.row_classes is not None:  # the ABC class after every figure of the row
+            end = groups + len(columns) * len(measures) + (len(measures) if with_total_column else 0)
+            sheet.write_string(2, end, _("ABC class"), header)
+            for i, found in enumerate(pivot.row_classes):
+                sheet.write_string(first + i, end, found)
         sheet.set_column(0, max(groups - 1, 0), 28)
         sheet.set_column(groups, groups + (len(columns) + 1) * len(measures), 16)
         sheet.freeze_panes(3, groups)

@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -52,6 +53,9 @@ DAY_COUNTS = ("last_days", "before_days", "not_last_days")
 MAX_ROW_GROUPS = 3
 MAX_MEASURES = 6
 MAX_TOP = 1000
+#: ABC classes by the share of the first value, counted from the biggest row: the rows before 80 % are A,
+#: those before 95 % B, the rest C.
+ABC_SHARES = ((Decimal(80), "A"), (Decimal(95), "B"))
 
 
 class ReportError(QueryError):
@@ -77,6 +81,8 @@ class ReportSpec:
     filter: Any = None
     q: str = ""
     top: int | None = None
+    #: ABC classes of the rows by the first value (within each value of the other row groups)
+    abc: bool = False
 
     @classmethod
     def from_json(cls, raw: Any) -> ReportSpec:
@@ -107,6 +113,9 @@ class ReportSpec:
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 < top <= MAX_TOP):
             raise ReportError(_("Top is a number from 1 to %(n)d.", n=MAX_TOP))
         q = raw.get("q") if isinstance(raw.get("q"), str) else ""
+        abc = raw.get("abc") is True
+        if abc and (not rows or measures[0].function not in ("count", "sum")):
+            raise ReportError(_("ABC classes need a row group and a count or sum as the first value."))
         return cls(
             raw["table"],
             tuple(dict.fromkeys(rows)),
@@ -115,6 +124,7 @@ class ReportSpec:
             raw.get("filter"),
             q,
             top,
+            abc,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -127,6 +137,7 @@ class ReportSpec:
             "filter": self.filter,
             "q": self.q,
             "top": self.top,
+            "abc": self.abc,
         }
 
 
@@ -150,6 +161,8 @@ class Pivot:
     grand_totals: dict[str, Any]
     #: row groups beyond ``top`` left out of the rows (the totals still count them)
     rows_left_out: int = 0
+    #: each row's ABC class ("A", "B", "C") when the report asks for them (its rows then biggest first)
+    row_classes: list[str] | None = None
 
     def as_json(self) -> dict[str, Any]:
         def value(v: Any) -> Any:
@@ -165,6 +178,7 @@ class Pivot:
             "column_totals": {m: [value(v) for v in t] for m, t in self.column_totals.items()},
             "grand_totals": {m: value(v) for m, v in self.grand_totals.items()},
             "rows_left_out": self.rows_left_out,
+            "classes": self.row_classes,
         }
 
 
@@ -350,6 +364,13 @@ def run(spec: ReportSpec, actor: Actor) -> Pivot:
         cells[measure.alias] = [[_clean(v) for v in row] for row in grid.itertuples(index=False)]
         totals = _totals(measure, grids, query, spec, row_keys, column_keys)
         row_totals[measure.alias], column_totals[measure.alias], grand[measure.alias] = totals
+    classes = None
+    if spec.abc:
+        order, classes = abc_classes(row_keys, row_totals[spec.measures[0].alias])
+        row_keys = [row_keys[i] for i in order]
+        for alias in cells:
+            cells[alias] = [cells[alias][i] for i in order]
+            row_totals[alias] = [row_totals[alias][i] for i in order]
     labels = _Labels(query, actor)
     row_headers = [
         [labels.header(name, key) for name, key in zip(spec.rows, keys, strict=True)] for keys in row_keys
@@ -365,7 +386,33 @@ def run(spec: ReportSpec, actor: Actor) -> Pivot:
         for alias in cells:
             cells[alias] = [cells[alias][i] for i in kept]
             row_totals[alias] = [row_totals[alias][i] for i in kept]
-    return Pivot(spec, row_headers, column_headers, cells, row_totals, column_totals, grand, left_out)
+        classes = [classes[i] for i in kept] if classes is not None else None
+    return Pivot(
+        spec, row_headers, column_headers, cells, row_totals, column_totals, grand, left_out, classes
+    )
+
+
+def abc_classes(row_keys: Sequence[tuple], values: Sequence[Any]) -> tuple[list[int], list[str]]:
+    """The rows' new order and their ABC classes: within each value of the row groups after the first
+    (e.g. each currency: money is never added across them), biggest first; a row is A while the rows before
+    it hold less than 80 % of the total, B below 95 %, C after (and C for nothing or less)."""
+    partitions: dict[tuple, list[int]] = {}
+    for i, key in enumerate(row_keys):
+        partitions.setdefault(tuple(key[1:]), []).append(i)
+    order: list[int] = []
+    classes: dict[int, str] = {}
+    for partition in sorted(partitions, key=lambda p: tuple((v is None, v) for v in p)):
+        amounts = {i: Decimal(str(values[i] or 0)) for i in partitions[partition]}
+        ranked = sorted(partitions[partition], key=lambda i: -amounts[i])
+        total = sum((a for a in amounts.values() if a > 0), Decimal(0))
+        before = Decimal(0)
+        for i in ranked:
+            share = before * 100 / total if total else Decimal(100)
+            found = next((name for limit, name in ABC_SHARES if share < limit), "C")
+            classes[i] = found if amounts[i] > 0 else "C"
+            before += max(amounts[i], Decimal(0))
+        order += ranked
+    return order, [classes[i] for i in order]
 
 
 def _sql_measures(measures: Sequence[Measure]) -> dict[str, tuple[str, str | None]]:

@@ -195,6 +195,23 @@ STANDARD: tuple[Standard, ...] = (
         },
     ),
     Standard(
+        "abc_customers",
+        _l("ABC analysis of customers"),
+        _l("Customers by what they paid over the last 365 days (invoices paid in full), biggest first, by "
+           "currency: A bring the first 80 percent of the money, B the next 15, C the rest."),
+        {
+            "table": "invoices",
+            "rows": ["company_id", "currency"],
+            "measures": [_sum("amount")],
+            "filter": {"field": "status", "op": "eq", "value": "paid"},
+            "abc": True,
+            "top": 50,
+            "chart": "bar",
+            "period": {"field": "paid_on", "kind": "last_days", "days": 365},
+        },
+        period_field="paid_on",
+    ),
+    Standard(
         "open_tasks",
         _l("Open tasks"),
         _l("Tasks not yet done or cancelled, per assignee and priority."),
@@ -258,6 +275,7 @@ def as_json(standard: Standard) -> dict[str, Any]:
             "q": "",
             "filter": None,
             "column": None,
+            "abc": False,
             **standard.definition,
         },
     }

@@ -245,3 +245,77 @@ def test_workbook_formats_each_measure_as_its_figures_need(app_ctx, world) -> No
     assert measure_format(world.slug, Measure("avg", amount)) == {"num_format": "#,##0.00"}
     assert measure_format(world.slug, Measure("avg", price)) == {"num_format": "#,##0.00"}
     assert measure_format(world.slug, Measure("sum", price)) == {"num_format": "#,##0.00"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["rub", "usd", None]),
+            st.one_of(st.none(), st.decimals(-1000, 100000, places=2, allow_nan=False, allow_infinity=False)),
+        ),
+        max_size=40,
+    )
+)
+def test_abc_classes_rank_each_currency_apart_by_its_share(rows: list[tuple[Any, Any]]) -> None:
+    """Within each value of the later row groups, biggest first; A while the rows before hold less than
+    80 % of the positive total, B below 95 %, C after; nothing or less is C."""
+    keys = [(i, currency) for i, (currency, _value) in enumerate(rows)]
+    values = [value for _currency, value in rows]
+    order, classes = reports.abc_classes(keys, values)
+    assert sorted(order) == list(range(len(rows)))
+    by_currency: dict[Any, list[tuple[Decimal, str]]] = defaultdict(list)
+    for i, found in zip(order, classes, strict=True):
+        by_currency[keys[i][1]].append((Decimal(values[i] or 0), found))
+    for ranked in by_currency.values():
+        amounts = [a for a, _c in ranked]
+        assert amounts == sorted(amounts, reverse=True)
+        total = sum((a for a in amounts if a > 0), Decimal(0))
+        before = Decimal(0)
+        for amount, found in ranked:
+            if amount <= 0:
+                want = "C"
+            else:
+                share = before * 100 / total
+                want = "A" if share < 80 else "B" if share < 95 else "C"
+            assert found == want, (ranked, amount)
+            before += max(amount, Decimal(0))
+        positive = [c for a, c in ranked if a > 0]
+        assert not positive or positive[0] == "A"  # the biggest customer is always A
+        assert positive == sorted(positive)  # A, then B, then C
+
+
+def test_abc_needs_a_row_group_and_a_count_or_sum() -> None:
+    for bad in (
+        {"table": "t", "abc": True},
+        {"table": "t", "rows": ["a"], "measures": [{"function": "avg", "field": "x"}], "abc": True},
+    ):
+        with pytest.raises(ReportError):
+            ReportSpec.from_json(bad)
+    assert ReportSpec.from_json({"table": "t", "rows": ["a"], "abc": True}).abc
+    assert not ReportSpec.from_json({"table": "t", "rows": ["a"], "abc": "yes"}).abc
+
+
+def test_an_abc_report_ranks_its_rows_and_writes_their_classes_in_the_workbook(
+    app_ctx, world, tmp_path
+) -> None:  # noqa: ANN001, E501
+    import openpyxl
+    import xlsxwriter
+
+    from exports.report_workbook import summary_sheet
+
+    actor = world.actor("all")
+    count = Measure("count").alias
+    pivot = reports.run(ReportSpec(world.slug, rows=(world.names["partner"],), abc=True), actor)
+    totals = [t or 0 for t in pivot.row_totals[count]]
+    assert totals == sorted(totals, reverse=True) and pivot.row_classes and pivot.row_classes[0] == "A"
+    assert pivot.as_json()["classes"] == pivot.row_classes
+    path = tmp_path / "abc.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    summary_sheet(pivot, "ABC", reports.labels_of(pivot.spec, actor), "bar")(book)
+    book.close()
+    sheet = openpyxl.load_workbook(path).worksheets[0]
+    header = [c.value for c in sheet[3] if c.value is not None]
+    assert header[-1] in ("ABC class", "ABC-класс")
+    shown = [sheet.cell(row=4 + i, column=len(header)).value for i in range(len(pivot.row_headers))]
+    assert shown == pivot.row_classes

@@ -255,6 +255,7 @@ class ReportView(BaseView):
                 "readOnly": _("Shared with you by %(owner)s: read-only; “Save as new” keeps your own copy."),
                 "needName": _("A report needs a name."),
                 "pinned": _("Pinned to your dashboard."),
+                "abcClass": _("ABC class"),
             },
         }
         return self.render_template(

@@ -131,7 +131,7 @@
     if (!window.echarts) { return; }
     var chart = window.TabulaReportChart.attach(area, config.locale);
     charts.push(chart);
-    chart.setOption(window.TabulaReportChart.option(result, card.chart, T.total, true), true);
+    chart.setOption(window.TabulaReportChart.option(result, card.chart, T.total, true, config.locale), true);
   }
 
   function cardElement(card, index) {

@@ -79,14 +79,15 @@
     chartEl.hidden = !answer.lines.length;
     if (!answer.lines.length || !window.echarts) { return; }
     if (!chart) { chart = window.TabulaReportChart.attach(chartEl, config.locale); }
+    var shown = window.TabulaReportChart.numberFormat(config.locale);
     var labels = answer.lines.map(function (l) { return [l.manager, l.currency].filter(Boolean).join(" / "); });
     chart.setOption({
       animation: false,
-      tooltip: {trigger: "item", renderMode: "richText", confine: true},
+      tooltip: {trigger: "item", renderMode: "richText", confine: true, valueFormatter: shown},
       legend: {bottom: 0},
       grid: {left: 8, right: 8, top: 16, bottom: 36, containLabel: true},
       xAxis: {type: "category", data: labels, axisLabel: {interval: "auto", hideOverlap: true, width: 120, overflow: "truncate"}},
-      yAxis: {type: "value"},
+      yAxis: {type: "value", axisLabel: {formatter: shown}},
       series: [["plan_amount", T.planned], ["won_amount", T.won]].map(function (pair) {
         return {
           name: pair[1],

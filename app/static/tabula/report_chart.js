@@ -10,14 +10,22 @@
     });
   }
 
-  /* The chart's option for a run report: ``kind`` is bar, stacked, line or pie; ``compact`` for a card. */
-  function option(result, kind, totalLabel, compact) {
+  /* Numbers as the reader writes them (3 000 000,5 in Russian): ECharts' own format is English. */
+  function numberFormat(locale) {
+    var format = new Intl.NumberFormat(locale === "ru" ? "ru-RU" : "en-US", {maximumFractionDigits: 2});
+    return function (value) { return typeof value === "number" ? format.format(value) : String(value); };
+  }
+
+  /* The chart's option for a run report: ``kind`` is bar, stacked, line or pie; ``compact`` for a card;
+     ``locale`` the page's language (its numbers). */
+  function option(result, kind, totalLabel, compact, locale) {
     var first = result.measures[0].alias;
+    var shown = numberFormat(locale);
     var labels = rowLabels(result, totalLabel);
     if (kind === "pie") {
       return {
         animation: false,
-        tooltip: {trigger: "item", renderMode: "richText"},
+        tooltip: {trigger: "item", renderMode: "richText", valueFormatter: shown},
         legend: compact ? {type: "scroll", bottom: 0} : undefined,
         series: [{
           type: "pie",
@@ -32,7 +40,7 @@
     var columns = result.columns.length ? result.columns : [{label: result.measures[0].label}];
     return {
       animation: false,  // drawn at once: in headless chromium the grow-in animation stalled, leaving slivers
-      tooltip: {trigger: "item", renderMode: "richText", confine: true},
+      tooltip: {trigger: "item", renderMode: "richText", confine: true, valueFormatter: shown},
       legend: {type: "scroll", bottom: 0},
       grid: compact ? {left: 8, right: 8, top: 12, bottom: 34, containLabel: true} : {left: 60, right: 20, top: 20, bottom: 60},
       xAxis: {
@@ -42,7 +50,7 @@
           ? {interval: "auto", hideOverlap: true, width: labels.length > 3 ? 70 : 110, overflow: "truncate"}
           : {interval: 0, rotate: labels.length > 8 ? 30 : 0}
       },
-      yAxis: {type: "value"},
+      yAxis: {type: "value", axisLabel: {formatter: shown}},
       series: columns.map(function (c, j) {
         return {
           name: c.label,
@@ -68,5 +76,5 @@
     return chart;
   }
 
-  window.TabulaReportChart = {option: option, attach: attach};
+  window.TabulaReportChart = {option: option, attach: attach, numberFormat: numberFormat};
 }());

@@ -18,6 +18,7 @@
   var measuresEl = document.getElementById("report-measures");
   var chartSelect = document.getElementById("report-chart");
   var topEl = document.getElementById("report-top");
+  var abcEl = document.getElementById("report-abc");
   var messageEl = document.getElementById("report-message");
   var resultEl = document.getElementById("report-table-result");
   var chartArea = document.getElementById("report-chart-area");
@@ -224,6 +225,7 @@
       d.measures.forEach(function (m) { addMeasure().set(m); });
       chartSelect.value = d.chart || "bar";
       topEl.value = d.top ? String(d.top) : "";
+      abcEl.checked = !!d.abc;
       var period = d.period || {};
       periodKind.value = period.kind || "";
       if (period.field) { periodField.value = period.field; }
@@ -262,6 +264,7 @@
     var body = {table: tableEl.value, rows: rows, column: column, measures: measures};
     if (viewEl.value) { body.view = parseInt(viewEl.value, 10); }
     if (topEl.value) { body.top = parseInt(topEl.value, 10); }
+    if (abcEl.checked) { body.abc = true; }
     body.chart = chartSelect.value;
     if (periodKind.value) {
       body.period = {kind: periodKind.value, field: periodField.value};
@@ -300,8 +303,10 @@
     var columns = result.columns.length ? result.columns : [null];
     var groups = result.rows.length ? result.rows[0].length : 0;
     var head = document.createElement("thead");
+    var classes = result.classes || null;
     var top = document.createElement("tr");
     for (var g = 0; g < groups; g++) { top.appendChild(cell("th", "")); }
+    if (classes) { top.appendChild(cell("th", T.abcClass, "text-center")); }
     columns.forEach(function (c, j) {
       var th = cell("th", null, "text-center");
       th.colSpan = measures.length;
@@ -314,7 +319,7 @@
     head.appendChild(top);
     if (measures.length > 1 || !result.columns.length) {
       var second = document.createElement("tr");
-      for (var k = 0; k < groups; k++) { second.appendChild(cell("th", "")); }
+      for (var k = 0; k < groups + (classes ? 1 : 0); k++) { second.appendChild(cell("th", "")); }
       var times = columns.length + (result.columns.length ? 1 : 0);
       for (var t = 0; t < times; t++) {
         measures.forEach(function (m) { second.appendChild(cell("th", m.label, "text-right")); });
@@ -326,6 +331,7 @@
     result.rows.forEach(function (headers, i) {
       var tr = document.createElement("tr");
       headers.forEach(function (h) { tr.appendChild(cell("th", h.label)); });
+      if (classes) { tr.appendChild(cell("td", classes[i], "text-center tabula-abc-" + classes[i])); }
       columns.forEach(function (c, j) {
         measures.forEach(function (m) {
           var td = cell("td", null, "text-right");
@@ -347,7 +353,7 @@
       var totals = document.createElement("tr");
       totals.className = "tabula-report-total";
       var label = cell("th", T.total);
-      label.colSpan = groups;
+      label.colSpan = groups + (classes ? 1 : 0);
       totals.appendChild(label);
       columns.forEach(function (c, j) {
         measures.forEach(function (m) {
@@ -375,7 +381,7 @@
     chartArea.hidden = false;
     if (!window.echarts) { return; }
     if (!chart) { chart = window.TabulaReportChart.attach(chartArea, config.locale); }
-    chart.setOption(window.TabulaReportChart.option(result, chartSelect.value, T.total, false), true);
+    chart.setOption(window.TabulaReportChart.option(result, chartSelect.value, T.total, false, config.locale), true);
   }
 
   function run(event) {
