@@ -165,14 +165,14 @@ def unpin(actor: Actor, ref: Any) -> list[Card]:
 
 def move(actor: Actor, ref: Any, offset: Any) -> list[Card]:
     """Move a card ``offset`` places (−1 earlier, +1 later) among the ones ``actor`` sees."""
-    if isinstance(offset, bool) or offset not in (-1, 1):
+    if type(offset) is not int or offset not in (-1, 1):  # not True, not 1.0
         raise ReportError(_("A card moves one place earlier or later."))
     visible = {c.ref for c in offered(actor)}
 
     def change(refs: list[str]) -> list[str]:
-        if ref not in refs:
-            raise CardNotFound(_("This card is not on your dashboard."))
         shown = [r for r in refs if r in visible]
+        if ref not in shown:
+            raise CardNotFound(_("This card is not on your dashboard."))
         at = shown.index(ref)
         other = at + offset
         if not 0 <= other < len(shown):

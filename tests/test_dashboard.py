@@ -189,6 +189,9 @@ def test_pin_move_unpin_and_reset(app, staff_client, fresh_layouts) -> None:  # 
     # A deleted report leaves the dashboard with it.
     saved_reports.delete(mine.id, staff1)
     assert ref not in [c.ref for c in dashboard.pinned(staff1)]
+    # Still in the stored list, no longer shown: not movable.
+    gone_move = post(staff_client, "/dashboard/move", {"ref": ref, "offset": -1}, csrf)
+    assert gone_move.status_code == 404 and gone_move.get_json()["message"]
     reset = post(staff_client, "/dashboard/reset", {}, csrf)
     assert refs(reset) == list(dashboard.DEFAULT_CARDS)
     assert db.session.get(DashboardLayout, user_id("staff1")) is None
@@ -210,10 +213,12 @@ def test_refused_changes_change_nothing(app, client, staff_client, manager_clien
     ):
         answer = post(staff_client, "/dashboard/pin", bad, csrf)
         assert answer.status_code == 404 and answer.get_json()["message"], bad
-    for offset in (0, 2, "1", True, None):
+    for offset in (0, 2, "1", True, None, 1.0, -1.0):
         answer = post(staff_client, "/dashboard/move", {"ref": "std:funnel", "offset": offset}, csrf)
         assert answer.status_code == 400 and answer.get_json()["message"]
     assert post(staff_client, "/dashboard/move", {"ref": "std:nope", "offset": 1}, csrf).status_code == 404
+    unpinned = {"ref": "std:activity", "offset": 1}
+    assert post(staff_client, "/dashboard/move", unpinned, csrf).status_code == 404
     assert post(staff_client, "/dashboard/pin", {"ref": "std:activity"}, None).status_code == 400  # no token
     for url in ("/dashboard/pin", "/dashboard/unpin", "/dashboard/move", "/dashboard/reset"):
         assert post(client, url, {"ref": "std:funnel", "offset": 1}, csrf).status_code in (400, 401, 403)
@@ -263,4 +268,23 @@ def test_no_card_request_gives_a_server_error(app, staff_client, ref, period, ma
     answer = staff_client.get(
         "/dashboard/card", query_string={"ref": ref, "period": period, "manager": manager}
     )
+    assert answer.status_code in (200, 400, 404), answer.get_data(as_text=True)[:300]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    url=st.sampled_from(["/dashboard/pin", "/dashboard/unpin", "/dashboard/move"]),
+    ref=st.one_of(st.sampled_from([*dashboard.DEFAULT_CARDS, "saved:1"]), JSON_VALUES),
+    offset=st.one_of(st.sampled_from([1, -1, 1.0, -1.0, True]), JSON_VALUES),
+)
+def test_no_dashboard_change_gives_a_server_error(app, staff_client, url, ref, offset) -> None:  # noqa: ANN001
+    csrf = token(staff_client)
+    answer = post(staff_client, url, {"ref": ref, "offset": offset}, csrf)
     assert answer.status_code in (200, 400, 404), answer.get_data(as_text=True)[:300]
