@@ -241,6 +241,7 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
                        "options": SOURCES},
             "lost_reason": {"label": N_("Lost reason"), "show_in_list": False},
             "closed_at": _derived(N_("Closed"), show_in_list=False),
+            "won": _derived(N_("At a won stage"), show_in_list=False),
             "notes": {"label": N_("Notes"), "show_in_list": False},
             "owner_id": OWNER,
             "created_at": CREATED,

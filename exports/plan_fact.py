@@ -59,12 +59,6 @@ def bounds(kind: Any, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
     return first, after  # type: ignore[return-value]  (a month, quarter or year is never open)
 
 
-def won_stage_ids() -> list[int]:
-    """The stages that close a deal as won (ids only: which deals count as won is no one's secret)."""
-    stages = TableQuery.system("stages", "which stages are won, for plan vs fact").fields("is_won")
-    return sorted(row["id"] for row in stages.stream() if row.get("is_won"))
-
-
 def run(actor: Actor, kind: Any = "month", today: dt.date | None = None) -> PlanFact:
     """Plan vs fact for the month, quarter or year of ``today``, as ``actor`` may see it; raises
     ``QueryError`` for a table or field they may not read."""
@@ -81,13 +75,12 @@ def run(actor: Actor, kind: Any = "month", today: dt.date | None = None) -> Plan
     ):
         found = line(row["manager_id"], row["currency"])
         found.figures.update(plan_amount=row["amount"], plan_count=row["count"])
-    won_stages = {"or": [{"field": "stage_id", "op": "eq", "value": i} for i in won_stage_ids()]}
-    if won_stages["or"]:
-        won = TableQuery("deals", actor).where(all_of(won_stages, *between("closed_at")))
-        measures = {"amount": ("sum", "amount"), "n": ("count", None)}
-        for row in won.aggregate(["owner_id", "currency"], measures):
-            found = line(row["owner_id"], row["currency"])
-            found.figures.update(won_amount=row["amount"], won_count=row["n"])
+    won_stages = {"field": "won", "op": "eq", "value": "true"}  # kept by the write path from the stage
+    won = TableQuery("deals", actor).where(all_of(won_stages, *between("closed_at")))
+    measures = {"amount": ("sum", "amount"), "n": ("count", None)}
+    for row in won.aggregate(["owner_id", "currency"], measures):
+        found = line(row["owner_id"], row["currency"])
+        found.figures.update(won_amount=row["amount"], won_count=row["n"])
     paid = TableQuery("invoices", actor).where(all_of(*between("paid_on")))
     for row in paid.aggregate(["owner_id", "currency"], {"amount": ("sum", "amount")}):
         line(row["owner_id"], row["currency"]).figures["paid_amount"] = row["amount"]

@@ -166,6 +166,7 @@ class Deal(RecordColumns, Model):
     source: Mapped[str | None] = mapped_column(String(16))
     lost_reason: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # derived
+    won: Mapped[bool | None] = mapped_column(Boolean, index=True)  # derived: at a won stage
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _created()
 

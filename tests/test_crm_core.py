@@ -209,12 +209,13 @@ def test_stage_moves_set_probability_pipeline_and_closing(book) -> None:  # noqa
     version = row("deals", deal).row_version
     records.update("deals", deal, {"stage_id": book["won"]}, admin, expected_version=version)
     won = row("deals", deal)
-    assert won.probability == Decimal("100.00") and won.closed_at is not None
+    assert won.probability == Decimal("100.00") and won.closed_at is not None and won.won is True
     records.update(
         "deals", deal, {"stage_id": book["open"], "probability": "35"}, admin, expected_version=None
     )
     reopened = row("deals", deal)
     assert reopened.closed_at is None and reopened.probability == Decimal("35.00")  # typed beats the stage
+    assert reopened.won is False
 
 
 def test_the_weighted_amount_follows_amount_probability_and_lines(book) -> None:  # noqa: ANN001

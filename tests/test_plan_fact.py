@@ -56,6 +56,11 @@ def plan_book(app_ctx) -> dict[str, Any]:  # noqa: ANN001
         values = {"manager_id": who, "month": today.isoformat(), "amount": amount, "deals_count": str(count),
                   "currency": currency}  # fmt: skip
         records.create("sales_plans", values, manager)
+    # Many pipelines with many won stages (plan vs fact once listed them all in one filter: over 50 failed).
+    admin = actor_of("admin")
+    pipeline = records.create("pipelines", {"name": f"Много этапов {tag}"}, admin).id
+    many = [{"name": f"Победа {i}", "pipeline_id": str(pipeline), "is_won": "true"} for i in range(55)]
+    records.create_many("stages", many, admin)
     won, lost = won_stage(), db.session.scalar(select(Stage.id).where(Stage.is_lost.is_(True)))
     deals = []
     for who, amount, stage in (

@@ -463,8 +463,11 @@ def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None
             RecordChange.entity_id == current().entity("deal_lines").id, RecordChange.record_id == line.id
         )
     )
-    updates = [x for x in history.lines(deal_entity.id, deal.id) if x.action == "update"]
     amount_id = deal_entity.field_by_name("amount").id
+    every = [x for x in history.lines(deal_entity.id, deal.id) if x.action == "update"]
+    # The amount, and with it the weighted amount when the stage has a probability: one change set.
+    assert {x.changeset for x in every} == {line_set}
+    updates = [x for x in every if x.field_id == amount_id]
     line_at = db.session.scalar(
         select(RecordChange.at).where(
             RecordChange.entity_id == current().entity("deal_lines").id, RecordChange.record_id == line.id

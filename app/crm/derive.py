@@ -4,8 +4,8 @@ job all get the same results:
 
 - a contact's full name from its parts; consent dates when consent is given or withdrawn;
 - a deal's pipeline from its stage, its probability from the stage unless set, ``closed_at`` when it
-  reaches a won or lost stage, its amount from its lines when it has any, its weighted amount (amount ×
-  probability, what the forecast counts);
+  reaches a won or lost stage, whether it is won, its amount from its lines when it has any, its weighted
+  amount (amount × probability, what the forecast counts);
 - a deal line's price from its product and its total; the deal's amount after any line changes;
 - an activity's time (now) and company (from its contact or deal) when left empty; a company's last
   activity (the newest of its live activities);
@@ -134,6 +134,7 @@ def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
         if stage is None:
             continue  # the write path names the missing stage
         row["pipeline_id"] = stage["pipeline_id"]
+        row["won"] = bool(stage["is_won"])
         if _changed(row, before, "stage_id") and (
             row.get("probability") is None or not _changed(row, before, "probability")
         ):
