@@ -73,6 +73,15 @@ TASK_STATUSES = _options(
     ("done", N_("Done")),
     ("cancelled", N_("Cancelled")),
 )
+LOST_BECAUSE = _options(
+    ("price", N_("Price")),
+    ("competitor", N_("Chose a competitor")),
+    ("budget", N_("No budget")),
+    ("needs", N_("Did not fit the needs")),
+    ("timing", N_("Not now")),
+    ("silence", N_("Stopped responding")),
+    ("other", N_("Other")),
+)
 INVOICE_STATUSES = _options(
     ("draft", N_("Draft")),
     ("issued", N_("Issued")),
@@ -228,6 +237,10 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "contact_id": _to(N_("Contact"), "contacts", hidden=True),
             "pipeline_id": _derived(N_("Pipeline"), type="link", target="pipelines", show_in_list=False),
             "stage_id": _to(N_("Stage"), "stages", required=True),
+            "reached_stage_id": _derived(
+                N_("Furthest stage reached"), type="link", target="stages", show_in_list=False,
+                help=N_("The furthest open or won stage the deal has been at; a lost deal keeps the stage it "
+                        "was lost after.")),
             "amount": {"label": N_("Amount"), "scale": 2,
                        "help": N_("Computed from the deal's lines when it has any.")},
             "currency": CURRENCY,
@@ -239,6 +252,8 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "expected_close": {"label": N_("Expected close")},
             "source": {"label": N_("Source"), "type": "single_select", "show_in_list": False,
                        "options": SOURCES},
+            "lost_because": {"label": N_("Why lost"), "type": "single_select", "show_in_list": False,
+                             "options": LOST_BECAUSE},
             "lost_reason": {"label": N_("Lost reason"), "show_in_list": False},
             "closed_at": _derived(N_("Closed"), show_in_list=False),
             "won": _derived(N_("At a won stage"), show_in_list=False),

@@ -110,6 +110,21 @@ STANDARD: tuple[Standard, ...] = (
         period_field="closed_at",
     ),
     Standard(
+        "lost_reasons",
+        _l("Why deals were lost"),
+        _l("Lost deals per reason and manager, by currency: how many and their amount."),
+        {
+            "table": "deals",
+            "rows": ["lost_because", "currency"],
+            "column": "owner_id",
+            "measures": [COUNT, _sum("amount")],
+            "filter": {"and": [{"field": "won", "op": "eq", "value": "false"},
+                               {"field": "closed_at", "op": "nempty"}]},
+            "chart": "stacked",
+        },
+        period_field="closed_at",
+    ),
+    Standard(
         "complaints",
         _l("Complaints by category"),
         _l("Complaints per category and manager, by month."),

@@ -158,12 +158,14 @@ class Deal(RecordColumns, Model):
     contact_id: Mapped[int | None] = _link("crm_contact")
     pipeline_id: Mapped[int | None] = _link("crm_pipeline")  # derived from the stage
     stage_id: Mapped[int | None] = _link("crm_stage")
+    reached_stage_id: Mapped[int | None] = _link("crm_stage")  # derived: the furthest stage it has been at
     amount: Mapped[Decimal | None] = mapped_column(MONEY)  # derived from the lines when it has any
     currency: Mapped[str | None] = mapped_column(String(16))
     probability: Mapped[Decimal | None] = mapped_column(PERCENT)
     weighted_amount: Mapped[Decimal | None] = mapped_column(MONEY)  # derived: amount × probability
     expected_close: Mapped[dt.date | None] = mapped_column(Date, index=True)
     source: Mapped[str | None] = mapped_column(String(16))
+    lost_because: Mapped[str | None] = mapped_column(String(16), index=True)
     lost_reason: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # derived
     won: Mapped[bool | None] = mapped_column(Boolean, index=True)  # derived: at a won stage

@@ -191,3 +191,65 @@ def test_plan_vs_fact_in_russian_clicks_through_to_the_won_deals(browser, live_u
     assert width <= 1366, width
     assert not problems, problems
     context.close()
+
+
+#: The funnel layers of the first conversion chart: each one's value, address and centre on the page.
+LAYERS = """() => {
+  const area = document.querySelector(".tabula-conversion-chart");
+  const chart = echarts.getInstanceByDom(area);
+  const box = area.getBoundingClientRect();
+  const data = chart.getModel().getSeriesByIndex(0).getData();
+  return chart.getOption().series[0].data.map((d, i) => {
+    const points = data.getItemLayout(i).points;
+    const x = points.reduce((s, p) => s + p[0], 0) / points.length;
+    const y = points.reduce((s, p) => s + p[1], 0) / points.length;
+    return {value: d.value, url: d.url, x: box.left + x, y: box.top + y};
+  });
+}"""
+
+
+def test_stage_conversion_in_russian_opens_the_deals_behind_a_stage(browser, live_url, app_ctx) -> None:  # noqa: ANN001
+    """The demo's funnel: a click on the second stage's layer of the chart (a real mouse click) lands on the
+    grid with as many deals as reached it; a "lost after" figure opens its deals too."""
+    context = browser.new_context(locale="ru-RU", viewport=VIEWPORT)
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_url, "manager", DEMO_PASSWORD)
+    page.goto(f"{live_url}/reports/")
+    page.click("text=Конверсия по этапам")
+    page.wait_for_url("**/reports/conversion*")
+    page.locator(".tabula-conversion-chart canvas").first.wait_for(timeout=15_000)
+    headers = page.locator(".tabula-conversion-table thead").first.inner_text().strip().split("\t")
+    assert headers == [
+        "Этап",
+        "Дошли",
+        "От предыдущего этапа, %",
+        "От первого этапа, %",
+        "Проиграны после него",
+    ]
+    page.wait_for_timeout(300)
+    layers = page.evaluate(LAYERS)
+    second = layers[1]
+    assert second["value"] > 0 and second["url"], layers
+    page.mouse.click(second["x"], second["y"])
+    page.wait_for_url("**/grid/deals/**")
+    page.locator("#grid-count:not(:empty)").wait_for(timeout=10_000)
+    assert page.inner_text("#grid-count").replace("\u00a0", " ") == f"Строк: {second['value']}"
+    page.go_back()
+    rows = page.locator(".tabula-conversion-table tbody tr")
+    rows.first.wait_for(timeout=10_000)
+    lost = [i for i in range(rows.count()) if rows.nth(i).locator("td").nth(3).locator("a").count()]
+    assert lost, "the demo loses deals after some stage"
+    figure = rows.nth(lost[0]).locator("td").nth(3)
+    count = figure.inner_text().replace("\u00a0", "").replace(" ", "")
+    figure.locator("a").click()
+    page.wait_for_url("**/grid/deals/**")
+    page.locator("#grid-count:not(:empty)").wait_for(timeout=10_000)
+    assert page.inner_text("#grid-count") == f"Строк: {count}"
+    page.go_back()
+    page.select_option("#conversion-period", "year")
+    assert "period=year" in page.url
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1366, width
+    assert not problems, problems
+    context.close()

@@ -218,6 +218,36 @@ def test_stage_moves_set_probability_pipeline_and_closing(book) -> None:  # noqa
     assert reopened.won is False
 
 
+def test_the_furthest_stage_reached_follows_stage_moves(book) -> None:  # noqa: ANN001
+    """Forward moves advance it, a move back keeps it, a lost stage is no progress (the deal keeps where it
+    was lost after), a won stage is past every open one whatever its order, another pipeline starts over,
+    and nobody sets it by hand."""
+    admin = actor("admin")
+    second = records.create(
+        "stages", {"name": "Переговоры", "pipeline_id": book["pipeline"], "position": 5}, admin
+    ).id  # ordered after the won stage (2): still before it
+    deal = book["deal"]
+    assert row("deals", deal).reached_stage_id == book["open"]
+
+    def move(stage: int) -> int | None:
+        records.update("deals", deal, {"stage_id": stage}, admin, expected_version=None)
+        return row("deals", deal).reached_stage_id
+
+    assert move(second) == second
+    assert move(book["open"]) == second  # back: the furthest stays
+    assert move(book["lost"]) == second  # lost after "Переговоры"
+    assert move(book["won"]) == book["won"]  # reopened and won: past every open stage
+    assert move(second) == book["won"]
+    other = records.create("pipelines", {"name": f"Другая {book['tag']}"}, admin).id
+    elsewhere = records.create("stages", {"name": "Начало", "pipeline_id": other, "position": 9}, admin).id
+    assert move(elsewhere) == elsewhere  # another pipeline starts over
+    lost_at_once = records.create("deals", {"title": "Сразу проиграна", "stage_id": book["lost"]}, admin).id
+    assert row("deals", lost_at_once).reached_stage_id is None  # never at an open stage
+    with pytest.raises(records.RecordError):
+        records.update("deals", deal, {"reached_stage_id": book["open"]}, admin, expected_version=None)
+    assert row("deals", deal).reached_stage_id == elsewhere
+
+
 def test_the_weighted_amount_follows_amount_probability_and_lines(book) -> None:  # noqa: ANN001
     """amount × probability / 100, half up to the cent, kept on every way the two change; unknown when
     either is; what the forecast adds up."""

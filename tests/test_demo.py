@@ -127,7 +127,11 @@ def test_every_deal_is_in_its_stages_pipeline_and_sums_its_lines(demo_ctx: Flask
         assert deal["probability"] == stage["probability"]
         assert (deal["closed_at"] is not None) == bool(stage["is_won"] or stage["is_lost"])
         if stage["is_lost"]:
-            assert deal["lost_reason"]
+            assert deal["lost_reason"] and deal["lost_because"]
+            reached = stages[deal["reached_stage_id"]]  # lost after getting somewhere
+            assert reached["pipeline_id"] == stage["pipeline_id"] and not reached["is_lost"]
+        else:
+            assert deal["reached_stage_id"] == deal["stage_id"]  # seeded deals only move forward
         if deal["id"] in lines:
             assert deal["amount"] == sum(line["total"] for line in lines[deal["id"]])
 

@@ -59,8 +59,10 @@ def test_an_option_in_use_is_refused_unless_cleared_from_the_records(app_ctx) ->
     db.session.expire_all()
     assert [o["id"] for o in db.session.get(Field, single.id).settings["options"]] == [new, busy]
     rows = db.session.execute(
-        text(f"SELECT {single.column_name}, {multi.column_name}, row_version FROM {entity.table_name}"
-             " ORDER BY id")  # fmt: skip
+        text(
+            f"SELECT {single.column_name}, {multi.column_name}, row_version FROM {entity.table_name}"
+            " ORDER BY id"
+        )  # fmt: skip
     ).all()
     assert [r[0] for r in rows] == [[new, busy, None][i % 3] for i in range(30)]
     assert [r[1] for r in rows] == [f",{[blue, green][i % 2]}," for i in range(30)]

@@ -49,6 +49,8 @@ def holds(row: Any, node: Any) -> bool:
     if "and" in node:
         return all(holds(row, part) for part in node["and"])
     value, op, wanted = getattr(row, node["field"]), node["op"], node.get("value")
+    if wanted in ("true", "false"):  # a yes/no field
+        wanted = wanted == "true"
     if op == "eq":
         return value == wanted
     if op == "neq":

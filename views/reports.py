@@ -23,7 +23,7 @@ from custom_fields import buckets, runtime, saved_views
 from custom_fields.access import Actor, grants
 from custom_fields.query import QueryError, TableQuery
 from custom_fields.types import REGISTRY
-from exports import plan_fact, reports, saved_reports, service, standard_reports
+from exports import dashboard, plan_fact, reports, saved_reports, service, stage_conversion, standard_reports
 from exports.reports import CHARTS, FUNCTION_LABELS, PERIODS, Definition, ReportSpec
 from exports.service import ExportRefused
 
@@ -172,6 +172,40 @@ def plan_card(found: plan_fact.PlanFact) -> dict[str, Any]:
     }
 
 
+def conversion_json(found: stage_conversion.Conversion) -> dict[str, Any]:
+    """Stage conversion as the page draws it: per pipeline, each step's counts, shares and grid links."""
+    return {
+        "first": found.first.isoformat() if found.first else None,
+        "last": (found.after - dt.timedelta(days=1)).isoformat() if found.after else None,
+        "funnels": [
+            {
+                "name": funnel.name,
+                "unknown": funnel.unknown,
+                "unknownLink": grid_link("deals", funnel.unknown_filter),
+                "steps": [
+                    {
+                        "name": step.name,
+                        "reached": step.reached,
+                        "lostAfter": step.lost_after,
+                        "fromPrevious": _number(step.from_previous),
+                        "fromFirst": _number(step.from_first),
+                        "links": {
+                            "reached": _deals_link(step.filters["reached"]),
+                            "lostAfter": _deals_link(step.filters["lost_after"]),
+                        },
+                    }
+                    for step in funnel.steps
+                ],
+            }
+            for funnel in found.funnels
+        ],
+    }
+
+
+def _deals_link(drill: Any) -> str | None:
+    return grid_link("deals", drill) if drill else None
+
+
 def _number(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
 
@@ -192,6 +226,8 @@ class ReportView(BaseView):
         "delete": "read",
         "plan": "read",
         "plan_run": "read",
+        "conversion": "read",
+        "conversion_run": "read",
     }
 
     @expose("/")
@@ -347,6 +383,52 @@ class ReportView(BaseView):
         except QueryError as refused:
             return _json(getattr(refused, "status", 400), message=str(refused))
         return _json(200, **plan_json(found))
+
+    # --- stage conversion ---------------------------------------------------------------------------------
+
+    @expose("/conversion")
+    @has_access
+    def conversion(self) -> Any:
+        actor = Actor.current("ui")
+        config = {
+            "runUrl": url_for("ReportView.conversion_run"),
+            "periods": [
+                {"value": k, "label": str(PERIODS[k]) if k else _("All time")}
+                for k in stage_conversion.PERIOD_KINDS
+            ],
+            "managers": [{"id": i, "name": n} for i, n in dashboard.manager_choices(actor)],
+            "locale": str(get_locale() or "en")[:2],
+            "texts": {
+                "failed": _("The report could not be run."),
+                "empty": _("No deals in this period."),
+                "open": _("Open these records"),
+                "stage": _("Stage"),
+                "reached": _("Reached"),
+                "fromPrevious": _("From the previous stage, %"),
+                "fromFirst": _("From the first stage, %"),
+                "lostAfter": _("Lost after it"),
+                "unknown": _(
+                    "Deals never at an open stage (lost at once, or closed before stages were kept):"
+                ),
+                "everyone": _("All salespeople"),
+            },
+        }
+        return self.render_template(
+            "tabula/reports/conversion.html",
+            config=json.dumps(config, ensure_ascii=False),
+            title=_("Stage conversion"),
+        )
+
+    @expose("/conversion/run")
+    @has_access_api
+    def conversion_run(self) -> Response:
+        """Stage conversion for ``?period=&manager=``, as the signed-in user may see it."""
+        try:
+            manager = dashboard.manager_id(request.args.get("manager"))
+            found = stage_conversion.run(Actor.current("ui"), request.args.get("period", ""), manager)
+        except QueryError as refused:
+            return _json(getattr(refused, "status", 400), message=str(refused))
+        return _json(200, **conversion_json(found))
 
     # --- saved reports ------------------------------------------------------------------------------------
 

@@ -236,9 +236,10 @@ PRODUCTS = [
     ("Выезд инженера", "выезд", 6_500),
     ("Антивирус Kaspersky Endpoint Security (1 ПК, год)", "лиц.", 2_450),
 ]
-LOST_REASONS = (
-    "Выбрали конкурента", "Дорого", "Нет бюджета в этом году", "Проект отложен", "Не прошли тендер",
-    "Не устроили сроки поставки", "Клиент перестал выходить на связь", "Решили делать своими силами",
+LOST_REASONS = (  # (why lost, details)
+    ("competitor", "Выбрали конкурента"), ("price", "Дорого"), ("budget", "Нет бюджета в этом году"),
+    ("timing", "Проект отложен"), ("competitor", "Не прошли тендер"), ("needs", "Не устроили сроки поставки"),
+    ("silence", "Клиент перестал выходить на связь"), ("other", "Решили делать своими силами"),
 )  # fmt: skip
 CALL_SUBJECTS = (
     "Первичный звонок", "Уточнение потребности", "Обсуждение КП", "Согласование цены",
@@ -385,6 +386,16 @@ class _Loader:
         self.actors = actors
         self.progress = progress
         self.result = DemoResult()
+
+    def update(self, slug: str, items: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Change ``(owner username, id, values)`` records, each owner's as that owner (as they would)."""
+        by_owner: dict[str, list[tuple[int, dict[str, Any], None]]] = {}
+        for owner, record_id, values in items:
+            by_owner.setdefault(owner, []).append((record_id, values, None))
+        for owner, changes in by_owner.items():
+            for chunk in _chunks(changes, CHUNK):
+                with records.linking_unreadable(REASON):
+                    records.update_many(slug, chunk, self.actors[owner])
 
     def insert(self, slug: str, items: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """Create ``(owner username, values)`` rows, each owner's as that owner; ids in the items' order."""
@@ -649,6 +660,7 @@ def _write_book(
 
     # Deals across every stage; part of them with lines (then the amount is the lines' sum).
     deal_rows = []
+    lost_later: list[tuple[int, int]] = []  # (deal row, its lost stage)
     deal_lines: list[list[dict[str, Any]]] = []
     deal_meta: list[tuple[int, bool, Decimal]] = []  # company index, won, amount
     for _ in range(counts["deals"]):
@@ -660,6 +672,9 @@ def _write_book(
         lost = [s for s in stages if s[2]] or stages
         bucket = rng.choices((open_stages, won, lost), (60, 25, 15))[0]
         stage_id, is_won, is_lost = rng.choice(bucket)
+        if is_lost and open_stages is not stages:  # a deal is lost after getting somewhere: moved there below
+            lost_later.append((len(deal_rows), stage_id))
+            stage_id = rng.choice(open_stages)[0]
         lines: list[dict[str, Any]] = []
         if rng.random() < 0.4:
             for pi in rng.sample(range(len(product_ids)), min(len(product_ids), rng.randrange(1, 5))):
@@ -684,12 +699,14 @@ def _write_book(
                 "stage_id": stage_id, "amount": amount, "currency": "rub",
                 "expected_close": close,
                 "source": rng.choice(("web_form", "call", "email", "referral", "exhibition", "manual")),
-                "lost_reason": rng.choice(LOST_REASONS) if is_lost else None,
+                **(dict(zip(("lost_because", "lost_reason"), rng.choice(LOST_REASONS), strict=True))
+                   if is_lost else {}),
             })
         )  # fmt: skip
         deal_lines.append(lines)
         deal_meta.append((ci, is_won, amount))
     deal_ids = loader.insert("deals", deal_rows)
+    loader.update("deals", [(deal_rows[i][0], deal_ids[i], {"stage_id": lost}) for i, lost in lost_later])
     deals_of: dict[int, list[int]] = {}
     for i, (ci, _won, _amount) in enumerate(deal_meta):
         deals_of.setdefault(ci, []).append(i)

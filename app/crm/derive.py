@@ -4,8 +4,9 @@ job all get the same results:
 
 - a contact's full name from its parts; consent dates when consent is given or withdrawn;
 - a deal's pipeline from its stage, its probability from the stage unless set, ``closed_at`` when it
-  reaches a won or lost stage, whether it is won, its amount from its lines when it has any, its weighted
-  amount (amount × probability, what the forecast counts);
+  reaches a won or lost stage, whether it is won, the furthest stage it has reached (what stage conversion
+  counts), its amount from its lines when it has any, its weighted amount (amount × probability, what the
+  forecast counts);
 - a deal line's price from its product and its total; the deal's amount after any line changes;
 - an activity's time (now) and company (from its contact or deal) when left empty; a company's last
   activity (the newest of its live activities);
@@ -125,8 +126,10 @@ def line_totals(deal_ids: Iterable[int]) -> dict[int, Decimal]:
 def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
     errors = _percent_errors(rows, "probability")
     found = _by_id(
-        "stages", (r.get("stage_id") for r in rows), "pipeline_id", "probability", "is_won", "is_lost"
-    )
+        "stages",
+        [r.get(k) for r in rows for k in ("stage_id", "reached_stage_id")],
+        "pipeline_id", "probability", "is_won", "is_lost", "position",
+    )  # fmt: skip
     sums = line_totals(r["id"] for r in rows if r.get("id") is not None)
     now = utcnow()
     for i, (row, before) in enumerate(zip(rows, befores, strict=True)):
@@ -135,6 +138,7 @@ def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
             continue  # the write path names the missing stage
         row["pipeline_id"] = stage["pipeline_id"]
         row["won"] = bool(stage["is_won"])
+        row["reached_stage_id"] = furthest(row["stage_id"], stage, row.get("reached_stage_id"), found)
         if _changed(row, before, "stage_id") and (
             row.get("probability") is None or not _changed(row, before, "probability")
         ):
@@ -153,6 +157,25 @@ def deals(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
             row["amount"] = total
         row["weighted_amount"] = weighted(row.get("amount"), row.get("probability"))
     return errors
+
+
+def stage_rank(stage: dict[str, Any]) -> tuple[bool, int]:
+    """Where a stage stands in its pipeline: by its order, a won stage past every open one."""
+    return bool(stage["is_won"]), stage["position"] or 0
+
+
+def furthest(stage_id: int, stage: dict[str, Any], reached_id: Any, stages: dict[int, dict[str, Any]]) -> Any:
+    """The furthest stage a deal at ``stage_id`` has reached, given the one it had reached before: a move
+    back keeps the furthest, a lost stage is no progress (the deal keeps the stage it was lost after), and
+    a move to another pipeline starts over."""
+    reached = stages.get(reached_id)
+    if reached is not None and reached["pipeline_id"] != stage["pipeline_id"]:
+        reached, reached_id = None, None
+    if stage["is_lost"]:
+        return reached_id
+    if reached is None or stage_rank(stage) > stage_rank(reached):
+        return stage_id
+    return reached_id
 
 
 def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal | None:
