@@ -188,6 +188,13 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "contact_id": _to(N_("Contact"), "contacts", hidden=True),
             "deal_id": _to(N_("Deal"), "deals", hidden=True),
             "converted_at": _derived(N_("Converted"), show_in_list=False),
+            "first_response_at": _derived(
+                N_("First response"), show_in_list=False,
+                help=N_("The first outbound call, letter, meeting or SMS with the lead (failed attempts "
+                        "included).")),
+            "response_hours": _derived(
+                N_("Response time, h"), show_in_list=False,
+                help=N_("Hours from the lead's arrival to its first response.")),
             "owner_id": OWNER,
             "created_at": CREATED,
         },
@@ -295,6 +302,7 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
             "company_id": _to(N_("Company"), "companies"),
             "contact_id": _to(N_("Contact"), "contacts"),
             "deal_id": _to(N_("Deal"), "deals", hidden=True),
+            "lead_id": _to(N_("Lead"), "leads", hidden=True),
             "complaint_category": {"label": N_("Complaint category"), "type": "single_select",
                                    "show_in_list": False, "options": _options(
                 ("quality", N_("Quality")), ("delivery", N_("Delivery")), ("billing", N_("Billing")),
@@ -303,6 +311,12 @@ CORE: dict[str, tuple[type, str, str, str, str, dict[str, dict[str, Any]]]] = {
                            "options": _options(
                 ("open", N_("Unresolved")), ("in_progress", N_("In progress")), ("resolved", N_("Resolved")),
                 ("rejected", N_("Rejected")))},
+            "resolved_at": _derived(
+                N_("Resolved on"), show_in_list=False,
+                help=N_("When the complaint was resolved or rejected.")),
+            "resolution_days": _derived(
+                N_("Days to resolve"), show_in_list=False,
+                help=N_("Days from the complaint to its resolution.")),
             "owner_id": OWNER,
             "created_at": CREATED,
         },

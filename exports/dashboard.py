@@ -141,9 +141,20 @@ def pinned(actor: Actor) -> list[Card]:
 
 def _stored(actor: Actor) -> list[str]:
     layout = db.session.get(DashboardLayout, actor.user_id) if actor.user_id is not None else None
+    return _refs(layout)
+
+
+def _refs(layout: DashboardLayout | None) -> list[str]:
+    """The cards of a stored layout (the standard ones if none), with the standard cards added since the
+    user last changed it at the end: a user who unpinned one keeps it unpinned, and nobody misses a new
+    one."""
     if layout is None:
         return list(DEFAULT_CARDS)
-    return [ref for ref in layout.cards if isinstance(ref, str)]
+    refs = [ref for ref in layout.cards if isinstance(ref, str)]
+    known = set(layout.known or ())
+    return (
+        refs + [ref for ref in DEFAULT_CARDS if ref not in known and ref not in refs][: MAX_CARDS - len(refs)]
+    )
 
 
 def pin(actor: Actor, ref: Any) -> list[Card]:
@@ -201,12 +212,14 @@ def _change(actor: Actor, change: Any) -> list[Card]:
         raise QueryDenied(_("Sign in to change your dashboard."))
     for attempt in range(2):
         layout = db.session.get(DashboardLayout, actor.user_id, with_for_update=True, populate_existing=True)
-        refs = list(layout.cards) if layout is not None else list(DEFAULT_CARDS)
+        refs = _refs(layout)
         wanted = change(refs)
         if layout is None:
-            db.session.add(DashboardLayout(user_id=actor.user_id, cards=wanted, version=1))
-        elif wanted != refs:
-            layout.cards = wanted
+            db.session.add(
+                DashboardLayout(user_id=actor.user_id, cards=wanted, known=list(DEFAULT_CARDS), version=1)
+            )
+        elif wanted != list(layout.cards) or layout.known != list(DEFAULT_CARDS):
+            layout.cards, layout.known = wanted, list(DEFAULT_CARDS)
             layout.version += 1
         try:
             db.session.commit()

@@ -125,6 +125,20 @@ STANDARD: tuple[Standard, ...] = (
         period_field="closed_at",
     ),
     Standard(
+        "lead_response",
+        _l("First response to leads"),
+        _l("Leads per manager by month of arrival: how many, and the average and longest hours to the first "
+           "outbound call, letter, meeting or SMS."),
+        {
+            "table": "leads",
+            "rows": ["owner_id"],
+            "column": "created_at:month",
+            "measures": [COUNT, {"function": "avg", "field": "response_hours"},
+                         {"function": "max", "field": "response_hours"}],
+        },
+        period_field="created_at",
+    ),
+    Standard(
         "complaints",
         _l("Complaints by category"),
         _l("Complaints per category and manager, by month."),
@@ -141,12 +155,12 @@ STANDARD: tuple[Standard, ...] = (
     Standard(
         "complaint_resolution",
         _l("Complaints by resolution"),
-        _l("Complaints per category and their resolution status."),
+        _l("Complaints per category and their resolution status, with the average days to resolve."),
         {
             "table": "activities",
             "rows": ["complaint_category"],
             "column": "resolution",
-            "measures": [COUNT],
+            "measures": [COUNT, {"function": "avg", "field": "resolution_days"}],
             "filter": {"field": "kind", "op": "eq", "value": "complaint"},
             "chart": "stacked",
         },

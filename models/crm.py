@@ -103,6 +103,9 @@ class Lead(RecordColumns, Model):
     contact_id: Mapped[int | None] = _link("crm_contact")
     deal_id: Mapped[int | None] = mapped_column(Integer, index=True)  # set on conversion (links crm_deal)
     converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # derived: the first outbound activity with the lead, and the hours from the lead's arrival to it
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    response_hours: Mapped[Decimal | None] = mapped_column(Numeric(12, 1))
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -205,8 +208,12 @@ class Activity(RecordColumns, Model):
     company_id: Mapped[int | None] = _link("crm_company")
     contact_id: Mapped[int | None] = _link("crm_contact")
     deal_id: Mapped[int | None] = _link("crm_deal")
+    lead_id: Mapped[int | None] = _link("crm_lead")
     complaint_category: Mapped[str | None] = mapped_column(String(16))
     resolution: Mapped[str | None] = mapped_column(String(16))
+    # derived: when a complaint was resolved or rejected, and the days it took from when it came
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_days: Mapped[Decimal | None] = mapped_column(Numeric(12, 1))
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -267,3 +274,15 @@ class SalesPlan(RecordColumns, Model):
 # not make two SKUs (the write path compares the same way). Records in the recycle bin keep their values.
 Index("uq_crm_product_sku", func.lower(Product.__table__.c.sku), unique=True)
 Index("uq_crm_invoice_number", func.lower(Invoice.__table__.c.number), unique=True)
+# One live plan per salesperson, month and currency, also when two people save the same plan at once (the
+# write path says which plan is the twin; a plan in the recycle bin is no twin).
+_plans = SalesPlan.__table__.c
+Index(
+    "uq_crm_sales_plan_month",
+    _plans.manager_id,
+    _plans.month,
+    _plans.currency,
+    unique=True,
+    sqlite_where=_plans.deleted_at.is_(None),
+    postgresql_where=_plans.deleted_at.is_(None),
+)

@@ -18,6 +18,8 @@ class DashboardLayout(Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), primary_key=True)
     #: the pinned cards in order: "std:<key>" (a standard report) or "saved:<id>" (a saved report)
     cards: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    #: the standard cards there were when the user last changed it: one added since joins their dashboard
+    known: Mapped[list | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow

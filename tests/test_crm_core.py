@@ -248,6 +248,28 @@ def test_the_furthest_stage_reached_follows_stage_moves(book) -> None:  # noqa: 
     assert row("deals", deal).reached_stage_id == elsewhere
 
 
+def test_deals_follow_their_stage_marked_won_or_lost(book) -> None:  # noqa: ANN001
+    """An admin marks the deal's stage won: the deal is won and closed, in the same change set; then lost:
+    closed, not won; then neither: open again. Deals at other stages are untouched."""
+    admin = actor("admin")
+    deal, other = book["deal"], records.create("deals", {"title": "Рядом", "stage_id": book["won"]}, admin).id
+    other_version = row("deals", other).row_version
+    records.update("stages", book["open"], {"is_won": True}, admin, expected_version=None)
+    won = row("deals", deal)
+    assert won.won is True and won.closed_at is not None
+    entity = runtime.current().entity("deals")
+    [stage_edit] = [c for c in history.lines(runtime.current().entity("stages").id, book["open"])][-1:]
+    deal_lines = [c for c in history.lines(entity.id, deal) if c.field_id == entity.field_by_name("won").id]
+    assert deal_lines[-1].changeset == stage_edit.changeset and deal_lines[-1].new_value in ("true", True)
+    records.update("stages", book["open"], {"is_won": False, "is_lost": True}, admin, expected_version=None)
+    lost = row("deals", deal)
+    assert lost.won is False and lost.closed_at is not None
+    records.update("stages", book["open"], {"is_lost": False}, admin, expected_version=None)
+    reopened = row("deals", deal)
+    assert reopened.won is False and reopened.closed_at is None
+    assert row("deals", other).row_version == other_version
+
+
 def test_the_weighted_amount_follows_amount_probability_and_lines(book) -> None:  # noqa: ANN001
     """amount × probability / 100, half up to the cent, kept on every way the two change; unknown when
     either is; what the forecast adds up."""
@@ -321,6 +343,93 @@ def test_a_companys_last_activity_follows_its_live_activities(app_ctx) -> None: 
     assert all(
         c.field_id != entity.field_by_name("last_activity_at").id for c in history.lines(entity.id, first.id)
     )
+
+
+def test_a_leads_first_response_follows_its_outbound_activities(app_ctx) -> None:  # noqa: ANN001
+    """The earliest live outbound call, letter, meeting or SMS with the lead (a failed attempt counts; a
+    note, an inbound call or a complaint does not) and the hours from the lead's arrival to it, on every way
+    they change; the lead's version stays as it was."""
+    admin = actor("admin")
+    t = tag()
+    lead = records.create("leads", {"title": f"Заявка {t}"}, admin)
+    other = records.create("leads", {"title": f"Другая {t}"}, admin)
+    arrived = row("leads", lead.id).created_at
+    arrived = arrived.replace(tzinfo=arrived.tzinfo or dt.UTC)
+
+    def after(minutes: int) -> str:
+        return (arrived + dt.timedelta(minutes=minutes)).isoformat()
+
+    def response(pk: int) -> tuple[dt.datetime | None, Decimal | None]:
+        found = row("leads", pk)
+        at = found.first_response_at
+        return (at.replace(tzinfo=at.tzinfo or dt.UTC) if at else None), found.response_hours
+
+    for kind, direction in (("note", None), ("call", "inbound"), ("complaint", "inbound")):
+        values = {
+            "subject": kind,
+            "kind": kind,
+            "direction": direction,
+            "lead_id": lead.id,
+            "occurred_at": after(5),
+        }
+        records.create("activities", values, admin)
+    assert response(lead.id) == (None, None)
+    call = records.create(
+        "activities",
+        {"kind": "call", "direction": "outbound", "outcome": "no_answer", "lead_id": lead.id,
+         "occurred_at": after(125)},
+        admin,
+    )  # fmt: skip
+    assert response(lead.id) == (arrived + dt.timedelta(minutes=125), Decimal("2.1"))  # 2.083 h
+    letter = records.create(
+        "activities",
+        {"kind": "email", "direction": "outbound", "lead_id": lead.id, "occurred_at": after(45)},
+        admin,
+    )
+    assert response(lead.id) == (arrived + dt.timedelta(minutes=45), Decimal("0.8"))  # 0.75 half up
+    records.update("activities", letter.id, {"lead_id": other.id}, admin, expected_version=None)
+    assert response(lead.id)[1] == Decimal("2.1")
+    assert response(other.id)[0] == arrived + dt.timedelta(minutes=45)  # the other lead came a moment later
+    assert response(other.id)[1] in (Decimal("0.7"), Decimal("0.8"))
+    records.delete("activities", call.id, admin)
+    assert response(lead.id) == (None, None)
+    records.restore("activities", call.id, admin)
+    assert response(lead.id)[1] == Decimal("2.1")
+    early = records.create(
+        "activities",
+        {"kind": "sms", "direction": "outbound", "lead_id": lead.id, "occurred_at": after(-60)},
+        admin,
+    )
+    assert response(lead.id) == (arrived - dt.timedelta(minutes=60), Decimal("0.0"))  # before arrival: none
+    records.delete("activities", early.id, admin)
+    assert row("leads", lead.id).row_version == 1  # nobody's change of the lead
+
+
+def test_a_complaints_time_to_resolve(app_ctx) -> None:  # noqa: ANN001
+    """Resolved (or rejected) stamps when, and the days from the complaint to it; resolved then rejected
+    keeps the first stamp; reopened clears both; other activities have none."""
+    admin = actor("admin")
+    came = dt.datetime.now(dt.UTC) - dt.timedelta(days=2, hours=3)
+    complaint = records.create(
+        "activities",
+        {"kind": "complaint", "direction": "inbound", "subject": "Брак", "occurred_at": came.isoformat()},
+        admin,
+    ).id
+    assert (
+        row("activities", complaint).resolution == "open" and row("activities", complaint).resolved_at is None
+    )
+    records.update("activities", complaint, {"resolution": "resolved"}, admin, expected_version=None)
+    settled = row("activities", complaint)
+    stamped = settled.resolved_at.replace(tzinfo=settled.resolved_at.tzinfo or dt.UTC)
+    assert abs(stamped - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    assert settled.resolution_days == Decimal("2.1")  # 2 days 3 hours
+    records.update("activities", complaint, {"resolution": "rejected"}, admin, expected_version=None)
+    assert row("activities", complaint).resolved_at == settled.resolved_at
+    records.update("activities", complaint, {"resolution": "in_progress"}, admin, expected_version=None)
+    reopened = row("activities", complaint)
+    assert reopened.resolved_at is None and reopened.resolution_days is None
+    call = records.create("activities", {"kind": "call", "resolution": "resolved"}, admin).id
+    assert row("activities", call).resolved_at is None
 
 
 def test_invoices_balance_status_and_days_overdue(app_ctx) -> None:  # noqa: ANN001

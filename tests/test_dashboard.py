@@ -197,6 +197,26 @@ def test_pin_move_unpin_and_reset(app, staff_client, fresh_layouts) -> None:  # 
     assert db.session.get(DashboardLayout, user_id("staff1")) is None
 
 
+def test_a_standard_card_added_later_joins_a_changed_dashboard(app_ctx, fresh_layouts) -> None:  # noqa: ANN001
+    """A layout stored before the forecast card existed: the forecast joins it at the end; once unpinned it
+    stays away; a layout that never knew a card it holds keeps it once."""
+    staff1 = actor_of("staff1")
+    older = [ref for ref in dashboard.DEFAULT_CARDS if ref != "std:forecast"]
+    db.session.add(DashboardLayout(user_id=user_id("staff1"), cards=older[::-1], known=older, version=3))
+    db.session.commit()
+    assert [c.ref for c in dashboard.pinned(staff1)] == [*older[::-1], "std:forecast"]
+    dashboard.unpin(staff1, "std:forecast")
+    assert [c.ref for c in dashboard.pinned(staff1)] == older[::-1]
+    stored = db.session.get(DashboardLayout, user_id("staff1"))
+    assert stored.known == list(dashboard.DEFAULT_CARDS) and stored.version == 4
+    db.session.delete(stored)
+    db.session.add(DashboardLayout(user_id=user_id("staff1"), cards=["std:forecast"], known=[], version=1))
+    db.session.commit()
+    refs_now = [c.ref for c in dashboard.pinned(staff1)]
+    assert refs_now[0] == "std:forecast" and refs_now.count("std:forecast") == 1
+    assert sorted(refs_now) == sorted(dashboard.DEFAULT_CARDS)
+
+
 def test_refused_changes_change_nothing(app, client, staff_client, manager_client, fresh_layouts) -> None:  # noqa: ANN001
     csrf = token(staff_client)
     manager = actor_of("manager")

@@ -98,9 +98,24 @@ def test_book_is_varied_and_realistic(demo_ctx: Flask) -> None:
     activities = _rows("activities")
     assert {"call", "email", "complaint"} <= {a["kind"] for a in activities}
     assert {"no_answer", "busy"} & {a["outcome"] for a in activities}
-    assert all(a["company_id"] for a in activities)  # derived from the contact
+    assert all(a["company_id"] for a in activities if a["lead_id"] is None)  # derived from the contact
+    first_calls = [a for a in activities if a["lead_id"] is not None]
+    assert first_calls and all(a["direction"] == "outbound" for a in first_calls)
+    leads = {lead["id"]: lead for lead in _rows("leads")}
+    for lead_id in {a["lead_id"] for a in first_calls}:
+        lead = leads[lead_id]
+        first = min(a["occurred_at"] for a in first_calls if a["lead_id"] == lead_id)
+        assert lead["first_response_at"] == first and lead["response_hours"] is not None
+        assert lead["created_at"] < first  # the lead came in before it was answered
+    for lead in leads.values():  # a new lead is one nobody has answered yet
+        assert (lead["response_hours"] is None) == (lead["status"] == "new"), lead
     complaints = [a for a in activities if a["kind"] == "complaint"]
     assert all(a["complaint_category"] and a["resolution"] for a in complaints)
+    for complaint in complaints:  # settled ones took their time, open ones are not settled
+        settled = complaint["resolution"] in ("resolved", "rejected")
+        assert (complaint["resolved_at"] is not None) == settled == (complaint["resolution_days"] is not None)
+        if settled:
+            assert complaint["occurred_at"] <= complaint["resolved_at"]
     invoices = _rows("invoices")
     assert {"paid", "partly_paid"} <= {i["status"] for i in invoices}
     assert any(i["overdue_days"] for i in invoices)

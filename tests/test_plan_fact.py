@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.crm.convert import default_stage_id
 from app.extensions import db
@@ -188,6 +189,26 @@ def test_a_plan_is_for_one_month_and_never_twice(app_ctx, plan_book) -> None:  #
         records.create(
             "sales_plans", {**again, "currency": "usd", "manager_id": "staff1"}, actor_of("staff1")
         )
+
+
+def test_the_database_holds_one_live_plan_per_month_whatever_saves_overlap(app_ctx, plan_book) -> None:  # noqa: ANN001
+    """Two saves at the same moment could both pass the write path's check: the unique index refuses the
+    second (here written past the write path, as the race would), and a plan in the recycle bin is no twin."""
+    [plan] = [
+        p
+        for p in db.session.scalars(select(SalesPlan).where(SalesPlan.deleted_at.is_(None)))
+        if p.manager_id == user_id("staff2")
+    ]
+    twin = {
+        "name": "Двойник", "manager_id": plan.manager_id, "month": plan.month, "currency": plan.currency,
+        "amount": Decimal(1), "row_version": 1, "created_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+    with pytest.raises(IntegrityError):
+        db.session.execute(insert(SalesPlan).values(**twin))
+    db.session.rollback()
+    binned = {**twin, "deleted_at": dt.datetime.now(dt.UTC)}
+    db.session.execute(insert(SalesPlan).values(**binned))
+    db.session.rollback()
 
 
 def test_the_screen_in_russian_and_its_refusals(app, staff_client, plan_book) -> None:  # noqa: ANN001

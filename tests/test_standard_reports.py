@@ -24,11 +24,14 @@ from custom_fields.query import TableQuery
 from custom_fields.types import local_timezone
 from exports import reports, standard_reports
 from exports.reports import Definition
-from models import Activity, Company, Deal, Invoice, Task, team_member
+from models import Activity, Company, Deal, Invoice, Lead, Task, team_member
 from tests.conftest import csrf_token
 from tests.test_exports import user_id
 
-MODELS = {"deals": Deal, "invoices": Invoice, "activities": Activity, "companies": Company, "tasks": Task}
+MODELS = {
+    "deals": Deal, "invoices": Invoice, "activities": Activity, "companies": Company, "tasks": Task,
+    "leads": Lead,
+}  # fmt: skip
 WHO = ("manager", "staff1")
 
 
@@ -115,6 +118,10 @@ def independent(definition: dict[str, Any], who: str, today: dt.date) -> dict[tu
             alias = reports.Measure(measure["function"], measure.get("field")).alias
             if measure["function"] == "count":
                 cell[alias] = (cell[alias] or 0) + 1
+            elif measure["function"] in ("avg", "max"):  # every value kept, reduced below
+                value = getattr(row, measure["field"])
+                if value is not None:
+                    cell[alias] = [*(cell[alias] or []), value]
             elif measure["field"] == "weighted_amount":  # worked out here, not read back from the write path
                 if row.amount is not None and row.probability is not None:
                     value = (row.amount * row.probability / 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
@@ -123,6 +130,10 @@ def independent(definition: dict[str, Any], who: str, today: dt.date) -> dict[tu
                 value = getattr(row, measure["field"])
                 if value is not None:
                     cell[alias] = (cell[alias] or 0) + value
+    for cell in found.values():
+        for alias, value in cell.items():
+            if isinstance(value, list):
+                cell[alias] = max(value) if alias.startswith("max") else sum(value) / len(value)
     return found
 
 

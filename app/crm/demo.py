@@ -21,7 +21,7 @@ from typing import Any
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import select
 
-from app.crm.derive import cents
+from app.crm.derive import DAY, cents, elapsed
 from app.extensions import db
 from custom_fields import records, runtime
 from custom_fields.access import Actor
@@ -656,7 +656,28 @@ def _write_book(
             values.update(company_name=f"ООО «{rng.choice(NAME_ROOTS)}{rng.choice(NAME_SUFFIXES).lower()}»",
                           tax_id=_inn(rng, 10) if rng.random() < 0.4 else None)  # fmt: skip
         lead_rows.append((owner, values))
-    loader.insert("leads", lead_rows)
+    lead_ids = loader.insert("leads", lead_rows)
+    # Leads came in over the last four months (seeding decides when), and most got a first call some hours
+    # later: what the first response report measures.
+    arrived = {  # three days back at least: every first call below is in the past
+        lead_id: _at(today - dt.timedelta(days=rng.randrange(3, 120)), rng).astimezone(dt.UTC)
+        for lead_id in lead_ids
+    }
+    records.store_calendar_values(
+        "leads", {i: {"created_at": at} for i, at in arrived.items()}, "the demo's leads came in over months"
+    )
+    first_calls = []
+    for (owner, values), lead_id in zip(lead_rows, lead_ids, strict=True):
+        if values["status"] == "new":
+            continue  # nobody has answered it yet
+        answered = arrived[lead_id] + dt.timedelta(minutes=rng.choice((10, 25, 40, 90, 180, 300, 1200, 2900)))
+        first_calls.append(
+            (owner, {
+                "kind": "call", "direction": "outbound", "lead_id": lead_id,
+                "outcome": rng.choices(("done", "no_answer"), (75, 25))[0],
+                "occurred_at": answered, "subject": "Первичный звонок по заявке",
+            })
+        )  # fmt: skip
 
     # Deals across every stage; part of them with lines (then the amount is the lines' sum).
     deal_rows = []
@@ -720,7 +741,8 @@ def _write_book(
 
     # Activities of every kind: failed attempts to reach people, complaints with their resolution.
     activity_rows = []
-    for _ in range(counts["activities"]):
+    first_calls = first_calls[: counts["activities"]]  # out of the scale's number of activities
+    for _ in range(counts["activities"] - len(first_calls)):
         ki = rng.randrange(len(contact_ids))
         ci = contact_company[ki]
         kind = rng.choices(("call", "email", "meeting", "note", "sms", "complaint"), (40, 25, 10, 10, 8, 7))[
@@ -769,7 +791,19 @@ def _write_book(
                 "complaint_category": category, "resolution": resolution,
             })
         )  # fmt: skip
-    loader.insert("activities", activity_rows)
+    activity_ids = loader.insert("activities", activity_rows + first_calls)
+    # Settled complaints took from hours to a few weeks (seeding decides when, before today).
+    midnight = dt.datetime.combine(today, dt.time(0), tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    took = {}
+    for (_owner, values), activity_id in zip(activity_rows, activity_ids, strict=False):
+        if values["resolution"] in ("resolved", "rejected"):
+            days = dt.timedelta(days=rng.choice((0.2, 0.5, 1, 2, 3, 5, 8, 13, 21)))
+            at = min(values["occurred_at"] + days, midnight)
+            took[activity_id] = {
+                "resolved_at": at,
+                "resolution_days": elapsed(values["occurred_at"], at, DAY),
+            }
+    records.store_calendar_values("activities", took, "the demo's complaints were settled over time")
 
     # Tasks: some done, some overdue; now and then assigned to a team mate.
     task_rows = []

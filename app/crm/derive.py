@@ -8,8 +8,9 @@ job all get the same results:
   counts), its amount from its lines when it has any, its weighted amount (amount × probability, what the
   forecast counts);
 - a deal line's price from its product and its total; the deal's amount after any line changes;
-- an activity's time (now) and company (from its contact or deal) when left empty; a company's last
-  activity (the newest of its live activities);
+- an activity's time (now) and company (from its contact, deal or converted lead) when left empty; a
+  company's last activity (the newest of its live activities); a lead's first response (its first outbound
+  activity) and the hours to it; when a complaint was resolved or rejected, and the days it took;
 - a task's assignee (its creator) and ``completed_at``;
 - an invoice's balance, status (paid, partly paid), the day it was paid and days overdue (also refreshed
   nightly);
@@ -42,6 +43,8 @@ HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
 #: Invoice statuses that never count as overdue.
 SETTLED = ("paid", "cancelled", "draft")
+#: A complaint's resolutions that settle it (its time to resolve stops).
+SETTLED_COMPLAINT = ("resolved", "rejected")
 
 
 def cents(value: Decimal) -> Decimal:
@@ -111,6 +114,28 @@ def stages(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
         if row.get("is_won") and row.get("is_lost"):
             errors.setdefault(i, {})["is_lost"] = _("A stage cannot be both won and lost.")
     return errors
+
+
+def after_stages(ctx: _Context, touched: Rows) -> None:
+    """An admin who marks a stage won or lost (or no longer) changes the deals at it: whether they are won
+    and closed follows (their furthest stage and everything else the deals' own rule keeps), as one change
+    set with the stage's edit."""
+    stage_ids = sorted({r["id"] for r in touched if r.get("id") is not None})
+    if not stage_ids:
+        return
+    stages_now = _by_id("stages", stage_ids, "is_won", "is_lost")
+    at = _system("deals").match_any([("stage_id", lambda column: column.in_(stage_ids))])
+    changes: dict[int, dict[str, Any]] = {}
+    for batch in at.fields("stage_id", "won", "closed_at").batches(1000):
+        for deal in batch:
+            stage = stages_now.get(deal["stage_id"])
+            if stage is None:
+                continue
+            closed = bool(stage["is_won"] or stage["is_lost"])
+            if deal["won"] != bool(stage["is_won"]) or (deal["closed_at"] is not None) != closed:
+                changes[deal["id"]] = {"won": bool(stage["is_won"])}
+    if changes:
+        records.cascade_update("deals", changes, ctx)
 
 
 def line_totals(deal_ids: Iterable[int]) -> dict[int, Decimal]:
@@ -225,6 +250,7 @@ def after_activities(ctx: _Context, touched: Rows) -> None:
     time of their newest live activity as their last activity. Stored as a value that follows from other
     records: no history line or new version of the company, so logging a call never collides with someone
     editing the company."""
+    _first_responses({r.get("lead_id") for r in touched} - {None})
     company_ids = {r.get("company_id") for r in touched} - {None}
     if not company_ids:
         return
@@ -241,6 +267,51 @@ def after_activities(ctx: _Context, touched: Rows) -> None:
     records.store_calendar_values("companies", changes, "a company's last activity follows its activities")
 
 
+def _first_responses(lead_ids: set[int]) -> None:
+    """Each lead's first response: its first live outbound call, letter, meeting or SMS (a failed attempt is
+    a response too), and the hours from the lead's arrival to it (none before it arrived). Stored as values
+    that follow from other records, as a company's last activity."""
+    if not lead_ids:
+        return
+    responses = _system("activities").where(
+        {
+            "and": [
+                {"field": "direction", "op": "eq", "value": "outbound"},
+                {"field": "kind", "op": "neq", "value": "note"},
+                {"field": "kind", "op": "neq", "value": "complaint"},
+            ]
+        }
+    )
+    theirs = responses.match_any([("lead_id", lambda column: column.in_(sorted(lead_ids)))])
+    first = {
+        r["lead_id"]: r["first"] for r in theirs.aggregate(["lead_id"], {"first": ("min", "occurred_at")})
+    }
+    stored = _by_id("leads", lead_ids, "created_at", "first_response_at", "response_hours")
+    changes = {}
+    for lead_id, lead in stored.items():
+        at = first.get(lead_id)
+        hours = elapsed(lead["created_at"], at, HOUR)
+        if not _same_instant(lead["first_response_at"], at) or lead["response_hours"] != hours:
+            changes[lead_id] = {"first_response_at": at, "response_hours": hours}
+    records.store_calendar_values("leads", changes, "a lead's first response follows its activities")
+
+
+HOUR, DAY = 3600, 86400
+
+
+def elapsed(start: dt.datetime | None, end: dt.datetime | None, unit: int) -> Decimal | None:
+    """The time from ``start`` to ``end`` in ``unit`` seconds (HOUR, DAY) to a tenth, half up; 0 for an end
+    logged before the start; unknown if either is."""
+    if start is None or end is None:
+        return None
+    seconds = (_aware(end) - _aware(start)).total_seconds()
+    return (Decimal(max(seconds, 0)) / unit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def _same_instant(a: dt.datetime | None, b: dt.datetime | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -250,14 +321,27 @@ def _same_instant(a: dt.datetime | None, b: dt.datetime | None) -> bool:
 def activities(ctx: _Context, rows: Rows, befores: Befores) -> Errors:
     contacts_found = _by_id("contacts", (r.get("contact_id") for r in rows), "company_id")
     deals_found = _by_id("deals", (r.get("deal_id") for r in rows), "company_id")
+    leads_found = _by_id("leads", (r.get("lead_id") for r in rows), "company_id")
     for row, before in zip(rows, befores, strict=True):
         if before is None and row.get("occurred_at") is None:
             row["occurred_at"] = utcnow()
         if row.get("company_id") is None:
-            source = contacts_found.get(row.get("contact_id")) or deals_found.get(row.get("deal_id"))
+            source = (
+                contacts_found.get(row.get("contact_id"))
+                or deals_found.get(row.get("deal_id"))
+                or leads_found.get(row.get("lead_id"))
+            )
             row["company_id"] = source["company_id"] if source is not None else None
         if row.get("kind") == "complaint" and row.get("resolution") is None:
             row["resolution"] = "open"
+        if row.get("kind") == "complaint" and row.get("resolution") in SETTLED_COMPLAINT:
+            if before is None or before.get("resolution") not in SETTLED_COMPLAINT:
+                row["resolved_at"] = utcnow()
+            else:
+                row["resolved_at"] = before.get("resolved_at") or utcnow()
+        else:
+            row["resolved_at"] = None
+        row["resolution_days"] = elapsed(row.get("occurred_at"), row["resolved_at"], DAY)
     return {}
 
 
@@ -376,6 +460,8 @@ def after_write(ctx: _Context, touched: Rows) -> None:
         after_deal_lines(ctx, touched)
     elif ctx.entity.slug == "activities":
         after_activities(ctx, touched)
+    elif ctx.entity.slug == "stages":
+        after_stages(ctx, touched)
 
 
 @hookimpl
