@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,11 +21,17 @@ from flask_babel import gettext as _
 from custom_fields import buckets, runtime
 from custom_fields.access import Actor
 from custom_fields.query import TableQuery
+from custom_fields.types import REGISTRY
+from exports import report_workbook
 from exports.reports import Period, ReportError, all_of
 
 #: The periods offered (this month, quarter or year).
 PERIOD_KINDS = ("month", "quarter", "year")
 FIGURES = ("plan_amount", "plan_count", "won_amount", "won_count", "paid_amount")
+#: Deals at a won stage (a flag the write path keeps from the stage).
+WON = {"field": "won", "op": "eq", "value": "true"}
+MONEY_FORMAT = {"num_format": "#,##0.00"}
+COUNT_FORMAT = {"num_format": "#,##0"}
 
 
 @dataclasses.dataclass
@@ -75,8 +82,7 @@ def run(actor: Actor, kind: Any = "month", today: dt.date | None = None) -> Plan
     ):
         found = line(row["manager_id"], row["currency"])
         found.figures.update(plan_amount=row["amount"], plan_count=row["count"])
-    won_stages = {"field": "won", "op": "eq", "value": "true"}  # kept by the write path from the stage
-    won = TableQuery("deals", actor).where(all_of(won_stages, *between("closed_at")))
+    won = TableQuery("deals", actor).where(all_of(WON, *between("closed_at")))
     measures = {"amount": ("sum", "amount"), "n": ("count", None)}
     for row in won.aggregate(["owner_id", "currency"], measures):
         found = line(row["owner_id"], row["currency"])
@@ -93,7 +99,7 @@ def run(actor: Actor, kind: Any = "month", today: dt.date | None = None) -> Plan
         if currency is None:
             money = {"field": "currency", "op": "empty"}
         plan_filter = ("sales_plans", all_of(who, money, *between("month")))
-        won_filter = ("deals", all_of(owner, money, won_stages, *between("closed_at")))
+        won_filter = ("deals", all_of(owner, money, WON, *between("closed_at")))
         found.filters = {
             "plan_amount": plan_filter,
             "plan_count": plan_filter,
@@ -124,3 +130,35 @@ def _label(user_id: int | None) -> str:
 
 def manager_label(user_id: int | None) -> str:
     return _label(user_id) or _("(empty)")
+
+
+def won_deals(kind: Any, today: dt.date | None = None) -> dict[str, Any]:
+    """The grid filter of the deals won in the period: the records behind plan vs fact's workbook."""
+    first, after = bounds(kind, today)
+    return all_of(WON, *_between(first, after)("closed_at"))
+
+
+def workbook_summary(found: PlanFact, title: str) -> Callable[[Any], None]:
+    """Plan vs fact as a workbook's summary sheet: a row per salesperson and currency, with a native chart
+    of planned against won."""
+    currency = runtime.current().entity("sales_plans").field_by_name("currency")
+    headers = [_("Salesperson"), _("Currency"), _("Planned"), _("Won deals, amount"), _("Fulfilled, %"),
+               _("Paid"), _("Planned deals"), _("Won deals")]  # fmt: skip
+    formats = [None, None, MONEY_FORMAT, MONEY_FORMAT, {"num_format": "0.0"}, MONEY_FORMAT, COUNT_FORMAT,
+               COUNT_FORMAT]  # fmt: skip
+    rows = [
+        [
+            manager_label(line.manager_id),
+            REGISTRY[currency.type].display(line.currency, currency) if currency and line.currency else "",
+            line.figures.get("plan_amount"),
+            line.figures.get("won_amount"),
+            line.fulfilled,
+            line.figures.get("paid_amount"),
+            line.figures.get("plan_count"),
+            line.figures.get("won_count"),
+        ]
+        for line in found.lines
+    ]
+    last = found.after - dt.timedelta(days=1)
+    dates = f"{found.first.strftime('%d.%m.%Y')} – {last.strftime('%d.%m.%Y')}"
+    return report_workbook.figures_sheet(title, dates, headers, rows, formats, [2, 3])

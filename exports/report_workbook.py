@@ -157,3 +157,53 @@ def _chart(
     chart.set_title({"name": labels[measures[0].alias]})
     chart.set_size({"width": 720, "height": 360})
     sheet.insert_chart(last + 3, 0, chart)
+
+
+def figures_sheet(
+    title: str,
+    subtitle: str,
+    headers: list[str],
+    rows: list[list[Any]],
+    formats: list[dict[str, Any] | None],
+    chart_columns: list[int],
+) -> Callable[[Any], None]:
+    """A summary sheet of figures that are no pivot (plan vs fact, stage conversion): ``headers`` over
+    ``rows``, each column formatted by ``formats`` (None: text), and a native column chart of the
+    ``chart_columns`` against the row labels (the text columns before the first figure). Text is written as
+    text, never as a formula."""
+
+    def write(book: Any) -> None:
+        sheet = book.add_worksheet(sheet_name(_("Summary")))
+        sheet.write_string(0, 0, title, book.add_format({"bold": True, "font_size": 13}))
+        sheet.write_string(1, 0, subtitle)
+        header = book.add_format({"bold": True, "bottom": 1, "bg_color": "#F2F2F2", "text_wrap": True})
+        cell_formats = [book.add_format(f) if f is not None else None for f in formats]
+        for c, text in enumerate(headers):
+            sheet.write_string(3, c, text, header)
+        first = 4
+        for i, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if cell_formats[c] is None:
+                    sheet.write_string(first + i, c, "" if value is None else str(value))
+                else:
+                    _number(sheet, first + i, c, value, cell_formats[c])
+        labels = next((c for c, f in enumerate(formats) if f is not None), 1)
+        sheet.set_column(0, max(labels - 1, 0), 28)
+        sheet.set_column(labels, len(headers), 16)
+        sheet.freeze_panes(first, labels)
+        if rows and chart_columns:
+            name, last = sheet.get_name(), first + len(rows) - 1
+            chart = book.add_chart({"type": "column"})
+            for c in chart_columns:
+                chart.add_series(
+                    {
+                        "name": [name, 3, c],
+                        "categories": [name, first, 0, last, max(labels - 1, 0)],
+                        "values": [name, first, c, last, c],
+                    }
+                )
+            chart.set_title({"name": title})
+            chart.set_size({"width": 720, "height": 360})
+            sheet.insert_chart(last + 3, 0, chart)
+
+    return write

@@ -202,6 +202,10 @@ def _report_summary(export: ExportFile, actor: Actor) -> Callable[[Any], None]:
     from exports import report_workbook, reports
 
     saved = export.view_state["report"]
+    if saved.get("kind") == "plan_fact":
+        from exports import plan_fact
+
+        return plan_fact.workbook_summary(plan_fact.run(actor, saved.get("period")), export.title)
     spec = reports.ReportSpec.from_json(saved.get("spec"))
     pivot = reports.run(spec, actor)
     return report_workbook.summary_sheet(pivot, export.title, saved.get("labels") or {}, saved.get("chart"))

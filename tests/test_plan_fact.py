@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.crm.convert import default_stage_id
@@ -253,3 +253,55 @@ def test_the_plan_card_is_plan_vs_fact_and_its_bars_open_their_records(
             )
             assert abs(float(behind["v"] or 0) - float(line.figures.get(name) or 0)) < 0.005
     assert manager_client.get("/dashboard/card?ref=plan_fact&period=week").status_code == 400
+
+
+def test_plan_vs_fact_as_a_workbook_and_its_refusals(app, manager_client, plan_book) -> None:  # noqa: ANN001
+    """The manager's workbook (written as the export job writes it): the summary holds every line's figures
+    as plan vs fact computes them, with a native chart, and the data sheet the won deals behind them; a
+    period that is not one, no form token or no sign-in is refused, nothing recorded (the right to export
+    the table is checked as for any export)."""
+    import io
+
+    import openpyxl
+
+    from exports import service
+    from models.exports import ExportFile
+    from tests.conftest import csrf_token
+    from tests.test_exports import workbook_rows
+
+    token = csrf_token(manager_client.get("/reports/plan").get_data(as_text=True))
+    headers = {"X-CSRFToken": token, "Accept": "application/json"}
+
+    def post(client: Any, body: Any, with_token: bool = True) -> Any:
+        return client.post(
+            "/reports/plan/export", data=json.dumps(body), content_type="application/json",
+            headers=headers if with_token else {"Accept": "application/json"},
+        )  # fmt: skip
+
+    answer = post(manager_client, {"period": "month"})
+    assert answer.status_code == 202 and answer.get_json()["url"].startswith("/exports/")
+    export_id = answer.get_json()["id"]
+    assert service.run(export_id, lambda done, total: None)["status"] == "ready"
+    response = manager_client.get(f"/exports/{export_id}/download")
+    summary = openpyxl.load_workbook(io.BytesIO(response.data)).worksheets[0]
+    manager = actor_of("manager")
+    found = plan_fact.run(manager, "month")
+    lines = [[c.value for c in row] for row in summary.iter_rows(min_row=5, max_row=4 + len(found.lines))]
+    for shown, line in zip(lines, found.lines, strict=True):
+        assert shown[0] == plan_fact.manager_label(line.manager_id)
+        for value, key in zip(shown[2:4], ("plan_amount", "won_amount"), strict=True):
+            assert same(value, line.figures.get(key))
+        assert same(shown[4], line.fulfilled) and same(shown[7], line.figures.get("won_count"))
+    assert summary._charts, "a native chart of planned against won"
+    rows = workbook_rows(manager_client, export_id)
+    won_total = sum(line.figures.get("won_count") or 0 for line in found.lines)
+    data = openpyxl.load_workbook(io.BytesIO(response.data)).worksheets[1]
+    assert data.max_row - 1 == won_total and rows
+    count = select(func.count()).select_from(ExportFile)
+    before = db.session.scalar(count)
+    for bad in ({"period": "week"}, {"period": ["month"]}, [], {"period": None}):
+        refused = post(manager_client, bad)
+        assert refused.status_code == 400 and refused.get_json()["message"], bad
+    assert post(manager_client, {"period": "month"}, with_token=False).status_code == 400
+    assert post(app.test_client(), {"period": "month"}).status_code in (400, 401, 403)
+    assert db.session.scalar(count) == before

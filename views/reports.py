@@ -226,6 +226,7 @@ class ReportView(BaseView):
         "delete": "read",
         "plan": "read",
         "plan_run": "read",
+        "plan_export": "read",
         "conversion": "read",
         "conversion_run": "read",
     }
@@ -352,6 +353,7 @@ class ReportView(BaseView):
     def plan(self) -> Any:
         config = {
             "runUrl": url_for("ReportView.plan_run"),
+            "exportUrl": url_for("ReportView.plan_export"),
             "periods": [{"value": k, "label": str(PERIODS[k])} for k in plan_fact.PERIOD_KINDS],
             "locale": str(get_locale() or "en")[:2],
             "texts": {
@@ -383,6 +385,30 @@ class ReportView(BaseView):
         except QueryError as refused:
             return _json(getattr(refused, "status", 400), message=str(refused))
         return _json(200, **plan_json(found))
+
+    @expose("/plan/export", methods=["POST"])
+    @has_access_api
+    def plan_export(self) -> Response:
+        """Plan vs fact of ``{"period": ...}`` as a workbook (the figures and a chart, then the won deals
+        behind them), written by a worker as any export: the answer names the export's page."""
+        actor = Actor.current("ui")
+        locale = get_locale()
+        body = request.get_json(silent=True)
+        period = body.get("period", "month") if isinstance(body, dict) else None
+        try:
+            export = service.start(
+                "deals",
+                actor,
+                {"filter": plan_fact.won_deals(period)},
+                "xlsx",
+                source_url=url_for("ReportView.plan", period=period),
+                language=locale.language if locale else "en",
+                report={"kind": "plan_fact", "period": period},
+                title=_("Plan vs fact"),
+            )
+        except (QueryError, ExportRefused) as refused:
+            return _json(getattr(refused, "status", 403), message=str(refused))
+        return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
 
     # --- stage conversion ---------------------------------------------------------------------------------
 

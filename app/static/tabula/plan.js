@@ -113,6 +113,24 @@
       .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
+  /* The workbook is written by a worker: the export's page shows its progress, then the download. */
+  function exportWorkbook() {
+    messageEl.textContent = "";
+    var csrf = root.querySelector("input[name=csrf_token]").value;
+    fetch(config.exportUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
+      body: JSON.stringify({period: periodEl.value})
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (answer) {
+        if (!r.ok) { throw new Error(answer.message || T.failed); }
+        window.location.href = answer.url;
+      });
+    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+  }
+
+  document.getElementById("plan-export").addEventListener("click", exportWorkbook);
   periodEl.addEventListener("change", run);
   document.getElementById("plan-form").addEventListener("submit", function (event) { event.preventDefault(); run(); });
   run();
