@@ -206,6 +206,11 @@ def _report_summary(export: ExportFile, actor: Actor) -> Callable[[Any], None]:
         from exports import plan_fact
 
         return plan_fact.workbook_summary(plan_fact.run(actor, saved.get("period")), export.title)
+    if saved.get("kind") == "stage_conversion":
+        from exports import stage_conversion
+
+        found = stage_conversion.run(actor, saved.get("period"), saved.get("manager"))
+        return stage_conversion.workbook_summary(found, export.title)
     spec = reports.ReportSpec.from_json(saved.get("spec"))
     pivot = reports.run(spec, actor)
     return report_workbook.summary_sheet(pivot, export.title, saved.get("labels") or {}, saved.get("chart"))

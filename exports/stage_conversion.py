@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from app.crm.derive import stage_rank
 from custom_fields import buckets
 from custom_fields.access import Actor
 from custom_fields.query import MAX_CONDITIONS, TableQuery
+from exports import report_workbook
 from exports.reports import Period, ReportError, all_of
 
 #: The periods offered: deals created in this month, quarter or year, or all of them ("").
@@ -62,18 +64,7 @@ class Conversion:
 def run(actor: Actor, kind: Any = "", manager: int | None = None, today: dt.date | None = None) -> Conversion:
     """Conversion per pipeline of the deals created in the period (all of them for ``""``), of one owner if
     ``manager`` is given, as ``actor`` may see them; raises ``QueryError`` for what they may not read."""
-    if kind not in PERIOD_KINDS:
-        raise ReportError(_("Choose a period from the list."))
-    first = after = None
-    narrowing: list[dict[str, Any]] = []
-    if kind:
-        first, after = Period("month", kind).bounds(today or buckets.today())
-        narrowing += [
-            {"field": "created_at", "op": "ge", "value": first.isoformat()},  # type: ignore[union-attr]
-            {"field": "created_at", "op": "lt", "value": after.isoformat()},  # type: ignore[union-attr]
-        ]
-    if manager is not None:
-        narrowing.append({"field": "owner_id", "op": "eq", "value": manager})
+    first, after, narrowing = _narrowing(kind, manager, today)
     stages = _stages(actor)
     counts = _counts(actor, narrowing)
     lost = {
@@ -118,6 +109,50 @@ def run(actor: Actor, kind: Any = "", manager: int | None = None, today: dt.date
         funnel.unknown_filter = all_of(pipeline, *narrowing, {"field": "reached_stage_id", "op": "empty"})
         funnels.append(funnel)
     return Conversion(first, after, funnels)
+
+
+def _narrowing(
+    kind: Any, manager: int | None, today: dt.date | None
+) -> tuple[dt.date | None, dt.date | None, list[dict[str, Any]]]:
+    if kind not in PERIOD_KINDS:
+        raise ReportError(_("Choose a period from the list."))
+    first = after = None
+    narrowing: list[dict[str, Any]] = []
+    if kind:
+        first, after = Period("month", kind).bounds(today or buckets.today())
+        narrowing += [
+            {"field": "created_at", "op": "ge", "value": first.isoformat()},  # type: ignore[union-attr]
+            {"field": "created_at", "op": "lt", "value": after.isoformat()},  # type: ignore[union-attr]
+        ]
+    if manager is not None:
+        narrowing.append({"field": "owner_id", "op": "eq", "value": manager})
+    return first, after, narrowing
+
+
+def deals_of(kind: Any, manager: int | None = None, today: dt.date | None = None) -> dict[str, Any] | None:
+    """The grid filter of the deals the conversion counts: the records behind its workbook."""
+    return all_of(*_narrowing(kind, manager, today)[2])
+
+
+def workbook_summary(found: Conversion, title: str) -> Callable[[Any], None]:
+    """Stage conversion as a workbook's summary sheet: a row per pipeline and stage, with a native chart of
+    the deals that reached each."""
+    headers = [_("Pipeline"), _("Stage"), _("Reached"), _("From the previous stage, %"),
+               _("From the first stage, %"), _("Lost after it")]  # fmt: skip
+    count, share = {"num_format": "#,##0"}, {"num_format": "0.0"}
+    rows = [
+        [funnel.name, step.name, step.reached, step.from_previous, step.from_first, step.lost_after]
+        for funnel in found.funnels
+        for step in funnel.steps
+    ]
+    if found.first and found.after:
+        last = found.after - dt.timedelta(days=1)
+        dates = f"{_('Deals created')} {found.first.strftime('%d.%m.%Y')} – {last.strftime('%d.%m.%Y')}"
+    else:
+        dates = _("All time")
+    return report_workbook.figures_sheet(
+        title, dates, headers, rows, [None, None, count, share, share, count], [2]
+    )
 
 
 def _stages(actor: Actor) -> dict[int, dict[str, Any]]:

@@ -118,6 +118,9 @@ REFUSAL_TESTS: dict[str, str] = {
     "ReportView.run": "tests/test_report_screens.py::test_refusals_change_nothing",
     "ReportView.export": "tests/test_report_screens.py::test_refusals_change_nothing",
     "ReportView.plan_export": "tests/test_plan_fact.py::test_plan_vs_fact_as_a_workbook_and_its_refusals",
+    "ReportView.conversion_export": (
+        "tests/test_stage_conversion.py::test_stage_conversion_as_a_workbook_and_its_refusals"
+    ),
     # saved reports: the owner (or an admin) changes or deletes; readers of a shared one are refused
     **dict.fromkeys(
         ("ReportView.create", "ReportView.change", "ReportView.delete"),

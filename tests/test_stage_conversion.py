@@ -141,3 +141,61 @@ def test_no_query_gives_a_server_error(app, manager_client, period, manager) -> 
     assert answer.status_code in (200, 400), (period, manager)
     if answer.status_code == 200:
         assert answer.get_json()["funnels"]
+
+
+def test_stage_conversion_as_a_workbook_and_its_refusals(app, manager_client, paths) -> None:  # noqa: ANN001
+    """The manager's workbook for one salesperson (written as the export job writes it): the summary holds
+    every stage's figures as the conversion computes them, with a native chart, and the data sheet exactly
+    the deals it counts; what is not a period or a manager, or no form token, is refused, nothing
+    recorded."""
+    import io
+
+    import openpyxl
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from exports import service
+    from models.exports import ExportFile
+    from tests.conftest import csrf_token
+
+    token = csrf_token(manager_client.get("/reports/conversion").get_data(as_text=True))
+
+    def post(body: Any, with_token: bool = True) -> Any:
+        headers = {"Accept": "application/json", **({"X-CSRFToken": token} if with_token else {})}
+        return manager_client.post(
+            "/reports/conversion/export",
+            data=json.dumps(body),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    staff2 = user_id("staff2")
+    answer = post({"period": "year", "manager": str(staff2)})
+    assert answer.status_code == 202, answer.get_json()
+    export_id = answer.get_json()["id"]
+    assert service.run(export_id, lambda done, total: None)["status"] == "ready"
+    book = openpyxl.load_workbook(io.BytesIO(manager_client.get(f"/exports/{export_id}/download").data))
+    summary, data = book.worksheets[0], book.worksheets[1]
+    manager = actor_of("manager")
+    found = stage_conversion.run(manager, "year", staff2)
+    expected = [
+        [funnel.name, step.name, step.reached, step.lost_after]
+        for funnel in found.funnels
+        for step in funnel.steps
+    ]
+    shown = [
+        [r[0], r[1], r[2], r[5]]
+        for r in summary.iter_rows(min_row=5, max_row=4 + len(expected), values_only=True)
+    ]
+    assert shown == expected
+    assert [paths["name"], "Предложение", PER_OWNER["reached"][1], 1] in shown
+    assert summary._charts
+    behind = TableQuery("deals", manager).where(stage_conversion.deals_of("year", staff2)).exact_count()
+    assert data.max_row - 1 == behind > 0
+    count = select(func.count()).select_from(ExportFile)
+    before = db.session.scalar(count)
+    for bad in ({"period": "week"}, {"manager": "abc"}, {"period": 5}, []):
+        refused = post(bad)
+        assert refused.status_code == 400 and refused.get_json()["message"], bad
+    assert post({"period": ""}, with_token=False).status_code == 400
+    assert db.session.scalar(count) == before

@@ -229,6 +229,7 @@ class ReportView(BaseView):
         "plan_export": "read",
         "conversion": "read",
         "conversion_run": "read",
+        "conversion_export": "read",
     }
 
     @expose("/")
@@ -418,6 +419,7 @@ class ReportView(BaseView):
         actor = Actor.current("ui")
         config = {
             "runUrl": url_for("ReportView.conversion_run"),
+            "exportUrl": url_for("ReportView.conversion_export"),
             "periods": [
                 {"value": k, "label": str(PERIODS[k]) if k else _("All time")}
                 for k in stage_conversion.PERIOD_KINDS
@@ -455,6 +457,31 @@ class ReportView(BaseView):
         except QueryError as refused:
             return _json(getattr(refused, "status", 400), message=str(refused))
         return _json(200, **conversion_json(found))
+
+    @expose("/conversion/export", methods=["POST"])
+    @has_access_api
+    def conversion_export(self) -> Response:
+        """Stage conversion of ``{"period": ..., "manager": ...}`` as a workbook (the figures and a chart,
+        then the deals behind them), written by a worker as any export."""
+        actor = Actor.current("ui")
+        locale = get_locale()
+        body = request.get_json(silent=True)
+        period = body.get("period", "") if isinstance(body, dict) else None  # None: refused as no period
+        try:
+            manager = dashboard.manager_id(body.get("manager") if isinstance(body, dict) else None)
+            export = service.start(
+                "deals",
+                actor,
+                {"filter": stage_conversion.deals_of(period, manager)},
+                "xlsx",
+                source_url=url_for("ReportView.conversion"),
+                language=locale.language if locale else "en",
+                report={"kind": "stage_conversion", "period": period, "manager": manager},
+                title=_("Stage conversion"),
+            )
+        except (QueryError, ExportRefused) as refused:
+            return _json(getattr(refused, "status", 403), message=str(refused))
+        return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
 
     # --- saved reports ------------------------------------------------------------------------------------
 

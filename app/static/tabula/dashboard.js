@@ -53,17 +53,7 @@
   }
 
   function send(url, body) {
-    return fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
-      body: JSON.stringify(body)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (answer) {
-        if (!r.ok) { throw new Error(answer.message || T.failed); }
-        return answer;
-      });
-    });
+    return window.TabulaUi.postJson(url, body, csrf, T.failed);
   }
 
   function fillOffered() {

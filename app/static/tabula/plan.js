@@ -117,16 +117,8 @@
   function exportWorkbook() {
     messageEl.textContent = "";
     var csrf = root.querySelector("input[name=csrf_token]").value;
-    fetch(config.exportUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
-      body: JSON.stringify({period: periodEl.value})
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (answer) {
-        if (!r.ok) { throw new Error(answer.message || T.failed); }
-        window.location.href = answer.url;
-      });
+    window.TabulaUi.postJson(config.exportUrl, {period: periodEl.value}, csrf, T.failed).then(function (answer) {
+      window.location.href = answer.url;
     }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 

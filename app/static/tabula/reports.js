@@ -407,31 +407,13 @@
     messageEl.textContent = "";
     var body = spec();
     body.chart = chartSelect.value;
-    fetch(config.exportUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
-      body: JSON.stringify(body)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (answer) {
-        if (!r.ok) { throw new Error(answer.message || T.failed); }
-        window.location.href = answer.url;  // the export's page: progress, then download
-      });
+    send(config.exportUrl, body).then(function (answer) {
+      window.location.href = answer.url;  // the export's page: progress, then download
     }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
   function send(url, body) {
-    return fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
-      body: JSON.stringify(body)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (answer) {
-        if (!r.ok) { throw new Error(answer.message || T.failed); }
-        return answer;
-      });
-    });
+    return window.TabulaUi.postJson(url, body, csrf, T.failed);
   }
 
   function refreshSaved() {

@@ -151,6 +151,18 @@
       .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
+  /* The workbook is written by a worker: the export's page shows its progress, then the download. */
+  function exportWorkbook() {
+    messageEl.textContent = "";
+    var csrf = root.querySelector("input[name=csrf_token]").value;
+    var body = {period: periodEl.value};
+    if (managerEl.value) { body.manager = managerEl.value; }
+    window.TabulaUi.postJson(config.exportUrl, body, csrf, T.failed).then(function (answer) {
+      window.location.href = answer.url;
+    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+  }
+
+  document.getElementById("conversion-export").addEventListener("click", exportWorkbook);
   periodEl.addEventListener("change", run);
   managerEl.addEventListener("change", run);
   document.getElementById("conversion-form").addEventListener("submit", function (event) { event.preventDefault(); run(); });

@@ -119,6 +119,24 @@
   // Offsets come from the columns' widths: measure again once fonts and icons have loaded.
   function stickAll() { document.querySelectorAll("div.table-responsive > table").forEach(stickColumns); }
   stickAll();
+  // A JSON POST to one of our endpoints with the page's form token: resolves to the answer, or rejects with
+  // an Error carrying the server's message (``fallback`` when it gave none).
+  function postJson(url, body, csrf, fallback) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf},
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (answer) {
+        if (!r.ok) { throw new Error(answer.message || fallback); }
+        return answer;
+      });
+    });
+  }
+
+  window.TabulaUi = {postJson: postJson};
+
   window.addEventListener("load", stickAll);
   window.addEventListener("resize", stickAll);
   if (document.fonts && document.fonts.ready) { document.fonts.ready.then(stickAll); }
