@@ -102,13 +102,7 @@
     messageEl.textContent = "";
     var query = new URLSearchParams({period: periodEl.value});
     window.history.replaceState(null, "", window.location.pathname + "?" + query.toString());
-    fetch(config.runUrl + "?" + query.toString(), {credentials: "same-origin", headers: {"Accept": "application/json"}})
-      .then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (answer) {
-          if (!r.ok) { throw new Error(answer.message || T.failed); }
-          return answer;
-        });
-      })
+    window.TabulaUi.getJson(config.runUrl + "?" + query.toString(), T.failed)
       .then(draw)
       .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
@@ -117,9 +111,8 @@
   function exportWorkbook() {
     messageEl.textContent = "";
     var csrf = root.querySelector("input[name=csrf_token]").value;
-    window.TabulaUi.postJson(config.exportUrl, {period: periodEl.value}, csrf, T.failed).then(function (answer) {
-      window.location.href = answer.url;
-    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+    window.TabulaUi.startExport(config.exportUrl, {period: periodEl.value}, csrf, T.failed)
+      .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
   document.getElementById("plan-export").addEventListener("click", exportWorkbook);

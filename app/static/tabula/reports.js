@@ -407,9 +407,8 @@
     messageEl.textContent = "";
     var body = spec();
     body.chart = chartSelect.value;
-    send(config.exportUrl, body).then(function (answer) {
-      window.location.href = answer.url;  // the export's page: progress, then download
-    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+    window.TabulaUi.startExport(config.exportUrl, body, csrf, T.failed)
+      .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
   function send(url, body) {

@@ -140,13 +140,7 @@
     var query = new URLSearchParams({period: periodEl.value});
     if (managerEl.value) { query.set("manager", managerEl.value); }
     window.history.replaceState(null, "", window.location.pathname + "?" + query.toString());
-    fetch(config.runUrl + "?" + query.toString(), {credentials: "same-origin", headers: {"Accept": "application/json"}})
-      .then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (answer) {
-          if (!r.ok) { throw new Error(answer.message || T.failed); }
-          return answer;
-        });
-      })
+    window.TabulaUi.getJson(config.runUrl + "?" + query.toString(), T.failed)
       .then(draw)
       .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
@@ -157,9 +151,8 @@
     var csrf = root.querySelector("input[name=csrf_token]").value;
     var body = {period: periodEl.value};
     if (managerEl.value) { body.manager = managerEl.value; }
-    window.TabulaUi.postJson(config.exportUrl, body, csrf, T.failed).then(function (answer) {
-      window.location.href = answer.url;
-    }).catch(function (error) { messageEl.textContent = error.message || T.failed; });
+    window.TabulaUi.startExport(config.exportUrl, body, csrf, T.failed)
+      .catch(function (error) { messageEl.textContent = error.message || T.failed; });
   }
 
   document.getElementById("conversion-export").addEventListener("click", exportWorkbook);

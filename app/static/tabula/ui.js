@@ -135,7 +135,22 @@
     });
   }
 
-  window.TabulaUi = {postJson: postJson};
+  // A JSON GET of one of our endpoints: the answer, or an Error with the server's message.
+  function getJson(url, fallback) {
+    return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (answer) {
+        if (!r.ok) { throw new Error(answer.message || fallback); }
+        return answer;
+      });
+    });
+  }
+
+  // Start an export (a report's workbook) and open its page, which shows the progress, then the download.
+  function startExport(url, body, csrf, fallback) {
+    return postJson(url, body, csrf, fallback).then(function (answer) { window.location.href = answer.url; });
+  }
+
+  window.TabulaUi = {postJson: postJson, getJson: getJson, startExport: startExport};
 
   window.addEventListener("load", stickAll);
   window.addEventListener("resize", stickAll);
