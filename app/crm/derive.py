@@ -45,6 +45,8 @@ CENT = Decimal("0.01")
 SETTLED = ("paid", "cancelled", "draft")
 #: A complaint's resolutions that settle it (its time to resolve stops).
 SETTLED_COMPLAINT = ("resolved", "rejected")
+#: Units of ``elapsed``, in seconds.
+HOUR, DAY = 3600, 86400
 
 
 def cents(value: Decimal) -> Decimal:
@@ -294,9 +296,6 @@ def _first_responses(lead_ids: set[int]) -> None:
         if not _same_instant(lead["first_response_at"], at) or lead["response_hours"] != hours:
             changes[lead_id] = {"first_response_at": at, "response_hours": hours}
     records.store_calendar_values("leads", changes, "a lead's first response follows its activities")
-
-
-HOUR, DAY = 3600, 86400
 
 
 def elapsed(start: dt.datetime | None, end: dt.datetime | None, unit: int) -> Decimal | None:
