@@ -182,6 +182,21 @@ STANDARD: tuple[Standard, ...] = (
         period_field="occurred_at",
     ),
     Standard(
+        "activity_weekly",
+        _l("Manager activity by week"),
+        _l("Calls, letters, meetings and other activities per manager, type and direction (inbound, "
+           "outbound), week by week over the last 12 weeks."),
+        {
+            "table": "activities",
+            "rows": ["owner_id", "kind", "direction"],
+            "column": "occurred_at:week",
+            "measures": [COUNT],
+            "chart": "stacked",
+            "period": {"field": "occurred_at", "kind": "last_days", "days": 84},
+        },
+        period_field="occurred_at",
+    ),
+    Standard(
         "stale_deals",
         _l("Stale deals"),
         _l("Open deals nobody has changed in the last 30 days, per manager and stage: what a departed or "
