@@ -202,6 +202,26 @@ def conversion_json(found: stage_conversion.Conversion) -> dict[str, Any]:
     }
 
 
+def _workbook(
+    slug: str, actor: Actor, state: dict[str, Any], report: dict[str, Any], title: str, source_url: str
+) -> Response:
+    """Start a report's workbook (its summary from ``report``, then the rows of ``slug`` that ``state``
+    holds), written by a worker as any export: the answer names the export's page (progress, then the
+    download). Raises ``ExportRefused`` or ``QueryError``."""
+    locale = get_locale()
+    export = service.start(
+        slug,
+        actor,
+        state,
+        "xlsx",
+        source_url=source_url,
+        language=locale.language if locale else "en",
+        report=report,
+        title=title,
+    )
+    return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
+
+
 def _deals_link(drill: Any) -> str | None:
     return grid_link("deals", drill) if drill else None
 
@@ -317,24 +337,20 @@ class ReportView(BaseView):
         """The report as a workbook (summary, chart, the records behind it), written by a worker as any
         export: the answer names the export's page (progress, then download)."""
         actor = Actor.current("ui")
-        locale = get_locale()
         try:
             found = Definition.from_json(_body())
             spec = found.resolved(actor)
             reports.query_of(spec, actor).aggregate(list(spec.rows), {"n": ("count", None)})  # checks it
-            export = service.start(
+            return _workbook(
                 spec.table,
                 actor,
                 {"filter": spec.filter, "q": spec.q},
-                "xlsx",
-                source_url=url_for("ReportView.builder"),
-                language=locale.language if locale else "en",
-                report=reports.workbook_settings(spec, found.chart, actor),
-                title=_("Report: %(table)s", table=runtime.current().entity(spec.table).plural_label),
+                reports.workbook_settings(spec, found.chart, actor),
+                _("Report: %(table)s", table=runtime.current().entity(spec.table).plural_label),
+                url_for("ReportView.builder"),
             )
         except (QueryError, ExportRefused) as refused:
             return _json(getattr(refused, "status", 403), message=str(refused))
-        return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
 
     @expose("/run", methods=["POST"])
     @has_access_api
@@ -392,24 +408,19 @@ class ReportView(BaseView):
     def plan_export(self) -> Response:
         """Plan vs fact of ``{"period": ...}`` as a workbook (the figures and a chart, then the won deals
         behind them), written by a worker as any export: the answer names the export's page."""
-        actor = Actor.current("ui")
-        locale = get_locale()
         body = request.get_json(silent=True)
         period = body.get("period", "month") if isinstance(body, dict) else None
         try:
-            export = service.start(
+            return _workbook(
                 "deals",
-                actor,
+                Actor.current("ui"),
                 {"filter": plan_fact.won_deals(period)},
-                "xlsx",
-                source_url=url_for("ReportView.plan", period=period),
-                language=locale.language if locale else "en",
-                report={"kind": "plan_fact", "period": period},
-                title=_("Plan vs fact"),
+                {"kind": "plan_fact", "period": period},
+                _("Plan vs fact"),
+                url_for("ReportView.plan", period=period),
             )
         except (QueryError, ExportRefused) as refused:
             return _json(getattr(refused, "status", 403), message=str(refused))
-        return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
 
     # --- stage conversion ---------------------------------------------------------------------------------
 
@@ -463,25 +474,20 @@ class ReportView(BaseView):
     def conversion_export(self) -> Response:
         """Stage conversion of ``{"period": ..., "manager": ...}`` as a workbook (the figures and a chart,
         then the deals behind them), written by a worker as any export."""
-        actor = Actor.current("ui")
-        locale = get_locale()
         body = request.get_json(silent=True)
         period = body.get("period", "") if isinstance(body, dict) else None  # None: refused as no period
         try:
             manager = dashboard.manager_id(body.get("manager") if isinstance(body, dict) else None)
-            export = service.start(
+            return _workbook(
                 "deals",
-                actor,
+                Actor.current("ui"),
                 {"filter": stage_conversion.deals_of(period, manager)},
-                "xlsx",
-                source_url=url_for("ReportView.conversion"),
-                language=locale.language if locale else "en",
-                report={"kind": "stage_conversion", "period": period, "manager": manager},
-                title=_("Stage conversion"),
+                {"kind": "stage_conversion", "period": period, "manager": manager},
+                _("Stage conversion"),
+                url_for("ReportView.conversion"),
             )
         except (QueryError, ExportRefused) as refused:
             return _json(getattr(refused, "status", 403), message=str(refused))
-        return _json(202, id=export.id, url=url_for("ExportView.show", export_id=export.id))
 
     # --- saved reports ------------------------------------------------------------------------------------
 

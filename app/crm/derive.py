@@ -125,17 +125,27 @@ def after_stages(ctx: _Context, touched: Rows) -> None:
     stage_ids = sorted({r["id"] for r in touched if r.get("id") is not None})
     if not stage_ids:
         return
-    stages_now = _by_id("stages", stage_ids, "is_won", "is_lost")
-    at = _system("deals").match_any([("stage_id", lambda column: column.in_(stage_ids))])
     changes: dict[int, dict[str, Any]] = {}
-    for batch in at.fields("stage_id", "won", "closed_at").batches(1000):
-        for deal in batch:
-            stage = stages_now.get(deal["stage_id"])
-            if stage is None:
-                continue
-            closed = bool(stage["is_won"] or stage["is_lost"])
-            if deal["won"] != bool(stage["is_won"]) or (deal["closed_at"] is not None) != closed:
-                changes[deal["id"]] = {"won": bool(stage["is_won"])}
+    for stage_id, stage in _by_id("stages", stage_ids, "is_won", "is_lost").items():
+        won, closed = bool(stage["is_won"]), bool(stage["is_won"] or stage["is_lost"])
+        # Only the deals that no longer agree with their stage, found by the database: most stage edits
+        # (a new name, an order) touch none.
+        astray = _system("deals").where(
+            {
+                "and": [
+                    {"field": "stage_id", "op": "eq", "value": stage_id},
+                    {
+                        "or": [
+                            {"field": "won", "op": "eq", "value": "false" if won else "true"},
+                            {"field": "won", "op": "empty"},
+                            {"field": "closed_at", "op": "empty" if closed else "nempty"},
+                        ]
+                    },
+                ]
+            }
+        )
+        for batch in astray.fields("stage_id").batches(1000):
+            changes.update((deal["id"], {"won": won}) for deal in batch)
     if changes:
         records.cascade_update("deals", changes, ctx)
 

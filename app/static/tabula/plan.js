@@ -30,16 +30,9 @@
   periodEl.value = new URLSearchParams(window.location.search).get("period") || "month";
   if (periodEl.selectedIndex < 0) { periodEl.value = "month"; }
 
-  function cell(tag, text, className) {
-    var el = document.createElement(tag);
-    if (text !== undefined && text !== null) { el.textContent = text; }
-    if (className) { el.className = className; }
-    return el;
-  }
+  function cell(tag, text, className) { return window.TabulaUi.element(tag, text, className); }
 
-  function day(iso) {
-    return new Date(iso + "T00:00:00").toLocaleDateString(language);
-  }
+  function day(iso) { return window.TabulaUi.localDay(iso, language); }
 
   function draw(answer) {
     datesEl.textContent = day(answer.first) + " – " + day(answer.last);
@@ -58,19 +51,7 @@
       tr.appendChild(cell("td", line.currency));
       COLUMNS.forEach(function (c) {
         var value = c[0] === "fulfilled" ? line.fulfilled : line.figures[c[0]];
-        var td = cell("td", null, "text-right");
-        if (value !== null && value !== undefined) {
-          var link = line.links[c[0]];
-          if (link) {
-            var a = cell("a", numbers.format(value));
-            a.href = link;
-            a.title = T.open;
-            td.appendChild(a);
-          } else {
-            td.textContent = numbers.format(value);
-          }
-        }
-        tr.appendChild(td);
+        tr.appendChild(window.TabulaUi.figureCell(value, line.links[c[0]], numbers.format, T.open));
       });
       body.appendChild(tr);
     });

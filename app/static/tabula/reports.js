@@ -290,12 +290,7 @@
     return a;
   }
 
-  function cell(tag, text, className) {
-    var el = document.createElement(tag);
-    if (text !== undefined && text !== null) { el.textContent = text; }
-    if (className) { el.className = className; }
-    return el;
-  }
+  function cell(tag, text, className) { return window.TabulaUi.element(tag, text, className); }
 
   function drawTable(result) {
     resultEl.textContent = "";

@@ -19,12 +19,7 @@
   var COLUMNS = [["reached", T.reached], ["fromPrevious", T.fromPrevious], ["fromFirst", T.fromFirst],
                  ["lostAfter", T.lostAfter]];
 
-  function element(tag, text, className) {
-    var el = document.createElement(tag);
-    if (text !== undefined && text !== null) { el.textContent = text; }
-    if (className) { el.className = className; }
-    return el;
-  }
+  function element(tag, text, className) { return window.TabulaUi.element(tag, text, className); }
 
   function fill(select, choices) {
     choices.forEach(function (c) {
@@ -48,23 +43,9 @@
     document.getElementById("conversion-manager-label").hidden = false;
   }
 
-  function day(iso) {
-    return new Date(iso + "T00:00:00").toLocaleDateString(language);
-  }
+  function day(iso) { return window.TabulaUi.localDay(iso, language); }
 
-  function figure(value, link) {
-    var td = element("td", null, "text-right");
-    if (value === null || value === undefined) { return td; }
-    if (link) {
-      var a = element("a", numbers.format(value));
-      a.href = link;
-      a.title = T.open;
-      td.appendChild(a);
-    } else {
-      td.textContent = numbers.format(value);
-    }
-    return td;
-  }
+  function figure(value, link) { return window.TabulaUi.figureCell(value, link, numbers.format, T.open); }
 
   function table(funnel) {
     var el = element("table", null, "table table-condensed table-bordered table-hover tabula-conversion-table");

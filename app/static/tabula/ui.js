@@ -150,7 +150,39 @@
     return postJson(url, body, csrf, fallback).then(function (answer) { window.location.href = answer.url; });
   }
 
-  window.TabulaUi = {postJson: postJson, getJson: getJson, startExport: startExport};
+  // An element with ``text`` set as text, never as HTML (names are users' text), and a class.
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = text; }
+    if (className) { node.className = className; }
+    return node;
+  }
+
+  // A report's figure as a table cell: right-aligned, written by ``format``, a link to the records behind
+  // it when there is one (``title`` says so); empty for no figure.
+  function figureCell(value, link, format, title) {
+    var td = element("td", null, "text-right");
+    if (value === null || value === undefined) { return td; }
+    if (link) {
+      var a = element("a", format(value));
+      a.href = link;
+      a.title = title;
+      td.appendChild(a);
+    } else {
+      td.textContent = format(value);
+    }
+    return td;
+  }
+
+  // A day ("2026-12-03") as the reader writes it in ``language`` ("ru-RU").
+  function localDay(iso, language) {
+    return new Date(iso + "T00:00:00").toLocaleDateString(language);
+  }
+
+  window.TabulaUi = {
+    postJson: postJson, getJson: getJson, startExport: startExport,
+    element: element, figureCell: figureCell, localDay: localDay
+  };
 
   window.addEventListener("load", stickAll);
   window.addEventListener("resize", stickAll);
