@@ -131,6 +131,20 @@ def _mark_failed(run: JobRun, reason: str) -> None:
         db.session.commit()
 
 
+WORKER_GONE_MARKS = ("AbandonedJobError", "Work-horse terminated unexpectedly")
+
+
+def _abandoned(job: Job) -> bool:
+    """RQ failed the job because the process running it died: its work horse was killed (out of memory,
+    a signal) or another worker's registry cleanup found it abandoned. The reader is told the worker
+    stopped, not merely that "the job failed"."""
+    try:
+        result = job.latest_result()
+    except RedisError:
+        return False
+    return result is not None and any(mark in (result.exc_string or "") for mark in WORKER_GONE_MARKS)
+
+
 def reconcile(run: JobRun) -> JobRun:
     """Mark a run failed when RQ no longer runs it (a lost queue, a job RQ failed) or when the worker that
     took it no longer beats (killed, its machine gone): never stuck 'running'. Called whenever a run is
@@ -154,7 +168,7 @@ def reconcile(run: JobRun) -> JobRun:
         return run
     except RedisError:
         return run
-    if worker_dead:
+    if worker_dead or (status == RQStatus.FAILED and _abandoned(job)):
         _mark_failed(run, WORKER_STOPPED)
     elif status in STOPPED_BY_RQ:
         _mark_failed(run, STOPPED_BY_RQ[status])

@@ -20,6 +20,7 @@ from app.extensions import db
 from custom_fields import records
 from custom_fields.access import Actor, save_rules
 from custom_fields.query import TableQuery
+from custom_fields.runtime import current as current_schema
 from exports import imports
 from exports.import_rows import ImportRefused
 from exports.store import file_store
@@ -108,14 +109,21 @@ def test_a_cp1251_csv_upserts_contacts_by_email_with_refusals_and_undo(
     changed = TableQuery("contacts", actor).get(kept.id)
     assert changed["first_name"] == "Обновлённый" and changed["phone"] == "+79161234567"
     assert changed["email"].lower() == f"old-{tag}@example.com"  # matched whatever the case
+    contacts_id = current_schema().entity("contacts").id  # record ids repeat across tables
     sources = set(
         db.session.scalars(
             select(RecordChange.source)
-            .where(RecordChange.record_id.in_(ids.values()), RecordChange.action != "create")
-            .where(RecordChange.user_id == actor.user_id)
+            .where(RecordChange.entity_id == contacts_id, RecordChange.record_id.in_(ids.values()))
+            .where(RecordChange.action != "create", RecordChange.user_id == actor.user_id)
         )
     )
     assert sources <= {"import"}
+    imported = db.session.execute(
+        select(RecordChange.record_id, RecordChange.action)
+        .where(RecordChange.entity_id == contacts_id, RecordChange.record_id.in_(ids.values()))
+        .where(RecordChange.source == "import")
+    ).all()
+    assert sorted(imported) == sorted([(ids[f"new-{tag}@example.com"], "create"), (kept.id, "update")])
 
     errors = item.report["errors"]
     assert errors["E-mail"]["first"][0][0] == 5  # the file's row number
@@ -263,6 +271,9 @@ def test_a_worker_killed_mid_import_leaves_an_exact_record_and_a_rerun_never_dup
             if on_error == "all" and written_in_transaction(doomed):
                 break
             time.sleep(0.05)
+        else:
+            run = imports.reconcile(db.session.get(ImportRun, item.id))
+            raise AssertionError(f"the import made no progress in 90 s: {run.status} {run.message!r}")
         horses = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGKILL)
         for horse in horses:

@@ -49,7 +49,7 @@ def test_failed_job_is_recorded_as_failed(app_ctx, worker) -> None:  # noqa: ANN
 def test_killed_work_horse_is_not_left_running(app_ctx, worker) -> None:  # noqa: ANN001
     run = enqueue("test", die)
     done = wait_done(run.id, timeout=60)
-    assert done.status == JobStatus.failed
+    assert done.status == JobStatus.failed and "Worker stopped" in done.message
     assert done.result is None
 
 
@@ -272,3 +272,42 @@ def test_the_cron_sweep_fails_runs_nobody_looks_at(app_ctx, worker) -> None:  # 
     assert sweep.get_status().value == "finished"
     db.session.expire_all()
     assert db.session.get(JobRun, run.id).status == JobStatus.failed
+
+
+def test_a_job_rq_found_abandoned_says_its_worker_stopped(app_ctx) -> None:  # noqa: ANN001
+    """Another worker's registry cleanup can fail a dead worker's job before anyone looks: the reader is
+    told the worker stopped, not merely that "the job failed"."""
+    from rq.job import Job, JobStatus as RQStatus
+    from rq.registry import StartedJobRegistry
+
+    from jobs.queues import redis_connection
+    from jobs.runtime import WORKER_STOPPED
+
+    run = enqueue("selfcheck", selfcheck, 1, 0, queue="abandoned-by-its-worker")
+    connection = redis_connection()
+    job = Job.fetch(run.rq_job_id, connection=connection)
+    try:
+        job.set_status(RQStatus.STARTED)
+        registry = StartedJobRegistry("abandoned-by-its-worker", connection=connection)
+        connection.zadd(registry.key, {f"{job.id}:gone": 1})  # an execution whose heartbeat ran out long ago
+        registry.cleanup()
+        assert job.get_status(refresh=True) == RQStatus.FAILED
+        assert reconcile(run).status == JobStatus.failed and run.message == WORKER_STOPPED
+    finally:
+        job.delete()
+
+
+
+def test_a_job_rq_failed_otherwise_is_not_called_abandoned(app_ctx) -> None:  # noqa: ANN001
+    from rq.job import Job, JobStatus as RQStatus
+
+    from jobs.queues import redis_connection
+    from jobs.runtime import STOPPED_BY_RQ
+
+    run = enqueue("selfcheck", selfcheck, 1, 0, queue="failed-by-rq")
+    job = Job.fetch(run.rq_job_id, connection=redis_connection())
+    try:
+        job.set_status(RQStatus.FAILED)
+        assert reconcile(run).status == JobStatus.failed and run.message == STOPPED_BY_RQ[RQStatus.FAILED]
+    finally:
+        job.delete()
