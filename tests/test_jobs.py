@@ -277,7 +277,8 @@ def test_the_cron_sweep_fails_runs_nobody_looks_at(app_ctx, worker) -> None:  # 
 def test_a_job_rq_found_abandoned_says_its_worker_stopped(app_ctx) -> None:  # noqa: ANN001
     """Another worker's registry cleanup can fail a dead worker's job before anyone looks: the reader is
     told the worker stopped, not merely that "the job failed"."""
-    from rq.job import Job, JobStatus as RQStatus
+    from rq.job import Job
+    from rq.job import JobStatus as RQStatus
     from rq.registry import StartedJobRegistry
 
     from jobs.queues import redis_connection
@@ -297,9 +298,9 @@ def test_a_job_rq_found_abandoned_says_its_worker_stopped(app_ctx) -> None:  # n
         job.delete()
 
 
-
 def test_a_job_rq_failed_otherwise_is_not_called_abandoned(app_ctx) -> None:  # noqa: ANN001
-    from rq.job import Job, JobStatus as RQStatus
+    from rq.job import Job
+    from rq.job import JobStatus as RQStatus
 
     from jobs.queues import redis_connection
     from jobs.runtime import STOPPED_BY_RQ
