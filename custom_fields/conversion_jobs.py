@@ -23,6 +23,7 @@ from app.extensions import db
 from custom_fields import online, service
 from custom_fields.service import ConversionRefused, SchemaError
 from models import Field, FieldConversion
+from models.system import percent, seconds_left
 
 Report = Callable[[int, int], None]
 CANCEL_KEY = "tabula:conversion-cancel:{id}"
@@ -232,18 +233,14 @@ def progress_of(record: FieldConversion, live: dict[str, Any] | None = None) -> 
     done, total = record.rows_done or 0, record.rows_total
     if live and record.status == "running" and (live.get("done") or 0) > done:
         done, total = int(live["done"]), live.get("total") or total
-    left = None
-    if record.status == "running" and record.started_at and total and done:
-        started = record.started_at if record.started_at.tzinfo else record.started_at.replace(tzinfo=dt.UTC)
-        elapsed = (_now() - started).total_seconds()
-        left = max(0, round(elapsed / done * max(total - done, 0)))
-    percent = min(100, round(100 * done / total)) if total else (100 if record.status == "done" else 0)
+    left = seconds_left(done, total, record.started_at) if record.status == "running" else None
+    shown = percent(done, total) if total else (100 if record.status == "done" else 0)
     return {
         "id": record.id,
         "status": record.status,
         "done": done,
         "total": total,
-        "percent": percent,
+        "percent": shown,
         "seconds_left": left,
         "converted": record.converted,
         "message": record.message,

@@ -6,6 +6,7 @@ with a message for that cell only."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask_babel import gettext as _
@@ -45,13 +46,36 @@ class LinkLabels:
             self._found[key] = self._look_up(spec, text)
         return self._found[key]
 
+    def prefetch(self, cells: Iterable[tuple[FieldSpec, Any]]) -> None:
+        """Look up every label among ``cells`` (field, raw value) at once: one query per field and chunk of
+        labels, not one per label (an import naming 5,000 companies)."""
+        texts: dict[int, tuple[FieldSpec, set[str]]] = {}
+        for spec, raw in cells:
+            if self.applies(spec, raw) and (spec.id, raw.strip()) not in self._found:
+                texts.setdefault(spec.id, (spec, set()))[1].add(raw.strip())
+        for spec, labels in texts.values():
+            target = self._target(spec)
+            try:
+                found = TableQuery(target.slug, self.actor).ids_labelled_many(labels) if target else {}
+            except QueryError:
+                found = {}
+            for text in labels:
+                self._found[(spec.id, text)] = self._answer(text, found.get(text, []))
+
+    @staticmethod
+    def _target(spec: FieldSpec) -> Any:
+        return runtime.current().by_id.get(REGISTRY[spec.type].target_entity_id(spec) or 0)
+
     def _look_up(self, spec: FieldSpec, text: str) -> tuple[bool, Any]:
-        ftype = REGISTRY[spec.type]
-        target = runtime.current().by_id.get(ftype.target_entity_id(spec) or 0)
+        target = self._target(spec)
         try:
             ids = TableQuery(target.slug, self.actor).ids_labelled(text) if target else []
         except QueryError:
             ids = []
+        return self._answer(text, ids)
+
+    @staticmethod
+    def _answer(text: str, ids: list[int]) -> tuple[bool, Any]:
         if len(ids) == 1:
             return True, ids[0]
         if ids:

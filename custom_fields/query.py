@@ -910,6 +910,40 @@ class TableQuery:
         statement = query.ids_statement().order_by(self._table.c.id).limit(max(1, int(limit)))
         return list(db.session.scalars(statement))
 
+    def ids_labelled_many(self, labels: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
+        """``ids_labelled`` for many labels at once (an import naming 5,000 companies): one query per
+        ``ID_CHUNK`` labels. Every label given is a key; those no readable row has map to []."""
+        wanted = {label: label.strip() for label in labels if isinstance(label, str)}
+        found: dict[str, list[int]] = {label: [] for label in wanted}
+        shown = self._entity.display_field
+        if shown is None or shown.name not in self._columns:
+            return found
+        ftype = REGISTRY[shown.type]
+        if "eq" not in self.column(shown.name).operators:
+            return found
+        by_value: dict[Any, list[str]] = {}
+        for label, text in wanted.items():
+            try:
+                value = ftype.filter_value(text, shown) if text and _storable(text) else None
+            except (FieldValueError, TypeError, ValueError, ArithmeticError):
+                value = None
+            if value is not None:
+                by_value.setdefault(value, []).append(label)
+        column = self._attr(shown.name)
+        values = list(by_value)
+        for start in range(0, len(values), ID_CHUNK):
+            chunk = values[start : start + ID_CHUNK]
+            statement = (
+                select(self._table.c.id, column)
+                .where(column.in_(chunk), self.condition())
+                .order_by(self._table.c.id)
+            )
+            for pk, value in db.session.execute(statement):
+                for label in by_value.get(value, ()):
+                    if len(found[label]) < limit:
+                        found[label].append(pk)
+        return found
+
     def versions(self, ids: Iterable[int]) -> dict[int, int]:
         """``row_version`` of those of ``ids`` that match (each save names the version it read)."""
         wanted = sorted({int(i) for i in ids if i is not None})

@@ -1147,9 +1147,16 @@ def delete(slug: str, record_id: int, actor: Actor, *, expected_version: int | N
 
 
 def delete_many(
-    slug: str, record_ids: Sequence[int], actor: Actor, *, expected_versions: Sequence[int] | None = None
+    slug: str,
+    record_ids: Sequence[int],
+    actor: Actor,
+    *,
+    expected_versions: Sequence[int] | None = None,
+    changeset: str | None = None,
 ) -> int:
     ctx = _context(slug, actor, "delete")
+    if changeset is not None:
+        ctx.changeset = changeset
 
     def work() -> int:
         current = _load(ctx, list(record_ids), lock=True, action="delete")

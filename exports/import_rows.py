@@ -148,6 +148,11 @@ def parse_rows(
         for index, spec in specs.items()
     ]
     required = [spec.name for spec in specs.values() if spec.required]
+    if labels is not None:
+        labels.prefetch(
+            (link, cells[index]) for _n, cells in raw_rows for index, _name, _p, link in parsers
+            if link is not None and index < len(cells)
+        )  # fmt: skip
     rows: list[Row] = []
     for number, cells in raw_rows:
         row = Row(number, cells)

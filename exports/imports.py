@@ -44,7 +44,7 @@ INFER_ROWS = 1_000
 #: In ``ImportRun.options``: the import makes a new table from its file.
 NEW_TABLE = "new_table"
 PREVIEW_ROWS = 20
-ACTIVE = (ImportStatus.queued, ImportStatus.running)
+ACTIVE = (ImportStatus.queued, ImportStatus.running, ImportStatus.undoing)
 #: First errors kept per column for the result screen.
 ERRORS_PER_COLUMN = 5
 
@@ -274,20 +274,13 @@ def configure(
 def start(run: ImportRun, actor: Actor) -> ImportRun:
     """Hand a configured import to a worker."""
     from jobs.imports import run_import
-    from jobs.queues import enqueue
 
     if run.status not in (ImportStatus.uploaded, ImportStatus.failed):
         raise ImportRefused(_("This import has already run."))
     _query(_entity_of(run).slug, actor)
     if not run.mapping:
         raise ImportRefused(_("Map at least one column to a field."))
-    run.status, run.message = ImportStatus.queued, ""
-    db.session.commit()
-    queue = current_app.config.get("TABULA_IMPORT_QUEUE") or "default"
-    job = enqueue("import", run_import, run.id, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
-    run.job_run_id = job.id
-    db.session.commit()
-    return run
+    return _hand_to_worker(run, actor, ImportStatus.queued, "import", run_import, run.id)
 
 
 def run(import_id: int, report: Progress) -> dict[str, Any]:
@@ -582,7 +575,9 @@ def reconcile(item: ImportRun) -> ImportRun:
     if job is None:
         return item
     reconcile_run(job)
-    if job.status == JobStatus.failed:
+    if job.status == JobStatus.failed and item.status == ImportStatus.undoing:
+        _undo_stopped(item, translated_message(job.message))
+    elif job.status == JobStatus.failed:
         for partial in scratch_dir().glob(f"import-{item.id}-*"):
             if partial.is_dir():
                 shutil.rmtree(partial, ignore_errors=True)
@@ -600,14 +595,84 @@ def refused_chunks(item: ImportRun) -> Iterator[bytes]:
     return file_store().chunks(item.refused_key)
 
 
-def undo(item: ImportRun, actor: Actor) -> dict[str, int]:
-    """Revert what the import created (to the recycle bin) and changed (the values it replaced), in one
-    transaction recorded in history; refused, listing them, when records were changed since."""
-    if item.status != ImportStatus.finished:
+def request_undo(item: ImportRun, actor: Actor) -> ImportRun:
+    """Hand the undo to a worker (30,000 records are more than a request should wait for); the page follows
+    its progress. Refused at once when the import is not finished or its table is gone."""
+    from jobs.imports import undo_import
+
+    if item.status == ImportStatus.undoing:
+        raise ImportRefused(_("This import is being undone."))
+    _query(_undo_target(item).slug, actor)
+    return _hand_to_worker(
+        item, actor, ImportStatus.undoing, "import-undo", undo_import, item.id, actor.user_id
+    )
+
+
+def _hand_to_worker(
+    item: ImportRun, actor: Actor, status: ImportStatus, kind: str, job: Any, *args: Any
+) -> ImportRun:
+    """Enqueue the import's job, ``item`` showing ``status`` meanwhile; Redis unreachable leaves the import
+    as it was (JobQueueUnavailable reaches the caller), never waiting for a job that does not exist."""
+    from jobs.queues import enqueue
+
+    was, item.status, item.message = item.status, status, ""
+    db.session.commit()
+    queue = current_app.config.get("TABULA_IMPORT_QUEUE") or "default"
+    try:
+        run = enqueue(kind, job, *args, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
+    except Exception:
+        db.session.rollback()
+        item.status = was
+        db.session.commit()
+        raise
+    item.job_run_id = run.id
+    db.session.commit()
+    return item
+
+
+def run_undo(import_id: int, user_id: int, report: Progress) -> dict[str, Any]:
+    """The undo job's work (``jobs.imports.undo_import``). A refusal (records changed since, a value no
+    longer valid) leaves the import finished, with the reason as its message."""
+    item = db.session.get(ImportRun, import_id)
+    if item is None:
+        raise LookupError(f"import {import_id} does not exist")
+    if item.status != ImportStatus.undoing:
+        return {"status": str(item.status)}
+    actor = Actor.for_user_id(user_id, "import")
+    with force_locale(item.language):
+        try:
+            return undo(item, actor, report)
+        except (ImportRefused, QueryError, records.RecordError) as refused:
+            db.session.rollback()
+            _undo_stopped(item, str(refused))
+            return {"status": "refused", "message": str(refused)}
+
+
+def _undo_stopped(item: ImportRun, reason: str) -> None:
+    """The undo did not happen (one transaction: nothing of it is left): the import is finished again."""
+    db.session.refresh(item)
+    if item.status == ImportStatus.undoing:
+        item.status = ImportStatus.finished
+        item.message = (
+            _("Nothing was undone: %(reason)s", reason=reason) if reason else _("Nothing was undone.")
+        )
+        db.session.commit()
+
+
+def _undo_target(item: ImportRun) -> Any:
+    if item.status not in (ImportStatus.finished, ImportStatus.undoing):
         raise ImportRefused(_("Only a finished import can be undone."))
     entity = runtime.current().by_id.get(item.entity_id or 0)
     if entity is None:
         raise ImportRefused(_("The table no longer exists."))
+    return entity
+
+
+def undo(item: ImportRun, actor: Actor, report: Progress | None = None) -> dict[str, int]:
+    """Revert what the import created (to the recycle bin) and changed (the values it replaced), in one
+    transaction recorded in history as one change set; refused, listing them, when records were changed
+    since. ``report`` hears the progress (never durable: a commit would cut the transaction short)."""
+    entity = _undo_target(item)
     query = TableQuery(entity.slug, actor, "read")
     items = list(db.session.scalars(select(ImportItem).where(ImportItem.import_id == item.id)))
     versions = query.versions(i.record_id for i in items)
@@ -616,23 +681,27 @@ def undo(item: ImportRun, actor: Actor) -> dict[str, int]:
         labels = query.labels_of(i.record_id for i in changed[:20])
         names = ", ".join(labels.get(i.record_id, f"#{i.record_id}") for i in changed[:20])
         raise ImportRefused(
-            _("%(n)d records were changed after the import: %(names)s. Nothing was undone.",
+            _("%(n)d records were changed after the import: %(names)s.",
               n=len(changed), names=names)
         )  # fmt: skip
     live = [i for i in items if i.record_id in versions]
     updates = [(i.record_id, i.before or {}, i.version) for i in live if i.action == "update"]
     created = [i for i in live if i.action == "create"]
+    total, changeset = len(live), records.new_changeset()
     with records.atomic():
-        if updates:
-            records.update_many(entity.slug, updates, actor)
-        if created:
+        for start in range(0, len(updates), BATCH):
+            records.update_many(entity.slug, updates[start : start + BATCH], actor, changeset=changeset)
+            if report:
+                report(min(start + BATCH, len(updates)), total, False)
+        for start in range(0, len(created), BATCH):
+            batch = created[start : start + BATCH]
             records.delete_many(
-                entity.slug,
-                [i.record_id for i in created],
-                actor,
-                expected_versions=[i.version for i in created],
-            )
-        item.status, item.undone_at = ImportStatus.undone, utcnow()
+                entity.slug, [i.record_id for i in batch], actor,
+                expected_versions=[i.version for i in batch], changeset=changeset,
+            )  # fmt: skip
+            if report:
+                report(len(updates) + start + len(batch), total, False)
+        item.status, item.undone_at, item.message = ImportStatus.undone, utcnow(), ""
     return {"reverted": len(updates), "deleted": len(created)}
 
 

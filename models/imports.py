@@ -20,6 +20,7 @@ class ImportStatus(enum.StrEnum):  # noqa: N815 (member names equal their values
     finished = "finished"  # written (skipped and refused rows counted)
     refused = "refused"  # all-or-nothing with bad rows: nothing written
     failed = "failed"  # the job stopped (a killed worker, an error); see ``rows_done``
+    undoing = "undoing"  # a worker reverts it, in one transaction (back to finished if it cannot)
     undone = "undone"
 
 

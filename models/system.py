@@ -14,6 +14,20 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def seconds_left(done: int, total: int | None, started: dt.datetime | None) -> int | None:
+    """Time left of a long run at the pace so far (imports, exports, conversions), None until it is known.
+    ``started`` without a zone is UTC (SQLite keeps none)."""
+    if not (started and total and done):
+        return None
+    started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
+    elapsed = (utcnow() - started).total_seconds()
+    return max(0, round(elapsed / done * max(total - done, 0)))
+
+
+def percent(done: int, total: int | None) -> int:
+    return min(100, round(100 * done / total)) if total else 0
+
+
 class AppSetting(Model):
     """A key/value fact about this installation (e.g. when demo data was loaded)."""
 

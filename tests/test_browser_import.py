@@ -62,8 +62,8 @@ def test_an_admin_imports_a_csv_and_undoes_it(browser, live_url, app_ctx, worker
     assert [r["id"] for r in TableQuery(entity.slug, admin).stream()]
 
     page.click("#import-undo")
-    page.wait_for_selector("#import-undo.hidden", state="attached")
-    assert page.inner_text("#import-status") == "Undone"
+    expect(page.locator("#import-status")).to_have_text("Undone", timeout=60_000)  # a worker undid it
+    assert page.is_hidden("#import-undo") and page.inner_text("#import-message") == "The import was undone."
     assert list(TableQuery(entity.slug, admin).stream()) == []
     assert not problems, problems
     context.close()

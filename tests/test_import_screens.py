@@ -38,7 +38,7 @@ def wait_status(client, import_id: int, timeout: float = 60) -> dict:  # noqa: A
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = client.get(f"/imports/{import_id}/status").get_json()
-        if state["status"] not in ("queued", "running"):
+        if state["status"] not in ("queued", "running", "undoing"):
             return state
         time.sleep(0.2)
     raise AssertionError(state)
@@ -106,8 +106,10 @@ def test_an_admin_uploads_maps_new_fields_checks_runs_and_undoes(app_ctx, admin_
     dates = sorted(str(r[since.name]) for r in rows)
     assert dates == ["2023-03-15", "2023-06-23", "2023-10-01", "2024-01-09"]
 
-    undone = post(admin_client, f"/imports/{import_id}/undo", {})
-    assert undone.status_code == 200 and undone.get_json()["deleted"] == 4
+    undone = post(admin_client, f"/imports/{import_id}/undo", {})  # handed to a worker
+    assert undone.status_code == 202 and undone.get_json()["status"] in ("undoing", "undone")
+    state = wait_status(admin_client, import_id)
+    assert state["status"] == "undone" and state["status_label"] == "Undone" and not state["can_undo"]
     assert list(TableQuery(entity.slug, admin()).stream()) == []
     assert post(admin_client, f"/imports/{import_id}/undo", {}).status_code == 422
 

@@ -118,6 +118,13 @@ def test_a_cp1251_csv_upserts_contacts_by_email_with_refusals_and_undo(
         )
     )
     assert sources <= {"import"}
+    imported_sets = set(
+        db.session.scalars(
+            select(RecordChange.changeset)
+            .where(RecordChange.entity_id == contacts_id, RecordChange.record_id.in_(ids.values()))
+            .where(RecordChange.source == "import")
+        )
+    )
     imported = db.session.execute(
         select(RecordChange.record_id, RecordChange.action)
         .where(RecordChange.entity_id == contacts_id, RecordChange.record_id.in_(ids.values()))
@@ -138,11 +145,16 @@ def test_a_cp1251_csv_upserts_contacts_by_email_with_refusals_and_undo(
     assert rows[2][4] == "повтор" and "row 2" in rows[2][6]
     assert book.active.cell(2, 1).data_type == "s"
 
-    # undo: the created contact goes to the recycle bin, the changed one gets its values back
-    result = imports.undo(item, actor)
-    assert result == {"reverted": 1, "deleted": 1}
-    db.session.expire_all()
-    assert db.session.get(ImportRun, item.id).status == ImportStatus.undone
+    # undo, by a worker: the created contact goes to the recycle bin, the changed one gets its values back
+    imports.request_undo(item, actor)
+    item = wait(item.id)
+    assert item.status == ImportStatus.undone and item.undone_at and not item.message
+    undo_sets = db.session.execute(
+        select(RecordChange.changeset, RecordChange.action, RecordChange.source)
+        .where(RecordChange.entity_id == contacts_id, RecordChange.record_id.in_(ids.values()))
+        .where(RecordChange.source == "import", RecordChange.changeset.not_in(imported_sets))
+    ).all()
+    assert {a for _c, a, _s in undo_sets} == {"update", "delete"} and len({c for c, _a, _s in undo_sets}) == 1
     back = TableQuery("contacts", actor).get(kept.id)
     assert back["first_name"] == "Старый" and back["phone"] is None
     assert TableQuery("contacts", actor).get(ids[f"new-{tag}@example.com"]) is None
@@ -167,6 +179,50 @@ def test_undo_is_refused_for_records_changed_since(app_ctx, worker, tmp_path, ta
     with pytest.raises(ImportRefused, match="Иван"):
         imports.undo(item, actor)
     assert len(contact_ids_by_email([f"a-{tag}@example.com", f"b-{tag}@example.com"])) == 2
+    # the same refusal from the worker: the import is finished again, the reason its message
+    imports.request_undo(item, actor)
+    with pytest.raises(ImportRefused, match="being undone"):
+        imports.request_undo(item, actor)
+    item = wait(item.id)
+    assert item.status == ImportStatus.finished and "Nothing was undone" in item.message
+    assert "Иван" in item.message and item.undone_at is None
+    assert len(contact_ids_by_email([f"a-{tag}@example.com", f"b-{tag}@example.com"])) == 2
+
+
+def test_an_undo_whose_job_died_leaves_the_import_finished_and_undoable(app_ctx, tmp_path, tag: str) -> None:  # noqa: ANN001
+    from models import JobRun, JobStatus
+
+    item = uploaded(tmp_path, "contacts", f"First name\r\nЛев {tag}\r\n".encode())
+    lost = JobRun(kind="import-undo", status=JobStatus.running, rq_job_id=f"tabula-run-lost-{tag}")
+    db.session.add(lost)
+    db.session.flush()
+    item.status, item.job_run_id, item.created = ImportStatus.undoing, lost.id, 1
+    db.session.commit()
+    item = imports.reconcile(item)
+    assert item.status == ImportStatus.finished and "Nothing was undone" in item.message
+    assert "lost from the queue" in item.message
+
+
+def test_a_big_undo_reports_progress_and_is_one_change_set(app_ctx, tmp_path, tag: str) -> None:  # noqa: ANN001
+    actor = admin()
+    entity = new_table(f"Откат {tag}")
+    count = imports.BATCH * 2 + 500
+    item = uploaded(tmp_path, entity.slug, many_rows_csv(count, tag))
+    mapping = {"0": entity_field(entity.slug, "display")}
+    imports.configure(item, actor, options={}, mapping=mapping, mode="create", match_on=None, on_error="all")
+    imports.run(item.id, lambda *_: None)  # the import job's work, here
+    item = db.session.get(ImportRun, item.id)
+    assert item.status == ImportStatus.finished and item.created == count
+    heard: list[tuple[int, int, bool]] = []
+    assert imports.undo(item, actor, lambda *a: heard.append(a)) == {"reverted": 0, "deleted": count}
+    assert heard == [(imports.BATCH, count, False), (2 * imports.BATCH, count, False), (count, count, False)]
+    assert rows_in(entity.slug) == 0
+    sets = db.session.scalars(
+        select(func.count(func.distinct(RecordChange.changeset))).where(
+            RecordChange.entity_id == entity.id, RecordChange.action == "delete"
+        )
+    )
+    assert list(sets) == [1]
 
 
 def test_all_or_nothing_writes_nothing_when_a_row_is_bad(app_ctx, worker, tmp_path, tag: str) -> None:  # noqa: ANN001
@@ -367,3 +423,38 @@ def test_link_columns_name_their_records_by_label(app_ctx, worker, tmp_path, tag
     assert companies == {f"Анна {tag}": one, f"Борис {tag}": one, f"Дина {tag}": one}
     errors = " ".join(m for _row, m in item.report["errors"]["Company"]["first"])
     assert f"ООО Нет такой {tag}" in errors and "Several records" in errors
+
+
+def test_link_labels_are_looked_up_together_not_one_query_each(app_ctx, tmp_path, tag: str) -> None:  # noqa: ANN001
+    """A file naming 1,200 different companies asks the database about as often as one naming 12."""
+    from sqlalchemy import event
+
+    actor = admin()
+    names = [f"ООО {tag} №{i}" for i in range(1_200)]
+    records.create_many("companies", [{"name": n} for n in names[:1_100]], actor)  # 100 unknown
+    records.create("companies", {"name": names[0]}, actor)  # and one named twice
+
+    def checked(count: int) -> tuple[dict[str, Any], int]:
+        lines = ["First name;Company"] + [f"Имя {i};{names[i]}" for i in range(count)]
+        item = uploaded(tmp_path, "contacts", "\r\n".join(lines).encode("cp1251"))
+        seen: list[str] = []
+
+        def count_it(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+            seen.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count_it)
+        try:
+            found = imports.check(item, actor, options={}, mapping={"0": "first_name", "1": "company_id"},
+                                  mode="create", match_on=None)  # fmt: skip
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count_it)
+        return found, len(seen)
+
+    few, few_statements = checked(12)
+    many, many_statements = checked(1_200)
+    assert (few["create"], few["refuse"]) == (11, 1)  # the company named twice is refused
+    assert (many["create"], many["refuse"]) == (1_099, 101), many
+    assert many_statements - few_statements < 10, (few_statements, many_statements)
+    messages = " ".join(m for _row, m in many["errors"]["Company"]["first"])
+    assert f"“{names[0]}”" in messages and "Several records" in messages
+    assert f"No record “{names[1_100]}”" in messages

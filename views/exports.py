@@ -3,7 +3,6 @@ with a live progress bar, My exports, and the download, which only the owner (or
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -24,7 +23,7 @@ from custom_fields.types import REGISTRY
 from exports import service
 from exports.service import ExportRefused
 from models.exports import ExportFile, ExportStatus
-from models.system import utcnow
+from models.system import percent, seconds_left
 
 STATUS_LABELS = {
     ExportStatus.queued: _l("Waiting for a worker"),
@@ -79,11 +78,7 @@ def _back_to(url: str | None) -> str:
 def progress(export: ExportFile) -> dict[str, Any]:
     """What the export's page shows, live: status, rows written of the expected total, time left."""
     done, total = export.rows_written or 0, export.rows_expected
-    left = None
-    if export.status == ExportStatus.running and export.started_at and total and done:
-        started = export.started_at if export.started_at.tzinfo else export.started_at.replace(tzinfo=dt.UTC)
-        elapsed = (utcnow() - started).total_seconds()
-        left = max(0, round(elapsed / done * max(total - done, 0)))
+    left = seconds_left(done, total, export.started_at) if export.status == ExportStatus.running else None
     return {
         "id": export.id,
         "status": str(export.status),
@@ -91,7 +86,7 @@ def progress(export: ExportFile) -> dict[str, Any]:
         "done": done,
         "total": total,
         "estimated": bool(export.rows_estimated),
-        "percent": min(100, round(100 * done / total)) if total else (100 if export.status == "ready" else 0),
+        "percent": percent(done, total) if total else (100 if export.status == "ready" else 0),
         "seconds_left": left,
         "message": export.message,
         "download": url_for("ExportView.download", export_id=export.id)

@@ -196,6 +196,14 @@ def resolve_link_labels(batch: Batch) -> None:
         spec = batch.entity.field_by_name(name)
         return labels.resolve(spec, raw) if spec is not None else None
 
+    tables = ((batch.updates, True), (batch.creates, False))
+    labels.prefetch(
+        (spec, raw)
+        for table, updating in tables for entry in table.values()
+        for name, raw in (entry[1] if updating else entry).items()
+        if (spec := batch.entity.field_by_name(name)) is not None
+    )  # fmt: skip
+
     for kind, table in (("update", batch.updates), ("create", batch.creates)):
         for index in list(table):
             values = table[index][1] if kind == "update" else table[index]

@@ -36,8 +36,9 @@ from exports import imports
 from exports.import_rows import MATCH_KINDS, ImportRefused
 from exports.readers import DELIMITERS, ENCODINGS, ImportFileError
 from exports.store import scratch_dir
+from jobs.queues import JobQueueUnavailable
 from models.imports import ImportRun, ImportStatus
-from models.system import utcnow
+from models.system import percent, seconds_left
 
 IMPORT_ID = "<int(max=2147483647):import_id>"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -50,6 +51,7 @@ STATUS_LABELS = {
     ImportStatus.finished: _l("Finished"),
     ImportStatus.refused: _l("Refused: nothing was imported"),
     ImportStatus.failed: _l("Stopped"),
+    ImportStatus.undoing: _l("Undoing"),
     ImportStatus.undone: _l("Undone"),
 }
 MODE_LABELS = {
@@ -97,22 +99,24 @@ def _slug(item: ImportRun) -> str | None:
 def progress(item: ImportRun) -> dict[str, Any]:
     """What the page shows, live: status, rows done of the total, time left, the outcome."""
     done, total = item.rows_done or 0, item.rows_total or 0
+    started = item.started_at
     if item.status == ImportStatus.running:
-        done = max(done, _job_progress(item))
+        done = max(done, _job_progress(item)[0])
     if item.status in (ImportStatus.finished, ImportStatus.undone):
         done = total
-    left = None
-    if item.status == ImportStatus.running and item.started_at and total and done:
-        started = item.started_at if item.started_at.tzinfo else item.started_at.replace(tzinfo=dt.UTC)
-        elapsed = (utcnow() - started).total_seconds()
-        left = max(0, round(elapsed / done * max(total - done, 0)))
+    if item.status == ImportStatus.undoing:  # records reverted of those the import wrote
+        done, total = _job_progress(item)
+        total = total or (item.created + item.updated)
+        started = _job_started(item)
+    active = item.status in (ImportStatus.running, ImportStatus.undoing)
+    left = seconds_left(done, total, started) if active else None
     return {
         "id": item.id,
         "status": str(item.status),
         "status_label": str(STATUS_LABELS[ImportStatus(item.status)]),
         "done": done,
         "total": total,
-        "percent": min(100, round(100 * done / total)) if total else 0,
+        "percent": percent(done, total),
         "seconds_left": left,
         "message": item.message,
         "created": item.created,
@@ -127,7 +131,9 @@ def progress(item: ImportRun) -> dict[str, Any]:
     }
 
 
-def _job_progress(item: ImportRun) -> int:
+def _job_progress(item: ImportRun) -> tuple[int, int]:
+    """(done, total) of the import's job: the RQ job's meta (one open transaction reports only there),
+    else what the job committed."""
     from redis.exceptions import RedisError
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
@@ -137,12 +143,21 @@ def _job_progress(item: ImportRun) -> int:
 
     run = db.session.get(JobRun, item.job_run_id) if item.job_run_id else None
     if run is None or not run.rq_job_id:
-        return 0
+        return 0, 0
+    durable = run.progress_done or 0, run.progress_total or 0
     try:
         meta = Job.fetch(run.rq_job_id, connection=redis_connection()).get_meta(refresh=True)
     except (NoSuchJobError, RedisError):
-        return run.progress_done or 0
-    return int((meta.get("progress") or {}).get("done") or run.progress_done or 0)
+        return durable
+    live = meta.get("progress") or {}
+    return int(live.get("done") or durable[0]), int(live.get("total") or durable[1])
+
+
+def _job_started(item: ImportRun) -> dt.datetime | None:
+    from models import JobRun
+
+    run = db.session.get(JobRun, item.job_run_id) if item.job_run_id else None
+    return run.started_at if run is not None else None
 
 
 def importable_tables(actor: Actor) -> list[tuple[str, str]]:
@@ -321,6 +336,8 @@ class ImportView(BaseView):
             imports.start(item, actor)
         except REFUSALS as refused:
             return _json(422, message=str(refused))
+        except JobQueueUnavailable as unavailable:
+            return _json(503, message=str(unavailable))
         return _json(202, **progress(item))
 
     @expose(f"/{IMPORT_ID}/status")
@@ -333,10 +350,12 @@ class ImportView(BaseView):
     def undo(self, import_id: int) -> Response:
         item = _own(import_id)
         try:
-            done = imports.undo(item, Actor.current("import"))
+            imports.request_undo(item, Actor.current("import"))
         except REFUSALS as refused:
             return _json(422, message=str(refused))
-        return _json(200, **done, **progress(item))
+        except JobQueueUnavailable as unavailable:
+            return _json(503, message=str(unavailable))
+        return _json(202, **progress(item))
 
     @expose(f"/{IMPORT_ID}/refused_rows")
     @has_access

@@ -256,14 +256,14 @@
   // --- running and the result ------------------------------------------------------------------------------
   function showState(s) {
     $("import-status").textContent = s.status_label;
-    $("import-message").textContent = s.message || "";
+    $("import-message").textContent = s.message || (s.status === "undone" ? d.tUndone : "");
     var bar = $("import-bar");
     bar.style.width = s.percent + "%";
     bar.setAttribute("aria-valuenow", s.percent);
     bar.textContent = s.percent + " %";
     $("import-rows").textContent = s.total ? fill(d.tRowsOf, {done: s.done, total: s.total}) : "";
     $("import-left").textContent = s.seconds_left ? fill(d.tLeft, {time: duration(s.seconds_left)}) : "";
-    var running = s.status === "queued" || s.status === "running";
+    var running = s.status === "queued" || s.status === "running" || s.status === "undoing";
     bar.classList.toggle("progress-bar-striped", running);
     bar.classList.toggle("active", running);
     bar.classList.toggle("progress-bar-success", s.status === "finished");
@@ -294,7 +294,7 @@
       if (!answer.ok) { alertText(answer.data.message); return; }
       alertText("");
       showState(answer.data);
-      $("import-message").textContent = d.tUndone;
+      poll();
     });
   });
   $("import-rerun").addEventListener("click", function () {
