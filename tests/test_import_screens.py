@@ -188,3 +188,37 @@ def test_bad_settings_are_refused_with_a_message(app_ctx, admin_client, body: di
         response = post(admin_client, f"/imports/{import_id}/{action}", body)
         assert response.status_code == 422 and response.get_json()["message"], response.get_data(as_text=True)
     assert post(admin_client, f"/imports/{import_id}/fields", {"columns": "x"}).status_code == 422
+
+
+def test_with_redis_unreachable_an_import_and_its_undo_are_refused_and_left_as_they_were(
+    app_ctx, admin_client
+) -> None:  # noqa: ANN001
+    """(Service level: with Redis down no request gets past the session check, which lives in Redis too.)"""
+    from exports import imports
+    from jobs import JobQueueUnavailable
+    from tests.test_imports import admin
+
+    tag = uuid.uuid4().hex[:6]
+    entity = new_table(f"Без Redis {tag}")
+    response = upload(admin_client, entity.slug, f"Name\r\nА {tag}\r\n".encode())
+    item = db.session.get(ImportRun, int(response.headers["Location"].rsplit("/", 1)[1]))
+    mapping = {"0": current().entity(entity.slug).display_field.name}
+    imports.configure(item, admin(), options={}, mapping=mapping, mode="create", match_on=None,
+                      on_error="skip")  # fmt: skip
+    saved = app_ctx.config["REDIS_URL"]
+    app_ctx.extensions.pop("tabula_redis", None)
+    app_ctx.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    try:
+        with pytest.raises(JobQueueUnavailable, match="Redis is unreachable"):
+            imports.start(item, admin())
+        db.session.expire_all()
+        assert (item.status, item.job_run_id) == ("uploaded", None)  # as it was: may be started again
+        item.status = "finished"  # as if it had run: its undo meets the same dead Redis
+        db.session.commit()
+        with pytest.raises(JobQueueUnavailable, match="Redis is unreachable"):
+            imports.request_undo(item, admin())
+        db.session.expire_all()
+        assert (item.status, item.job_run_id) == ("finished", None)
+    finally:
+        app_ctx.config["REDIS_URL"] = saved
+        app_ctx.extensions.pop("tabula_redis", None)
