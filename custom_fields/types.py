@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import email_validator
 import phonenumbers
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -610,7 +611,11 @@ class DecimalType(FieldType):
         bound = Decimal(10) ** digits
 
         def parse(raw: Any) -> Any:
-            if type(raw) is str:
+            if type(raw) is Decimal and raw.is_finite() and (not raw or raw.adjusted() < digits):
+                value = raw.quantize(quantum, rounding=ROUND_HALF_UP)  # an import's value, parsed before
+                if abs(value) < bound:
+                    return value if value else abs(value)
+            elif type(raw) is str:
                 text = raw.strip()
                 if not text:
                     return None
@@ -1273,9 +1278,10 @@ def clean_options(raw: Any) -> list[dict[str, str]]:
     return cleaned
 
 
-#: An ASCII address whose local part is a plain dot-atom of common characters (at most 64 of them).
+#: An address whose local part is a plain dot-atom of common characters, Latin or Russian letters (each
+#: a letter that Unicode normalisation leaves as it is), and whose domain is ASCII.
 _PLAIN_EMAIL = re.compile(
-    r"(?P<local>[A-Za-z0-9_%+-]{1,64}(?:\.[A-Za-z0-9_%+-]+)*)@(?P<domain>[A-Za-z0-9.-]{1,253})", re.ASCII
+    r"(?P<local>[A-Za-zА-Яа-яЁё0-9_%+-]{1,64}(?:\.[A-Za-zА-Яа-яЁё0-9_%+-]+)*)@(?P<domain>[A-Za-z0-9.-]{1,253})"
 )
 
 
@@ -1319,9 +1325,14 @@ class EmailType(TextType):
         if len(text) > 320:
             raise FieldValueError(_("Expected an e-mail address such as name@example.com."))
         plain = _PLAIN_EMAIL.fullmatch(text)
-        if plain is not None and len(text) <= 254 and len(plain["local"]) <= 64:
-            # A plain ASCII address (most are): its local part needs no more checks than the pattern
-            # made, and its domain is checked once however many addresses share it.
+        if (
+            plain is not None
+            and len(text.encode()) <= 254
+            and len(plain["local"]) <= 64
+            and plain["local"].lower() not in CASE_INSENSITIVE_MAILBOX_NAMES  # "Abuse@" is "abuse@"
+        ):
+            # A plain address (most are): its local part needs no more checks than the pattern made,
+            # and its domain is checked once however many addresses share it.
             domain = _email_domain(plain["domain"])
             if domain is None:
                 raise FieldValueError(_("Expected an e-mail address such as name@example.com."))

@@ -182,7 +182,10 @@ def test_the_database_refusing_a_batch_reads_as_the_write_path_does(stage, monke
 
 EMAIL_SPEC = FieldSpec(id=1, entity_id=1, name="email", column_name="email", label="E-mail", type="email")
 DATE_SPEC = FieldSpec(id=2, entity_id=1, name="due", column_name="due", label="Due", type="date")
-LOCAL = st.text(alphabet="abcXYZ019._%+-!#'", min_size=0, max_size=70)
+LOCAL = st.one_of(
+    st.text(alphabet="abcXYZ019._%+-!#'абвЁёЯйЙ\u0306\u00e9", min_size=0, max_size=70),
+    st.sampled_from(["Abuse", "POSTMASTER", "Иван.Петров", "ё" * 65, "\u0306й"]),
+)
 DOMAIN = st.one_of(
     st.text(alphabet="abcXYZ019.-", min_size=0, max_size=30),
     st.sampled_from(["example.com", "Host.Example.COM", "localhost", "a.test", "x.local", "1.2.3.4", "a..b"]),
