@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from app.extensions import db
 from custom_fields import records, runtime
@@ -615,8 +615,16 @@ def _hand_to_worker(
     as it was (JobQueueUnavailable reaches the caller), never waiting for a job that does not exist."""
     from jobs.queues import enqueue
 
-    was, item.status, item.message = item.status, status, ""
+    was = item.status
+    claimed = db.session.execute(
+        update(ImportRun)
+        .where(ImportRun.id == item.id, ImportRun.status == was)
+        .values(status=status, message="")
+    ).rowcount  # two clicks at once: only one of them starts a job
     db.session.commit()
+    db.session.refresh(item)
+    if not claimed:
+        raise ImportRefused(_("This import has already run."))
     queue = current_app.config.get("TABULA_IMPORT_QUEUE") or "default"
     try:
         run = enqueue(kind, job, *args, user_id=actor.user_id, queue=queue, timeout=6 * 3600)

@@ -15,6 +15,7 @@ from typing import Any
 import openpyxl
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from custom_fields import records
@@ -198,6 +199,11 @@ def test_an_undo_whose_job_died_leaves_the_import_finished_and_undoable(app_ctx,
     db.session.flush()
     item.status, item.job_run_id, item.created = ImportStatus.undoing, lost.id, 1
     db.session.commit()
+    # a second click that read the import before the first one's: refused, no second job
+    set_committed_value(item, "status", ImportStatus.finished)
+    with pytest.raises(ImportRefused, match="already run"):
+        imports.request_undo(item, admin())
+    assert (item.status, item.job_run_id) == (ImportStatus.undoing, lost.id)
     item = imports.reconcile(item)
     assert item.status == ImportStatus.finished and "Nothing was undone" in item.message
     assert "lost from the queue" in item.message
