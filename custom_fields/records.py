@@ -262,6 +262,29 @@ def _copy(
         raise OperationalError(statement, None, exc) from exc
 
 
+def insert_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows into a table that holds no records (an import's list of what it wrote), in the current
+    transaction: COPY on PostgreSQL when there are many (JSON columns as their text), else one
+    executemany. Not for record tables: their rows go through ``create_many``."""
+    if not rows:
+        return
+    if not _copyable(len(rows)):
+        db.session.execute(sa.insert(table), list(rows))
+        return
+    columns = [c for c in table.columns if c.name in rows[0]]
+    as_json = [isinstance(c.type, sa.JSON) for c in columns]
+    dumps = json.dumps
+    _copy(
+        table.name,
+        [c.name for c in columns],
+        (
+            [None if v is None else dumps(v) if j else v
+             for v, j in zip((row[c.name] for c in columns), as_json, strict=True)]
+            for row in rows
+        ),
+    )  # fmt: skip
+
+
 #: A batch writing at least this share of the rows a table's statistics know of has PostgreSQL refresh
 #: them (1: the batch at least doubles the table, as known).
 STALE_SHARE = 1.0

@@ -186,6 +186,17 @@ def parse_rows(
     return rows
 
 
+def _whole_row_key(values: dict[str, Any]) -> Any:
+    """What makes two rows the same without a key field: their values, field by field (``parse_rows``
+    fills every row's values in the mapping's order); lists (multiple choices) by their text."""
+    key = tuple(values.items())
+    try:
+        hash(key)
+    except TypeError:
+        return tuple(sorted((k, repr(v)) for k, v in values.items()))
+    return key
+
+
 def plan(rows: list[Row], query: TableQuery, match: Matcher | None, mode: str) -> None:
     """Decide each row's action (create, update, skip or refuse): duplicates inside the file are refused
     with the row they repeat; a row matching a record updates it (update, upsert) or is skipped (create);
@@ -197,7 +208,7 @@ def plan(rows: list[Row], query: TableQuery, match: Matcher | None, mode: str) -
         if match is not None:
             row.key = match.key_of(row.values)
         else:
-            row.key = tuple(sorted((k, repr(v)) for k, v in row.values.items()))
+            row.key = _whole_row_key(row.values)
         if row.key is None:
             if mode == "update" and not row.errors:
                 row.errors[""] = _("No value to find the record by (%(key)s).", key=match.describe)

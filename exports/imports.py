@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from app.extensions import db
 from custom_fields import records, runtime
@@ -395,8 +395,7 @@ class _Writer:
                     ]  # fmt: skip
                     stage = updates
                     items += self._update(updates)
-                    if items:  # one executemany, in the batch's transaction
-                        db.session.execute(insert(ImportItem.__table__), items)
+                    records.insert_rows(ImportItem.__table__, items)  # in the batch's transaction
                     self._count(batch, done)
                 return
             except records.RecordInvalid as exc:
