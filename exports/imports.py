@@ -44,6 +44,8 @@ INFER_ROWS = 1_000
 #: In ``ImportRun.options``: the import makes a new table from its file.
 NEW_TABLE = "new_table"
 PREVIEW_ROWS = 20
+#: Rows of a workbook converted at upload (the titles, to map the columns; the preview reads it whole).
+UPLOAD_LOOK = 50
 ACTIVE = (ImportStatus.queued, ImportStatus.running, ImportStatus.undoing)
 #: First errors kept per column for the result screen.
 ERRORS_PER_COLUMN = 5
@@ -88,7 +90,7 @@ def upload(slug: str | None, actor: Actor, local: Path, file_name: str, *, langu
                 _("The file is larger than %(n)d MB.", n=config["TABULA_IMPORT_MAX_BYTES"] // 2**20)
             )
         kind = readers.sniff_kind(local, config["TABULA_IMPORT_MAX_UNPACKED"])
-        grid = _read(local, kind, {})
+        grid = _read(local, kind, {}, limit=UPLOAD_LOOK)  # the titles, to map the columns
         if not grid.rows:
             raise ImportRefused(_("The file has no rows."))
     except BaseException:
@@ -146,10 +148,10 @@ def _fields(query: TableQuery) -> list[tuple[str, str]]:
     return [(spec.name, str(spec.label)) for spec in query.rights.editable_fields]
 
 
-def _read(path: Path, kind: str, options: dict[str, Any]) -> readers.Grid:
+def _read(path: Path, kind: str, options: dict[str, Any], limit: int | None = None) -> readers.Grid:
     if kind == "csv":
         return readers.read_csv(path.read_bytes(), options.get("encoding"), options.get("delimiter"))
-    return readers.read_workbook(path, kind, options.get("sheet"))
+    return readers.read_workbook(path, kind, options.get("sheet"), limit)
 
 
 @contextmanager

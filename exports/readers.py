@@ -88,8 +88,9 @@ def _zip_kind(path: Path, max_unpacked: int) -> str:
 # --- workbooks ---------------------------------------------------------------------------------------------
 
 
-def read_workbook(path: Path, kind: str, sheet: str | None = None) -> Grid:
-    """The rows of one sheet (the first, or ``sheet`` by name); dates as dates, formulas as their values."""
+def read_workbook(path: Path, kind: str, sheet: str | None = None, limit: int | None = None) -> Grid:
+    """The rows of one sheet (the first, or ``sheet`` by name); dates as dates, formulas as their values.
+    ``limit``: only the first rows that are not blank (a look at the titles, without converting the rest)."""
     import python_calamine as calamine
 
     try:
@@ -101,18 +102,19 @@ def read_workbook(path: Path, kind: str, sheet: str | None = None) -> Grid:
         worksheet = book.get_sheet_by_name(chosen)
         if worksheet.height > MAX_ROWS or worksheet.width > MAX_COLUMNS:
             raise ImportFileError(_("The sheet is larger than a spreadsheet can be."))
-        cells = worksheet.to_python()
+        cells = worksheet.to_python() if limit is None else worksheet.iter_rows()
         merged = _merged(worksheet)
+        start_row = worksheet.start[0] if worksheet.start else 0
+        rows = []
+        for i, row in enumerate(cells):
+            if not _blank_row(row):
+                rows.append((start_row + i + 1, [_cell(value) for value in row]))
+                if limit is not None and len(rows) >= limit:
+                    break
     except ImportFileError:
         raise
     except Exception:  # calamine's errors (damaged parts, a password) have no common base class
         raise ImportFileError(_("The file is damaged or protected: it cannot be read.")) from None
-    start_row = worksheet.start[0] if worksheet.start else 0
-    rows = [
-        (start_row + i + 1, [_cell(value) for value in row])
-        for i, row in enumerate(cells)
-        if not _blank_row(row)
-    ]
     return Grid(kind, names, chosen, rows, merged=merged)
 
 
