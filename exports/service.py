@@ -92,7 +92,7 @@ def start(
 ) -> ExportFile:
     """Check and record an export, then hand it to a worker. Raises ``ExportRefused`` or ``QueryError``."""
     from jobs.exports import run_export
-    from jobs.queues import enqueue
+    from jobs.queues import JobQueueUnavailable, enqueue
 
     export = record(
         slug,
@@ -105,7 +105,12 @@ def start(
         title=title,
     )
     queue = current_app.config.get("TABULA_EXPORT_QUEUE") or "default"
-    run = enqueue("export", run_export, export.id, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
+    try:
+        run = enqueue("export", run_export, export.id, user_id=actor.user_id, queue=queue, timeout=6 * 3600)
+    except JobQueueUnavailable as unavailable:  # never "waiting" for a job that does not exist
+        export.status, export.message, export.finished_at = ExportStatus.failed, str(unavailable), utcnow()
+        db.session.commit()
+        raise
     export.job_run_id = run.id
     db.session.commit()
     return export
