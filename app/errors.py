@@ -51,7 +51,7 @@ def answer_redis_down(error: Exception) -> Any:
 
     original = getattr(error, "original_exception", error)
     if not isinstance(original, RedisError | JobQueueUnavailable):
-        return error  # any other 500: Flask's own answer
+        return answer_http_error(error)  # any other 500: as every HTTP error is answered
     current_app.logger.error("Redis is unreachable: %s", original)
     language = request.accept_languages.best_match(["en", "ru"]) or "en"
     with force_locale(language):

@@ -39,6 +39,9 @@ def test_other_server_errors_keep_flasks_answer(app) -> None:  # noqa: ANN001
     with app.test_request_context("/"):
         error = InternalServerError(original_exception=ValueError("x"))
         assert answer_redis_down(error) is error
+    with app.test_request_context("/api/v1/contacts/"):  # the API keeps its JSON shape
+        response = answer_redis_down(InternalServerError(original_exception=ValueError("x")))
+        assert response.status_code == 500 and "message" in response.get_json()
 
 
 def test_an_export_that_cannot_be_queued_is_failed_with_the_reason_not_left_waiting(app_ctx) -> None:  # noqa: ANN001
