@@ -9,7 +9,6 @@ transaction holds the database's write lock, so the web cannot write a flag ther
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from app.extensions import db
 from custom_fields import online, service
 from custom_fields.service import ConversionRefused, SchemaError
 from models import Field, FieldConversion
-from models.system import percent, seconds_left
+from models.system import percent, seconds_left, utcnow
 
 Report = Callable[[int, int], None]
 CANCEL_KEY = "tabula:conversion-cancel:{id}"
@@ -32,10 +31,6 @@ CANCEL_TTL = 7 * 86400
 
 class ConversionCancelled(Exception):  # noqa: N818 (a signal, not a failure)
     """Raised from the progress callback when the admin cancelled: the conversion undoes itself."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _redis() -> Any:
@@ -98,7 +93,7 @@ def finish(
         record = db.session.get(FieldConversion, conversion_id, with_for_update=True)
         if record is None or not record.active or (only_if is not None and record.status != only_if):
             return record
-        record.status, record.message, record.finished_at = status, message[:2000], _now()
+        record.status, record.message, record.finished_at = status, message[:2000], utcnow()
         for key, value in values.items():
             setattr(record, key, value)
         row = db.session.get(Field, record.field_id)
@@ -147,7 +142,7 @@ def run(conversion_id: int, report: Report | None = None) -> dict[str, Any]:
     started = db.session.execute(
         update(FieldConversion)
         .where(FieldConversion.id == conversion_id, FieldConversion.status == "queued")
-        .values(status="running", started_at=_now())
+        .values(status="running", started_at=utcnow())
     ).rowcount
     db.session.commit()
     if not started:  # cancelled meanwhile (or another run of this job took it)

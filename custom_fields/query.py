@@ -898,17 +898,7 @@ class TableQuery:
         """Ids (at most ``limit``, oldest first) of the matching rows whose display field equals ``label``
         (a linked record pasted by its label); none when the display field is hidden from the actor or
         cannot hold such a value."""
-        shown = self._entity.display_field
-        if shown is None or shown.name not in self._columns or not label.strip():
-            return []
-        try:
-            query = self.where({"field": shown.name, "op": "eq", "value": label.strip()})
-        except QueryError:
-            return []
-        if query is self:
-            return []
-        statement = query.ids_statement().order_by(self._table.c.id).limit(max(1, int(limit)))
-        return list(db.session.scalars(statement))
+        return self.ids_labelled_many([label], max(1, int(limit)))[label]
 
     def ids_labelled_many(self, labels: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
         """``ids_labelled`` for many labels at once (an import naming 5,000 companies): one query per
