@@ -43,7 +43,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
 
 from bench.export import start_worker, stop_worker  # noqa: E402
 from bench.grid import EXTRA_FIELDS, SEED, value_makers  # noqa: E402
-from bench.scratch import log  # noqa: E402
+from bench.scratch import log, settle  # noqa: E402
 
 RATIO_TARGET = 0.5
 BATCH = 1_000
@@ -211,11 +211,13 @@ def main() -> None:
             log(f"writing {args.rows:,} rows of 20 columns to {book.name}")
             write_book(book, product_fields, args.rows)
             figures["file_mb"] = round(book.stat().st_size / 2**20, 1)
+            settle()
             log("baseline: calamine + plain Python + Core executemany")
             raw_s, raw_rows = raw_import(baseline.table_name, baseline_fields, book, admin_id)
             if raw_rows != args.rows:
                 raise RuntimeError(f"the baseline wrote {raw_rows} rows of {args.rows}")
             worker = start_worker(app.bench_env)
+            settle()
             try:
                 log("the product: import job on a real worker")
                 import_s = run_import(product.slug, admin_id, book, args.rows)

@@ -11,10 +11,10 @@ A stream (not pub/sub) because its entry ids let a reconnecting screen catch up 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+import msgspec
 from flask import has_app_context
 from redis.exceptions import RedisError
 from sqlalchemy import event
@@ -31,6 +31,7 @@ LEAVING = frozenset({"delete"})
 #: Purged records were in the recycle bin, out of every screen: nothing to announce.
 UNSEEN = frozenset({"purge"})
 logger = logging.getLogger(__name__)
+_encode_json = msgspec.json.Encoder().encode
 
 
 def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozenset[int] = frozenset()) -> None:
@@ -63,6 +64,8 @@ def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozense
             record["a"] = "new"
         elif action in LEAVING:
             record["a"] = "gone"
+        if record["a"] == "new":
+            continue  # a screen reads a record that appeared whole: which fields were set says no more
         changes = row.get("changes")
         if changes:
             record["f"].extend(change[0] for change in changes)
@@ -89,7 +92,7 @@ def publish(notes: list[dict[str, Any]], client: Any = None) -> None:
     for note in notes:
         for record in note.get("r", {}).values():
             record["f"] = sorted({f for f in record["f"] if f is not None})
-        pipe.xadd(STREAM_KEY, {"n": json.dumps(note, separators=(",", ":"))}, maxlen=STREAM_LENGTH)
+        pipe.xadd(STREAM_KEY, {"n": _encode_json(note)}, maxlen=STREAM_LENGTH)
     pipe.execute()
 
 

@@ -483,7 +483,10 @@ class IntegerType(FieldType):
         slow = super().parser(spec)
 
         def parse(raw: Any) -> Any:
-            if type(raw) is str:
+            if type(raw) is int:  # a number already (a workbook's cell, an import's parsed value)
+                if abs(raw) <= limit:
+                    return raw
+            elif type(raw) is str:
                 text = raw.strip()
                 if not text:
                     return None

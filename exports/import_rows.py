@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from app.crm.matching import IDENTIFYING, NORMALISE, same_value
 from custom_fields.link_labels import LinkLabels
 from custom_fields.query import TableQuery
+from custom_fields.records import Parsed
 from custom_fields.spec import FieldSpec
 from custom_fields.types import REGISTRY, FieldValueError
 
@@ -29,7 +30,7 @@ class ImportRefused(Exception):  # noqa: N818 (a refusal, not a failure)
 class Row:
     number: int  # the row's number in the file
     cells: list[Any]
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # ``Parsed`` once ``parse_rows`` filled them
     errors: dict[str, str] = field(default_factory=dict)  # field name (or "") -> message
     key: Any = None
     record_id: int | None = None
@@ -148,6 +149,7 @@ def parse_rows(
         for index, spec in specs.items()
     ]
     required = [spec.name for spec in specs.values() if spec.required]
+    by_name = {spec.name: spec for spec in specs.values()}
     if labels is not None:
         labels.prefetch(
             (link, cells[index]) for _n, cells in raw_rows for index, _name, _p, link in parsers
@@ -155,7 +157,7 @@ def parse_rows(
         )  # fmt: skip
     rows: list[Row] = []
     for number, cells in raw_rows:
-        row = Row(number, cells)
+        row = Row(number, cells, Parsed(by_name))  # the write path does not parse these values again
         for index, name, parse, link in parsers:
             raw = cells[index] if index < len(cells) else None
             if raw is None or raw == "":

@@ -5,6 +5,7 @@ ones, on both databases."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -383,11 +384,11 @@ def test_a_big_update_batch_writes_each_record_as_a_single_update_would(stage, m
 
 
 def test_history_of_a_big_batch_keeps_every_character(stage) -> None:  # noqa: ANN001
-    """Backslashes, tabs, line breaks, quotes and any alphabet reach history as typed (COPY's text format
-    on PostgreSQL escapes them)."""
+    """Backslashes, tabs, line breaks, quotes, emoji and any alphabet reach history as typed (COPY's text
+    format on PostgreSQL escapes them)."""
     admin = actor("admin", "import")
     t = stage["tag"]
-    names = [f'Т\\{i}\t"x"\nж\\N {t}' for i in range(BULK)]
+    names = [f'Т\\{i}\t"x"\u2028\nж\\N {t} 😀' for i in range(BULK)]
     saved = records.create_many(
         "products", [{"name": n, "sku": f"E-{t}-{i}"} for i, n in enumerate(names)], admin
     )
@@ -535,3 +536,26 @@ def test_a_big_batch_refreshes_the_tables_statistics(app_ctx) -> None:  # noqa: 
     assert known() == 600
     records.create_many(slug, [{names["Имя"]: f"v {i}"} for i in range(600)], admin)
     assert known() == 1200 + small
+
+
+def test_parsed_rows_are_not_parsed_again_while_their_fields_stay_as_they_were(stage) -> None:  # noqa: ANN001
+    """An import's rows (``records.Parsed``, parsed a moment ago by the same fields' parsers) are taken as
+    they are; a value parsed for a field as it was before a change is parsed again; rights still hold."""
+    admin = actor("admin", "import")
+    t = stage["tag"]
+    entity = runtime.current().entity("products")
+    name, sku = entity.field_by_name("name"), entity.field_by_name("sku")
+    given = records.Parsed({"name": name, "sku": sku})
+    given.update(name=f"  Т {t} ", sku=f"P-{t}")  # untrimmed: the proof that it was not parsed again
+    stale = records.Parsed({"name": dataclasses.replace(name), "sku": sku})
+    stale.update(name=f"  Т {t} ", sku=f"Q-{t}")
+    kept, parsed = records.create_many("products", [given, stale], admin)
+    assert row("products", kept.id).name == f"  Т {t} "
+    assert row("products", parsed.id).name == f"Т {t}"
+
+    created = next(f for f in entity.live_fields if f.settings.get("auto"))
+    forged = records.Parsed({created.name: created, "sku": sku})
+    forged.update({created.name: dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "sku": f"R-{t}"})
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.create_many("products", [forged], admin)
+    assert created.name in refused.value.rows[0]

@@ -80,6 +80,30 @@ def test_a_committed_write_is_announced_once_and_a_rolled_back_one_never(app_ctx
     assert note["r"] == {str(created.id): {"a": "gone", "f": []}}
 
 
+def test_one_flush_announces_each_record_by_what_it_ended_as() -> None:
+    """A record created and changed in one flush is new (a screen reads it whole); created and deleted,
+    gone; changed, with the fields it changed; a purged one, nothing."""
+    session = type("Session", (), {"info": {}})()
+    line = {"entity_id": 9, "user_id": 1}
+    live.announce_history(
+        session,
+        [
+            {**line, "record_id": 1, "action": "create", "changes": [[5, None, "а"], [6, None, "б"]]},
+            {**line, "record_id": 1, "action": "update", "changes": [[7, "x", "y"]]},
+            {**line, "record_id": 2, "action": "create", "changes": [[5, None, "в"]]},
+            {**line, "record_id": 2, "action": "delete", "changes": None},
+            {**line, "record_id": 3, "action": "update", "changes": [[7, "x", "y"], [5, "a", "b"]]},
+            {**line, "record_id": 3, "action": "update", "changes": [[7, "y", "z"]]},
+            {**line, "record_id": 4, "action": "purge", "changes": None},
+        ],
+    )
+    (note,) = session.info["tabula_live_pending"]
+    records_noted = note["r"]
+    assert set(records_noted) == {"1", "2", "3"}
+    assert records_noted["1"]["a"] == "new" and records_noted["2"]["a"] == "gone"
+    assert records_noted["3"]["a"] == "change" and sorted(set(records_noted["3"]["f"])) == [5, 7]
+
+
 def test_a_schema_change_is_announced_with_its_table(app_ctx) -> None:  # noqa: ANN001
     since = newest()
     entity = current().entity("companies")
