@@ -107,8 +107,9 @@ def read_workbook(path: Path, kind: str, sheet: str | None = None, limit: int | 
         start_row = worksheet.start[0] if worksheet.start else 0
         rows = []
         for i, row in enumerate(cells):
-            if not _blank_row(row):
-                rows.append((start_row + i + 1, [_cell(value) for value in row]))
+            converted = [_cell(value) if type(value) in _CONVERTED else value for value in row]
+            if not _blank_row(converted):
+                rows.append((start_row + i + 1, converted))
                 if limit is not None and len(rows) >= limit:
                     break
     except ImportFileError:
@@ -125,6 +126,10 @@ def _merged(worksheet: Any) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         return []
 
 
+#: The kinds of cell ``_cell`` changes (the rest, numbers, dates and booleans, stay as calamine gives them).
+_CONVERTED = frozenset({str, float, dt.time, dt.timedelta})
+
+
 def _cell(value: Any) -> Any:
     """A cell as the registry parses it: text trimmed of non-breaking spaces, whole floats as integers."""
     if isinstance(value, str):
@@ -138,8 +143,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _blank_row(row: Sequence[Any]) -> bool:
-    return all(v is None or (isinstance(v, str) and not v.strip()) for v in row)
+def _blank_row(row: list[Any]) -> bool:
+    """Whether a row of cells already trimmed (``_cell``) holds nothing: counted in C, not cell by cell."""
+    return row.count("") + row.count(None) == len(row)
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------
