@@ -489,3 +489,65 @@ def test_a_no_op_record_first_in_a_batch_does_not_stop_the_rest(t: Table) -> Non
     saved = records.update_many(t.slug, [(a, {t.name: "same"}, 1), (b, {t.name: "new"}, 1)], ADMIN())
     assert saved == [records.Saved(a, 1), records.Saved(b, 2)]
     assert (t.row(a)["row_version"], t.row(b)[t.name], t.row(b)["row_version"]) == (1, "new", 2)
+
+
+def test_a_unique_value_taken_after_the_check_is_refused_by_the_index(t: Table, monkeypatch) -> None:  # noqa: ANN001
+    """Two writers at once: the other one's value lands after this write checked for it. The table's
+    unique index refuses the write; the answer is the check's own (at the field, the same words), for a
+    single save, a batch and an update, and nothing is written."""
+    taken = "Another record already has this value."
+    first = records.create(t.slug, {t.name: "Первый", t.code: "ГОНКА-1"}, ADMIN()).id
+    other = records.create(t.slug, {t.name: "Второй", t.code: "гонка-2"}, ADMIN()).id
+    monkeypatch.setattr(records, "_check_references_and_unique", lambda ctx, rows, pks: {})
+    before = t.count_rows()
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "Третий", t.code: "гонка-1"}, ADMIN())
+    assert invalid.value.errors == {t.code: taken}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        rows = [{t.name: "Ч", t.code: "гонка-4"}, {t.name: "П", t.code: "Гонка-1"}]
+        records.create_many(t.slug, rows, ADMIN())
+    assert invalid.value.errors == {t.code: taken}
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update_many(t.slug, [(other, {t.code: "гонка-1"}, 1)], ADMIN())
+    assert invalid.value.errors == {t.code: taken}
+    assert t.count_rows() == before
+    assert t.row(other)[t.code] == "гонка-2" and t.row(other)["row_version"] == 1
+    assert t.row(first)[t.code] == "ГОНКА-1"
+
+
+def test_a_batch_changes_only_records_the_user_may_edit(app_ctx) -> None:  # noqa: ANN001
+    """Staff read every record of this table but edit only their own: a batch naming someone else's record
+    is refused as if it did not exist (with a version to hold it to, and without: a job's change), and
+    nothing of it is written."""
+    entity = new_table(unique_label("Чужие"))
+    name = db.session.get(Field, entity.display_field_id).name
+    access.save_rules(
+        role_id("Staff"),
+        tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
+                            "edit_scope": "own", "delete_scope": "own"}},
+    )  # fmt: skip
+    refresh()
+    mine = records.create(entity.slug, {name: "Моя"}, actor("staff1")).id
+    theirs = records.create(entity.slug, {name: "Чужая"}, actor("staff2")).id
+    for version in (1, None):
+        with pytest.raises(records.RecordNotFound):
+            records.update_many(
+                entity.slug,
+                [(mine, {name: "Моя 2"}, version), (theirs, {name: "Взлом"}, version)],
+                actor("staff1"),
+            )
+    tbl = current().classes[entity.slug].__table__
+    stored = dict(db.session.execute(select(tbl.c.id, tbl.c[name]).where(tbl.c.id.in_([mine, theirs]))).all())
+    assert stored == {mine: "Моя", theirs: "Чужая"}
+    assert records.update_many(entity.slug, [(mine, {name: "Моя 2"}, 1)], actor("staff1"))[0].version == 2
+
+
+def test_a_batch_update_checks_a_value_against_the_rest_of_its_record(app_ctx) -> None:  # noqa: ANN001
+    """A company no longer foreign must have a Russian tax id: the batch is refused at that field."""
+    company = records.create(
+        "companies", {"name": "Acme Ltd", "tax_id": "GB123456789", "is_foreign": True}, ADMIN()
+    )
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.update_many("companies", [(company.id, {"is_foreign": False}, 1)], ADMIN())
+    assert set(refused.value.errors) == {"tax_id"}
+    assert "mark it as foreign" in refused.value.errors["tax_id"]
