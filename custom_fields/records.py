@@ -887,12 +887,8 @@ def _apply(
     # every row of a big batch.
     tbl = ctx.table
     bulk = _copyable(len(pks)) and all(_driver_takes(tbl.c[name]) for name in specs)
-    lock = (
-        not bulk
-        or len(expected) < len(pks)
-        or any(expected.get(pk) is None for pk in pks)
-        or ctx.entity.slug in _derived_tables()
-    )
+    derived = ctx.entity.slug in _derived_tables()
+    lock = not bulk or len(expected) < len(pks) or any(expected.get(pk) is None for pk in pks) or derived
     if bulk:
         _refresh_statistics(tbl, len(pks))
     current = _load(ctx, pks, lock=lock, action="edit")
@@ -919,12 +915,20 @@ def _apply(
         for ftype in (REGISTRY[spec.type],)
     }
     diffs: list[dict[str, Any]] = []
-    facts: list[list[list[Any]]] = []  # [field id, old, new] per changed field, in the fields' order
-    for pk, full in zip(pks, full_rows, strict=True):
+    facts: list[list[list[Any]]] = []  # [field id, old, new] per changed field, in the columns' order
+    # Without derive hooks only the given fields can differ from the stored row: only those are compared.
+    # Either way in the stored row's (the columns') order, worked out once per set of names.
+    given_order: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for pk, full, parsed in zip(pks, full_rows, parsed_rows, strict=True):
         stored = current[pk]
         diff = {}
         changed_facts = []
-        for n, v in full.items():
+        given = tuple(full) if derived else tuple(parsed)
+        names = given_order.get(given)
+        if names is None:
+            names = given_order[given] = tuple(n for n in stored if n in given)
+        for n in names:
+            v = full[n]
             entry = fields.get(n)
             if entry is None:
                 continue
