@@ -16,6 +16,7 @@ import contextvars
 import datetime as dt
 import functools
 import gc
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1032,18 +1033,19 @@ def _sqlite_executemany(statement: Any, params: list[dict[str, Any]]) -> int:
     dialect = db.session.get_bind().dialect
     compiled = statement.compile(dialect=dialect)
     binds = [compiled.binds[name] for name in compiled.positiontup]
-    plan = [
-        (bind.key, bind.effective_value, bind.type.dialect_impl(dialect).bind_processor(dialect))
-        for bind in binds
+    fixed = {bind.key: bind.effective_value for bind in binds if bind.key not in params[0]}
+    pick = operator.itemgetter(*[bind.key for bind in binds])
+    converts = [
+        (i, convert)
+        for i, bind in enumerate(binds)
+        if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
-    rows = [
-        tuple(
-            (value if convert is None else convert(value))
-            for key, fixed, convert in plan
-            for value in (p[key] if key in p else fixed,)
-        )
-        for p in params
-    ]
+    rows = []
+    for p in params:
+        values = list(pick({**fixed, **p} if fixed else p)) if len(binds) > 1 else [pick({**fixed, **p})]
+        for i, convert in converts:
+            values[i] = convert(values[i])
+        rows.append(tuple(values))
     return db.session.connection().exec_driver_sql(compiled.string, rows).rowcount
 
 
