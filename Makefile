@@ -87,8 +87,10 @@ lock:
 # MODULE, every guarded module changed against main (`git diff --name-only main`). MUTANTS narrows to
 # functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each mutant's session starts from a
 # database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
-MUTATION_MODULES := custom_fields/access.py custom_fields/records.py custom_fields/types.py custom_fields/history.py
+MUTATION_MODULES := custom_fields/access.py custom_fields/query.py custom_fields/records.py \
+	custom_fields/types.py custom_fields/history.py
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
+MUTATION_TESTS.custom_fields/query.py := tests/test_query_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py tests/test_registry_values.py \
 	tests/test_untouched_saves.py
