@@ -1040,9 +1040,11 @@ def _sqlite_executemany(statement: Any, params: list[dict[str, Any]]) -> int:
         for i, bind in enumerate(binds)
         if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
+    single = len(binds) == 1  # itemgetter of one key gives the value itself, not a tuple
     rows = []
     for p in params:
-        values = list(pick({**fixed, **p} if fixed else p)) if len(binds) > 1 else [pick({**fixed, **p})]
+        picked = pick({**fixed, **p} if fixed else p)
+        values = [picked] if single else list(picked)
         for i, convert in converts:
             values[i] = convert(values[i])
         rows.append(tuple(values))

@@ -358,16 +358,15 @@ def test_sort_filter_search_count_and_hostile_labels(browser, live_url, sheet) -
     slug = sheet["slug"]
     page, problems = open_grid(browser, live_url, slug)
     assert HOSTILE in page.inner_text(".tabula-grid-title"), "the table's label is shown as text"
-    names = lambda: [  # noqa: E731
-        page.locator(".tabulator-row").nth(i).locator(f'[tabulator-field="{sheet["name"]}"]').inner_text()
-        for i in range(page.locator(".tabulator-row").count())
-    ]
+    # one read of every row's cell: counting rows first and reading them one by one races a re-render
+    names = lambda: page.locator(  # noqa: E731
+        f'.tabulator-row [tabulator-field="{sheet["name"]}"]'
+    ).all_inner_texts()
     header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
     header.click()
     page.wait_for_timeout(300)
     header.click()  # descending
-    page.wait_for_timeout(500)
-    assert names() == ["Строка 3", "Строка 2", "Строка 1"]
+    wait_until(lambda: names() == ["Строка 3", "Строка 2", "Строка 1"])
 
     count_filter = page.locator(
         f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-header-filter input'
@@ -442,10 +441,7 @@ def test_a_saved_view_reopens_by_its_address_for_a_colleague(browser, live_url, 
     view's address opens the same grid in a new browser context, for the admin and for a Staff colleague."""
     slug = sheet["slug"]
     page, problems = open_grid(browser, live_url, slug)
-    names = lambda p: [  # noqa: E731
-        p.locator(".tabulator-row").nth(i).locator(f'[tabulator-field="{sheet["name"]}"]').inner_text()
-        for i in range(p.locator(".tabulator-row").count())
-    ]
+    names = lambda p: p.locator(f'.tabulator-row [tabulator-field="{sheet["name"]}"]').all_inner_texts()  # noqa: E731
     header = page.locator(f'.tabulator-col[tabulator-field="{sheet["count"]}"] .tabulator-col-title')
     header.click()
     page.wait_for_timeout(300)
@@ -460,7 +456,7 @@ def test_a_saved_view_reopens_by_its_address_for_a_colleague(browser, live_url, 
     kept_sort = page.evaluate("TabulaGrid.currentState().sort")
     assert kept_sort == [f"-{sheet['count']}"], "freezing keeps the sort"
     page.click("#grid-columns-button")
-    assert names(page) == ["Строка 3", "Строка 2"]
+    wait_until(lambda: names(page) == ["Строка 3", "Строка 2"])
     assert "view" not in page.url and "state=" in page.url, "the address follows the grid"
 
     page.click("#grid-views-button")
@@ -493,8 +489,7 @@ def test_a_saved_view_reopens_by_its_address_for_a_colleague(browser, live_url, 
         sign_in(other, live_url, username, password)
         other.goto(address)
         other.locator(".tabulator-row").first.wait_for(timeout=10_000)
-        other.wait_for_timeout(500)
-        assert names(other) == ["Строка 3", "Строка 2"], username
+        wait_until(lambda p=other: names(p) == ["Строка 3", "Строка 2"])
         assert other.inner_text("#grid-view-name") == view_name
         note_header = other.locator(f'.tabulator-col[tabulator-field="{sheet["note"]}"]')
         assert note_header.count() == 0 or not note_header.is_visible()
