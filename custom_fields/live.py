@@ -12,6 +12,7 @@ A stream (not pub/sub) because its entry ids let a reconnecting screen catch up 
 from __future__ import annotations
 
 import logging
+import operator
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ LEAVING = frozenset({"delete"})
 UNSEEN = frozenset({"purge"})
 logger = logging.getLogger(__name__)
 _encode_json = msgspec.json.Encoder().encode
+_field_id = operator.itemgetter(0)  # of a history change, [field id, old, new]
 
 
 def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozenset[int] = frozenset()) -> None:
@@ -68,7 +70,7 @@ def announce_history(session: Any, rows: list[dict[str, Any]], holders: frozense
             continue  # a screen reads a record that appeared whole: which fields were set says no more
         changes = row.get("changes")
         if changes:
-            record["f"].extend(change[0] for change in changes)
+            record["f"].extend(map(_field_id, changes))
             if holders:
                 former = [c[1] for c in changes if c[0] in holders and isinstance(c[1], int)]
                 if former:

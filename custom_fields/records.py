@@ -18,7 +18,7 @@ import functools
 import gc
 import operator
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -908,7 +908,7 @@ def _apply(
     fields = {
         name: (
             spec.id,
-            ftype.to_json,
+            None if type(ftype).to_json is FieldType.to_json else ftype.to_json,  # None: the value itself
             None if type(ftype).same is FieldType.same else ftype.same,
             spec,
         )
@@ -937,14 +937,18 @@ def _apply(
             if v is old:  # an untouched value is the stored object itself
                 continue
             fid, to_json, is_same, spec = entry
-            if is_same is None:
+            if is_same is not None:
+                if is_same(old, v, spec):
+                    continue
+                old_json, new_json = (old, v) if to_json is None else (to_json(old, spec), to_json(v, spec))
+            elif to_json is None:
+                if old == v:
+                    continue
+                old_json, new_json = old, v
+            else:
                 old_json, new_json = to_json(old, spec), to_json(v, spec)
                 if old_json == new_json:
                     continue
-            elif is_same(old, v, spec):
-                continue
-            else:
-                old_json, new_json = to_json(old, spec), to_json(v, spec)
             diff[n] = v
             changed_facts.append([fid, old_json, new_json])
         diffs.append(diff)
@@ -1013,9 +1017,10 @@ def _update_each(
         for pk, version, values in group
     ]
     sqlite = db.session.get_bind().dialect.name == "sqlite"
+    run = _sqlite_executemany(statement, params[0].keys()) if sqlite else None
     for chunk in _chunks(params, BATCH):
-        if sqlite:
-            done = _sqlite_executemany(statement, chunk)
+        if run is not None:
+            done = run(chunk)
         else:
             done = db.session.execute(statement, chunk).rowcount
         if done != len(chunk):
@@ -1025,30 +1030,42 @@ def _update_each(
             raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
 
 
-def _sqlite_executemany(statement: Any, params: list[dict[str, Any]]) -> int:
-    """``statement`` for every parameter set at once, straight to SQLite's driver: each value converted
-    by its column type's bind processor, as SQLAlchemy would, without the per-set work SQLAlchemy's
-    executemany does besides. Values the statement holds itself (a moment) are taken from it. Returns the
-    count of rows changed."""
+def _sqlite_executemany(
+    statement: Any, keys: Collection[str]
+) -> Callable[[Sequence[Mapping[str, Any]]], int]:
+    """A runner of ``statement`` for many parameter sets at once, straight to SQLite's driver, compiled
+    once: each value converted by its column type's bind processor, as SQLAlchemy would, without the
+    per-set work SQLAlchemy's executemany does besides. ``keys``: the names every parameter set gives;
+    the statement's other values (a moment) are its own, converted once. The runner returns the count of
+    rows changed."""
     dialect = db.session.get_bind().dialect
     compiled = statement.compile(dialect=dialect)
     binds = [compiled.binds[name] for name in compiled.positiontup]
-    fixed = {bind.key: bind.effective_value for bind in binds if bind.key not in params[0]}
+    converters = [bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds]
+    fixed = {
+        bind.key: convert(bind.effective_value) if convert else bind.effective_value
+        for bind, convert in zip(binds, converters, strict=True)
+        if bind.key not in keys
+    }
     pick = operator.itemgetter(*[bind.key for bind in binds])
     converts = [
         (i, convert)
-        for i, bind in enumerate(binds)
-        if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        for i, (bind, convert) in enumerate(zip(binds, converters, strict=True))
+        if convert is not None and bind.key in keys
     ]
     single = len(binds) == 1  # itemgetter of one key gives the value itself, not a tuple
-    rows = []
-    for p in params:
-        picked = pick({**fixed, **p} if fixed else p)
-        values = [picked] if single else list(picked)
-        for i, convert in converts:
-            values[i] = convert(values[i])
-        rows.append(tuple(values))
-    return db.session.connection().exec_driver_sql(compiled.string, rows).rowcount
+
+    def run(params: Sequence[Mapping[str, Any]]) -> int:
+        rows = []
+        for p in params:
+            picked = pick({**fixed, **p} if fixed else p)
+            values = [picked] if single else list(picked)
+            for i, convert in converts:
+                values[i] = convert(values[i])
+            rows.append(tuple(values))
+        return db.session.connection().exec_driver_sql(compiled.string, rows).rowcount
+
+    return run
 
 
 def _bulk_update(
