@@ -18,7 +18,7 @@ import functools
 import gc
 import operator
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,9 +124,13 @@ class _Context:
         self._open[(record_id, action)] = row
         return row
 
-    def row(self, record_id: int, action: str) -> dict[str, Any]:
-        """The record's history row for ``action`` in this change set (a new one the first time)."""
-        return self._open.get((record_id, action)) or self.entry(record_id, action)
+    def add_changes(self, record_id: int, action: str, changes: list[list[Any]]) -> None:
+        """``changes`` (``[field_id, old, new]``) join the record's history row for ``action``."""
+        row = self._open.get((record_id, action))
+        if row is None:
+            self.entry(record_id, action, changes)
+        else:
+            row["changes"].extend(changes)
 
     def log(
         self, record_id: int, action: str, spec: FieldSpec | None = None, old: Any = None, new: Any = None
@@ -907,6 +911,7 @@ def _apply(
     # by their JSON form, which history stores too: it is computed once for both.
     fields = {
         name: (
+            name,
             spec.id,
             None if type(ftype).to_json is FieldType.to_json else ftype.to_json,  # None: the value itself
             None if type(ftype).same is FieldType.same else ftype.same,
@@ -919,24 +924,20 @@ def _apply(
     facts: list[list[list[Any]]] = []  # [field id, old, new] per changed field, in the columns' order
     # Without derive hooks only the given fields can differ from the stored row: only those are compared.
     # Either way in the stored row's (the columns') order, worked out once per set of names.
-    given_order: dict[tuple[str, ...], tuple[str, ...]] = {}
+    compared: dict[tuple[str, ...], list[tuple[str, int, Any, Any, FieldSpec]]] = {}
     for pk, full, parsed in zip(pks, full_rows, parsed_rows, strict=True):
         stored = current[pk]
         diff = {}
         changed_facts = []
         given = tuple(full) if derived else tuple(parsed)
-        names = given_order.get(given)
-        if names is None:
-            names = given_order[given] = tuple(n for n in stored if n in given)
-        for n in names:
+        entries = compared.get(given)
+        if entries is None:
+            entries = compared[given] = [fields[n] for n in stored if n in given and n in fields]
+        for n, fid, to_json, is_same, spec in entries:
             v = full[n]
-            entry = fields.get(n)
-            if entry is None:
-                continue
             old = stored[n]
             if v is old:  # an untouched value is the stored object itself
                 continue
-            fid, to_json, is_same, spec = entry
             if is_same is not None:
                 if is_same(old, v, spec):
                     continue
@@ -975,7 +976,7 @@ def _apply(
             names = written[given] = tuple(sorted(diff.keys() | (parsed.keys() & specs.keys())))
         values = [diff[name] if name in diff else stored[name] for name in names]
         groups.setdefault(names, []).append((pk, version, values))
-        ctx.row(pk, "update")["changes"].extend(changed_facts)
+        ctx.add_changes(pk, "update", changed_facts)
         saved.append(Saved(pk, version + 1))
     for names, group in groups.items():
         if bulk:
@@ -1011,58 +1012,61 @@ def _update_each(
             }
         )
     )
-    keys = [f"_v_{name}" for name in names]
-    params = [
-        {"_id": pk, "_version": version, "_new_version": version + 1, **dict(zip(keys, values, strict=True))}
-        for pk, version, values in group
-    ]
-    sqlite = db.session.get_bind().dialect.name == "sqlite"
-    run = _sqlite_executemany(statement, params[0].keys()) if sqlite else None
-    for chunk in _chunks(params, BATCH):
-        if run is not None:
-            done = run(chunk)
-        else:
-            done = db.session.execute(statement, chunk).rowcount
+    keys = ("_id", "_version", "_new_version", *(f"_v_{name}" for name in names))
+    if db.session.get_bind().dialect.name == "sqlite":
+        run = _sqlite_executemany(statement, keys)
+    else:
+
+        def run(chunk: Sequence[Sequence[Any]]) -> int:
+            return db.session.execute(statement, [dict(zip(keys, p, strict=True)) for p in chunk]).rowcount
+
+    for chunk in _chunks(group, BATCH):
+        done = run([(pk, version, version + 1, *values) for pk, version, values in chunk])
         if done != len(chunk):
             # Someone changed one of them after we read it (the locks make this rare).
-            now = _load(ctx, [p["_id"] for p in chunk], lock=False, action="edit")
-            moved = next(p for p in chunk if now.get(p["_id"], {}).get("row_version") != p["_new_version"])
-            raise _stale(ctx, now.get(moved["_id"]) or current[moved["_id"]])
+            now = _load(ctx, [pk for pk, _, _ in chunk], lock=False, action="edit")
+            moved = next(pk for pk, version, _ in chunk if now.get(pk, {}).get("row_version") != version + 1)
+            raise _stale(ctx, now.get(moved) or current[moved])
 
 
-def _sqlite_executemany(
-    statement: Any, keys: Collection[str]
-) -> Callable[[Sequence[Mapping[str, Any]]], int]:
+def _sqlite_executemany(statement: Any, keys: Sequence[str]) -> Callable[[Sequence[Sequence[Any]]], int]:
     """A runner of ``statement`` for many parameter sets at once, straight to SQLite's driver, compiled
     once: each value converted by its column type's bind processor, as SQLAlchemy would, without the
-    per-set work SQLAlchemy's executemany does besides. ``keys``: the names every parameter set gives;
-    the statement's other values (a moment) are its own, converted once. The runner returns the count of
-    rows changed."""
+    per-set work SQLAlchemy's executemany does besides. A parameter set is a sequence of values named by
+    ``keys``; the statement's other values (a moment) are its own, converted once. The runner returns the
+    count of rows changed."""
     dialect = db.session.get_bind().dialect
     compiled = statement.compile(dialect=dialect)
     binds = [compiled.binds[name] for name in compiled.positiontup]
     converters = [bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds]
-    fixed = {
-        bind.key: convert(bind.effective_value) if convert else bind.effective_value
-        for bind, convert in zip(binds, converters, strict=True)
-        if bind.key not in keys
-    }
-    pick = operator.itemgetter(*[bind.key for bind in binds])
-    converts = [
-        (i, convert)
-        for i, (bind, convert) in enumerate(zip(binds, converters, strict=True))
-        if convert is not None and bind.key in keys
-    ]
-    single = len(binds) == 1  # itemgetter of one key gives the value itself, not a tuple
+    given = {key: i for i, key in enumerate(keys)}
+    fixed: list[Any] = []  # after the given values in each set, at the positions below
+    positions = []
+    converts = []
+    for i, (bind, convert) in enumerate(zip(binds, converters, strict=True)):
+        if bind.key in given:
+            positions.append(given[bind.key])
+            if convert is not None:
+                converts.append((i, convert))
+        else:
+            positions.append(len(keys) + len(fixed))
+            fixed.append(convert(bind.effective_value) if convert else bind.effective_value)
+    pick = operator.itemgetter(*positions)
+    single = len(binds) == 1  # itemgetter of one position gives the value itself, not a tuple
+    extra = tuple(fixed)
 
-    def run(params: Sequence[Mapping[str, Any]]) -> int:
+    def run(params: Sequence[Sequence[Any]]) -> int:
         rows = []
         for p in params:
-            picked = pick({**fixed, **p} if fixed else p)
-            values = [picked] if single else list(picked)
-            for i, convert in converts:
-                values[i] = convert(values[i])
-            rows.append(tuple(values))
+            picked = pick((*p, *extra) if extra else p)
+            if converts:
+                values = [picked] if single else list(picked)
+                for i, convert in converts:
+                    values[i] = convert(values[i])
+                picked = tuple(values)
+            elif single:
+                picked = (picked,)
+            rows.append(picked)
         return db.session.connection().exec_driver_sql(compiled.string, rows).rowcount
 
     return run
