@@ -1204,6 +1204,12 @@ def _load(
     tbl = ctx.table
     keys = [c.key for c in tbl.c]
     postgres = db.session.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        # One statement for every chunk, its ids one expanding parameter (a list given to ``in_`` is looked
+        # through value by value each time the statement is built).
+        by_ids = select(tbl).where(tbl.c.id.in_(bindparam("ids", expanding=True)), condition)
+        if lock:
+            by_ids = by_ids.with_for_update(of=tbl)
     for chunk in _chunks(sorted(set(pks)), BATCH * 10 if postgres else BATCH):
         if postgres:
             # The ids as one array, written as text (psycopg would write a list value by value in Python),
@@ -1216,11 +1222,12 @@ def _load(
                 .join(given, given.c.id == tbl.c.id)
                 .where(tbl.c.id.between(chunk[0], chunk[-1]), condition)
             )
+            if lock:
+                query = query.with_for_update(of=tbl)
+            found = db.session.execute(query).all()
         else:
-            query = select(tbl).where(tbl.c.id.in_(chunk), condition)
-        if lock:
-            query = query.with_for_update(of=tbl)
-        for row in db.session.execute(query).all():
+            found = db.session.execute(by_ids, {"ids": chunk}).all()
+        for row in found:
             values = dict(zip(keys, row, strict=True))
             rows[values["id"]] = values
     return rows
