@@ -865,7 +865,7 @@ class DateType(FieldType):
         return "" if value is None else value.isoformat()
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
-        return None if value is None else self.to_text(value, spec)
+        return None if value is None else value.isoformat()
 
     def display(self, value: Any, spec: FieldSpec) -> str:
         return formats.date_text(value)
