@@ -64,6 +64,8 @@ STAFF_PASSWORD = "bench-Staff-1"  # noqa: S105 (a scratch database's user)
 RARE_WORD = "zanzibarium"
 RARE_EVERY = 10_000
 NULL_SHARE = 0.05
+FIRST_CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
 CODES = 2_000  # distinct values of the filtered text field (case c matches about rows / CODES)
 SELECT_OPTIONS = {"options": [{"label": "A"}, {"label": "B"}, {"label": "C"}]}
 
@@ -155,10 +157,13 @@ def bulk_load(db: Any, table_name: str, fields: list[Any], rows: int, owners: tu
     raw = db.engine.raw_connection()
     try:
         with raw.cursor() as cursor:
-            with cursor.copy(f'COPY "{table_name}" ({columns}, owner_id) FROM STDIN') as copy:
+            sql = f'COPY "{table_name}" ({columns}, owner_id, created_at, updated_at) FROM STDIN'
+            with cursor.copy(sql) as copy:
                 write_row = copy.write_row
                 for done in range(1, rows + 1):
-                    write_row([*(make() for make in makers), owners[done % 2]])
+                    # created a minute apart, each changed an hour after (the grid shows both)
+                    created = FIRST_CREATED + dt.timedelta(minutes=done)
+                    write_row([*(make() for make in makers), owners[done % 2], created, created + HOUR])
                     if done % PROGRESS_EVERY == 0 or done == rows:
                         elapsed = time.perf_counter() - started
                         log(f"  loaded {done:>10,} / {rows:,} rows ({done / elapsed:,.0f} rows/s)")
@@ -178,7 +183,8 @@ def bare_views(engine: Any, table: str, columns: list[Any], staff_id: int, heade
     names = [c.name for c in columns]
     select_list = ", ".join(f't."{c.column_name}"' for c in columns)
     base = (
-        f"SELECT t.id, {select_list}, t.owner_id, u.username, u.first_name, u.last_name "  # noqa: S608
+        f"SELECT t.id, {select_list}, t.created_at, t.updated_at, "  # noqa: S608
+        "t.owner_id, u.username, u.first_name, u.last_name "
         f'FROM "{table}" t LEFT OUTER JOIN ab_user u ON u.id = t.owner_id '
         "WHERE t.owner_id = :me AND t.deleted_at IS NULL"
     )
@@ -198,7 +204,9 @@ def bare_views(engine: Any, table: str, columns: list[Any], staff_id: int, heade
                 out[name] = value.isoformat()
             else:
                 out[name] = value
-        owner, username, first, last = row[-4:]
+        created, updated, owner, username, first, last = row[-6:]
+        out["created_at"] = None if created is None else created.isoformat()
+        out["updated_at"] = None if updated is None else updated.isoformat()
         full = " ".join(p for p in (first, last) if p)
         label = (f"{full} ({username})" if full else username) if username is not None else None
         out["owner_id"] = None if owner is None else {"id": owner, "label": label}
@@ -418,7 +426,16 @@ def run(app: Any, rows: int, repeats: int, profile: bool, isolated: bool = False
                 raise RuntimeError(f"case {name}: the bare route inside Tabula answered {inside.status_code}")
             if ours["rows"] != theirs["rows"]:
                 ids = ([r["id"] for r in ours["rows"]][:5], [r["id"] for r in theirs["rows"]][:5])
-                raise RuntimeError(f"case {name}: the endpoint and the bare route disagree: {ids}")
+                first = next(
+                    ((a, b) for a, b in zip(ours["rows"], theirs["rows"], strict=False) if a != b), None
+                )
+                missing = object()
+                differ = first and {k: (first[0].get(k, missing), first[1].get(k, missing))
+                                    for k in first[0].keys() | first[1].keys()
+                                    if first[0].get(k, missing) != first[1].get(k, missing)}  # fmt: skip
+                raise RuntimeError(
+                    f"case {name}: the endpoint and the bare route disagree: {ids}; first row apart: {differ}"
+                )
             if ours["columns"] != theirs["columns"] or (ours["next"] is None) != (theirs["next"] is None):
                 raise RuntimeError(f"case {name}: columns or next differ")
             figures["cases"][name] = {"rows": len(ours["rows"])}
