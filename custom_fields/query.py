@@ -778,7 +778,8 @@ class TableQuery:
             expected = _python_type(self._table.c[column.name])
             if value is None and column.name == "id":
                 raise refused
-            if value is not None and expected is not None and not isinstance(value, expected):
+            # exactly the column's type: a yes/no is an int and a moment a date to isinstance
+            if value is not None and expected is not None and type(value) is not expected:
                 raise refused  # the column changed type since the cursor was made
         return values
 
@@ -949,9 +950,12 @@ class TableQuery:
         """The newest ``limit`` rows in the recycle bin that the actor may see there: all of them for an
         administrator (and the system), else their own when they may delete in the table (who may restore
         one, as ``records.can_restore`` decides). Each as ``id``, ``label`` (as ``label``), ``owner_id``
-        and ``deleted_at``; the filters given apply."""
+        and ``deleted_at``; the filters and the quick search given apply."""
         table = self._table
         parts = [table.c.deleted_at.is_not(None), *(c for _key, c in self._filters)]
+        searched = self._search_condition()
+        if searched is not None:
+            parts.append(searched)
         if not self._rights.is_admin:
             if not self._rights.can("delete") or self._actor.user_id is None:
                 return []
@@ -1213,7 +1217,13 @@ def _decode_value(raw: Any) -> Any:
     if not isinstance(text, str):
         raise ValueError(raw)
     if tag == "n":
-        return Decimal(text)
+        try:
+            number = Decimal(text)
+        except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+            raise ValueError(raw) from None
+        if not number.is_finite():
+            raise ValueError(raw)
+        return number
     if tag == "t":
         return dt.datetime.fromisoformat(text)
     if tag == "d":

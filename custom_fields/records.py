@@ -1025,7 +1025,10 @@ def _update_each(
         if done != len(chunk):
             # Someone changed one of them after we read it (the locks make this rare).
             now = _load(ctx, [pk for pk, _, _ in chunk], lock=False, action="edit")
-            moved = next(pk for pk, version, _ in chunk if now.get(pk, {}).get("row_version") != version + 1)
+            moved = next(
+                (pk for pk, version, _ in chunk if now.get(pk, {}).get("row_version") != version + 1),
+                chunk[0][0],  # saved in between to the very version this write gave the rest: not told apart
+            )
             raise _stale(ctx, now.get(moved) or current[moved])
 
 

@@ -994,7 +994,7 @@ def test_a_signed_cursor_that_does_not_fit_the_sort_is_refused(w: World) -> None
     binding = [w.entity_id, "read", w.users["admin"], [[w.f["num"], False]], [], ""]
     for payload in ([10], [10, 3, 4], [], {"a": 1}, [None, None], [10, None], ["десять", 3], [10, "3"],
                     [{"x": "1"}, 3], [{"n": 5}, 3], [{"n": "1", "d": "2"}, 3], [[10], 3], [10.5, 3],
-                    [{"d": "2025-01-01"}, 3], [10, {"n": "3"}]):  # fmt: skip
+                    [{"d": "2025-01-01"}, 3], [10, {"n": "3"}], [True, 3], [10, True]):  # fmt: skip
         refused(lambda payload=payload: q.page(1, after=sign(q, payload, binding)), REFUSED_CURSOR)
     moments = w.q().order_by(w.f["moment"])
     moment_binding = [w.entity_id, "read", w.users["admin"], [[w.f["moment"], False]], [], ""]
@@ -1002,6 +1002,14 @@ def test_a_signed_cursor_that_does_not_fit_the_sort_is_refused(w: World) -> None
         refused(
             lambda payload=payload: moments.page(1, after=sign(q, payload, moment_binding)), REFUSED_CURSOR
         )
+    prices = w.q().order_by(w.f["price"])
+    price_binding = [w.entity_id, "read", w.users["admin"], [[w.f["price"], False]], [], ""]
+    for payload in ([{"n": "abc"}, 3], [{"n": "NaN"}, 3], [{"n": "-Infinity"}, 3], [{"n": ""}, 3], [1, 3]):
+        refused(lambda payload=payload: prices.page(1, after=sign(q, payload, price_binding)), REFUSED_CURSOR)
+    days = w.q().order_by(w.f["day"])
+    day_binding = [w.entity_id, "read", w.users["admin"], [[w.f["day"], False]], [], ""]
+    for payload in ([{"t": "2025-01-10T09:00:00+00:00"}, 3], ["2025-01-10", 3]):
+        refused(lambda payload=payload: days.page(1, after=sign(q, payload, day_binding)), REFUSED_CURSOR)
     fine = sign(q, [{"t": "2025-01-10T09:00:00+00:00"}, w.ids["r3"]], moment_binding)
     assert w.keys_of(moments.page(3, after=fine).rows) == ["r7", "r4", "r2"]
     refused(lambda: q.page(1, after=signed(b"not json", binding)), REFUSED_CURSOR)
@@ -1304,6 +1312,7 @@ def test_the_recycle_bin_shows_the_newest_first_to_who_may_restore(w: World) -> 
     assert TableQuery(w.slug, Actor(None, frozenset({w.roles["staff"]}), "ui")).binned(10) == []
     named = w.q().where(w.c("name", "eq", "Стёртая"))
     assert binned("admin", q=named) == everything[2:]
+    assert binned("admin", q=w.q().search("корз")) == [everything[1]]  # the quick search too
     assert w.q("staff1").where(w.c("num", "eq", 999)).binned(10) == []
     newest = w.q().binned(1)[0]["deleted_at"]
     assert newest.replace(tzinfo=None) == dt.datetime(2025, 5, 3, 10, 0)

@@ -551,3 +551,32 @@ def test_a_batch_update_checks_a_value_against_the_rest_of_its_record(app_ctx) -
         records.update_many("companies", [(company.id, {"is_foreign": False}, 1)], ADMIN())
     assert set(refused.value.errors) == {"tax_id"}
     assert "mark it as foreign" in refused.value.errors["tax_id"]
+
+
+def test_a_record_saved_between_the_read_and_the_write_refuses_the_batch(t: Table, monkeypatch) -> None:  # noqa: ANN001
+    """The UPDATE holds each record to the version the batch read: one saved in between (here in the same
+    transaction, as SQLite allows nothing else) changes fewer rows than given, and the batch is refused
+    as stale, naming that record, with nothing of it written."""
+    ids = [records.create(t.slug, {t.name: f"Гонка {i}", t.count: "1"}, ADMIN()).id for i in range(3)]
+    tbl = current().classes[t.slug].__table__
+    load = records._load
+
+    saves = 2  # saved twice in between, then once (to the version this batch gives the rest)
+
+    def meanwhile(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        bump = tbl.update().where(tbl.c.id == ids[1]).values(row_version=tbl.c.row_version + saves)
+        db.session.execute(bump)
+        return rows
+
+    monkeypatch.setattr(records, "_load", meanwhile)
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update_many(t.slug, [(pk, {t.count: "7", t.name: "Новое"}, 1) for pk in ids], ADMIN())
+    assert stale.value.record_id == ids[1]
+    saves = 1
+    with pytest.raises(records.StaleRecord):
+        records.update_many(t.slug, [(pk, {t.count: "7", t.name: "Новое"}, 1) for pk in ids], ADMIN())
+    monkeypatch.undo()
+    assert [(t.row(pk)[t.count], t.row(pk)["row_version"]) for pk in ids] == [(1, 1)] * 3
+    saved = records.update_many(t.slug, [(pk, {t.count: "7"}, 1) for pk in ids], ADMIN())
+    assert [s.version for s in saved] == [2, 2, 2] and {t.row(pk)[t.count] for pk in ids} == {7}
