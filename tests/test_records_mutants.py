@@ -56,9 +56,10 @@ class Table:
             "locked": new_field(entity, "Скидка", "integer"),
             "link": new_field(entity, "Ссылка", "link", settings={"target": entity.id}),
             "must": new_field(entity, "Обязательное", "text", required=True, default="есть"),
+            "tag": new_field(entity, "Метка", "text", unique=True),  # a second unique field, after "code"
         }
         self.ids = {row.name: row.id for row in fields.values()}
-        self.name, self.code, self.count, self.secret, self.locked, self.link, self.must = (
+        self.name, self.code, self.count, self.secret, self.locked, self.link, self.must, self.tag = (
             row.name for row in fields.values()
         )
         access.save_rules(
@@ -580,3 +581,43 @@ def test_a_record_saved_between_the_read_and_the_write_refuses_the_batch(t: Tabl
     assert [(t.row(pk)[t.count], t.row(pk)["row_version"]) for pk in ids] == [(1, 1)] * 3
     saved = records.update_many(t.slug, [(pk, {t.count: "7"}, 1) for pk in ids], ADMIN())
     assert [s.version for s in saved] == [2, 2, 2] and {t.row(pk)[t.count] for pk in ids} == {7}
+
+
+def test_the_index_that_refused_names_its_own_field(t: Table, monkeypatch) -> None:  # noqa: ANN001
+    """With two unique fields, a value the second one's index refuses (the check having missed it, as when
+    another writer got there first) is reported at that field, not at the first unique one."""
+    records.create(t.slug, {t.name: "Один", t.code: "М-1", t.tag: "метка"}, ADMIN())
+    monkeypatch.setattr(records, "_check_references_and_unique", lambda ctx, rows, pks: {})
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "Два", t.code: "М-2", t.tag: "метка"}, ADMIN())
+    assert invalid.value.errors == {t.tag: "Another record already has this value."}
+
+
+# --- values that follow from the calendar -------------------------------------------------------------------
+
+
+def test_calendar_values_are_stored_without_history_or_a_new_version(t: Table) -> None:
+    """``store_calendar_values`` writes the given columns of the given records, nothing else: no history
+    line, the same version; it names its reason, takes rows giving the same known columns, and counts."""
+    a, b, other = (records.create(t.slug, {t.name: n, t.count: "1"}, ADMIN()).id for n in ("а", "б", "в"))
+    lines = {pk: len(t.history(pk)) for pk in (a, b)}
+    written = records.store_calendar_values(
+        t.slug, {a: {t.count: 5, t.secret: "x"}, b: {t.secret: "y", t.count: 6}}, "recounted nightly"
+    )
+    db.session.commit()
+    assert written == 2
+    assert [(t.row(pk)[t.count], t.row(pk)[t.secret], t.row(pk)["row_version"]) for pk in (a, b, other)] == [
+        (5, "x", 1), (6, "y", 1), (1, None, 1)]  # fmt: skip
+    assert {pk: len(t.history(pk)) for pk in (a, b)} == lines
+    assert records.store_calendar_values(t.slug, {}, "nothing to do") == 0
+    with pytest.raises(ValueError, match="^store_calendar_values needs a reason$"):
+        records.store_calendar_values(t.slug, {a: {t.count: 9}}, "")
+    apart = f"^store_calendar_values: every row gives the same columns of {t.slug}$"
+    for values, reason in (
+        ({a: {t.count: 9}, b: {t.secret: "z"}}, "rows apart"),
+        ({a: {t.count: 9}, b: {t.count: 9, t.secret: "z"}}, "one gives more"),
+        ({a: {"no_such_column": 9}}, "unknown column"),
+    ):
+        with pytest.raises(ValueError, match=apart):
+            records.store_calendar_values(t.slug, values, reason)
+    assert (t.row(a)[t.count], t.row(b)[t.secret]) == (5, "y")
