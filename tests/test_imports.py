@@ -60,6 +60,17 @@ def wait(import_id: int, timeout: float = 90) -> ImportRun:
     raise AssertionError(f"import {import_id} still {item.status}")
 
 
+def upload_removed(import_id: int, timeout: float = 20) -> ImportRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        item = db.session.get(ImportRun, import_id)
+        if item.storage_key is None:
+            return item
+        time.sleep(0.1)
+    raise AssertionError(f"import {import_id} still keeps its upload {item.storage_key}")
+
+
 def contact_ids_by_email(emails: list[str]) -> dict[str, int]:
     query = TableQuery("contacts", admin()).where(
         {"or": [{"field": "email", "op": "eq", "value": e} for e in emails]}
@@ -103,6 +114,7 @@ def test_a_cp1251_csv_upserts_contacts_by_email_with_refusals_and_undo(
     item = wait(item.id)
     assert item.status == ImportStatus.finished, item.message
     assert (item.created, item.updated, item.skipped, item.refused) == (1, 1, 0, 3)
+    item = upload_removed(item.id)  # the file goes only after the outcome is committed
     assert not file_store().exists(upload_key) and item.storage_key is None
 
     ids = contact_ids_by_email([f"new-{tag}@example.com"])

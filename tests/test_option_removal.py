@@ -78,10 +78,11 @@ def test_clearing_an_option_lets_writers_go_on(app_ctx) -> None:  # noqa: ANN001
         pytest.skip("SQLite clears in the change's one transaction")
     entity, single, _multi, note, (new, busy, closed, *_tags) = _table(30_000)
     app_ctx.config["TABULA_CONVERSION_BATCH"], saved = 1000, app_ctx.config["TABULA_CONVERSION_BATCH"]
-    table, stop, longest, errors = entity.table_name, threading.Event(), [0.0], []
+    table, stop, longest, errors, written = entity.table_name, threading.Event(), [0.0], [], [0]
+    engine = db.engine  # the thread has no application context
 
     def writer() -> None:
-        with db.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SET lock_timeout = '1s'"))
             conn.commit()
             i = 0
@@ -94,6 +95,7 @@ def test_clearing_an_option_lets_writers_go_on(app_ctx) -> None:  # noqa: ANN001
                         {"v": f"правка {i}", "id": 3 * (i % 9000) + 3},  # rows holding the removed option
                     )
                     conn.commit()
+                    written[0] += 1
                 except Exception as exc:  # noqa: BLE001 (handed to the test)
                     conn.rollback()
                     errors.append(str(exc))
@@ -108,6 +110,7 @@ def test_clearing_an_option_lets_writers_go_on(app_ctx) -> None:  # noqa: ANN001
         thread.join(10)
         app_ctx.config["TABULA_CONVERSION_BATCH"] = saved
     assert not errors and longest[0] < 1.0, (errors[:3], longest[0])
+    assert written[0] > 10, written  # the writers really went on during the clearing
     left = db.session.execute(
         text(f"SELECT count(*) FROM {table} WHERE {single.column_name} = :o"), {"o": closed}
     ).scalar()
