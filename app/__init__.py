@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 import models  # noqa: F401  (maps every table before FAB and Alembic look)
-from app import crm, errors, sessions
+from app import crm, errors, sessions, user_cache
 from app.api_csrf import refuse_cross_site_api_writes
 from app.extensions import csrf, db, migrate, sqlite_unicode_functions
 from app.guards import GUARDS
@@ -58,6 +58,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
     app.before_request(_follow_schema_changes)
     db.init_app(app)
     schema_signal.install()
+    user_cache.install()
     live.install()
     sqlite_unicode_functions()
     crm.register()
@@ -88,7 +89,7 @@ def create_app(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any
 
 def _follow_schema_changes() -> None:
     """Rebuild this process's tables when another process changed them (one Redis read while nothing did,
-    which also fetches the API token's session generation)."""
+    which also fetches what signing in reads: the session generation and the users' epoch)."""
     if (
         request.endpoint is None
         or request.endpoint.endswith("static")
@@ -97,10 +98,10 @@ def _follow_schema_changes() -> None:
         return
     from custom_fields.runtime import follow
 
-    token_key = sessions.token_generation_key()
-    if token_key is not None:
+    generation_key = sessions.token_generation_key() or sessions.session_generation_key()
+    if generation_key is not None:
         with contextlib.suppress(RedisError):  # each read then asks Redis itself, and reports the outage
-            prefetch([schema_signal.EPOCH_KEY, token_key])
+            prefetch([schema_signal.EPOCH_KEY, user_cache.EPOCH_KEY, generation_key])
     follow()
 
 

@@ -68,6 +68,15 @@ def token_generation_key() -> str | None:
         return None
 
 
+def session_generation_key() -> str | None:
+    """The generation key of the user this request's browser session is signed in as (for ``prefetch``)."""
+    user_id = session.get("_user_id")
+    try:
+        return GENERATION_KEY.format(user_id=int(user_id)) if user_id is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def is_current(user_id: int) -> bool:
     """The signed-in session was started at the user's current generation."""
     return session.get(SESSION_GENERATION) == generation(user_id)
