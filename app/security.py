@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_jwt_extended import JWTManager
 from flask_login import LoginManager
@@ -113,10 +113,12 @@ class TabulaSecurityManager(SecurityManager):
         )
 
     def load_user_jwt(self, jwt_header: dict, jwt_data: dict) -> Any:
+        """FAB's, with the token's session generation checked (and the user read once, not twice)."""
         user = self.load_user(jwt_data["sub"])
         if user is None or not sessions.token_is_current(user.id, jwt_data):
             return None
-        return super().load_user_jwt(jwt_header, jwt_data)
+        g.user = user  # as FAB does: its views read the token's user there
+        return user
 
     def __init__(self, appbuilder: object) -> None:
         super().__init__(appbuilder)
