@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from flask import current_app
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -288,6 +289,12 @@ class TableQuery:
         if self._selected is None:
             return tuple(self._columns.values())
         return (self._columns["id"], *(self._columns[n] for n in self._selected if n != "id"))
+
+    def columns_json(self) -> list[dict[str, Any]]:
+        """``columns`` as JSON, in the request's language: built once per actor, selection and language and
+        kept with the schema (every page of the grid sends them), so the caller must not change it."""
+        key = ("columns_json", self._entity.slug, self._actor, self._selected, str(get_locale()))
+        return _memo(self._schema, key, lambda: [column.as_json() for column in self.columns])
 
     @property
     def all_columns(self) -> tuple[Column, ...]:

@@ -101,6 +101,27 @@ def test_columns_and_a_subset_of_fields(app_ctx, world, own_client) -> None:  # 
             assert (row[n["partner"]]["label"] is not None) == (owner == world.users["own"])
 
 
+def test_column_labels_follow_the_language_and_a_renamed_field(app_ctx, world, own_client) -> None:  # noqa: ANN001, F811
+    from custom_fields import service
+    from custom_fields.runtime import current
+
+    def labels(language: str) -> dict[str, str]:
+        body = own_client.get(url(world.slug, size=1), headers={"Accept-Language": language}).get_json()
+        return {c["name"]: c["label"] for c in body["columns"]}
+
+    assert labels("ru")["owner_id"] == "Ответственный" and labels("en")["owner_id"] == "Owner"
+    assert labels("ru")["owner_id"] == "Ответственный"  # the kept columns are per language
+    amount = world.names["amount"]
+    field = current().entity(world.slug).field_by_name(amount)
+    before = field.label
+    service.update_field(field.id, label=f"Сумма <b>\"переименована\"</b> {amount}")
+    try:
+        assert labels("ru")[amount] == f"Сумма <b>\"переименована\"</b> {amount}"
+    finally:
+        service.update_field(field.id, label=before)
+    assert labels("en")[amount] == before
+
+
 def test_anonymous_forbidden_unknown_and_archived(app, app_ctx, world, client) -> None:  # noqa: ANN001, F811
     for suffix in ("", "/count"):
         assert client.get(url(world.slug, suffix)).status_code == 401

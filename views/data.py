@@ -125,7 +125,7 @@ def _rows(slug: str) -> dict[str, Any]:
         query = query.with_versions()
     page = query.page(int(size_text), after=after, as_json=True)
     return {
-        "columns": [column.as_json() for column in query.columns],
+        "columns": query.columns_json(),
         "rows": page.rows,
         "next": page.next_cursor,
     }
