@@ -21,6 +21,7 @@ from app import login_throttle, sessions, user_cache
 from app.bounded_filters import BoundedInterface
 from app.security_api import TabulaSecurityApi
 from app.security_auth import TabulaAuthDBView
+from app.token_cache import RememberingJWTManager
 from models.metadata import TABLE_PERMISSION_PREFIX
 
 ADMIN = "Admin"
@@ -100,7 +101,11 @@ class TabulaSecurityManager(SecurityManager):
         return user if user is not None and sessions.is_current(user.id) else None
 
     def create_jwt_manager(self, app: Flask) -> JWTManager:
-        manager = super().create_jwt_manager(app)
+        """FAB's, remembering the tokens it verified (``app.token_cache``), with the session generation
+        among a token's claims."""
+        manager = RememberingJWTManager()
+        manager.init_app(app)
+        manager.user_lookup_loader(self.load_user_jwt)
         manager.additional_claims_loader(sessions.token_claims)
         return manager
 
