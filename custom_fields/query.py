@@ -66,6 +66,8 @@ MAX_DEPTH = 4
 MAX_CONDITIONS = 50
 MAX_SORT = 6
 MAX_SEARCH = 100
+#: How far into the typed text the quick search looks for its words.
+MAX_SEARCH_SCAN = 10_000
 MAX_CURSOR = 40_000
 #: Entries the schema's memo keeps (per actor and query shape) before it starts again.
 MEMO_LIMIT = 5_000
@@ -188,11 +190,26 @@ def _storable(text: str) -> bool:
 
 
 def clean_search(raw: Any) -> str:
-    """Quick-search text as searched: no control characters, spaces collapsed, at most ``MAX_SEARCH``."""
+    """Quick-search text as searched: no control characters, spaces collapsed (none at either end), at most
+    ``MAX_SEARCH`` characters, found among the first ``MAX_SEARCH_SCAN`` typed (blanks before the words
+    do not count against the length)."""
     if not isinstance(raw, str):
         return ""
-    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in raw[: MAX_SEARCH * 4])
-    return " ".join(text.split())[:MAX_SEARCH]
+    kept: list[str] = []
+    gap = False
+    for ch in raw[:MAX_SEARCH_SCAN]:
+        if ch.isspace() or unicodedata.category(ch).startswith("C"):
+            gap = bool(kept)
+            continue
+        if gap:
+            if len(kept) + 1 >= MAX_SEARCH:
+                break
+            kept.append(" ")
+            gap = False
+        kept.append(ch)
+        if len(kept) >= MAX_SEARCH:
+            break
+    return "".join(kept)
 
 
 def user_text(first_name: str | None, last_name: str | None, username: str | None) -> str | None:

@@ -16,18 +16,22 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import unicodedata
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import current_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from app.extensions import db
 from custom_fields import access, query, records, service
 from custom_fields.access import Actor
 from custom_fields.query import (
+    MAX_SEARCH,
     Count,
     QueryDenied,
     QueryError,
@@ -653,8 +657,17 @@ def test_clean_search(app_ctx) -> None:  # noqa: ANN001
     assert clean_search(None) == "" and clean_search(5) == "" and clean_search(["a"]) == ""
     assert clean_search("  Ёлка\t\x00 и\u200b\nпалка  ") == "Ёлка и палка"
     assert clean_search("я" * 150) == "я" * 100
-    assert clean_search(" " * 399 + "x") == "x" and clean_search(" " * 400 + "x") == ""
+    assert clean_search(" " * 400 + "x") == "x" and clean_search("a" + " \x00" * 300 + "b") == "a b"
+    assert clean_search(" " * 9_999 + "xy") == "x" and clean_search(" " * 10_000 + "x") == ""
     assert clean_search("ab " * 60) == ("ab " * 34)[:100]
+    assert clean_search("a" * 99 + " b") == "a" * 99  # never ends in a space
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_clean_search_is_the_collapsed_text_cut_at_its_length(raw: str) -> None:
+    spaced = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in raw)
+    assert clean_search(raw) == " ".join(spaced.split())[:MAX_SEARCH].rstrip()
 
 
 def test_user_text(app_ctx) -> None:  # noqa: ANN001
