@@ -50,6 +50,9 @@ def signed_in_user(session: Session, model: type, pk: Any, load: Any) -> Any:
         key = int(pk)
     except (TypeError, ValueError):
         return load()
+    present = session.identity_map.get(Session.identity_key(model, key))
+    if present is not None:  # as ``Session.get`` would: never overwrite what this session holds
+        return present
     epoch = _read_epoch()
     if epoch is None:
         return load()

@@ -256,3 +256,15 @@ def test_a_kept_user_is_a_copy_that_no_requests_commit_expires(app: Flask) -> No
         assert seen == []
         assert user.username == username and sorted(role.name for role in user.roles) == role_names
         assert user in db.session and user is not first
+
+
+def test_a_user_changed_but_not_yet_saved_in_this_session_is_not_overwritten(app: Flask) -> None:
+    username, user_id = new_user(app)
+    with app.app_context():
+        app.appbuilder.sm.get_user_by_id(user_id)  # kept from here on
+    with app.app_context():
+        user = app.appbuilder.sm.get_user_by_id(user_id)
+        user.first_name = "Не сохранено"
+        again = app.appbuilder.sm.get_user_by_id(user_id)
+        assert again is user and again.first_name == "Не сохранено"
+        db.session.rollback()
