@@ -79,7 +79,9 @@ def test_clearing_an_option_lets_writers_go_on(app_ctx) -> None:  # noqa: ANN001
     entity, single, _multi, note, (new, busy, closed, *_tags) = _table(30_000)
     app_ctx.config["TABULA_CONVERSION_BATCH"], saved = 1000, app_ctx.config["TABULA_CONVERSION_BATCH"]
     table, stop, longest, errors, written = entity.table_name, threading.Event(), [0.0], [], [0]
-    engine = db.engine  # the thread has no application context
+    # The thread has no application context and must not touch the test's session (reading an expired
+    # attribute of ``note`` there would load it through that session, from another thread): plain values.
+    engine, column = db.engine, note.column_name
 
     def writer() -> None:
         with engine.connect() as conn:
@@ -91,7 +93,7 @@ def test_clearing_an_option_lets_writers_go_on(app_ctx) -> None:  # noqa: ANN001
                 started = time.monotonic()
                 try:
                     conn.execute(
-                        text(f"UPDATE {table} SET {note.column_name} = :v WHERE id = :id"),
+                        text(f"UPDATE {table} SET {column} = :v WHERE id = :id"),
                         {"v": f"правка {i}", "id": 3 * (i % 9000) + 3},  # rows holding the removed option
                     )
                     conn.commit()
