@@ -568,6 +568,9 @@ def update_field(
     CONCURRENTLY on PostgreSQL once the rest is saved (``IndexBuildFailed`` if it cannot be)."""
 
     clearing: list[str] = []  # removed options to clear from the records holding them, after the change
+    # PostgreSQL: a unique index is built CONCURRENTLY before anything is saved; its build is the check for
+    # repeated values (a separate count would read the whole table once more).
+    unique_built = _build_unique_first(field_id) if unique else None
 
     # the field, an index and unique to build, and a link's or user's own index still missing
     def change() -> tuple[Field, tuple[str, str] | None, bool, tuple[str, str] | None]:
@@ -604,21 +607,19 @@ def update_field(
             changes.append("options")
         if default is not ...:
             row.default = _check_default(row.type, _spec_of(row), default)
-        unique_later = False
         if clearing and not ddl.builds_concurrently(db.session.connection()):
             # SQLite: in this transaction (the single-user default; nobody else writes meanwhile).
             cleared = _clear_in_transaction(row, clearing)
             changes.append(f"{cleared} records cleared of removed options")
             clearing = []
-        if unique is not None and bool(unique) != row.unique and not row.is_system:
-            if unique and ddl.builds_concurrently(db.session.connection()):
-                # Checked now, built CONCURRENTLY once this is saved (``_make_unique_concurrently``).
-                _refuse_repeated_values(row)
-                unique_later = True
-                changes.append("unique requested")
-            else:
-                _set_unique(row, bool(unique))
-                changes.append("unique" if unique else "not unique")
+        if unique_built is not None:
+            if row.column_name != unique_built:
+                raise SchemaError(_("The field was changed meanwhile; nothing was changed."))
+            _mark_unique(row)
+            changes.append("unique")
+        elif unique is not None and bool(unique) != row.unique and not row.is_system:
+            _set_unique(row, bool(unique))
+            changes.append("unique" if unique else "not unique")
         wanted = row.indexed if indexed is None else bool(indexed)
         pending = _apply_indexed(row, wanted)
         if pending is not None:
@@ -632,17 +633,69 @@ def update_field(
             update(SchemaChange).where(SchemaChange.version == version).values(summary=summary)
         )
         missing = (entity.table_name, row.column_name) if _builtin_index_missing(row) else None
-        return row, pending, unique_later, missing
+        return row, pending, missing
 
-    row, pending, unique_later, missing = run_schema_change(change)
+    try:
+        row, pending, missing = run_schema_change(change)
+    except BaseException:
+        if unique_built is not None:
+            _drop_unique_index(field_id, unique_built)
+        raise
     if clearing:
         _clear_removed_options(field_id, clearing, user_id)
-    if unique_later:
-        row = _make_unique_concurrently(field_id, user_id)
     if missing is not None:
         _build_builtin_index(field_id, *missing)
     _build_chosen_index(pending, field_id, user_id)
     return row
+
+
+def _build_unique_first(field_id: int) -> str | None:
+    """PostgreSQL, a field becoming unique: its unique index built CONCURRENTLY now, before the change is
+    saved (reads and writes go on meanwhile); the column it indexes, or None when the change makes the
+    index in its own transaction (SQLite, already unique, a core field). Repeated values (also written
+    during the build) fail it: ``SchemaError`` saying how many, and nothing changed."""
+    row = field_row(field_id)
+    table_name, column_name, type_name = row.entity.table_name, row.column_name, row.type
+    wanted = not row.unique and not row.is_system and ddl.builds_concurrently(db.session.connection())
+    db.session.rollback()  # no transaction of ours open: the concurrent build would wait for it
+    if not wanted:
+        return None
+    if not REGISTRY[type_name].can_unique:
+        raise SchemaError(_("Fields of this type cannot be unique."))
+    key = REGISTRY[type_name].unique_expression
+    try:
+        ddl.create_index_concurrently(db.engine, table_name, column_name, unique=True, key=key)
+    except ddl.IndexBuildFailed as exc:
+        if exc.busy:
+            raise SchemaError(
+                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
+            ) from None
+        repeated = duplicates_for_unique(table_name, column_name, key)
+        db.session.rollback()
+        if repeated:
+            raise SchemaError(_repeated_values_message(repeated)) from None
+        raise SchemaError(
+            _("Existing records conflict with this change: %(reason)s", reason=exc.reason)
+        ) from None
+    return column_name
+
+
+def _mark_unique(row: Field) -> None:
+    """The field is unique now that its unique index is built: the plain and the chosen index go (the
+    unique one serves), waiting at most ``ddl.LOCK_TIMEOUT`` for the table."""
+    conn = db.session.connection()
+    ddl.set_lock_timeout(conn)
+    ddl.drop_index(conn, row.entity.table_name, row.column_name, unique=False)
+    ddl.drop_chosen_index(conn, row.entity.table_name, row.column_name)
+    row.unique = True
+
+
+def _drop_unique_index(field_id: int, column_name: str) -> None:
+    """The unique index ``_build_unique_first`` built, dropped again (the change it was for failed)."""
+    table_name = field_row(field_id).entity.table_name
+    db.session.rollback()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        ddl.drop_index(conn, table_name, column_name, unique=True)
 
 
 def _make_unique_concurrently(field_id: int, user_id: int | None) -> Field:
@@ -673,10 +726,7 @@ def _make_unique_concurrently(field_id: int, user_id: int | None) -> Field:
         row = field_row(field_id)
         if row.column_name != column_name:
             raise SchemaError(_("The field was changed meanwhile; nothing was changed."))
-        ddl.set_lock_timeout(db.session.connection())
-        ddl.drop_index(db.session.connection(), table_name, column_name, unique=False)
-        ddl.drop_chosen_index(db.session.connection(), table_name, column_name)  # the unique one serves
-        row.unique = True
+        _mark_unique(row)
         bump_schema_version(
             user_id, "update_field", f"Table “{row.entity.label}”: field “{row.label}” unique", row.entity_id,
             row.id,
@@ -697,13 +747,15 @@ def _refuse_repeated_values(row: Field) -> None:
     key = REGISTRY[row.type].unique_expression
     repeated = duplicates_for_unique(row.entity.table_name, row.column_name, key)
     if repeated:
-        raise SchemaError(
-            ngettext(
-                "%(num)d value occurs in more than one record; make it unique first.",
-                "%(num)d values occur in more than one record; make them unique first.",
-                repeated,
-            )
-        )
+        raise SchemaError(_repeated_values_message(repeated))
+
+
+def _repeated_values_message(repeated: int) -> str:
+    return ngettext(
+        "%(num)d value occurs in more than one record; make it unique first.",
+        "%(num)d values occur in more than one record; make them unique first.",
+        repeated,
+    )
 
 
 def _set_unique(row: Field, unique: bool) -> None:

@@ -244,10 +244,11 @@ def test_making_a_field_unique_refuses_repeated_values_and_changes_nothing(pg) -
     model = current().classes[entity.slug]
     db.session.add(model(**{code.name: "1"}))
     db.session.commit()
-    with pytest.raises(service.SchemaError):
-        service.update_field(code.id, unique=True)
+    with pytest.raises(service.SchemaError, match="1 value occurs in more than one record"):
+        service.update_field(code.id, unique=True, label="Код клиента")
     db.session.expire_all()
-    assert not db.session.get(Field, code.id).unique
+    kept = db.session.get(Field, code.id)
+    assert not kept.unique and kept.label == "Код"  # the label asked for in the same save: not saved either
     with db.engine.connect() as conn:
         assert ddl.index_state(conn, ddl.index_name(entity.table_name, code.column_name, unique=True)) is None
 
