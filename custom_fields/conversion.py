@@ -172,13 +172,19 @@ def id_range(conn: Connection, table_name: str) -> tuple[int, int]:
 def trigger_sql(conversion: Conversion) -> tuple[str | None, str | None]:
     """``covers`` and ``value`` as PostgreSQL over the row being written (``NEW.<old column>``), for the
     trigger that keeps the new column in step; (None, None) when SQL converts nothing."""
+    return sql_over(conversion, f'NEW."{conversion.old.column_name}"')
+
+
+def sql_over(conversion: Conversion, source: str) -> tuple[str | None, str | None]:
+    """``covers`` and ``value`` as PostgreSQL with literal values over ``source`` (SQL naming the old
+    column: ``NEW."f_3"``, ``s."f_3"``); (None, None) when SQL converts nothing."""
     if conversion.sql is None:
         return None, None
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.exc import CompileError
 
-    source = REGISTRY[conversion.old.type]
-    column = literal_column(f'NEW."{conversion.old.column_name}"', type_=source.column_type(conversion.old))
+    old_type = REGISTRY[conversion.old.type]
+    column = literal_column(source, type_=old_type.column_type(conversion.old))
     dialect = postgresql.dialect(paramstyle="named")
     try:
         return tuple(  # type: ignore[return-value]

@@ -169,12 +169,15 @@ def drop_chosen_index(conn: Connection, table_name: str, column_name: str) -> No
     conn.execute(DropIndex(_chosen_index(table_name, column_name), if_exists=True))
 
 
-def build_chosen_index_concurrently(engine: Engine, table_name: str, column_name: str) -> None:
+def build_chosen_index_concurrently(
+    engine: Engine, table_name: str, column_name: str, *, on_table: str | None = None
+) -> None:
     """PostgreSQL: ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, outside any transaction (it cannot run in
     one), so reads and writes of the table go on while it builds. An invalid index (this build failed, or
-    an earlier one was interrupted) is dropped; a failure raises ``IndexBuildFailed``."""
+    an earlier one was interrupted) is dropped; a failure raises ``IndexBuildFailed``. ``on_table``: built
+    there, named as ``table_name``'s (a shadow table that takes its place, ``shadow_table``)."""
     name = chosen_index_name(table_name, column_name)
-    index = _chosen_index(table_name, column_name, postgresql_concurrently=True)
+    index = _index(on_table or table_name, column_name, False, name=name, postgresql_concurrently=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
         try:
@@ -220,13 +223,14 @@ def is_fixed_schema(obj: object, name: str | None, type_: str, reflected: bool, 
 
 
 def create_index_concurrently(
-    engine: Engine, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None
-) -> None:
+    engine: Engine, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None,
+    on_table: str | None = None,
+) -> None:  # fmt: skip
     """PostgreSQL: the index a field has anyway (``create_index``), built CONCURRENTLY outside any
     transaction, so the table stays readable and writable meanwhile. A failed build (duplicates for a
-    unique one) is dropped and raises ``IndexBuildFailed``."""
-    index = _index(table_name, column_name, unique, key, postgresql_concurrently=True)
+    unique one) is dropped and raises ``IndexBuildFailed``. ``on_table``: as ``build_chosen_...``."""
     name = index_name(table_name, column_name, unique)
+    index = _index(on_table or table_name, column_name, unique, key, name=name, postgresql_concurrently=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
         try:

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from custom_fields import conversion, ddl
+from custom_fields import conversion, ddl, shadow_table
 from custom_fields.conversion import Conversion
 from custom_fields.types import REGISTRY
 
@@ -146,31 +146,38 @@ def clear_options(
     return changed
 
 
-#: The first key of the advisory locks conversions hold (the second is the field's id).
+#: The first key of the advisory locks conversions hold (the second is the field's id) ...
 LOCK_SPACE = 24
+#: ... and of those they hold on the field's table (the second is the table's entity id).
+TABLE_LOCK_SPACE = 25
 
 
 @contextmanager
-def converting(engine: Engine, field_id: int) -> Iterator[None]:
+def converting(engine: Engine, field_id: int, entity_id: int | None = None) -> Iterator[None]:
     """Held for the whole conversion of the field: a session-level advisory lock on a connection of its
     own, which PostgreSQL releases when the process dies (a SIGKILL too). A second conversion of the
-    same field at once is refused (``TableBusy``)."""
+    same field at once is refused (``TableBusy``); with ``entity_id``, of any field of its table too (a
+    copy of the table and a second conversion of it would undo each other)."""
+    keys = [(LOCK_SPACE, field_id)] + ([(TABLE_LOCK_SPACE, entity_id)] if entity_id is not None else [])
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        got = conn.execute(
-            text("SELECT pg_try_advisory_lock(:space, :id)"), {"space": LOCK_SPACE, "id": field_id}
-        )
-        if not got.scalar():
-            raise TableBusy()
+        held: list[tuple[int, int]] = []
         try:
+            for space, key in keys:
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:space, :id)"), {"space": space, "id": key}
+                )
+                if not got.scalar():
+                    raise TableBusy()
+                held.append((space, key))
             yield
         finally:
-            conn.execute(
-                text("SELECT pg_advisory_unlock(:space, :id)"), {"space": LOCK_SPACE, "id": field_id}
-            )
+            for space, key in held:
+                conn.execute(text("SELECT pg_advisory_unlock(:space, :id)"), {"space": space, "id": key})
 
 
 def clean_up_leftovers(engine: Engine) -> list[str]:
-    """What a conversion whose process died left behind (its trigger and the new, unused column), dropped;
+    """What a conversion whose process died left behind (its trigger, and the new, unused column or the
+    shadow table), dropped;
     the field still reads its old column, as it was. Conversions still running (their process holds
     ``converting``) are left alone. Returns the triggers removed."""
     from models import Field
@@ -194,8 +201,12 @@ def clean_up_leftovers(engine: Engine) -> list[str]:
                     new_column = ddl.column_name_for(field_id, _generation(column_name) + 1)
 
                     def step(conn: Connection, table_name: str = table_name, column_name: str = column_name,
-                             new_column: str = new_column) -> None:  # fmt: skip
-                        ddl.drop_conversion_trigger(conn, table_name, column_name)
+                             new_column: str = new_column, field_id: int = field_id,
+                             trigger: str = trigger) -> None:  # fmt: skip
+                        shadow_table.drop_leftovers(
+                            conn, table_name, trigger, shadow_table.shadow_name(field_id),
+                            shadow_table.tombstones_name(field_id),
+                        )  # fmt: skip
                         if ddl.has_column(conn, table_name, new_column):
                             ddl.drop_column(conn, table_name, new_column)
 

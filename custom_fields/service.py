@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import conversion, ddl, hooks, live, online, schema_signal
+from custom_fields import conversion, ddl, hooks, live, online, schema_signal, shadow_table
 from custom_fields.conversion import Conversion
 from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
@@ -1037,7 +1037,7 @@ def _change_type_online(
     finally:
         db.session.rollback()  # no transaction of ours stays open: the steps below lock the table
     try:
-        with online.converting(db.engine, field_id):
+        with online.converting(db.engine, field_id, old_spec.entity_id):
             return _convert_online(field_id, table_name, old_spec, new_spec, user_id, progress, conversion_id)
     except online.TableBusy:
         raise SchemaError(
@@ -1052,6 +1052,11 @@ def _convert_online(
     online.clean_up_leftovers(db.engine)  # of a conversion whose process died
     with db.engine.connect() as conn:
         plan = conversion.plan(conn, table_name, old_spec, new_spec)
+        shadow = shadow_table.prepare(conn, plan)
+    if shadow is not None:
+        converted_by_copy = _convert_by_copy(field_id, plan, shadow, user_id, progress, conversion_id)
+        if converted_by_copy is not None:
+            return converted_by_copy
     # The check runs once the trigger is in place: from then on no value SQL cannot convert is written, so
     # when none is there now, the fill needs no Python pass (a second read of every batch).
     online.install(db.engine, plan)
@@ -1063,50 +1068,85 @@ def _convert_online(
         return _swap_in(field_id, plan, converted, user_id, conversion_id)
     except BaseException as exc:
         online.remove(db.engine, plan)
-        if isinstance(exc, FieldValueError):  # a value written after the check no longer converts
-            raise SchemaError(
-                _(
-                    "A value changed meanwhile does not convert: %(reason)s. Nothing was changed.",
-                    reason=str(exc),
-                )
-            ) from None
-        if isinstance(exc, ddl.IndexBuildFailed) and exc.busy:
-            raise SchemaError(
-                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
-            ) from None
-        if isinstance(exc, ddl.IndexBuildFailed):
-            raise SchemaError(
-                _("Existing records conflict with this change: %(reason)s", reason=exc.reason)
-            ) from None
-        if isinstance(exc, online.TableBusy):
-            raise SchemaError(
-                _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
-            ) from None
-        raise
+        failure = _online_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from None
 
 
-def _build_new_indexes(plan: Conversion) -> None:
+def _convert_by_copy(
+    field_id: int, plan: Conversion, shadow: shadow_table.Shadow, user_id: int | None,
+    progress: online.Progress | None, conversion_id: int | None,
+) -> Field | None:  # fmt: skip
+    """The conversion by copy and swap (``shadow_table``); None, having changed nothing, when some values
+    need Python to convert (the in-place conversion does that)."""
+    online.with_short_locks(db.engine, lambda conn: shadow_table.install(conn, shadow, plan))
+    try:
+        with db.engine.connect() as conn:  # with the trigger in place (as in ``_convert_online``)
+            in_python = refuse_offenders(conn, plan)
+        if in_python:
+            online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
+            return None
+        converted = shadow_table.copy(db.engine, shadow, plan, progress, online.fill_batch())
+        _build_new_indexes(plan, on_table=shadow.shadow)
+        shadow_table.build_indexes(db.engine, shadow)
+        row = _swap_in(field_id, plan, converted, user_id, conversion_id, shadow=shadow)
+    except BaseException as exc:
+        online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
+        failure = _online_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    shadow_table.validate(db.engine, shadow)
+    return row
+
+
+def _online_failure(exc: BaseException) -> BaseException:
+    """What the admin is told when an online conversion failed (the field is as it was)."""
+    if isinstance(exc, FieldValueError):  # a value written after the check no longer converts
+        return SchemaError(
+            _("A value changed meanwhile does not convert: %(reason)s. Nothing was changed.", reason=str(exc))
+        )
+    if isinstance(exc, online.TableBusy) or (isinstance(exc, ddl.IndexBuildFailed) and exc.busy):
+        return SchemaError(
+            _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
+        )
+    if isinstance(exc, ddl.IndexBuildFailed):
+        return SchemaError(_("Existing records conflict with this change: %(reason)s", reason=exc.reason))
+    if isinstance(exc, shadow_table.TableChanged):
+        return SchemaError(
+            _("Another change was made to the table while the field converted; nothing was changed. "
+              "Try again.")
+        )  # fmt: skip
+    return exc
+
+
+def _build_new_indexes(plan: Conversion, on_table: str | None = None) -> None:
     """The new column's indexes, CONCURRENTLY, before it is swapped in (a unique one refuses duplicates
-    written meanwhile, through the trigger)."""
+    written meanwhile, through the trigger); ``on_table``: on the shadow table that will take the table's
+    place, named as the table's."""
     new, table_name = plan.new, plan.table.name
     target = REGISTRY[new.type]
     if new.unique:
         ddl.create_index_concurrently(
-            db.engine, table_name, new.column_name, unique=True, key=target.unique_expression
-        )
+            db.engine, table_name, new.column_name, unique=True, key=target.unique_expression,
+            on_table=on_table,
+        )  # fmt: skip
     elif target.indexed_by_default:
-        ddl.create_index_concurrently(db.engine, table_name, new.column_name, unique=False)
+        ddl.create_index_concurrently(db.engine, table_name, new.column_name, unique=False, on_table=on_table)
     row = field_row(new.id)
     chosen = bool(row.indexed)
     db.session.rollback()
     if chosen and not new.unique and not target.indexed_by_default:
-        ddl.build_chosen_index_concurrently(db.engine, table_name, new.column_name)
+        ddl.build_chosen_index_concurrently(db.engine, table_name, new.column_name, on_table=on_table)
 
 
 def _swap_in(
-    field_id: int, plan: Conversion, converted: int, user_id: int | None, conversion_id: int | None = None
-) -> Field:
-    """The field now reads the new column: one short transaction, retried while the table is busy."""
+    field_id: int, plan: Conversion, converted: int, user_id: int | None, conversion_id: int | None = None,
+    *, shadow: shadow_table.Shadow | None = None,
+) -> Field:  # fmt: skip
+    """The field now reads the new column (``shadow``: the shadow table becomes the table): one short
+    transaction, retried while the table is busy."""
     old, new = plan.old, plan.new
     table_name = plan.table.name
 
@@ -1120,11 +1160,14 @@ def _swap_in(
         bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
         conn = db.session.connection()
         conn.execute(text(f"SET LOCAL lock_timeout = '{online.STEP_LOCK_TIMEOUT}'"))
-        ddl.drop_conversion_trigger(conn, table_name, old.column_name)
-        for unique in (True, False):
-            ddl.drop_index(conn, table_name, old.column_name, unique=unique)
-        ddl.drop_chosen_index(conn, table_name, old.column_name)
-        ddl.drop_column(conn, table_name, old.column_name)
+        if shadow is not None:
+            shadow_table.swap(conn, shadow)
+        else:
+            ddl.drop_conversion_trigger(conn, table_name, old.column_name)
+            for unique in (True, False):
+                ddl.drop_index(conn, table_name, old.column_name, unique=unique)
+            ddl.drop_chosen_index(conn, table_name, old.column_name)
+            ddl.drop_column(conn, table_name, old.column_name)
         row.type = new.type
         row.settings = new.settings
         row.column_name = new.column_name

@@ -1,0 +1,272 @@
+# ruff: noqa: S608 (identifiers the system generated, in SQL of a second connection)
+"""Type changes by copy and swap on PostgreSQL (``custom_fields.shadow_table``): the rows go, converted,
+into a shadow table kept in step by a trigger, which then takes the table's place. Writes, deletes and
+inserts made meanwhile arrive; the table keeps its indexes, sequence and the foreign keys to and from it;
+a cancel, a change of the table meanwhile or a killed process leave it exactly as it was."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from custom_fields import ddl, online, service, shadow_table
+from custom_fields.runtime import current, refresh
+from models import Field, SchemaChange
+from tests.tables_helpers import new_field, new_table
+from tests.test_schema_online import KILLED_CONVERSION, Neighbour
+
+ROWS = 3000
+
+
+@pytest.fixture
+def pg(app_ctx):  # noqa: ANN001, ANN201
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("copy and swap is PostgreSQL's; SQLite converts in one transaction")
+    return app_ctx
+
+
+def _table_of_numbers() -> tuple[Any, Field, Field, Field]:
+    """A table whose codes are all digits (SQL converts every one), a unique SKU and an indexed note."""
+    entity = new_table()
+    code = new_field(entity, "Код", "text")
+    sku = new_field(entity, "Артикул", "text", unique=True)
+    note = new_field(entity, "Заметка", "text", indexed=True)
+    rows = [
+        {code.column_name: str(i), sku.column_name: f"SKU-{i}", note.column_name: "x"}
+        for i in range(1, ROWS + 1)
+    ]
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {entity.table_name} (row_version, {code.column_name}, {sku.column_name}, "
+                f"{note.column_name}) "
+                f"VALUES (1, :{code.column_name}, :{sku.column_name}, :{note.column_name})"
+            ),
+            rows,
+        )
+    return entity, code, sku, note
+
+
+def _oid(table_name: str) -> int:
+    with db.engine.connect() as conn:
+        return conn.execute(text("SELECT to_regclass(:t)::oid"), {"t": table_name}).scalar()
+
+
+def _indexes(table_name: str) -> dict[str, bool]:
+    with db.engine.connect() as conn:
+        return dict(
+            conn.execute(
+                text(
+                    "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                    "WHERE indrelid = to_regclass(:t)"
+                ),
+                {"t": table_name},
+            ).all()
+        )
+
+
+def _leftovers(field_id: int) -> list[str]:
+    with db.engine.connect() as conn:
+        return list(
+            conn.scalars(
+                text("SELECT relname FROM pg_class WHERE relname IN (:s, :d)"),
+                {"s": shadow_table.shadow_name(field_id), "d": shadow_table.tombstones_name(field_id)},
+            )
+        )
+
+
+def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(online, "FILL_BATCH", 500)
+    entity, code, sku, note = _table_of_numbers()
+    referring = new_table()
+    link = new_field(referring, "Запись", "link", settings={"target": entity.id})
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO {referring.table_name} (row_version, {link.column_name}) VALUES (1, 10)")
+        )
+    oid, indexes_before = _oid(entity.table_name), _indexes(entity.table_name)
+    neighbour = Neighbour(entity.table_name, code.column_name, note.column_name)
+    neighbour.start()
+    made: dict[str, int] = {}
+
+    def progress(done: int, total: int) -> None:
+        if not made:  # mid-copy, from another connection: an edit, a new record and a deletion
+            with db.engine.begin() as conn:
+                conn.execute(text(f"UPDATE {entity.table_name} SET {code.column_name} = '555' WHERE id = 5"))
+                conn.execute(text(f"DELETE FROM {entity.table_name} WHERE id = 2900"))
+                made["new"] = conn.execute(
+                    text(
+                        f"INSERT INTO {entity.table_name} "
+                        f"(row_version, {code.column_name}, {sku.column_name}) "
+                        "VALUES (1, '77', 'NEW') RETURNING id"
+                    )
+                ).scalar()
+        if done == total:
+            neighbour.swapped.set()
+        time.sleep(0.05)
+
+    try:
+        time.sleep(0.2)
+        changed = service.change_type(code.id, "integer", progress=progress)
+        time.sleep(0.2)
+    finally:
+        neighbour.stop.set()
+        neighbour.join(10)
+    assert neighbour.errors == [] and neighbour.statements > 50
+    assert neighbour.longest < 1.0, neighbour.longest
+    assert _oid(entity.table_name) != oid  # copied and swapped, not converted in place
+    stored = dict(
+        db.session.execute(text(f"SELECT id, {changed.column_name} FROM {entity.table_name}")).all()
+    )
+    assert stored[5] == 555 and stored[made["new"]] == 77 and 2900 not in stored
+    assert stored[1] == 1 and len(stored) == ROWS
+    # The neighbour's edits of the code made before the copy ended arrived (7000 + i), and of the note.
+    assert any(v > 7000 for v in stored.values())
+    notes = db.session.execute(
+        text(f"SELECT count(*) FROM {entity.table_name} WHERE {note.column_name} <> 'x'")
+    )
+    assert notes.scalar() > 0
+    db.session.rollback()
+
+    # The same indexes (the old column's had none), valid; the unique one still refuses a twin.
+    assert _indexes(entity.table_name) == indexes_before
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO {entity.table_name} (row_version, {sku.column_name}) VALUES (1, 'sku-7')")
+        )
+    # The sequence goes on where it was; the foreign keys to and from the table hold, validated.
+    with db.engine.begin() as conn:
+        next_id = conn.execute(
+            text(f"INSERT INTO {entity.table_name} (row_version) VALUES (1) RETURNING id")
+        ).scalar()
+        assert next_id > made["new"]
+        assert conn.execute(
+            text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": entity.table_name}
+        ).scalar()
+        checked = dict(
+            conn.execute(
+                text(
+                    "SELECT conname, convalidated FROM pg_constraint "
+                    "WHERE confrelid = to_regclass(:t) OR conrelid = to_regclass(:t) AND contype = 'f'"
+                ),
+                {"t": entity.table_name},
+            ).all()
+        )
+        assert checked and all(checked.values()), checked
+        conn.execute(text(f"DELETE FROM {entity.table_name} WHERE id = 10"))
+        kept = conn.execute(text(f"SELECT {link.column_name} FROM {referring.table_name}")).scalar()
+        assert kept is None  # ON DELETE SET NULL, as before
+    assert _leftovers(code.id) == []
+    entry = db.session.scalars(
+        select(SchemaChange).where(SchemaChange.field_id == code.id, SchemaChange.action == "change_type")
+    ).one()
+    assert f"{ROWS} values converted" in entry.summary
+    refresh()
+    model = current().classes[entity.slug]
+    assert db.session.get(model, 5).__dict__[changed.name] == 555
+
+
+def test_a_cancelled_copy_leaves_the_table_as_it_was(pg, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(online, "FILL_BATCH", 500)
+    entity, code, _sku, _note = _table_of_numbers()
+    oid = _oid(entity.table_name)
+
+    class Stop(Exception):  # noqa: N818
+        pass
+
+    def progress(done: int, total: int) -> None:
+        if done >= 1000:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        service.change_type(code.id, "integer", progress=progress)
+    db.session.expire_all()
+    row = db.session.get(Field, code.id)
+    assert (row.type, row.column_name) == ("text", code.column_name)
+    assert _oid(entity.table_name) == oid and _leftovers(code.id) == []
+    with db.engine.connect() as conn:
+        triggers = conn.execute(
+            text("SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(:t) AND NOT tgisinternal"),
+            {"t": entity.table_name},
+        ).scalar()
+    assert triggers == 0
+
+
+def test_a_table_changed_during_the_copy_is_left_as_it_was(pg, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(online, "FILL_BATCH", 500)
+    entity, code, _sku, _note = _table_of_numbers()
+    oid = _oid(entity.table_name)
+    added: list[Field] = []
+
+    def progress(done: int, total: int) -> None:
+        if not added:  # another admin adds a field meanwhile: the copy has no column for it
+            added.append(service.add_field(entity.id, "Новое поле", "text"))
+
+    with pytest.raises(service.SchemaError, match="Another change was made to the table"):
+        service.change_type(code.id, "integer", progress=progress)
+    db.session.expire_all()
+    assert db.session.get(Field, code.id).type == "text"
+    assert _oid(entity.table_name) == oid and _leftovers(code.id) == []
+    columns = {c for (c,) in db.session.execute(
+        text("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0"),
+        {"t": entity.table_name},
+    )}  # fmt: skip
+    assert added[0].column_name in columns
+
+
+def test_values_python_converts_keep_the_conversion_in_place(pg) -> None:  # noqa: ANN001
+    entity, code, _sku, _note = _table_of_numbers()
+    with db.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {entity.table_name} SET {code.column_name} = ' 12 ' WHERE id = 12"))
+    oid = _oid(entity.table_name)
+    changed = service.change_type(code.id, "integer")
+    assert _oid(entity.table_name) == oid and _leftovers(code.id) == []
+    value = db.session.execute(text(f"SELECT {changed.column_name} FROM {entity.table_name} WHERE id = 12"))
+    assert value.scalar() == 12
+
+
+def test_a_killed_copy_leaves_the_table_and_is_cleaned_up(pg, env) -> None:  # noqa: ANN001
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    entity, code, _sku, _note = _table_of_numbers()
+    oid = _oid(entity.table_name)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CONVERSION, str(code.id)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        while len(lines) < 3:  # mid-copy
+            line = process.stdout.readline()
+            assert line, f"the conversion ended early: {''.join(lines)}{process.stdout.read()}"
+            lines.append(line)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+    db.session.expire_all()
+    row = db.session.get(Field, code.id)
+    assert (row.type, row.column_name) == ("text", code.column_name)
+    assert _oid(entity.table_name) == oid
+    assert sorted(_leftovers(code.id)) == sorted(
+        [shadow_table.shadow_name(code.id), shadow_table.tombstones_name(code.id)]
+    )  # the half-made copy, not in use
+    db.session.rollback()
+    deadline = time.monotonic() + 10
+    removed: list[str] = []
+    while not removed and time.monotonic() < deadline:  # until PostgreSQL has ended the dead session
+        removed = online.clean_up_leftovers(db.engine)
+        time.sleep(0.2)
+    assert removed == [ddl.conversion_trigger_name(entity.table_name, code.column_name)]
+    assert _leftovers(code.id) == []
+    with db.engine.begin() as conn:  # writes to the table work again (the trigger is gone)
+        conn.execute(text(f"UPDATE {entity.table_name} SET {code.column_name} = '1' WHERE id = 1"))
+    changed = service.change_type(code.id, "integer")
+    assert changed.type == "integer" and _oid(entity.table_name) != oid
