@@ -5,7 +5,9 @@ from the call to the field being usable, by Tabula (``service.change_type`` / ``
 copy of the table made in the same run, by hand as plain SQL (``ALTER ... TYPE ... USING``, ``CREATE
 UNIQUE INDEX``): text → integer, integer → decimal, text → single select, set unique. Meanwhile a reader
 (one record every 20 ms) and a writer (another field of one record every 20 ms) on their own connections
-record their longest statement. The change runs in this process: its peak RSS is the conversion's.
+record their longest statement. Each change runs in a process of its own, as an RQ worker's job would (the
+app created, then the change): ``peak_rss_mb`` is the highest peak RSS of those processes, and the time is
+measured there, from the call to its return.
 
 The last stdout line is one JSON object: ``{"bench": "schema_change", "rows": ..., "ratio": <worst of the
 four>, "longest_read_wait_s": ..., "longest_write_wait_s": ..., "peak_rss_mb": ..., ...}``. Usage::
@@ -18,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,44 @@ WAIT_TARGET_S = 1.0
 RSS_TARGET_MB = 200
 STATUSES = ["Новый", "В работе", "Ждёт ответа", "Закрыт", "Отменён"]
 FILLERS = 16  # with code, amount, status and sku: 20 fields
+
+
+WORKER = """
+import json, os, resource, sys, time
+from app import create_app
+
+spec = json.loads(sys.argv[1])
+app = create_app(dict(os.environ))
+with app.app_context():
+    from app.extensions import db
+    from custom_fields import service
+    from custom_fields.runtime import refresh
+
+    refresh()  # as a worker does before its jobs (jobs/worker.py maps the schema before forking)
+    service.field_row(spec["field"])
+    db.session.rollback()
+    started = time.monotonic()
+    if spec["type"] == "unique":
+        service.update_field(spec["field"], unique=True)
+    else:
+        service.change_type(spec["field"], spec["type"], spec["settings"])
+    seconds = time.monotonic() - started
+print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_in_worker(env: dict[str, str], field_id: int, type_name: str, settings: dict | None) -> dict:
+    """One change in a process of its own; its time (call to return) and peak RSS."""
+    import subprocess
+
+    spec = json.dumps({"field": field_id, "type": type_name, "settings": settings})
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, spec], env=env, capture_output=True, text=True, check=False,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the change failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class Neighbours:
@@ -164,39 +202,38 @@ def main() -> None:
     figures: dict[str, Any] = {"bench": "schema_change", "rows": args.rows}
     with scratch_app() as app, app.app_context():
         from app.extensions import db
-        from custom_fields import service
         from custom_fields.runtime import refresh
 
         entity, fields = make_table(args.rows)
         options = [{"label": label} for label in STATUSES]
-        changes: list[tuple[str, str, Callable[[], Any]]] = [
-            ("text_integer", "code", lambda: service.change_type(fields["code"].id, "integer")),
-            ("integer_decimal", "amount",
-             lambda: service.change_type(fields["amount"].id, "decimal", {"scale": 2})),
-            ("text_select", "status",
-             lambda: service.change_type(fields["status"].id, "single_select", {"options": options})),
-            ("unique", "sku", lambda: service.update_field(fields["sku"].id, unique=True)),
-        ]  # fmt: skip
+        changes: list[tuple[str, str, str, dict[str, Any] | None]] = [
+            ("text_integer", "code", "integer", None),
+            ("integer_decimal", "amount", "decimal", {"scale": 2}),
+            ("text_select", "status", "single_select", {"options": options}),
+            ("unique", "sku", "unique", None),
+        ]
         reader = fields["filler1"].column_name
         writer = fields["filler3"].column_name
+        table_name, field_ids = entity.table_name, {key: row.id for key, row in fields.items()}
+        field_class = type(fields["code"])
         ratios = {}
         waits = {"read": 0.0, "write": 0.0}
         errors: list[str] = []
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for name, key, change in changes:
-            row = db.session.get(type(fields[key]), fields[key].id)
-            column = row.column_name
-            db.session.rollback()
+        peak_mb = 0.0
+        for name, key, type_name, settings in changes:
+            field_id = field_ids[key]
+            column = db.session.get(field_class, field_id).column_name
+            db.session.rollback()  # no transaction of this process stays open during the change
             log(f"{name}: plain SQL on a copy")
-            plain_s = plain_sql(entity.table_name, column, name, {s: f"o{i}" for i, s in enumerate(STATUSES)})
+            plain_s = plain_sql(table_name, column, name, {s: f"o{i}" for i, s in enumerate(STATUSES)})
             log(f"{name}: Tabula, with a reader and a writer")
-            with Neighbours(db.engine, entity.table_name, reader, writer, args.rows) as neighbours:
+            with Neighbours(db.engine, table_name, reader, writer, args.rows) as neighbours:
                 time.sleep(0.3)
-                started = time.monotonic()
-                change()
-                tabula_s = time.monotonic() - started
+                ran = run_in_worker(app.bench_env, field_id, type_name, settings)
+                tabula_s, peak_mb = ran["seconds"], max(peak_mb, ran["rss_mb"])
                 time.sleep(0.3)
             refresh()
+            db.session.rollback()  # an open transaction here would hold up the next CONCURRENTLY build
             errors += neighbours.errors
             for kind in waits:
                 waits[kind] = max(waits[kind], neighbours.longest[kind])
@@ -205,13 +242,11 @@ def main() -> None:
             longest = neighbours.longest
             log(f"{name}: {tabula_s:.2f} s vs plain {plain_s:.2f} s; "
                 f"longest read {longest['read']:.3f} s, write {longest['write']:.3f} s")  # fmt: skip
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures["ratios"] = ratios
     figures["ratio"] = max(ratios.values())
     figures["longest_read_wait_s"] = round(waits["read"], 3)
     figures["longest_write_wait_s"] = round(waits["write"], 3)
-    figures["peak_rss_mb"] = round(peak_kb / 1024)
-    figures["rss_growth_mb"] = round((peak_kb - rss_before) / 1024)
+    figures["peak_rss_mb"] = round(peak_mb)
     figures["neighbour_errors"] = len(errors)
     if errors:
         log("neighbour errors: " + "; ".join(errors[:5]))

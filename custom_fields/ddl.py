@@ -128,11 +128,14 @@ def _chosen_index(table_name: str, column_name: str, **kwargs: object) -> Index:
 
 
 def create_index(
-    conn: Connection, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None
-) -> None:
+    conn: Connection, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None,
+    on_table: str | None = None,
+) -> None:  # fmt: skip
     """An index on the column, or on ``key(column)`` (a unique field's type says what counts as the same
-    value, e.g. ``lower(column)`` for text)."""
-    conn.execute(CreateIndex(_index(table_name, column_name, unique, key)))
+    value, e.g. ``lower(column)`` for text). ``on_table``: built there, named as ``table_name``'s (a shadow
+    table that takes its place, ``shadow_table``)."""
+    name = index_name(table_name, column_name, unique)
+    conn.execute(CreateIndex(_index(on_table or table_name, column_name, unique, key, name=name)))
 
 
 def drop_index(conn: Connection, table_name: str, column_name: str, *, unique: bool) -> None:
@@ -159,25 +162,26 @@ def index_state(conn: Connection, name: str) -> str | None:
     return "valid" if found else None
 
 
-def create_chosen_index(conn: Connection, table_name: str, column_name: str) -> None:
+def create_chosen_index(
+    conn: Connection, table_name: str, column_name: str, *, on_table: str | None = None
+) -> None:
     """The admin's index on the column, inside the caller's transaction (SQLite; or a table the change
-    rewrites anyway)."""
-    conn.execute(CreateIndex(_chosen_index(table_name, column_name), if_not_exists=True))
+    rewrites anyway). ``on_table``: as ``create_index``."""
+    name = chosen_index_name(table_name, column_name)
+    index = _index(on_table or table_name, column_name, False, name=name)
+    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def drop_chosen_index(conn: Connection, table_name: str, column_name: str) -> None:
     conn.execute(DropIndex(_chosen_index(table_name, column_name), if_exists=True))
 
 
-def build_chosen_index_concurrently(
-    engine: Engine, table_name: str, column_name: str, *, on_table: str | None = None
-) -> None:
+def build_chosen_index_concurrently(engine: Engine, table_name: str, column_name: str) -> None:
     """PostgreSQL: ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, outside any transaction (it cannot run in
     one), so reads and writes of the table go on while it builds. An invalid index (this build failed, or
-    an earlier one was interrupted) is dropped; a failure raises ``IndexBuildFailed``. ``on_table``: built
-    there, named as ``table_name``'s (a shadow table that takes its place, ``shadow_table``)."""
+    an earlier one was interrupted) is dropped; a failure raises ``IndexBuildFailed``."""
     name = chosen_index_name(table_name, column_name)
-    index = _index(on_table or table_name, column_name, False, name=name, postgresql_concurrently=True)
+    index = _chosen_index(table_name, column_name, postgresql_concurrently=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
         try:
@@ -223,14 +227,13 @@ def is_fixed_schema(obj: object, name: str | None, type_: str, reflected: bool, 
 
 
 def create_index_concurrently(
-    engine: Engine, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None,
-    on_table: str | None = None,
-) -> None:  # fmt: skip
+    engine: Engine, table_name: str, column_name: str, *, unique: bool, key: IndexKey | None = None
+) -> None:
     """PostgreSQL: the index a field has anyway (``create_index``), built CONCURRENTLY outside any
     transaction, so the table stays readable and writable meanwhile. A failed build (duplicates for a
-    unique one) is dropped and raises ``IndexBuildFailed``. ``on_table``: as ``build_chosen_...``."""
+    unique one) is dropped and raises ``IndexBuildFailed``."""
+    index = _index(table_name, column_name, unique, key, postgresql_concurrently=True)
     name = index_name(table_name, column_name, unique)
-    index = _index(on_table or table_name, column_name, unique, key, name=name, postgresql_concurrently=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"SET lock_timeout = '{INDEX_BUILD_LOCK_TIMEOUT}'"))
         try:

@@ -205,7 +205,7 @@ def clean_up_leftovers(engine: Engine) -> list[str]:
                              trigger: str = trigger) -> None:  # fmt: skip
                         shadow_table.drop_leftovers(
                             conn, table_name, trigger, shadow_table.shadow_name(field_id),
-                            shadow_table.tombstones_name(field_id),
+                            shadow_table.log_name(field_id),
                         )  # fmt: skip
                         if ddl.has_column(conn, table_name, new_column):
                             ddl.drop_column(conn, table_name, new_column)

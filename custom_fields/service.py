@@ -1087,9 +1087,11 @@ def _convert_by_copy(
         if in_python:
             online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
             return None
-        converted = shadow_table.copy(db.engine, shadow, plan, progress, online.fill_batch())
-        _build_new_indexes(plan, on_table=shadow.shadow)
+        shadow_table.copy(db.engine, shadow, plan, progress, online.fill_batch())
         shadow_table.build_indexes(db.engine, shadow)
+        _build_new_indexes(plan, on_table=shadow.shadow)
+        shadow_table.catch_up(db.engine, shadow, plan)
+        converted = shadow_table.converted_count(db.engine, shadow)
         row = _swap_in(field_id, plan, converted, user_id, conversion_id, shadow=shadow)
     except BaseException as exc:
         online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
@@ -1113,6 +1115,8 @@ def _online_failure(exc: BaseException) -> BaseException:
         )
     if isinstance(exc, ddl.IndexBuildFailed):
         return SchemaError(_("Existing records conflict with this change: %(reason)s", reason=exc.reason))
+    if isinstance(exc, IntegrityError):  # the copy's unique index refused a value (written meanwhile)
+        return SchemaError(_("Existing records conflict with this change: %(reason)s", reason=_reason(exc)))
     if isinstance(exc, shadow_table.TableChanged):
         return SchemaError(
             _("Another change was made to the table while the field converted; nothing was changed. "
@@ -1123,22 +1127,31 @@ def _online_failure(exc: BaseException) -> BaseException:
 
 def _build_new_indexes(plan: Conversion, on_table: str | None = None) -> None:
     """The new column's indexes, CONCURRENTLY, before it is swapped in (a unique one refuses duplicates
-    written meanwhile, through the trigger); ``on_table``: on the shadow table that will take the table's
-    place, named as the table's."""
+    written meanwhile, through the trigger); ``on_table``: plain builds on the shadow table that will take
+    the table's place (nobody else uses it), named as the table's."""
     new, table_name = plan.new, plan.table.name
     target = REGISTRY[new.type]
+    row = field_row(new.id)
+    chosen = bool(row.indexed) and not new.unique and not target.indexed_by_default
+    db.session.rollback()
+    if on_table is not None:
+        with db.engine.begin() as conn:
+            if new.unique or target.indexed_by_default:
+                key = target.unique_expression if new.unique else None
+                ddl.create_index(
+                    conn, table_name, new.column_name, unique=new.unique, key=key, on_table=on_table
+                )
+            elif chosen:
+                ddl.create_chosen_index(conn, table_name, new.column_name, on_table=on_table)
+        return
     if new.unique:
         ddl.create_index_concurrently(
-            db.engine, table_name, new.column_name, unique=True, key=target.unique_expression,
-            on_table=on_table,
-        )  # fmt: skip
+            db.engine, table_name, new.column_name, unique=True, key=target.unique_expression
+        )
     elif target.indexed_by_default:
-        ddl.create_index_concurrently(db.engine, table_name, new.column_name, unique=False, on_table=on_table)
-    row = field_row(new.id)
-    chosen = bool(row.indexed)
-    db.session.rollback()
-    if chosen and not new.unique and not target.indexed_by_default:
-        ddl.build_chosen_index_concurrently(db.engine, table_name, new.column_name, on_table=on_table)
+        ddl.create_index_concurrently(db.engine, table_name, new.column_name, unique=False)
+    if chosen:
+        ddl.build_chosen_index_concurrently(db.engine, table_name, new.column_name)
 
 
 def _swap_in(
@@ -1161,7 +1174,7 @@ def _swap_in(
         conn = db.session.connection()
         conn.execute(text(f"SET LOCAL lock_timeout = '{online.STEP_LOCK_TIMEOUT}'"))
         if shadow is not None:
-            shadow_table.swap(conn, shadow)
+            shadow_table.swap(conn, shadow, plan)
         else:
             ddl.drop_conversion_trigger(conn, table_name, old.column_name)
             for unique in (True, False):

@@ -1,14 +1,16 @@
 """Type changes by copy and swap on PostgreSQL, the way pg-osc does them: the rows are copied, converted,
 into a shadow table (the live one's columns and constraints, the field's new column in place of its old
-one), in short transactions of a few thousand ids; a trigger on the live table copies every write made
-meanwhile; the shadow's indexes are built CONCURRENTLY; then one transaction of milliseconds swaps the
-tables (``swap``): the live one is dropped and the shadow takes its name, indexes, sequence, grants and the
-foreign keys from and to it (added NOT VALID there, validated after).
+one) in short transactions of a few thousand ids, with no index to keep up; a trigger on the live table
+logs the id of every row written meanwhile. The shadow's indexes are then built as plain sorted builds
+(nobody else uses it), the logged rows copied again until few are left (``catch_up``), and one
+transaction of milliseconds swaps the tables (``swap``): under its lock the last logged rows are copied,
+the live table is dropped and the shadow takes its name, indexes, sequence, grants and the foreign keys
+from and to it (added NOT VALID there, validated after, ``validate``).
 
-Each row is written once, as a rewrite (``ALTER ... TYPE``) writes it; an UPDATE of every row in place
-writes a second version of it and an entry in each of the table's indexes. Tables this cannot copy
-faithfully (identity columns, views, rules, policies, triggers, inheritance, a publication) are left to
-the in-place conversion (``online``): ``prepare`` returns None for them.
+Each row is written once, as a rewrite (``ALTER ... TYPE``) writes it, and each index built once; an
+UPDATE of every row in place writes a second version of it and an entry in each of the table's indexes.
+Tables this cannot copy faithfully (identity columns, views, rules, policies, triggers, inheritance, a
+publication) are left to the in-place conversion (``online``): ``prepare`` returns None for them.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class ForeignKey:
 class Shadow:
     live: str
     shadow: str
-    tombstones: str
+    log: str  # the ids written meanwhile
     trigger: str
     old_column: str
     new_column: str
@@ -74,7 +76,7 @@ def shadow_name(field_id: int) -> str:
     return ddl.check_identifier(f"tcvt_{field_id}")
 
 
-def tombstones_name(field_id: int) -> str:
+def log_name(field_id: int) -> str:
     return ddl.check_identifier(f"tcvd_{field_id}")
 
 
@@ -225,7 +227,7 @@ def prepare(conn: Connection, plan: Conversion) -> Shadow | None:
     if not all(ddl.IDENTIFIER_RE.match(name) for name in names):
         return None  # a name this module would have to quote as it is: left to the in-place conversion
     return Shadow(
-        live=live, shadow=shadow, tombstones=tombstones_name(field_id),
+        live=live, shadow=shadow, log=log_name(field_id),
         trigger=ddl.conversion_trigger_name(live, old), old_column=old, new_column=new,
         columns=tuple(c for c in columns if c != old), primary_key=primary_key,
         indexes=tuple(indexes), outgoing=tuple(outgoing), incoming=tuple(incoming),
@@ -245,8 +247,9 @@ def _converted(plan: Conversion, source: str) -> str:
 
 
 def install(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
-    """The shadow table (empty), the tombstones of rows deleted meanwhile, and the trigger on the live
-    table that copies each write, in the caller's transaction (``online.with_short_locks``)."""
+    """The shadow table (empty, without indexes: the copy writes it as a rewrite would), the log of the
+    ids written meanwhile, and the trigger on the live table that logs each write (and refuses a value SQL
+    cannot convert), in the caller's transaction (``online.with_short_locks``)."""
     live, target = _q(shadow.live), REGISTRY[plan.new.type]
     conn.execute(
         text(
@@ -256,30 +259,19 @@ def install(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
     )
     conn.execute(text(f"ALTER TABLE {_q(shadow.shadow)} DROP COLUMN {_q(shadow.old_column)}"))
     ddl.add_column(conn, shadow.shadow, shadow.new_column, target.column_type(plan.new))
-    temporary_key = ddl.check_identifier(f"{shadow.shadow}_pkey")
-    conn.execute(text(f"ALTER TABLE {_q(shadow.shadow)} ADD CONSTRAINT {_q(temporary_key)} PRIMARY KEY (id)"))
-    conn.execute(text(f"CREATE TABLE {_q(shadow.tombstones)} (id bigint PRIMARY KEY)"))
-    names = [*shadow.columns, shadow.new_column]
-    into = ", ".join(_q(c) for c in names)
-    values = ", ".join(
-        [*(f"NEW.{_q(c)}" for c in shadow.columns), _converted(plan, f"NEW.{_q(shadow.old_column)}")]
-    )
-    refresh = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in names if c != "id")
-    covers, _value = conversion.sql_over(plan, f"NEW.{_q(shadow.old_column)}")
-    refuse = (
-        f"IF NEW.{_q(shadow.old_column)} IS NOT NULL{f' AND NOT ({covers})' if covers else ''} THEN "
-        f"RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = '{ddl.CONVERTING_MESSAGE}'; END IF; "
-    )
+    conn.execute(text(f"CREATE TABLE {_q(shadow.log)} (n bigserial PRIMARY KEY, id bigint NOT NULL)"))
+    old = f"NEW.{_q(shadow.old_column)}"
+    covers, _value = conversion.sql_over(plan, old)
+    refuse = f"{old} IS NOT NULL{f' AND NOT ({covers})' if covers else ''}"
     function = shadow.trigger
     # The driver's own cursor: the SQL carries its literals (a label may hold ":x" or "%").
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(
         f"CREATE OR REPLACE FUNCTION {_q(function)}() RETURNS trigger LANGUAGE plpgsql AS $tabula$ BEGIN "  # noqa: S608
-        f"IF TG_OP = 'DELETE' THEN DELETE FROM {_q(shadow.shadow)} WHERE id = OLD.id; "
-        f"INSERT INTO {_q(shadow.tombstones)} VALUES (OLD.id) ON CONFLICT DO NOTHING; RETURN NULL; END IF; "
-        f"{refuse}"
-        f"INSERT INTO {_q(shadow.shadow)} ({into}) VALUES ({values}) "
-        f"ON CONFLICT (id) DO UPDATE SET {refresh}; RETURN NULL; END $tabula$"
+        f"IF TG_OP = 'DELETE' THEN INSERT INTO {_q(shadow.log)} (id) VALUES (OLD.id); RETURN NULL; END IF; "
+        f"IF {refuse} THEN RAISE EXCEPTION USING ERRCODE = 'check_violation', "
+        f"MESSAGE = '{ddl.CONVERTING_MESSAGE}'; END IF; "
+        f"INSERT INTO {_q(shadow.log)} (id) VALUES (NEW.id); RETURN NULL; END $tabula$"
     )
     conn.execute(
         text(
@@ -291,95 +283,121 @@ def install(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
 
 def remove(conn: Connection, shadow: Shadow) -> None:
     """Undo ``install`` (and whatever indexes the shadow got): the live table is as it was."""
-    drop_leftovers(conn, shadow.live, shadow.trigger, shadow.shadow, shadow.tombstones)
+    drop_leftovers(conn, shadow.live, shadow.trigger, shadow.shadow, shadow.log)
 
 
-def drop_leftovers(conn: Connection, live: str, trigger: str, shadow: str, tombstones: str) -> None:
+def drop_leftovers(conn: Connection, live: str, trigger: str, shadow: str, log: str) -> None:
     conn.execute(text(f"DROP TRIGGER IF EXISTS {_q(trigger)} ON {_q(live)}"))
     conn.execute(text(f"DROP FUNCTION IF EXISTS {_q(trigger)}()"))
     conn.execute(text(f"DROP TABLE IF EXISTS {_q(shadow)}"))
-    conn.execute(text(f"DROP TABLE IF EXISTS {_q(tombstones)}"))
+    conn.execute(text(f"DROP TABLE IF EXISTS {_q(log)}"))
+
+
+def _copy_sql(shadow: Shadow, plan: Conversion, where: str) -> str:
+    """``INSERT INTO <shadow> SELECT <the live rows, converted> WHERE <where>`` (over ``s``, the live
+    table), with literal values: sent without parameters (see ``install``)."""
+    names = ", ".join(_q(c) for c in [*shadow.columns, shadow.new_column])
+    picked = ", ".join(
+        [*(f"s.{_q(c)}" for c in shadow.columns), _converted(plan, f"s.{_q(shadow.old_column)}")]
+    )
+    return f"INSERT INTO {_q(shadow.shadow)} ({names}) SELECT {picked} FROM {_q(shadow.live)} s WHERE {where}"  # noqa: S608
 
 
 def copy(
     engine: Engine, shadow: Shadow, plan: Conversion, progress: Progress | None = None,
     batch: int = COPY_BATCH,
-) -> int:  # fmt: skip
-    """Every row into the shadow, converted, ``batch`` ids per short transaction; rows the trigger
-    copied already are left as they are (theirs is newer). ``progress(rows done, rows in all)`` after each
-    batch (it may raise to stop). Returns how many values were converted (not empty)."""
+) -> None:  # fmt: skip
+    """Every row into the shadow, converted, ``batch`` ids per short transaction. ``progress(rows done,
+    rows in all)`` after each batch (it may raise to stop). Rows written meanwhile are in the log
+    (``catch_up``)."""
     with engine.connect() as conn:
         low, high = conversion.id_range(conn, shadow.live)
     total = max(high - low + 1, 0)
-    names = ", ".join(_q(c) for c in [*shadow.columns, shadow.new_column])
-    picked = ", ".join(
-        [*(f"s.{_q(c)}" for c in shadow.columns), _converted(plan, f"s.{_q(shadow.old_column)}")]
-    )
-    converted = 0
     for start in range(low, high + 1, batch):
         end = start + batch - 1
-        # Literal ids: the statement carries literal labels, sent without parameters (see ``install``).
-        statement = (
-            f"INSERT INTO {_q(shadow.shadow)} ({names}) SELECT {picked} FROM {_q(shadow.live)} s "  # noqa: S608
-            f"WHERE s.id BETWEEN {int(start)} AND {int(end)} ON CONFLICT (id) DO NOTHING"
-        )
-        _copy_batch(engine, statement)
+        _run(engine, [_copy_sql(shadow, plan, f"s.id BETWEEN {int(start)} AND {int(end)}")])
         if progress is not None:
             progress(min(end + 1, high + 1) - low, total)
-    with engine.connect() as conn:
-        converted = (
-            conn.execute(
-                text(f"SELECT count({_q(shadow.new_column)}) FROM {_q(shadow.shadow)}")  # noqa: S608
-            ).scalar()
-            or 0
-        )
-    return int(converted)
 
 
-def _copy_batch(engine: Engine, statement: str) -> None:
-    from custom_fields.online import STEP_LOCK_TIMEOUT, STEP_TRIES
+def _run(engine: Engine, statements: list[str], isolation: str | None = None) -> None:
+    """The statements in one short transaction, tried again after a deadlock or a lock timeout."""
+    from custom_fields.online import STEP_LOCK_TIMEOUT, STEP_TRIES, TableBusy
 
     for attempt in range(STEP_TRIES):
         try:
-            with engine.begin() as conn:
+            connection = engine.connect()
+            if isolation:
+                connection = connection.execution_options(isolation_level=isolation)
+            with connection as conn, conn.begin():
                 conn.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT}'"))
                 # Nothing reads the shadow before the swap, whose commit waits for all WAL written before.
                 conn.execute(text("SET LOCAL synchronous_commit = off"))
-                conn.connection.dbapi_connection.cursor().execute(statement)  # type: ignore[union-attr]
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                for statement in statements:
+                    cursor.execute(statement)
             return
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) not in RETRIED:
                 raise
             time.sleep(min(0.05 * (attempt + 1), 1.0))
-    from custom_fields.online import TableBusy
-
     raise TableBusy()
 
 
 def build_indexes(engine: Engine, shadow: Shadow) -> None:
-    """The live table's other indexes on the shadow, CONCURRENTLY (the trigger writes to it meanwhile),
-    under temporary names; then its statistics."""
+    """The shadow's primary key and the live table's other indexes (under temporary names), built as
+    plain sorted builds (nobody else uses the shadow: the trigger only logs); then its statistics. A
+    failure raises ``IndexBuildFailed``."""
+    statements = [
+        f"ALTER TABLE {_q(shadow.shadow)} ADD CONSTRAINT {_q(shadow.shadow + '_pkey')} PRIMARY KEY (id)",
+        *(
+            f"CREATE {'UNIQUE ' if index.unique else ''}INDEX {_q(index.temporary)} "
+            f"ON {_q(shadow.shadow)} {index.definition}"
+            for index in shadow.indexes
+        ),
+    ]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"SET lock_timeout = '{ddl.INDEX_BUILD_LOCK_TIMEOUT}'"))
-        try:
-            for index in shadow.indexes:
-                unique = "UNIQUE " if index.unique else ""
-                try:
-                    conn.execute(
-                        text(
-                            f"CREATE {unique}INDEX CONCURRENTLY {_q(index.temporary)} "
-                            f"ON {_q(shadow.shadow)} {index.definition}"
-                        )
-                    )
-                except DBAPIError as exc:
-                    busy = getattr(exc.orig, "sqlstate", None) == "55P03"
-                    raise ddl.IndexBuildFailed(str(exc.orig).splitlines()[0][:200], busy=busy) from exc
-            conn.execute(text(f"ANALYZE {_q(shadow.shadow)}"))
-        finally:
-            conn.execute(text("RESET lock_timeout"))
+        for statement in statements:
+            try:
+                conn.execute(text(statement))
+            except DBAPIError as exc:
+                raise ddl.IndexBuildFailed(str(exc.orig).splitlines()[0][:200]) from exc
+        conn.execute(text(f"ANALYZE {_q(shadow.shadow)}"))
 
 
-def swap(conn: Connection, shadow: Shadow) -> None:
+def _catch_up_sql(shadow: Shadow, plan: Conversion) -> list[str]:
+    """The logged rows as they are now: taken out of the shadow, copied again (a deleted one is gone
+    from the live table), and the log entries seen removed."""
+    logged = f"SELECT id FROM {_q(shadow.log)}"  # noqa: S608
+    return [
+        f"DELETE FROM {_q(shadow.shadow)} WHERE id IN ({logged})",  # noqa: S608
+        _copy_sql(shadow, plan, f"s.id IN ({logged})"),
+        f"DELETE FROM {_q(shadow.log)}",  # noqa: S608
+    ]
+
+
+def converted_count(engine: Engine, shadow: Shadow) -> int:
+    """How many records of the shadow have a value in the new column."""
+    with engine.connect() as conn:
+        count = conn.execute(text(f"SELECT count({_q(shadow.new_column)}) FROM {_q(shadow.shadow)}"))  # noqa: S608
+        return int(count.scalar() or 0)
+
+
+def catch_up(engine: Engine, shadow: Shadow, plan: Conversion, enough: int = 1000, rounds: int = 20) -> None:
+    """Apply the log until fewer than ``enough`` entries remain (the swap applies those under its lock).
+    Each round is one REPEATABLE READ transaction: the log entries it sees and the live rows it copies are
+    of one moment, and the entries written after it are left for the next."""
+    for _round in range(rounds):
+        with engine.connect() as conn:
+            waiting = conn.execute(text(f"SELECT count(*) FROM {_q(shadow.log)}")).scalar() or 0  # noqa: S608
+        if waiting == 0:
+            return
+        _run(engine, _catch_up_sql(shadow, plan), isolation="REPEATABLE READ")
+        if waiting < enough:
+            return
+
+
+def swap(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
     """In the caller's transaction (which also makes the field read its new column): the shadow becomes
     the table (the new column's indexes, built on it under their final names, come along). Waits at most
     ``online.STEP_LOCK_TIMEOUT`` for each lock (the caller tries again); ``TableChanged`` if the live
@@ -391,7 +409,10 @@ def swap(conn: Connection, shadow: Shadow) -> None:
     conn.execute(text(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
     if fingerprint(conn, shadow.live) != shadow.fingerprint:
         raise TableChanged()
-    conn.execute(text(f"DELETE FROM {copy_} c USING {_q(shadow.tombstones)} d WHERE c.id = d.id"))  # noqa: S608
+    # Under the lock no write is under way: what the log holds now is all that is left.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    for statement in _catch_up_sql(shadow, plan):
+        cursor.execute(statement)
     for fk in shadow.incoming:
         conn.execute(text(f"ALTER TABLE {_q(fk.table)} DROP CONSTRAINT {_q(fk.name)}"))
     for sequence, column_name in shadow.sequences:
@@ -399,7 +420,7 @@ def swap(conn: Connection, shadow: Shadow) -> None:
     conn.execute(text(f"DROP TRIGGER {_q(shadow.trigger)} ON {live}"))
     conn.execute(text(f"DROP FUNCTION {_q(shadow.trigger)}()"))
     conn.execute(text(f"DROP TABLE {live}"))
-    conn.execute(text(f"DROP TABLE {_q(shadow.tombstones)}"))
+    conn.execute(text(f"DROP TABLE {_q(shadow.log)}"))
     conn.execute(text(f"ALTER TABLE {copy_} RENAME TO {live}"))
     conn.execute(
         text(
