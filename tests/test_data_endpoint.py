@@ -114,9 +114,9 @@ def test_column_labels_follow_the_language_and_a_renamed_field(app_ctx, world, o
     amount = world.names["amount"]
     field = current().entity(world.slug).field_by_name(amount)
     before = field.label
-    service.update_field(field.id, label=f"Сумма <b>\"переименована\"</b> {amount}")
+    service.update_field(field.id, label=f'Сумма <b>"переименована"</b> {amount}')
     try:
-        assert labels("ru")[amount] == f"Сумма <b>\"переименована\"</b> {amount}"
+        assert labels("ru")[amount] == f'Сумма <b>"переименована"</b> {amount}'
     finally:
         service.update_field(field.id, label=before)
     assert labels("en")[amount] == before
