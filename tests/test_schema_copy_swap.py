@@ -7,6 +7,7 @@ a cancel, a change of the table meanwhile or a killed process leave it exactly a
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -90,6 +91,18 @@ def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypat
             text(f"INSERT INTO {referring.table_name} (row_version, {link.column_name}) VALUES (1, 10)")
         )
     oid, indexes_before = _oid(entity.table_name), _indexes(entity.table_name)
+    reader = f"tabula_reader_{uuid.uuid4().hex[:12]}"  # a role the DBA granted reading (cluster-wide)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {reader}"))
+        conn.execute(text(f"GRANT SELECT ON {entity.table_name} TO {reader}"))
+    caught_up = shadow_table.catch_up
+
+    def catch_up_then_write(*args: Any, **kwargs: Any) -> None:
+        caught_up(*args, **kwargs)
+        with db.engine.begin() as conn:  # after the last round before the swap: only the swap copies it
+            conn.execute(text(f"UPDATE {entity.table_name} SET {code.column_name} = '66' WHERE id = 6"))
+
+    monkeypatch.setattr(shadow_table, "catch_up", catch_up_then_write)
     neighbour = Neighbour(entity.table_name, code.column_name, note.column_name)
     neighbour.start()
     made: dict[str, int] = {}
@@ -126,6 +139,7 @@ def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypat
         db.session.execute(text(f"SELECT id, {changed.column_name} FROM {entity.table_name}")).all()
     )
     assert stored[5] == 555 and stored[made["new"]] == 77 and 3 not in stored and 2900 not in stored
+    assert stored[6] == 66
     assert stored[1] == 1 and len(stored) == ROWS - 1
     # The neighbour's edits of the code made before the copy ended arrived (7000 + i), and of the note.
     assert any(v > 7000 for v in stored.values())
@@ -154,16 +168,27 @@ def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypat
             conn.execute(
                 text(
                     "SELECT conname, convalidated FROM pg_constraint "
-                    "WHERE confrelid = to_regclass(:t) OR conrelid = to_regclass(:t) AND contype = 'f'"
+                    "WHERE (confrelid = to_regclass(:t) OR conrelid = to_regclass(:t)) AND contype = 'f'"
                 ),
                 {"t": entity.table_name},
             ).all()
         )
-        assert checked and all(checked.values()), checked
+        assert set(checked) == {
+            f"fk_{entity.table_name}_owner_id",
+            f"{referring.table_name}_{link.column_name}_fkey",
+        }
+        assert all(checked.values()), checked
         conn.execute(text(f"DELETE FROM {entity.table_name} WHERE id = 10"))
         kept = conn.execute(text(f"SELECT {link.column_name} FROM {referring.table_name}")).scalar()
         assert kept is None  # ON DELETE SET NULL, as before
     assert _leftovers(code.id) == []
+    with db.engine.begin() as conn:
+        granted = conn.execute(
+            text(f"SELECT has_table_privilege('{reader}', '{entity.table_name}', 'SELECT')")
+        )
+        assert granted.scalar() is True
+        conn.execute(text(f"DROP OWNED BY {reader}"))
+        conn.execute(text(f"DROP ROLE {reader}"))
     entry = db.session.scalars(
         select(SchemaChange).where(SchemaChange.field_id == code.id, SchemaChange.action == "change_type")
     ).one()
