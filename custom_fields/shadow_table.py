@@ -62,7 +62,7 @@ class Shadow:
     trigger: str
     old_column: str
     new_column: str
-    columns: tuple[str, ...]  # copied as they are: all of the live table's but the old column
+    columns: tuple[str, ...]  # copied as they are: the live table's but the old and generated columns
     primary_key: str
     indexes: tuple[ShadowIndex, ...]
     outgoing: tuple[ForeignKey, ...]
@@ -77,7 +77,7 @@ def shadow_name(field_id: int) -> str:
 
 
 def log_name(field_id: int) -> str:
-    return ddl.check_identifier(f"tcvd_{field_id}")
+    return ddl.check_identifier(f"tcvl_{field_id}")
 
 
 def fingerprint(conn: Connection, table_name: str) -> tuple[str, ...]:
@@ -128,7 +128,7 @@ def prepare(conn: Connection, plan: Conversion) -> Shadow | None:
         for (name,) in conn.execute(
             text(
                 "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum"
+                "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
             ),
             {"t": live},
         )

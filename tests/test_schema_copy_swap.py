@@ -337,3 +337,30 @@ def test_a_custom_field_of_the_deals_table_converts_by_copy(pg) -> None:  # noqa
 
     db.session.expire_all()
     assert db.session.scalars(select(Deal)).first() is not None  # the model reads the swapped table
+
+
+def test_a_generated_column_and_a_check_a_dba_added_are_carried_over(pg) -> None:  # noqa: ANN001
+    entity, code, _sku, _note = _table_of_numbers()
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"ALTER TABLE {entity.table_name} "
+                "ADD COLUMN doubled bigint GENERATED ALWAYS AS (id * 2) STORED"
+            )
+        )
+        conn.execute(
+            text(f"ALTER TABLE {entity.table_name} ADD CONSTRAINT positive_version CHECK (row_version > 0)")
+        )
+    oid = _oid(entity.table_name)
+    changed = service.change_type(code.id, "integer")
+    assert _oid(entity.table_name) != oid
+    with db.engine.begin() as conn:
+        rows = conn.execute(text(f"SELECT id, doubled, {changed.column_name} FROM {entity.table_name}")).all()
+        assert rows and all(doubled == record * 2 and value == record for record, doubled, value in rows)
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(text(f"INSERT INTO {entity.table_name} (row_version) VALUES (0)"))
+        added = conn.execute(
+            text(f"INSERT INTO {entity.table_name} (row_version) VALUES (1) RETURNING id, doubled")
+        )
+        record, doubled = added.one()
+        assert doubled == record * 2
