@@ -19,7 +19,7 @@ from custom_fields import ddl, online, service, shadow_table
 from custom_fields.runtime import current, refresh
 from models import Field, SchemaChange
 from tests.tables_helpers import new_field, new_table
-from tests.test_schema_online import KILLED_CONVERSION, Neighbour
+from tests.test_schema_online import Neighbour, beside, clean_up_after_the_dead, kill_mid_conversion
 
 ROWS = 3000
 
@@ -104,7 +104,6 @@ def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypat
 
     monkeypatch.setattr(shadow_table, "catch_up", catch_up_then_write)
     neighbour = Neighbour(entity.table_name, code.column_name, note.column_name)
-    neighbour.start()
     made: dict[str, int] = {}
 
     def progress(done: int, total: int) -> None:
@@ -125,13 +124,7 @@ def test_copy_and_swap_converts_while_others_read_write_and_delete(pg, monkeypat
             neighbour.swapped.set()
         time.sleep(0.05)
 
-    try:
-        time.sleep(0.2)
-        changed = service.change_type(code.id, "integer", progress=progress)
-        time.sleep(0.2)
-    finally:
-        neighbour.stop.set()
-        neighbour.join(10)
+    changed = beside(neighbour, lambda: service.change_type(code.id, "integer", progress=progress))
     assert neighbour.errors == [] and neighbour.statements > 50
     assert neighbour.longest < 1.0, neighbour.longest
     assert _oid(entity.table_name) != oid  # copied and swapped, not converted in place
@@ -258,26 +251,9 @@ def test_values_python_converts_keep_the_conversion_in_place(pg) -> None:  # noq
 
 
 def test_a_killed_copy_leaves_the_table_and_is_cleaned_up(pg, env) -> None:  # noqa: ANN001
-    import os
-    import signal
-    import subprocess
-    import sys
-
     entity, code, _sku, _note = _table_of_numbers()
     oid = _oid(entity.table_name)
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_CONVERSION, str(code.id)],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        lines = []
-        while len(lines) < 3:  # mid-copy
-            line = process.stdout.readline()
-            assert line, f"the conversion ended early: {''.join(lines)}{process.stdout.read()}"
-            lines.append(line)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(30)
+    kill_mid_conversion(code.id, env)
     db.session.expire_all()
     row = db.session.get(Field, code.id)
     assert (row.type, row.column_name) == ("text", code.column_name)
@@ -285,12 +261,7 @@ def test_a_killed_copy_leaves_the_table_and_is_cleaned_up(pg, env) -> None:  # n
     assert sorted(_leftovers(code.id)) == sorted(
         [shadow_table.shadow_name(code.id), shadow_table.log_name(code.id)]
     )  # the half-made copy, not in use
-    db.session.rollback()
-    deadline = time.monotonic() + 10
-    removed: list[str] = []
-    while not removed and time.monotonic() < deadline:  # until PostgreSQL has ended the dead session
-        removed = online.clean_up_leftovers(db.engine)
-        time.sleep(0.2)
+    removed = clean_up_after_the_dead()
     assert removed == [ddl.conversion_trigger_name(entity.table_name, code.column_name)]
     assert _leftovers(code.id) == []
     with db.engine.begin() as conn:  # writes to the table work again (the trigger is gone)

@@ -113,12 +113,24 @@ class Neighbour(threading.Thread):
                         return
 
 
+def beside(neighbour: Neighbour, change: Any) -> Any:
+    """``change()`` while the neighbour (started here, stopped after) works on the table."""
+    neighbour.start()
+    try:
+        time.sleep(0.2)
+        result = change()
+        time.sleep(0.2)
+    finally:
+        neighbour.stop.set()
+        neighbour.join(10)
+    return result
+
+
 def test_conversion_keeps_the_table_readable_and_writable(pg, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(online, "FILL_BATCH", 250)
     entity, code, note = _table_with_codes()
     old_column = code.column_name
     neighbour = Neighbour(entity.table_name, code.column_name, note.column_name)
-    neighbour.start()
     batches: list[tuple[int, int]] = []
 
     def progress(done: int, total: int) -> None:
@@ -127,13 +139,7 @@ def test_conversion_keeps_the_table_readable_and_writable(pg, monkeypatch) -> No
             neighbour.swapped.set()
         time.sleep(0.05)  # a long conversion: the neighbour works throughout
 
-    try:
-        time.sleep(0.2)
-        changed = service.change_type(code.id, "integer", progress=progress)
-        time.sleep(0.2)
-    finally:
-        neighbour.stop.set()
-        neighbour.join(10)
+    changed = beside(neighbour, lambda: service.change_type(code.id, "integer", progress=progress))
     assert neighbour.errors == []
     assert neighbour.statements > 100
     assert neighbour.longest < 1.0, neighbour.longest
@@ -219,14 +225,7 @@ def test_making_a_field_unique_builds_its_index_concurrently(pg) -> None:  # noq
     entity, code, note = _table_with_codes()
     neighbour = Neighbour(entity.table_name, code.column_name, note.column_name)
     neighbour.swapped.set()  # the neighbour edits the note only
-    neighbour.start()
-    try:
-        time.sleep(0.2)
-        changed = service.update_field(code.id, unique=True)
-        time.sleep(0.2)
-    finally:
-        neighbour.stop.set()
-        neighbour.join(10)
+    changed = beside(neighbour, lambda: service.update_field(code.id, unique=True))
     assert neighbour.errors == [] and neighbour.longest < 1.0
     assert changed.unique
     name = ddl.index_name(entity.table_name, code.column_name, unique=True)
@@ -270,37 +269,48 @@ with app.app_context():
 """
 
 
-def test_a_killed_conversion_leaves_the_old_field_and_is_cleaned_up(pg, env) -> None:  # noqa: ANN001
+def kill_mid_conversion(field_id: int, env: dict[str, str]) -> None:
+    """Convert the field to integer in another process, and SIGKILL it after its third batch."""
     import os
     import signal
     import subprocess
     import sys
 
-    entity, code, _note = _table_with_codes()
     process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_CONVERSION, str(code.id)],
+        [sys.executable, "-c", KILLED_CONVERSION, str(field_id)],
         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         lines = []
-        while len(lines) < 3:  # mid-fill: three batches of ten written
+        while len(lines) < 3:  # mid-fill: three batches written
             line = process.stdout.readline()
             assert line, f"the conversion ended early: {''.join(lines)}{process.stdout.read()}"
             lines.append(line)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(30)
+
+
+def clean_up_after_the_dead() -> list[str]:
+    """``online.clean_up_leftovers`` once PostgreSQL has ended the killed process's session."""
+    db.session.rollback()
+    deadline = time.monotonic() + 10
+    removed: list[str] = []
+    while not removed and time.monotonic() < deadline:
+        removed = online.clean_up_leftovers(db.engine)
+        time.sleep(0.2)
+    return removed
+
+
+def test_a_killed_conversion_leaves_the_old_field_and_is_cleaned_up(pg, env) -> None:  # noqa: ANN001
+    entity, code, _note = _table_with_codes()
+    kill_mid_conversion(code.id, env)
     db.session.expire_all()
     row = db.session.get(Field, code.id)
     assert (row.type, row.column_name) == ("text", code.column_name)  # the old field, intact and in use
     new_column = ddl.column_name_for(code.id, 2)
     assert new_column in _columns(entity.table_name)  # the half-filled column, not in use
-    db.session.rollback()
-    deadline = time.monotonic() + 10
-    removed: list[str] = []
-    while not removed and time.monotonic() < deadline:  # until PostgreSQL has ended the dead session
-        removed = online.clean_up_leftovers(db.engine)
-        time.sleep(0.2)
+    removed = clean_up_after_the_dead()
     assert removed == [ddl.conversion_trigger_name(entity.table_name, code.column_name)]
     _left_as_it_was(entity, code)
     changed = service.change_type(code.id, "integer")  # and it converts now
