@@ -510,6 +510,7 @@ def add_field(
 
     def change() -> tuple[Field, int, tuple[str, str] | None]:
         entity = _entity(entity_id)
+        _refuse_while_table_converts(entity.id)
         bump_schema_version(
             user_id,
             "add_field",
@@ -577,6 +578,11 @@ def update_field(
     def change() -> tuple[Field, tuple[str, str] | None, bool, tuple[str, str] | None]:
         nonlocal clearing
         row = field_row(field_id)
+        indexes_change = (indexed is not None and bool(indexed) != row.indexed) or (
+            unique is not None and bool(unique) != row.unique and not row.is_system
+        )
+        if indexes_change:  # an index made or dropped changes the table's shape
+            _refuse_while_table_converts(row.entity_id)
         version = bump_schema_version(user_id, "update_field", "", row.entity_id, row.id)
         was_indexed = row.indexed
         changes: list[str] = []
@@ -658,6 +664,8 @@ def _build_unique_first(field_id: int) -> str | None:
     row = field_row(field_id)
     table_name, column_name, type_name = row.entity.table_name, row.column_name, row.type
     wanted = not row.unique and not row.is_system and ddl.builds_concurrently(db.session.connection())
+    if wanted:
+        _refuse_while_table_converts(row.entity_id)
     db.session.rollback()  # no transaction of ours open: the concurrent build would wait for it
     if not wanted:
         return None
@@ -889,6 +897,7 @@ def purge_field(field_id: int, *, confirm_label: str, user_id: int | None = None
         if (confirm_label or "").strip() != row.label:
             raise SchemaError(_("Type the field's label exactly to confirm the purge."))
         _refuse_if_converting(row, None)
+        _refuse_while_table_converts(row.entity_id)
         entity = row.entity
         summary = f"Table “{entity.label}”: purged field “{row.label}” and its data"
         bump_schema_version(user_id, "purge_field", summary, entity.id, None)
@@ -978,6 +987,21 @@ def change_type(
         return row
 
     return run_schema_change(change)
+
+
+def _refuse_while_table_converts(entity_id: int) -> None:
+    """While a background job converts a field of the table, its shape stays as it is: on PostgreSQL the
+    job copies the table and would have to refuse its swap after all its work."""
+    converting = db.session.scalar(
+        select(Field.label).where(Field.entity_id == entity_id, Field.converting_to.is_not(None)).limit(1)
+    )
+    if converting is not None:
+        raise SchemaError(
+            _(
+                "The field “%(label)s” of this table is being converted; make this change once that is done.",
+                label=converting,
+            )
+        )
 
 
 def _refuse_if_converting(row: Field, conversion_id: int | None) -> None:

@@ -266,3 +266,25 @@ def test_the_cron_schedule_cleans_up_dead_conversions(redis_url) -> None:  # noq
     scheduler.load_config_from_file(str(Path(schema_jobs.__file__).with_name("cron.py")))  # as `rq cron` does
     found = {job.name: job for job in scheduler.get_jobs()}
     assert found["reconcile_conversions"].func is schema_jobs.scheduled_reconcile
+
+
+def test_the_table_keeps_its_shape_while_a_field_of_it_converts(app_ctx) -> None:  # noqa: ANN001
+    """Adding or purging a field, or making or dropping an index, waits for the conversion (on PostgreSQL
+    it copies the table, and a change of its shape would make it refuse its swap after all its work);
+    other edits of the fields go on."""
+    from custom_fields import conversion_jobs, service
+
+    entity, code, note = _table(10)
+    record = conversion_jobs.request(code.id, "integer", None)
+    busy = "of this table is being converted"
+    with pytest.raises(service.SchemaError, match=busy):
+        service.add_field(entity.id, "Новое", "text")
+    with pytest.raises(service.SchemaError, match=busy):
+        service.update_field(note.id, indexed=True)
+    with pytest.raises(service.SchemaError, match=busy):
+        service.update_field(note.id, unique=True)
+    assert service.update_field(note.id, label="Заметка к записи").label == "Заметка к записи"
+    db.session.expire_all()
+    assert not db.session.get(Field, note.id).indexed and not db.session.get(Field, note.id).unique
+    conversion_jobs.finish(record.id, "cancelled", "")
+    assert service.add_field(entity.id, "Новое", "text").label == "Новое"
