@@ -154,7 +154,8 @@ def prepare(conn: Connection, plan: Conversion) -> Shadow | None:
             " (SELECT conname FROM pg_constraint WHERE conindid = i.indexrelid AND contype = 'u'), "
             " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attname = :old "
             "         AND (a.attnum = ANY(i.indkey) "
-            "              OR pg_get_indexdef(i.indexrelid) ~ ('\\m' || :old || '\\M')))"
+            "              OR substring(pg_get_indexdef(i.indexrelid) FROM ' USING .*$') "
+            "                 ~ ('\\m' || :old || '\\M')))"
             " FROM pg_index i WHERE i.indrelid = to_regclass(:t) AND NOT i.indisprimary ORDER BY 1"
         ),
         {"t": live, "old": old},

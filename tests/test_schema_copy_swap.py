@@ -335,3 +335,20 @@ def test_a_generated_column_and_a_check_a_dba_added_are_carried_over(pg) -> None
         )
         record, doubled = added.one()
         assert doubled == record * 2
+
+
+def test_a_unique_text_field_becomes_a_unique_number_by_copy(pg) -> None:  # noqa: ANN001
+    """The old column's index (on ``lower(...)``) stays behind; the new one's is built on the copy."""
+    entity, _code, sku, _note = _table_of_numbers()
+    with db.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {entity.table_name} SET {sku.column_name} = id::text"))
+    oid, old_column = _oid(entity.table_name), sku.column_name
+    changed = service.change_type(sku.id, "integer")
+    assert _oid(entity.table_name) != oid and changed.unique
+    indexes = _indexes(entity.table_name)
+    assert ddl.index_name(entity.table_name, changed.column_name, unique=True) in indexes
+    assert ddl.index_name(entity.table_name, old_column, unique=True) not in indexes
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO {entity.table_name} (row_version, {changed.column_name}) VALUES (1, 7)")
+        )
