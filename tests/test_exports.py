@@ -345,9 +345,11 @@ def test_file_stores_keep_a_file_whole(app_ctx, tmp_path, where: str) -> None:  
         app_ctx.config["TABULA_FILE_STORE"] = saved
 
 
-def test_nobody_else_cancels_or_deletes_an_export(app, deals_table, admin_client) -> None:  # noqa: ANN001
+def test_nobody_else_cancels_or_deletes_an_export(app, deals_table, admin_client, monkeypatch) -> None:  # noqa: ANN001
     """Another user's cancel or delete (with a valid form token) is a 404 and changes nothing."""
-    export_id = start(admin_client, deals_table["slug"], {}).get_json()["id"]  # no worker: stays queued
+    # A queue no worker listens on (a worker another test left running takes the default queue's jobs).
+    monkeypatch.setitem(app.config, "TABULA_EXPORT_QUEUE", f"nobody-{uuid.uuid4().hex[:8]}")
+    export_id = start(admin_client, deals_table["slug"], {}).get_json()["id"]  # stays queued
     other = app.test_client()
     assert signed_in(login(other, "manager", DEMO_PASSWORD))
     token = csrf_token(other.get("/exports/").get_data(as_text=True))
