@@ -1113,6 +1113,9 @@ def _convert_by_copy(
             online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
             return None
         shadow_table.copy(db.engine, shadow, plan, progress, online.fill_batch())
+        # One round before the indexes: batches copied at different moments can hold a unique value twice
+        # (moved from a copied record to one not copied yet); after a round the copy is of one moment.
+        shadow_table.catch_up(db.engine, shadow, plan, rounds=1)
         shadow_table.build_indexes(db.engine, shadow)
         _build_new_indexes(plan, on_table=shadow.shadow)
         shadow_table.catch_up(db.engine, shadow, plan)
