@@ -27,7 +27,6 @@ from custom_fields import conversion, ddl
 from custom_fields.conversion import Conversion
 from custom_fields.types import REGISTRY
 
-COPY_BATCH = 10_000
 #: Failures of one copy batch that are tried again: deadlock (with a writer's trigger) and lock timeout.
 RETRIED = {"40P01", "55P03"}
 
@@ -305,8 +304,7 @@ def _copy_sql(shadow: Shadow, plan: Conversion, where: str) -> str:
 
 
 def copy(
-    engine: Engine, shadow: Shadow, plan: Conversion, progress: Progress | None = None,
-    batch: int = COPY_BATCH,
+    engine: Engine, shadow: Shadow, plan: Conversion, progress: Progress | None, batch: int,
 ) -> None:  # fmt: skip
     """Every row into the shadow, converted, ``batch`` ids per short transaction. ``progress(rows done,
     rows in all)`` after each batch (it may raise to stop). Rows written meanwhile are in the log
