@@ -450,8 +450,7 @@ class Parsed(dict[str, Any]):
 
     __slots__ = ("specs",)
 
-    def __init__(self, specs: Mapping[str, FieldSpec]) -> None:
-        super().__init__()
+    def __init__(self, specs: Mapping[str, FieldSpec]) -> None:  # dict.__init__ has nothing to add
         self.specs = specs
 
 
@@ -680,7 +679,7 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
     _merge_errors(errors, _check_records(ctx, parsed_rows, parsed_rows))
     if errors:
         raise _invalid(errors)
-    specs = [(spec.id, spec.name, REGISTRY[spec.type].to_json, spec) for spec in ctx.entity.live_fields]
+    specs = [(spec.id, spec.name, _json_of(spec), spec) for spec in ctx.entity.live_fields]
 
     def work() -> list[Saved]:
         _derive(ctx, parsed_rows, [None] * len(parsed_rows))
@@ -699,9 +698,9 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
                 record_id,
                 "create",
                 [
-                    [fid, None, to_json(row[name], spec)]
+                    [fid, None, value if to_json is None else to_json(value, spec)]
                     for fid, name, to_json, spec in specs  # in the fields' order
-                    if row.get(name) is not None
+                    if (value := row.get(name)) is not None
                 ],
             )
         _after(ctx, [{**row, "id": pk} for row, pk in zip(parsed_rows, ids, strict=True)])
@@ -709,6 +708,13 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
         return [Saved(pk, 1) for pk in ids]
 
     return _transaction(work, ctx)
+
+
+def _json_of(spec: FieldSpec) -> Callable[[Any, FieldSpec], Any] | None:
+    """How history writes a value of ``spec``: its type's ``to_json``, or None where that is the value itself
+    (no call per value on the bulk paths)."""
+    ftype = REGISTRY[spec.type]
+    return None if type(ftype).to_json is FieldType.to_json else ftype.to_json
 
 
 def _stamps(ctx: _Context, *, created: bool = False) -> dict[str, dt.datetime]:
@@ -913,7 +919,7 @@ def _apply(
         name: (
             name,
             spec.id,
-            None if type(ftype).to_json is FieldType.to_json else ftype.to_json,  # None: the value itself
+            _json_of(spec),
             None if type(ftype).same is FieldType.same else ftype.same,
             spec,
         )

@@ -606,19 +606,23 @@ class DecimalType(FieldType):
         return self._plain_number_parser(spec, super().parser(spec))
 
     def _plain_number_parser(self, spec: FieldSpec, slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """Text such as ``-1 234,5`` (digits, spaces, at most one decimal mark) the short way, with the same
-        limits; anything else, and what the limits refuse, as ``slow`` does."""
+        """Numbers, and text such as ``-1 234,5`` (digits, spaces, at most one decimal mark), the short way,
+        with the same limits; anything else, and what the limits refuse, as ``slow`` does."""
         scale = self.scale(spec)
         quantum = _QUANTA.get(scale) or Decimal(1).scaleb(-scale)
         digits = self.PRECISION - scale
         bound = Decimal(10) ** digits
 
         def parse(raw: Any) -> Any:
-            if type(raw) is Decimal and raw.is_finite() and (not raw or raw.adjusted() < digits):
+            kind = type(raw)
+            if kind is float or kind is int:  # a spreadsheet's number
+                raw = Decimal(repr(raw)) if kind is float else Decimal(raw)
+                kind = Decimal
+            if kind is Decimal and raw.is_finite() and (not raw or raw.adjusted() < digits):
                 value = raw.quantize(quantum, rounding=ROUND_HALF_UP)  # an import's value, parsed before
                 if abs(value) < bound:
                     return value if value else abs(value)
-            elif type(raw) is str:
+            elif kind is str:
                 text = raw.strip()
                 if not text:
                     return None

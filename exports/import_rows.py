@@ -190,13 +190,13 @@ def parse_rows(
 
 def _whole_row_key(values: dict[str, Any]) -> Any:
     """What makes two rows the same without a key field: their values, field by field (``parse_rows``
-    fills every row's values in the mapping's order); lists (multiple choices) by their text."""
-    key = tuple(values.items())
-    try:
-        hash(key)
-    except TypeError:
-        return tuple(sorted((k, repr(v)) for k, v in values.items()))
-    return key
+    fills every row's values in the mapping's order). Hashed once, by ``plan``."""
+    return tuple(values.items())
+
+
+def _listed_row_key(values: dict[str, Any]) -> Any:
+    """``_whole_row_key`` of a row holding lists (multiple choices): its values by their text."""
+    return tuple(sorted((k, repr(v)) for k, v in values.items()))
 
 
 def plan(rows: list[Row], query: TableQuery, match: Matcher | None, mode: str) -> None:
@@ -215,10 +215,15 @@ def plan(rows: list[Row], query: TableQuery, match: Matcher | None, mode: str) -
             if mode == "update" and not row.errors:
                 row.errors[""] = _("No value to find the record by (%(key)s).", key=match.describe)
             continue
-        if row.key in first_of:
-            row.errors.setdefault("", _("Repeats row %(n)d of the file.", n=first_of[row.key]))
-        else:
-            first_of[row.key] = row.number
+        try:
+            first = first_of.setdefault(row.key, row.number)
+        except TypeError:  # unhashable: a list among the values
+            if match is not None:
+                raise
+            row.key = _listed_row_key(row.values)
+            first = first_of.setdefault(row.key, row.number)
+        if first != row.number:
+            row.errors.setdefault("", _("Repeats row %(n)d of the file.", n=first))
     existing: dict[Any, list[int]] = {}
     if match is not None:
         keys = sorted({row.key for row in rows if row.key is not None}, key=repr)
