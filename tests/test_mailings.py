@@ -376,6 +376,27 @@ def test_the_sender_classifies_smtp_answers() -> None:
     assert mail_sender.classify(refused).reason == "550 no such user"
 
 
+ADDRESS_TEXT = st.text(alphabet=st.sampled_from("aZ9._+-@<>()[]\\,;:\" \tяЁ'!#"), max_size=30)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    address=st.one_of(
+        st.emails(),
+        ADDRESS_TEXT,
+        st.builds(lambda name, email: f"{name} <{email}>", ADDRESS_TEXT, st.emails()),
+        st.sampled_from(["иван@пример.рф", "a..b@c", ".a@b", "a@b.", "@b", "a@", "a@b@c", "Отдел <s@x.ru>"]),
+    )
+)
+def test_envelope_addresses_are_written_as_smtplib_writes_them(address: str) -> None:
+    """MAIL FROM and RCPT TO take an address as ``smtplib.quoteaddr`` gives it, however odd the address."""
+    import smtplib
+
+    from app.mailer import envelope_address
+
+    assert envelope_address(address) == smtplib.quoteaddr(address)
+
+
 def test_a_worker_killed_mid_mailing_and_a_new_one_send_no_one_two_messages(app_ctx, env, redis_url) -> None:  # noqa: ANN001
     """SIGKILL the worker (and its work horse) while it sends, start another: nobody gets two messages, at
     most one recipient is left "unknown", every other one is sent."""

@@ -353,7 +353,12 @@ def normalise_email(address: Any) -> str:
 
 
 def _signer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="tabula-unsubscribe")
+    return _signer_of(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=4)
+def _signer_of(secret: str | bytes) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt="tabula-unsubscribe")
 
 
 def unsubscribe_token(email: str, mailing_id: int | None) -> str:
@@ -384,9 +389,14 @@ def unsubscribe_url(email: str, mailing_id: int | None) -> str:
 
 def message_id(mailing_id: int, recipient_id: int, sender: str) -> str:
     """The same Message-ID for the same (mailing, recipient), whoever builds it, however often."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    domain = _domain_of(sender)
     digest = hashlib.sha256(f"{mailing_id}:{recipient_id}".encode()).hexdigest()[:16]
     return f"<tabula.{mailing_id}.{recipient_id}.{digest}@{domain}>"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_of(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
 
 
 class _ReusedHeaders(HeaderRegistry):
