@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import column, func, select, table, update
 
 from app.extensions import db
-from custom_fields import online, service
+from custom_fields import online, service, short_locks
 from custom_fields.service import ConversionRefused, SchemaError
 from models import Field, FieldConversion
 from models.system import percent, seconds_left, utcnow
@@ -215,7 +215,7 @@ def recover(conversion_id: int, reason: str) -> bool:
         try:
             with online.converting(db.engine, field_id):
                 finish(conversion_id, "failed", reason)
-        except online.TableBusy:
+        except short_locks.TableBusy:
             return False
         return True
     finish(conversion_id, "failed", reason)

@@ -1,52 +1,25 @@
 """Online type changes on PostgreSQL, the way gh-ost and pg-osc do them: the new column is added (metadata
 only) with a trigger that keeps it in step with writes, filled in short transactions of a few thousand
 rows, indexed CONCURRENTLY, and only then swapped in (``service``) under a lock held for milliseconds.
-Every step that needs a lock on the table waits at most ``STEP_LOCK_TIMEOUT`` and tries again, so readers
-queued behind it never wait longer."""
+Every step that needs a lock on the table takes it in a short transaction (``short_locks``), so readers
+queued behind it never wait longer than ``short_locks.STEP_LOCK_TIMEOUT``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 from custom_fields import conversion, ddl, shadow_table
 from custom_fields.conversion import Conversion
+from custom_fields.short_locks import TableBusy, lock_timeout, with_short_locks
 from custom_fields.types import REGISTRY
 
 FILL_BATCH = 10_000
-STEP_LOCK_TIMEOUT = "200ms"
-STEP_TRIES = 100
 
 Progress = Callable[[int, int], None]
-
-
-class TableBusy(Exception):  # noqa: N818 (what the admin is told)
-    """A step could not get its short lock on the table in ``STEP_TRIES`` tries."""
-
-
-def is_lock_timeout(exc: OperationalError) -> bool:
-    return getattr(exc.orig, "sqlstate", "") == "55P03"
-
-
-def with_short_locks(engine: Engine, step: Callable[[Connection], None]) -> None:
-    """Run ``step`` in a transaction of its own that waits at most ``STEP_LOCK_TIMEOUT`` for a lock,
-    again and again until it gets it."""
-    for attempt in range(STEP_TRIES):
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT}'"))
-                step(conn)
-            return
-        except OperationalError as exc:
-            if not is_lock_timeout(exc):
-                raise
-            time.sleep(min(0.05 * (attempt + 1), 1.0))
-    raise TableBusy()
 
 
 def install(engine: Engine, plan: Conversion) -> None:
@@ -91,7 +64,7 @@ def fill(
     written = 0
     for start in range(low, high + 1, batch):
         with engine.begin() as conn:
-            conn.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT}'"))
+            lock_timeout(conn)
             # Nothing reads the new column before the swap, whose commit waits for all WAL written before.
             conn.execute(text("SET LOCAL synchronous_commit = off"))
             written += conversion.fill(conn, plan, start, start + batch - 1, python=python)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +13,12 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy import column as sql_column
-from sqlalchemy import func, select, table, text, update
+from sqlalchemy import func, select, table, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.extensions import db
-from custom_fields import conversion, ddl, hooks, live, online, schema_signal, shadow_table
+from custom_fields import conversion, ddl, hooks, live, online, schema_signal, shadow_table, short_locks
 from custom_fields.conversion import Conversion
 from custom_fields.spec import FieldSpec, has_builtin_index, label_of
 from custom_fields.types import REGISTRY, FieldValueError, SettingsError
@@ -1064,7 +1063,7 @@ def _change_type_online(
     try:
         with online.converting(db.engine, field_id, old_spec.entity_id):
             return _convert_online(field_id, table_name, old_spec, new_spec, user_id, progress, conversion_id)
-    except online.TableBusy:
+    except short_locks.TableBusy:
         raise SchemaError(
             _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
         ) from None
@@ -1105,12 +1104,12 @@ def _convert_by_copy(
 ) -> Field | None:  # fmt: skip
     """The conversion by copy and swap (``shadow_table``); None, having changed nothing, when some values
     need Python to convert (the in-place conversion does that)."""
-    online.with_short_locks(db.engine, lambda conn: shadow_table.install(conn, shadow, plan))
+    short_locks.with_short_locks(db.engine, lambda conn: shadow_table.install(conn, shadow, plan))
     try:
         with db.engine.connect() as conn:  # with the trigger in place (as in ``_convert_online``)
             in_python = refuse_offenders(conn, plan)
         if in_python:
-            online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
+            short_locks.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
             return None
         shadow_table.copy(db.engine, shadow, plan, progress, online.fill_batch())
         # One round before the indexes: batches copied at different moments can hold a unique value twice
@@ -1122,7 +1121,7 @@ def _convert_by_copy(
         converted = shadow_table.converted_count(db.engine, shadow)
         row = _swap_in(field_id, plan, converted, user_id, conversion_id, shadow=shadow)
     except BaseException as exc:
-        online.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
+        short_locks.with_short_locks(db.engine, lambda conn: shadow_table.remove(conn, shadow))
         failure = _online_failure(exc)
         if failure is exc:
             raise
@@ -1141,7 +1140,7 @@ def _online_failure(exc: BaseException) -> BaseException:
         return SchemaError(
             _("A value changed meanwhile does not convert: %(reason)s. Nothing was changed.", reason=str(exc))
         )
-    if isinstance(exc, online.TableBusy) or (isinstance(exc, ddl.IndexBuildFailed) and exc.busy):
+    if isinstance(exc, short_locks.TableBusy) or (isinstance(exc, ddl.IndexBuildFailed) and exc.busy):
         return SchemaError(
             _("The table is in use by another transaction; nothing was changed. Try again in a moment.")
         )
@@ -1204,7 +1203,7 @@ def _swap_in(
         summary = f"Table “{entity.label}”: field “{row.label}” {what}"
         bump_schema_version(user_id, "change_type", summary, entity.id, row.id)
         conn = db.session.connection()
-        conn.execute(text(f"SET LOCAL lock_timeout = '{online.STEP_LOCK_TIMEOUT}'"))
+        short_locks.lock_timeout(conn)
         if shadow is not None:
             shadow_table.swap(conn, shadow, plan)
         else:
@@ -1224,14 +1223,7 @@ def _swap_in(
         _conversion_done(row, conversion_id, converted)
         return row
 
-    for attempt in range(online.STEP_TRIES):
-        try:
-            return run_schema_change(change)
-        except SchemaError as exc:
-            if not isinstance(exc.__cause__, OperationalError) or not online.is_lock_timeout(exc.__cause__):
-                raise
-            time.sleep(min(0.05 * (attempt + 1), 1.0))
-    raise online.TableBusy()
+    return short_locks.retried(lambda: run_schema_change(change))  # a lock timeout comes as its cause
 
 
 def _generation(column_name: str) -> int:

@@ -15,7 +15,6 @@ publication) are left to the in-place conversion (``online``): ``prepare`` retur
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,10 +24,14 @@ from sqlalchemy.exc import DBAPIError
 
 from custom_fields import conversion, ddl
 from custom_fields.conversion import Conversion
+from custom_fields.short_locks import (
+    DEADLOCK,
+    LOCK_NOT_AVAILABLE,
+    lock_timeout,
+    sqlstate,
+    with_short_locks,
+)
 from custom_fields.types import REGISTRY
-
-#: Failures of one copy batch that are tried again: deadlock (with a writer's trigger) and lock timeout.
-RETRIED = {"40P01", "55P03"}
 
 Progress = Callable[[int, int], None]
 
@@ -249,7 +252,7 @@ def _converted(plan: Conversion, source: str) -> str:
 def install(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
     """The shadow table (empty, without indexes: the copy writes it as a rewrite would), the log of the
     ids written meanwhile, and the trigger on the live table that logs each write (and refuses a value SQL
-    cannot convert), in the caller's transaction (``online.with_short_locks``)."""
+    cannot convert), in the caller's transaction (``short_locks.with_short_locks``)."""
     live, target = _q(shadow.live), REGISTRY[plan.new.type]
     conn.execute(
         text(
@@ -321,26 +324,21 @@ def copy(
 
 def _run(engine: Engine, statements: list[str], isolation: str | None = None) -> None:
     """The statements in one short transaction, tried again after a deadlock or a lock timeout."""
-    from custom_fields.online import STEP_LOCK_TIMEOUT, STEP_TRIES, TableBusy
 
-    for attempt in range(STEP_TRIES):
-        try:
-            connection = engine.connect()
-            if isolation:
-                connection = connection.execution_options(isolation_level=isolation)
-            with connection as conn, conn.begin():
-                conn.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT}'"))
-                # Nothing reads the shadow before the swap, whose commit waits for all WAL written before.
-                conn.execute(text("SET LOCAL synchronous_commit = off"))
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                for statement in statements:
-                    cursor.execute(statement)
-            return
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) not in RETRIED:
-                raise
-            time.sleep(min(0.05 * (attempt + 1), 1.0))
-    raise TableBusy()
+    def step(conn: Connection) -> None:
+        # Nothing reads the shadow before the swap, whose commit waits for all WAL written before.
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for statement in statements:
+            cursor.execute(statement)
+
+    with_short_locks(engine, step, isolation=isolation, again=_lock_timeout_or_deadlock)
+
+
+def _lock_timeout_or_deadlock(exc: BaseException) -> bool:
+    """Failures of one short transaction that are tried again: a lock timeout, or a deadlock with a
+    writer's trigger."""
+    return sqlstate(exc) in (LOCK_NOT_AVAILABLE, DEADLOCK)
 
 
 def build_indexes(engine: Engine, shadow: Shadow) -> None:
@@ -399,12 +397,10 @@ def catch_up(engine: Engine, shadow: Shadow, plan: Conversion, enough: int = 100
 def swap(conn: Connection, shadow: Shadow, plan: Conversion) -> None:
     """In the caller's transaction (which also makes the field read its new column): the shadow becomes
     the table (the new column's indexes, built on it under their final names, come along). Waits at most
-    ``online.STEP_LOCK_TIMEOUT`` for each lock (the caller tries again); ``TableChanged`` if the live
+    ``short_locks.STEP_LOCK_TIMEOUT`` for each lock (the caller tries again); ``TableChanged`` if the live
     table changed shape since ``prepare``."""
-    from custom_fields.online import STEP_LOCK_TIMEOUT
-
     live, copy_ = _q(shadow.live), _q(shadow.shadow)
-    conn.execute(text(f"SET LOCAL lock_timeout = '{STEP_LOCK_TIMEOUT}'"))
+    lock_timeout(conn)
     conn.execute(text(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
     if fingerprint(conn, shadow.live) != shadow.fingerprint:
         raise TableChanged()
