@@ -254,11 +254,17 @@ def _copyable(count: int) -> bool:
 
 
 def _copy(
-    table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] = (), *, text: str | None = None
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]] = (),
+    *,
+    text: str | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """PostgreSQL COPY into ``table`` inside the session's transaction, of ``rows`` (the driver writes
     each value) or of ``text`` already in COPY's text format; the driver's refusals become SQLAlchemy's
-    errors, as a statement's would."""
+    errors, as a statement's would. ``meanwhile`` runs once everything is sent, while the server is still
+    taking the rows in (Python's next work overlaps the server's instead of waiting for it)."""
     import psycopg
 
     raw = db.session.connection().connection.driver_connection
@@ -270,6 +276,8 @@ def _copy(
                 copy.write(text)
             for row in rows:
                 copy.write_row(row)
+            if meanwhile is not None:
+                meanwhile()
     except psycopg.IntegrityError as exc:
         raise IntegrityError(statement, None, exc) from exc
     except psycopg.OperationalError as exc:
@@ -685,24 +693,28 @@ def create_many(slug: str, rows: Iterable[Mapping[str, Any]], actor: Actor) -> l
         _derive(ctx, parsed_rows, [None] * len(parsed_rows))
         # The owner is whoever creates the record, unless the table has an Owner field and it was given.
         stamps = _stamps(ctx, created=True)
+        entry = ctx.entry
+
+        def log_created(ids: list[int]) -> None:
+            for record_id, row in zip(ids, parsed_rows, strict=True):
+                entry(
+                    record_id,
+                    "create",
+                    [
+                        [fid, None, value if to_json is None else to_json(value, spec)]
+                        for fid, name, to_json, spec in specs  # in the fields' order
+                        if (value := row.get(name)) is not None
+                    ],
+                )
+
         ids = _insert(
             ctx,
             [
                 {**row, **stamps, "row_version": 1, "owner_id": row.get("owner_id") or actor.user_id}
                 for row in parsed_rows
             ],
+            meanwhile=log_created,  # the history lines made while PostgreSQL takes the rows in
         )
-        entry = ctx.entry
-        for record_id, row in zip(ids, parsed_rows, strict=True):
-            entry(
-                record_id,
-                "create",
-                [
-                    [fid, None, value if to_json is None else to_json(value, spec)]
-                    for fid, name, to_json, spec in specs  # in the fields' order
-                    if (value := row.get(name)) is not None
-                ],
-            )
         _after(ctx, [{**row, "id": pk} for row, pk in zip(parsed_rows, ids, strict=True)])
         ctx.flush_history()
         return [Saved(pk, 1) for pk in ids]
@@ -723,31 +735,51 @@ def _stamps(ctx: _Context, *, created: bool = False) -> dict[str, dt.datetime]:
     return {name: ctx.at for name in names if name in ctx.table.c}
 
 
-def _insert(ctx: _Context, params: list[dict[str, Any]]) -> list[int]:
+def _insert(
+    ctx: _Context, params: list[dict[str, Any]], meanwhile: Callable[[list[int]], None] | None = None
+) -> list[int]:
     """Insert rows (parameters by column key) and return their new ids, in order. PostgreSQL takes a
     large batch by COPY with ids drawn from the table's sequence first; otherwise ``INSERT ... RETURNING``
-    in batches."""
+    in batches. ``meanwhile(ids)`` runs once the rows are sent (during the COPY: while PostgreSQL takes
+    them in), before this returns."""
+    if _copyable(len(params)) and _copy_fits(ctx.table, list(params[0]), params):
+        copied = _insert_by_copy(ctx.table, params, meanwhile)
+        if copied is not None:
+            return copied
+    ids = _insert_by_statements(ctx.table, params)
+    if meanwhile is not None:
+        meanwhile(ids)
+    return ids
+
+
+def _insert_by_copy(
+    tbl: Table, params: list[dict[str, Any]], meanwhile: Callable[[list[int]], None] | None
+) -> list[int] | None:
+    """PostgreSQL: the rows by COPY, their ids drawn from the table's sequence first; None (nothing
+    written) when the table has no sequence."""
+    params = _with_python_defaults(tbl, params)
+    keys = list(params[0])
+    sequence = db.session.scalar(sa.select(sa.func.pg_get_serial_sequence(tbl.name, "id")))
+    if sequence is None:
+        return None
+    ids = sorted(
+        db.session.scalars(
+            sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, len(params)))
+        )
+    )
+    _copy(
+        tbl.name,
+        ["id", *(tbl.c[k].name for k in keys)],
+        ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
+        meanwhile=None if meanwhile is None else lambda: meanwhile(ids),
+    )
+    _refresh_statistics(tbl, len(ids))
+    return ids
+
+
+def _insert_by_statements(tbl: Table, params: list[dict[str, Any]]) -> list[int]:
     if not params:
         return []
-    tbl = ctx.table
-    keys = list(params[0])
-    if _copyable(len(params)) and _copy_fits(tbl, keys, params):
-        params = _with_python_defaults(tbl, params)
-        keys = list(params[0])
-        sequence = db.session.scalar(sa.select(sa.func.pg_get_serial_sequence(tbl.name, "id")))
-        if sequence is not None:
-            ids = sorted(
-                db.session.scalars(
-                    sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, len(params)))
-                )
-            )
-            _copy(
-                tbl.name,
-                ["id", *(tbl.c[k].name for k in keys)],
-                ((pk, *[p[k] for k in keys]) for pk, p in zip(ids, params, strict=True)),
-            )
-            _refresh_statistics(tbl, len(ids))
-            return ids
     if db.session.get_bind().dialect.name == "sqlite" and len(params) > 1:
         # SQLite returns the ids of a multi-row INSERT in no promised order, so SQLAlchemy would send
         # one statement per row. The first row's insert takes the database's write lock, and its id is
