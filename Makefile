@@ -94,8 +94,8 @@ MUTATION_TESTS.custom_fields/query.py := tests/test_query_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py tests/test_registry_values.py \
 	tests/test_untouched_saves.py
-MUTATION_TESTS.custom_fields/history.py := tests/test_write_path.py tests/test_untouched_saves.py \
-	tests/test_registry_values.py
+MUTATION_TESTS.custom_fields/history.py := tests/test_history_mutants.py tests/test_write_path.py \
+	tests/test_untouched_saves.py tests/test_registry_values.py
 MUTATION_CHILDREN ?= 1
 MUTANTS ?= *
 MUTATION_TARGETS = $(or $(MODULE),$(filter $(MUTATION_MODULES),$(shell git diff --name-only main)))
