@@ -162,6 +162,8 @@ def _group(rows: list[RecordChange], visible: Any) -> list[ChangeSet]:
         if change is None:
             user = runtime.user_label(row.user_id) if row.user_id else _("System")
             change = sets[key] = ChangeSet(row.at, user, row.source, row.action, entity, row.record_id)
+        # A change set of several rows reads as its first (a merge's note comes before its new values).
+        change.action = row.action
         # Rows come newest first, and so do a row's values (as when history was one line per value).
         for field_id, old, new in reversed(row.changes or ()):
             spec = _field_spec(entity, field_id)

@@ -189,10 +189,8 @@ def test_timeline_of_removed_fields_unreadable_values_and_a_merge(t: Table) -> N
         source="api",
     )
     [merged, created] = history.timeline(access.grants(admin, t.spec()), pk)
-    # One change set from both rows (the merge's note, then its values), named by the newest row: today
-    # that is the values' "update", so a merge reads "Changed" and its note is not shown (reported; this
-    # line pins the grouping, change it when merges get their own label).
-    assert (merged.action, merged.user, merged.source) == ("update", label_of("staff1"), "api")
+    # One change set from both rows (the merge's note, then its values), named by its first row: a merge.
+    assert (merged.action, merged.user, merged.source) == ("merge", label_of("staff1"), "api")
     assert [(x.field, x.old, x.new) for x in merged.lines] == [
         (t.labels["day"], "", "02.01.2026"),
         ("Deleted field #987654321", "старое", ""),

@@ -298,6 +298,9 @@ def test_merge_screens_move_every_link_and_keep_history(app_ctx, admin_client, p
                                    RecordChange.entity_id == entity.id)
     )  # fmt: skip
     assert merge_line.note == {"merged": drop}
+    # The kept record's history reads "Merged" (its merge line and new values are one change set).
+    newest = history.timeline(access.grants(Actor.system_job(), entity), keep)[0]
+    assert (newest.action, newest.action_label) == ("merge", "Merged")
     deals = current().entity("deals")
     moved = next(
         (x for x in history.lines(deals.id, pair["deal"]) if x.changeset == merge_line.changeset), None
