@@ -248,6 +248,33 @@ def test_temporary_errors_are_retried_and_permanent_ones_are_not(smtp) -> None: 
     assert mailings.progress(mailing)["status"] == "done"
 
 
+def test_a_recipient_the_template_cannot_be_filled_for_fails_alone(smtp) -> None:  # noqa: ANN001
+    """A template that fails on one contact's values (here a division by the length of an empty last
+    name, which Jinja raises as ZeroDivisionError): that recipient fails with a sentence, the ones around
+    it are sent, and the mailing ends (it used to stop the sender with the error, again at every retry)."""
+    actor = admin()
+    emails = [f"{name}-{uuid.uuid4().hex[:6]}@example.com" for name in ("a", "b", "c")]
+    tag, (a, b, c) = make_contacts(
+        actor,
+        [
+            {"email": emails[0], "last_name": "Иванов"},
+            {"email": emails[1]},  # no last name: 100 // 0
+            {"email": emails[2], "last_name": "Ли"},
+        ],
+    )
+    html = "<p>{{ contact.first_name }}: {{ 100 // (contact.last_name | length) }}</p>"
+    mailing = _mailing(actor, tag, _template(actor, "Тема", html))
+    mailings.start(mailing, actor)
+    assert mail_sender.run(mailing.id) == {"sent": 2, "failed": 1, "skipped": 0}
+    states = _states(mailing.id)
+    assert states[a][0] == "sent" and states[c][0] == "sent"
+    assert states[b][0] == "failed" and states[b][1].startswith("The template cannot be filled in")
+    assert smtp.delivered() == {emails[0]: 1, emails[2]: 1}
+    bodies = {m["To"].addresses[0].addr_spec: m.get_body(("plain",)).get_content() for m in smtp.parsed()}
+    assert "Имя: 16" in bodies[emails[0]] and "Имя: 50" in bodies[emails[2]]
+    assert mailings.progress(mailing)["status"] == "done"
+
+
 def test_an_opt_out_after_the_start_is_honoured_at_send_time(smtp) -> None:  # noqa: ANN001
     actor = admin()
     leaving = f"leaving-{uuid.uuid4().hex[:6]}@example.com"
@@ -395,6 +422,35 @@ def test_envelope_addresses_are_written_as_smtplib_writes_them(address: str) -> 
     from app.mailer import envelope_address
 
     assert envelope_address(address) == smtplib.quoteaddr(address)
+
+
+LOCAL_TEXT = st.text(alphabet=st.sampled_from("aZ9._+-!#$%&'*/=?^`{|}~\"() \tяЁ@"), min_size=0, max_size=70)
+HOSTS = ["a", "b-c", "x" * 250, "-a", "a_b"]
+DOMAIN_TEXT = st.text(alphabet=st.sampled_from("ab9.-_рф "), min_size=0, max_size=20)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    address=st.one_of(
+        st.emails(),
+        st.builds(lambda local, domain: f"{local}@{domain}", LOCAL_TEXT, DOMAIN_TEXT),
+        st.builds(lambda local, host: f"{local}@{host}.com", LOCAL_TEXT, st.sampled_from(HOSTS)),
+        ADDRESS_TEXT,
+        st.sampled_from(["иван@пример.рф", "a..b@c.com", ".a@b.com", "a.@b.com", "a@b.", "@b.com", "a@",
+                         '"a@b"@c.com', "a@b@c.com", "a" * 64 + "@b.com", "a" * 65 + "@b.com",
+                         "a@[127.0.0.1]", "a@localhost", "a@b.c" + "om" * 130]),
+    )
+)  # fmt: skip
+def test_the_audiences_address_check_is_email_validators(address: str) -> None:
+    """``valid_email`` (a plain address's domain checked once per domain) says what email-validator says."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(address, check_deliverability=False)
+        expected = True
+    except EmailNotValidError:
+        expected = False
+    assert mail_audience.valid_email(address) is expected
 
 
 def test_a_worker_killed_mid_mailing_and_a_new_one_send_no_one_two_messages(app_ctx, env, redis_url) -> None:  # noqa: ANN001

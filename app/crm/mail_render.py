@@ -33,7 +33,6 @@ from flask_appbuilder.security.sqla.models import User
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Template, TemplateSyntaxError, nodes
-from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
@@ -325,9 +324,12 @@ def render(subject: str, html: str, text: str, values: Mapping[str, Any], unsubs
                 message=exc.message or "",
             )
         ) from None
-    except (SecurityError, UndefinedError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 (the template is the user's: whatever it raises, e.g. 1 // 0, is its fault)
         raise TemplateError(
-            _("The template cannot be filled in: %(message)s", message=str(exc)[:200])
+            _(
+                "The template cannot be filled in: %(message)s",
+                message=str(exc)[:200] or exc.__class__.__name__,
+            )
         ) from None
     footer = _("Unsubscribe from these e-mails")
     if unsubscribe_url and "unsubscribe_url" not in (html or ""):
