@@ -34,7 +34,10 @@ from models.system import utcnow
 
 LEASE_PREFIX = "tabula:mail:claim:"
 RATE_PREFIX = "tabula:mail:rate:"
-BATCH = 100
+#: Rows a claim takes: the claim, the outcomes and the history lines are written once per batch (about half a
+#: second of sending), so fewer, larger batches cost less; 250 against 100 made a 10,000-contact mailing about
+#: 7 % faster (bench/mailing.py).
+BATCH = 250
 UNKNOWN_REASON = "the sender stopped while sending: check whether it arrived before sending again"
 UNKNOWN_AFTER_DATA = "the connection was lost after the message was handed over: check whether it arrived"
 NO_SERVER = N_("No mail server is configured: set SMTP_HOST (and SMTP_PORT, SMTP_USER ...) and restart.")
