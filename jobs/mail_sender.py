@@ -10,6 +10,7 @@ to a sender that died: its queued rows are claimed again, and a row it left *sen
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import smtplib
 import time
 import uuid
@@ -250,9 +251,9 @@ def _read_outcome(value: str) -> tuple[str, Any, str]:
 
 def recover(mailing_id: int) -> dict[str, int]:
     """Claims whose sender is gone (its lease lapsed), settled from its journal: rows it sent are sent (and
-    written into the history), rows it failed failed, the row under way ``unknown``, rows it never reached
-    queued again; without a journal, every row it left ``sending`` is ``unknown``. Commits; returns how many
-    rows went each way and how many dead senders were found."""
+    written into the history in the same transaction), rows it failed failed, the row under way ``unknown``,
+    rows it never reached queued again; without a journal, every row it left ``sending`` is ``unknown``.
+    Commits; returns how many rows went each way and how many dead senders were found."""
     claims = db.session.scalars(
         select(MailRecipient.claim)
         .distinct()
@@ -265,7 +266,6 @@ def recover(mailing_id: int) -> dict[str, int]:
     redis = redis_connection()
     dead = [c for c in claims if not redis.exists(LEASE_PREFIX + c)]
     found = {"freed": 0, "unknown": 0, "sent": 0, "failed": 0, "dead": len(dead)}
-    subjects: dict[int, str] = {}
     for token in dead:
         journal = {_text(k): _text(v) for k, v in redis.hgetall(JOURNAL_PREFIX + token).items()}
         mine = (MailRecipient.mailing_id == mailing_id) & (MailRecipient.claim == token)
@@ -274,6 +274,8 @@ def recover(mailing_id: int) -> dict[str, int]:
         )
         unknown: list[int] = []
         again: list[int] = []
+        sent: dict[int, tuple[dt.datetime, str]] = {}
+        closed: list[tuple[int, str, str]] = []
         for recipient_id in left:
             entry = journal.get(str(recipient_id))
             if not journal or journal.get("inflight") == str(recipient_id):
@@ -283,27 +285,41 @@ def recover(mailing_id: int) -> dict[str, int]:
             else:
                 kind, at, said = _read_outcome(entry)
                 if kind == "sent":
-                    _settle(
-                        mine, [recipient_id], state="sent", sent_at=at, attempts=MailRecipient.attempts + 1
-                    )
-                    subjects[recipient_id] = said
-                    found["sent"] += 1
+                    sent[recipient_id] = (at, said)
                 else:
-                    _settle(mine, [recipient_id], state=kind, reason=said[:500],
-                            attempts=MailRecipient.attempts + 1)  # fmt: skip
-                    found["failed" if kind == "failed" else "unknown"] += 1
-        found["unknown"] += _settle(mine, unknown, state="unknown", reason=UNKNOWN_REASON)
-        found["freed"] += _settle(mine, again, state="queued")
-        found["freed"] += write(
-            update(MailRecipient).where(mine, MailRecipient.state == "queued").values(claim=None)
-        ).rowcount
-        db.session.commit()
+                    closed.append((recipient_id, kind, said))
+
+        subjects = {recipient_id: said for recipient_id, (_at, said) in sent.items()}
+        settle = functools.partial(_settle_from_journal, mine, sent, closed, unknown, again)
+        for name, number in _settled_with_history(settle, mailing_id, subjects).items():
+            found[name] += number
         redis.delete(JOURNAL_PREFIX + token)
-    if subjects:
-        mailing = db.session.get(Mailing, mailing_id)
-        actor = Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
-        log_activities(mailing, subjects, actor)
     return found
+
+
+def _settle_from_journal(
+    mine: Any,
+    sent: dict[int, tuple[dt.datetime, str]],
+    closed: list[tuple[int, str, str]],
+    unknown: list[int],
+    again: list[int],
+) -> dict[str, int]:
+    """A dead sender's rows (``mine``) as its journal tells: sent (at the time it wrote), failed or unknown
+    (its reason), unknown (under way), queued again (never reached); its claim released."""
+    counts = {"freed": 0, "unknown": 0, "sent": 0, "failed": 0}
+    attempted = MailRecipient.attempts + 1
+    for recipient_id, (at, _said) in sent.items():
+        counts["sent"] += _settle(mine, [recipient_id], state="sent", sent_at=at, attempts=attempted)
+    for recipient_id, kind, said in closed:
+        counts["failed" if kind == "failed" else "unknown"] += _settle(
+            mine, [recipient_id], state=kind, reason=said[:500], attempts=attempted
+        )
+    counts["unknown"] += _settle(mine, unknown, state="unknown", reason=UNKNOWN_REASON)
+    counts["freed"] += _settle(mine, again, state="queued")
+    counts["freed"] += write(
+        update(MailRecipient).where(mine, MailRecipient.state == "queued").values(claim=None)
+    ).rowcount
+    return counts
 
 
 def _settle(where: Any, ids: list[int], **values: Any) -> int:
@@ -640,56 +656,87 @@ def _send_batch(
             closed[row.id] = (state, failure.reason[:500])
             journal.done(row.id, f"{state[0]} {failure.reason[:500]}")
     journal.step(None)
-    _record(plan.id, journal.token, batch, sent, closed, outcome)
+    _record(plan, journal.token, batch, sent, closed, outcome)
     journal.close()
-    log_activities(plan, sent, actor)
 
 
 def _record(
-    mailing_id: int,
+    plan: Plan,
     token: str,
     batch: list[int],
     sent: dict[int, str],
     closed: dict[int, tuple[str, str]],
     outcome: Outcome,
 ) -> None:
-    """A batch's outcomes in one transaction; only rows still ``sending`` under this sender's claim change
-    (a sender given up for dead changes nothing: its claim was settled from its journal)."""
+    """A batch's outcomes and the history lines of the messages sent, in one transaction; only rows still
+    ``sending`` under this sender's claim change (a sender given up for dead changes nothing: its claim was
+    settled from its journal)."""
     mine = MailRecipient.claim == token
-    attempted = MailRecipient.attempts + 1
-    outcome.sent += _settle(mine, sorted(sent), state="sent", sent_at=utcnow(), attempts=attempted)
-    by_outcome: dict[tuple[str, str], list[int]] = {}
-    for recipient_id, found in closed.items():
-        by_outcome.setdefault(found, []).append(recipient_id)
-    for (state, reason), ids in by_outcome.items():
-        extra = {"attempts": attempted} if state != "skipped" else {}
-        done = _settle(mine, ids, state=state, reason=reason, **extra)
-        setattr(outcome, state, getattr(outcome, state) + done)
-    untouched = [i for i in batch if i not in sent and i not in closed]
-    if untouched:
-        cancelled = _status(mailing_id) == "cancelled"
-        _settle(
-            mine,
-            untouched,
-            **({"state": "skipped", "reason": "cancelled"} if cancelled else {"state": "queued"}),
-        )
+
+    def settle() -> dict[str, int]:
+        counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
+        attempted = MailRecipient.attempts + 1
+        counts["sent"] += _settle(mine, sorted(sent), state="sent", sent_at=utcnow(), attempts=attempted)
+        by_outcome: dict[tuple[str, str], list[int]] = {}
+        for recipient_id, found in closed.items():
+            by_outcome.setdefault(found, []).append(recipient_id)
+        for (state, reason), ids in by_outcome.items():
+            extra = {"attempts": attempted} if state != "skipped" else {}
+            counts[state] += _settle(mine, ids, state=state, reason=reason, **extra)
+        untouched = [i for i in batch if i not in sent and i not in closed]
+        if untouched:
+            cancelled = _status(plan.id) == "cancelled"
+            _settle(
+                mine,
+                untouched,
+                **({"state": "skipped", "reason": "cancelled"} if cancelled else {"state": "queued"}),
+            )
+        return counts
+
+    for name, number in _settled_with_history(settle, plan.id, sent).items():
+        setattr(outcome, name, getattr(outcome, name) + number)
+
+
+def _settled_with_history(
+    settle: Callable[[], dict[str, int]], mailing_id: int, subjects: dict[int, str]
+) -> dict[str, int]:
+    """``settle`` (the recipient rows' outcomes) and the activities of the messages sent (``subjects``) in
+    one transaction: a sender that dies in between leaves neither, and its journal settles both. Activities
+    the write path refuses (say the table gained a required field) are left out with a warning; the
+    outcomes are committed all the same. Returns ``settle``'s counts."""
+    try:
+        with records.atomic():
+            counts = settle()
+            log_activities(mailing_id, subjects)
+        return counts
+    except RecordError as exc:
+        current_app.logger.warning("mailing %s: activities not written: %s", mailing_id, exc)
+    counts = settle()
     db.session.commit()
+    return counts
 
 
-def log_activities(mailing: Mailing | Plan, subjects: dict[int, str], actor: Actor) -> int:
-    """Each message sent becomes an outbound e-mail activity in the contact's history, in bulk (once: the
-    rows are marked logged in the same transaction)."""
+def log_activities(mailing_id: int, subjects: dict[int, str]) -> int:
+    """Each message sent (``subjects``: recipient id -> subject) becomes an outbound e-mail activity in the
+    contact's history, written by the mailing's owner, in bulk; once: a row is marked logged (only if it was
+    not) in the same transaction, whoever else logs the same rows at the same time. Flushes; the caller
+    commits (inside ``records.atomic``); raises ``RecordError`` when the write path refuses them."""
     if not subjects:
         return 0
-    rows = db.session.execute(
-        select(MailRecipient.id, MailRecipient.contact_id, MailRecipient.sent_at).where(
+    rows = write(
+        update(MailRecipient)
+        .where(
             MailRecipient.id.in_(sorted(subjects)),
             MailRecipient.state == "sent",
             MailRecipient.logged.is_(False),
         )
+        .values(logged=True)
+        .returning(MailRecipient.id, MailRecipient.contact_id, MailRecipient.sent_at)
     ).all()
     if not rows:
         return 0
+    mailing = db.session.get(Mailing, mailing_id)
+    actor = Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
     activities = [
         {
             "kind": "email",
@@ -700,16 +747,9 @@ def log_activities(mailing: Mailing | Plan, subjects: dict[int, str], actor: Act
             "contact_id": row.contact_id,
             "body": f"{mailing.name} (#{mailing.id})",
         }
-        for row in rows
+        for row in sorted(rows, key=lambda r: r.id)
     ]
-    try:
-        with records.atomic():
-            records.create_many("activities", activities, actor)
-            write(update(MailRecipient).where(MailRecipient.id.in_([r.id for r in rows])).values(logged=True))
-    except RecordError as exc:
-        db.session.rollback()
-        current_app.logger.warning("mailing %s: activities not written: %s", mailing.id, exc)
-        return 0
+    records.create_many("activities", activities, actor)
     return len(rows)
 
 
