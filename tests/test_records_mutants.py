@@ -541,6 +541,17 @@ def test_a_batch_changes_only_records_the_user_may_edit(app_ctx) -> None:  # noq
     stored = dict(db.session.execute(select(tbl.c.id, tbl.c[name]).where(tbl.c.id.in_([mine, theirs]))).all())
     assert stored == {mine: "Моя", theirs: "Чужая"}
     assert records.update_many(entity.slug, [(mine, {name: "Моя 2"}, 1)], actor("staff1"))[0].version == 2
+    # a unit of work (merging) loads what each action may reach, and bins only what the user may delete
+    with records.unit_of_work(entity.slug, actor("staff1"), "read", "edit", "delete") as work:
+        assert set(work.load([mine, theirs])) == {mine}
+        assert set(work.load([mine, theirs], "read")) == {mine, theirs}
+        assert set(work.load([mine, theirs], "delete")) == {mine}
+    with (
+        pytest.raises(records.RecordNotFound),
+        records.unit_of_work(entity.slug, actor("staff1"), "delete") as work,
+    ):
+        work.delete([mine, theirs])
+    assert db.session.scalar(select(func.count()).select_from(tbl).where(tbl.c.deleted_at.is_not(None))) == 0
 
 
 def test_a_batch_update_checks_a_value_against_the_rest_of_its_record(app_ctx) -> None:  # noqa: ANN001
@@ -621,3 +632,124 @@ def test_calendar_values_are_stored_without_history_or_a_new_version(t: Table) -
         with pytest.raises(ValueError, match=apart):
             records.store_calendar_values(t.slug, values, reason)
     assert (t.row(a)[t.count], t.row(b)[t.secret]) == (5, "y")
+
+
+# --- a unit of work (merging: read two records, fill one, note it, bin the other) --------------------------
+
+
+def test_a_unit_of_work_is_one_change_set_committed_once(t: Table) -> None:
+    staff = actor("staff1", "ui")
+    keep = records.create(t.slug, {t.name: "Оставить", t.count: 1}, ADMIN()).id
+    drop = records.create(t.slug, {t.name: "Убрать", t.count: 2, t.code: "UOW-1"}, ADMIN()).id
+    with records.unit_of_work(t.slug, staff, "edit", "delete") as work:
+        assert work.entity.slug == t.slug and work.rights.can("edit")
+        rows = work.load([keep, drop])
+        assert {pk: (row[t.name], row[t.count], row["row_version"]) for pk, row in rows.items()} == {
+            keep: ("Оставить", 1, 1),
+            drop: ("Убрать", 2, 1),
+        }
+        parsed, errors = work.parse({t.count: "7", t.code: "UOW-2"})
+        assert errors == {} and parsed == {t.count: 7, t.code: "UOW-2"}
+        assert work.parse({t.count: "семь"})[1].keys() == {t.count}
+        assert work.parse({t.locked: "5"})[1].keys() == {t.locked}  # view-only for Staff
+        work.note(keep, "merge", {"merged": drop})
+        assert work.update(keep, parsed, 1) == records.Saved(keep, 2)
+        assert work.delete([drop]) == 1
+        assert t.row(keep)[t.count] == 7  # flushed, not yet committed
+    db.session.rollback()  # nothing left to roll back: the block committed
+    assert (t.row(keep)[t.count], t.row(keep)[t.code], t.row(keep)["row_version"]) == (7, "UOW-2", 2)
+    assert t.row(drop)["deleted_at"] is not None
+    kept, dropped = t.history(keep), t.history(drop)
+    merge = [x for x in kept if x.action == "merge"]
+    assert [(x.field_id, x.new_value) for x in merge] == [(None, {"merged": drop})]
+    changed = [(x.field_id, x.old_value, x.new_value) for x in kept if x.action == "update"]
+    assert changed == [(t.field_id(t.code), None, "UOW-2"), (t.field_id(t.count), 1, 7)]  # the fields' order
+    binned = [x for x in dropped if x.action == "delete"]
+    together = {x.changeset for x in merge + binned} | {x.changeset for x in kept if x.action == "update"}
+    assert len(together) == 1 and len({x.at for x in merge + binned}) == 1
+    assert {(x.user_id, x.source) for x in merge + binned} == {(staff.user_id, "ui")}
+
+
+def test_a_unit_of_work_that_fails_changes_nothing(t: Table) -> None:
+    keep = records.create(t.slug, {t.name: "Цел", t.count: 1}, ADMIN()).id
+    drop = records.create(t.slug, {t.name: "Тоже цел"}, ADMIN()).id
+    lines = len(t.history(keep)), len(t.history(drop))
+    with (
+        pytest.raises(records.RecordNotFound) as missing,
+        records.unit_of_work(t.slug, ADMIN(), "edit", "delete") as work,
+    ):
+        work.note(keep, "merge", "x")
+        work.update(keep, {t.count: 9}, 1)
+        work.delete([drop, 987654321])
+    assert missing.value.message == "Record 987654321 does not exist."
+    assert t.row(keep)[t.count] == 1 and t.row(keep)["row_version"] == 1
+    assert t.row(drop)["deleted_at"] is None
+    assert (len(t.history(keep)), len(t.history(drop))) == lines
+
+
+def test_a_unit_of_work_does_only_what_it_was_opened_for(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Один"}, ADMIN()).id
+    with pytest.raises(ValueError, match="needs an action"):
+        records.Work(t.slug, ADMIN(), [])
+    with (
+        pytest.raises(ValueError, match="not opened for 'delete'"),
+        records.unit_of_work(t.slug, ADMIN()) as work,
+    ):
+        work.delete([pk])  # opened for "edit" only (the default)
+    assert t.row(pk)["deleted_at"] is None
+    with (
+        pytest.raises(ValueError, match="not opened for 'edit'"),
+        records.unit_of_work(t.slug, ADMIN(), "delete") as work,
+    ):
+        work.update(pk, {t.count: 1}, 1)
+    assert t.row(pk)[t.count] is None
+
+
+def test_a_note_alone_is_a_new_version_a_change_of_nothing_is_not(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Заметка", t.count: 3}, ADMIN()).id
+    with records.unit_of_work(t.slug, ADMIN()) as work:
+        work.load([pk])
+        assert work.update(pk, {t.count: 3}, 1) == records.Saved(pk, 1)  # nothing changed, nothing noted
+    assert t.row(pk)["row_version"] == 1
+    with records.unit_of_work(t.slug, ADMIN()) as work:
+        work.load([pk])
+        work.note(pk, "merge", "только заметка")
+        assert work.update(pk, {t.count: 3}, 1) == records.Saved(pk, 2)
+    assert t.row(pk)["row_version"] == 2
+    assert [x.new_value for x in t.history(pk) if x.action == "merge"] == ["только заметка"]
+    with pytest.raises(records.StaleRecord), records.unit_of_work(t.slug, ADMIN()) as work:
+        work.update(pk, {t.count: 4}, 1)  # the version it was read at is gone
+    assert t.row(pk)[t.count] == 3
+
+
+def test_a_unit_of_work_loads_only_what_the_action_may_reach(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Виден"}, ADMIN()).id
+    gone = records.create(t.slug, {t.name: "В корзине"}, ADMIN()).id
+    records.delete(t.slug, gone, ADMIN())
+    with records.unit_of_work(t.slug, actor("staff1"), "edit", "delete") as work:
+        assert set(work.load([pk, gone])) == {pk}
+        assert set(work.load([pk], "delete")) == {pk}
+
+
+def test_a_unit_of_works_changes_that_follow_join_its_change_set(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "A"}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "B", t.count: 1}, ADMIN()).id
+    with records.unit_of_work(t.slug, ADMIN()) as work:
+        work.note(a, "merge", "note")
+        work.update(a, {t.count: 2}, 1)
+        assert work.cascade_update(t.slug, {b: {t.count: 5}}) == [records.Saved(b, 2)]
+    assert t.row(b)[t.count] == 5
+    sets = {x.changeset for x in t.history(a) if x.action in ("merge", "update")}
+    sets |= {x.changeset for x in t.history(b) if x.action == "update"}
+    assert len(sets) == 1
+
+
+def test_a_database_refusal_inside_a_unit_of_work_is_a_sentence(t: Table) -> None:
+    a = records.create(t.slug, {t.name: "A", t.code: "UOW-X"}, ADMIN()).id
+    b = records.create(t.slug, {t.name: "B"}, ADMIN()).id
+    tbl = current().classes[t.slug].__table__
+    with pytest.raises(records.RecordError) as refused, records.unit_of_work(t.slug, ADMIN()) as work:
+        work.update(b, {t.count: 1}, 1)
+        db.session.execute(update(tbl).where(tbl.c.id == b).values({tbl.c[t.code]: "UOW-X"}))
+    assert refused.value.message.startswith("Not saved: another record already has this value")
+    assert t.row(b)[t.count] is None and t.row(b)[t.code] is None and t.row(a)[t.code] == "UOW-X"
