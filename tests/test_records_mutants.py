@@ -364,6 +364,22 @@ def test_delete_is_soft_and_restore_brings_it_back(t: Table) -> None:
     assert missing.value.message == f"Record {pk} is not in the recycle bin."
 
 
+def test_binning_and_restoring_are_the_records_last_change(t: Table) -> None:
+    """A record's "changed at" follows its deletion and its restoring, at the moment its history says."""
+    pk = records.create(t.slug, {t.name: "когда"}, ADMIN()).id
+
+    def naive(moment: dt.datetime) -> dt.datetime:  # SQLite gives naive UTC, PostgreSQL aware
+        return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+    created = naive(t.row(pk)["updated_at"])
+    records.delete(t.slug, pk, ADMIN())
+    deleted = naive(next(x.at for x in t.history(pk) if x.action == "delete"))
+    assert naive(t.row(pk)["updated_at"]) == naive(t.row(pk)["deleted_at"]) == deleted != created
+    records.restore(t.slug, pk, ADMIN())
+    restored = naive(next(x.at for x in t.history(pk) if x.action == "restore"))
+    assert naive(t.row(pk)["updated_at"]) == restored > deleted
+
+
 def test_delete_many_counts_and_refuses_all_for_one_missing(t: Table) -> None:
     a = records.create(t.slug, {t.name: "a"}, ADMIN()).id
     b = records.create(t.slug, {t.name: "b"}, ADMIN()).id
