@@ -383,14 +383,18 @@ def test_binning_and_restoring_are_the_records_last_change(t: Table) -> None:
 def test_delete_many_counts_and_refuses_all_for_one_missing(t: Table) -> None:
     a = records.create(t.slug, {t.name: "a"}, ADMIN()).id
     b = records.create(t.slug, {t.name: "b"}, ADMIN()).id
-    with pytest.raises(records.RecordNotFound):
+    with pytest.raises(records.RecordNotFound) as missing:
         records.delete_many(t.slug, [a, 10**9], ADMIN())
+    assert missing.value.message == f"Record {10**9} does not exist."
     assert t.row(a)["deleted_at"] is None
     with pytest.raises(records.StaleRecord):
         records.delete_many(t.slug, [a, b], ADMIN(), expected_versions=[1, 9])
     assert t.row(a)["deleted_at"] is None
-    assert records.delete_many(t.slug, [a, b], ADMIN(), expected_versions=[1, 1]) == 2
+    changeset = records.new_changeset()
+    assert records.delete_many(t.slug, [a, b], ADMIN(), expected_versions=[1, 1], changeset=changeset) == 2
     assert t.row(a)["deleted_at"] is not None and t.row(b)["deleted_at"] is not None
+    binned = [x for pk in (a, b) for x in t.history(pk) if x.action == "delete"]
+    assert len(binned) == 2 and {x.changeset for x in binned} == {changeset}  # the caller's change set
     nobody = Actor(user_id("staff1"), frozenset(), "ui")
     c = records.create(t.slug, {t.name: "c"}, ADMIN()).id
     with pytest.raises(records.AccessDenied):
@@ -411,8 +415,9 @@ def test_who_may_restore(t: Table) -> None:
     # The owner without the right to delete may not.
     records.delete(t.slug, mine, ADMIN())
     owner_without_rights = Actor(user_id("staff1"), frozenset(), "ui")
-    with pytest.raises(records.AccessDenied):
+    with pytest.raises(records.AccessDenied) as denied:
         records.restore(t.slug, mine, owner_without_rights)
+    assert denied.value.message == "Only an administrator or the record's owner may restore it."
     assert t.row(mine)["deleted_at"] is not None
     rights = access.grants(actor("staff1"), current().entity(t.slug), current().access)
     assert records.can_restore(rights, actor("staff1"), None) is False
@@ -567,6 +572,10 @@ def test_a_batch_changes_only_records_the_user_may_edit(app_ctx) -> None:  # noq
         records.unit_of_work(entity.slug, actor("staff1"), "delete") as work,
     ):
         work.delete([mine, theirs])
+    with pytest.raises(records.RecordNotFound):
+        records.delete_many(entity.slug, [mine, theirs], actor("staff1"))
+    with pytest.raises(records.RecordNotFound):
+        records.delete(entity.slug, theirs, actor("staff1"))
     assert db.session.scalar(select(func.count()).select_from(tbl).where(tbl.c.deleted_at.is_not(None))) == 0
 
 
