@@ -132,16 +132,10 @@ class _Context:
         else:
             row["changes"].extend(changes)
 
-    def log(
-        self, record_id: int, action: str, spec: FieldSpec | None = None, old: Any = None, new: Any = None
-    ) -> None:
-        """One fact: the record's own line (``spec`` None; ``new`` is its note, e.g. a merge's) starts a
-        row; a field's old and new value joins the record's row for ``action``."""
-        row = self._open.get((record_id, action)) if spec is not None else None
-        if row is None:
-            row = self.entry(record_id, action, note=new if spec is None else None)
-        if spec is not None:
-            row["changes"].append([spec.id, old, new])
+    def log(self, record_id: int, action: str, note: Any = None) -> None:
+        """The record's own history line for ``action`` (``note``: e.g. a merge's); field changes join a
+        line through ``entry`` and ``add_changes``."""
+        self.entry(record_id, action, note=note)
 
     def flush_history(self) -> None:
         live.announce_history(db.session, self.history, scope_holder_ids(self.entity))
@@ -1456,7 +1450,7 @@ class Work:
 
     def note(self, record_id: int, action: str, note: Any, *, on: str = "edit") -> None:
         """A line of the record's history for ``action`` (e.g. "merge") with ``note``."""
-        self._ctx(on).log(record_id, action, None, None, note)
+        self._ctx(on).log(record_id, action, note)
 
     def update(self, record_id: int, parsed: Mapping[str, Any], expected_version: int | None) -> Saved:
         """Write parsed values to one record (checks, derived fields, history); a change of nothing still
