@@ -132,11 +132,6 @@ class _Context:
         else:
             row["changes"].extend(changes)
 
-    def log(self, record_id: int, action: str, note: Any = None) -> None:
-        """The record's own history line for ``action`` (``note``: e.g. a merge's); field changes join a
-        line through ``entry`` and ``add_changes``."""
-        self.entry(record_id, action, note=note)
-
     def flush_history(self) -> None:
         live.announce_history(db.session, self.history, scope_holder_ids(self.entity))
         write_history(self.history)
@@ -1359,7 +1354,7 @@ def _mark(ctx: _Context, rows: dict[int, dict[str, Any]], *, deleted: bool) -> N
         if db.session.execute(statement, chunk).rowcount != len(chunk):
             raise RecordError(_("Someone else changed these records at the same time; nothing was changed."))
     for pk in rows:
-        ctx.log(pk, "delete" if deleted else "restore")
+        ctx.entry(pk, "delete" if deleted else "restore")
     _after(ctx, list(rows.values()))
     ctx.flush_history()
 
@@ -1393,7 +1388,7 @@ def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
                     sa.delete(tbl).where(and_(tbl.c.id.in_(ids), tbl.c.deleted_at < cutoff))
                 )
                 for pk in ids:
-                    ctx.log(pk, "purge")
+                    ctx.entry(pk, "purge")
                 ctx.flush_history()
                 return result.rowcount
 
@@ -1450,7 +1445,7 @@ class Work:
 
     def note(self, record_id: int, action: str, note: Any, *, on: str = "edit") -> None:
         """A line of the record's history for ``action`` (e.g. "merge") with ``note``."""
-        self._ctx(on).log(record_id, action, note)
+        self._ctx(on).entry(record_id, action, note=note)
 
     def update(self, record_id: int, parsed: Mapping[str, Any], expected_version: int | None) -> Saved:
         """Write parsed values to one record (checks, derived fields, history); a change of nothing still
