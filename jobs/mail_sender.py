@@ -411,6 +411,11 @@ class Outcome:
     unknown: int = 0
 
 
+def owner_of(mailing: Mailing) -> Actor:
+    """Who a mailing's work is done as: its owner, or the system for one whose owner is gone."""
+    return Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
+
+
 def _status(mailing_id: int) -> str | None:
     return db.session.scalar(select(Mailing.status).where(Mailing.id == mailing_id))
 
@@ -507,7 +512,7 @@ def run(mailing_id: int, link: SmtpLink | None = None) -> dict[str, Any]:
         return {"no_server": True}
     recover(mailing_id)
     plan = Plan.of(mailing)
-    actor = Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
+    actor = owner_of(mailing)
     journal = Journal(uuid.uuid4().hex, mailing_id)
     own_link = link is None
     link = link or SmtpLink(current_app.config)
@@ -736,7 +741,7 @@ def log_activities(mailing_id: int, subjects: dict[int, str]) -> int:
     if not rows:
         return 0
     mailing = db.session.get(Mailing, mailing_id)
-    actor = Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
+    actor = owner_of(mailing)
     activities = [
         {
             "kind": "email",
