@@ -92,7 +92,7 @@ MUTATION_MODULES := custom_fields/access.py custom_fields/query.py custom_fields
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
 MUTATION_TESTS.custom_fields/query.py := tests/test_query_mutants.py
 MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py tests/test_untouched_saves.py
-MUTATION_TESTS.custom_fields/types.py := tests/test_field_types.py tests/test_registry_values.py \
+MUTATION_TESTS.custom_fields/types.py := tests/test_types_mutants.py tests/test_field_types.py tests/test_registry_values.py \
 	tests/test_untouched_saves.py
 MUTATION_TESTS.custom_fields/history.py := tests/test_history_mutants.py tests/test_write_path.py \
 	tests/test_untouched_saves.py tests/test_registry_values.py

@@ -1,0 +1,324 @@
+"""The field-type registry asked directly, value by value: what each type stores, shows and refuses, with the
+exact words of each refusal. The tests mutation testing of ``custom_fields/types.py`` relies on (README,
+"Mutation testing"; tests/MUTATION.md): every answer here is exact, so a changed rule, bound or message fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask_babel import force_locale
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from markupsafe import Markup
+from sqlalchemy import column
+from sqlalchemy.dialects import sqlite
+
+from custom_fields import types
+from custom_fields.spec import FieldSpec
+from custom_fields.types import REGISTRY, FieldValueError, SettingsError, inn_valid, ogrn_valid
+
+
+def spec(type_name: str, int_limit: int | None = None, **settings: Any) -> FieldSpec:
+    return FieldSpec(1, 1, "f_1", "f_1", "Поле", type_name, settings=settings, int_limit=int_limit)
+
+
+def outcome(parse: Any, raw: Any) -> tuple[str, Any]:
+    try:
+        return "value", parse(raw)
+    except FieldValueError as exc:
+        return "refused", str(exc)
+
+
+def refusal(parse: Any, raw: Any) -> str:
+    with pytest.raises(FieldValueError) as refused:
+        parse(raw)
+    return str(refused.value)
+
+
+# --- the batch parsers: the same answers and refusals as parse, value by value ----------------------------
+
+NUMBER_TEXT = st.one_of(
+    st.from_regex(r"\A[ ]?-?[0-9 ]{0,22}([.,][0-9]{0,10})?[ ]?\Z"),
+    st.sampled_from(["", " ", "abc", "1e5", "12 345", "-1 234,5", " 7 ", "0", "-0", "−5", "1,2,3", "٣"]),
+)
+SPECS = [
+    spec("integer"),
+    spec("integer", int_limit=2**31 - 1),  # a core table's 32-bit column
+    spec("decimal", scale=0),
+    spec("decimal", scale=2),
+    spec("decimal", scale=8),
+    spec("percent", scale=1),
+    spec("money", currency="RUB"),
+    spec("text", max_length=5),
+    spec("single_select", options=[{"id": "a1b2c3d4", "label": "Горячий"}, {"id": "cold", "label": "Cold"}]),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raw=st.one_of(
+        NUMBER_TEXT,
+        st.integers(min_value=-(2**64), max_value=2**64),
+        st.sampled_from([2**31 - 1, 2**31, -(2**31), 2**63 - 1, 2**63, -(2**63), 10**16, 10**18, 10**10]),
+        st.decimals(allow_nan=True, allow_infinity=True, places=None),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(
+            [None, True, False, 1.5, "Горячий", " горячий ", "COLD", "a1b2c3d4", "cold", [], "123456"]
+        ),
+    ),
+    field=st.sampled_from(SPECS),
+)
+@example(raw="2147483648", field=SPECS[1])
+@example(raw=2147483648, field=SPECS[1])
+@example(raw="12 345", field=SPECS[0])
+@example(raw="abc", field=SPECS[0])
+@example(raw="", field=SPECS[0])
+@example(raw=" 5 ", field=SPECS[0])
+@example(raw=Decimal("-0.001"), field=SPECS[3])
+@example(raw="-1 234,505", field=SPECS[3])
+@example(raw="1 234,5 руб.", field=SPECS[6])
+@example(raw="abcdef", field=SPECS[7])
+def test_the_batch_parser_answers_as_parse_does(app_ctx, raw: Any, field: FieldSpec) -> None:  # noqa: ANN001
+    ftype = REGISTRY[field.type]
+    assert outcome(ftype.parser(field), raw) == outcome(lambda r: ftype.parse(r, field), raw)
+
+
+def test_a_32_bit_column_refuses_what_it_cannot_hold_the_short_way_too(app_ctx) -> None:  # noqa: ANN001
+    parse = REGISTRY["integer"].parser(spec("integer", int_limit=2**31 - 1))
+    assert parse(2**31 - 1) == 2**31 - 1
+    assert parse("-2147483647") == -(2**31 - 1)
+    assert refusal(parse, 2**31) == "The number is too large."
+    assert refusal(parse, "2147483648") == "The number is too large."
+    assert refusal(parse, "abc") == "Expected a whole number."
+    assert parse(" 12 345 ") == 12345 and parse("   ") is None and parse(None) is None
+
+
+# --- links and users ---------------------------------------------------------------------------------------
+
+
+def test_a_link_takes_the_number_of_a_record_in_any_form(app_ctx) -> None:  # noqa: ANN001
+    link = spec("link", target=1)
+    parse = lambda raw: REGISTRY["link"].parse(raw, link)  # noqa: E731
+    assert [parse(v) for v in (5, "5", " 5 ", 5.0, {"id": 7}, {"id": "8"}, 2**31 - 1, "", None)] == [
+        5, 5, 5, 5, 7, 8, 2**31 - 1, None, None,
+    ]  # fmt: skip
+    for bad in (True, 5.5, "abc", {"ID": 7}, {"name": 7}, [5], float("inf")):
+        assert refusal(parse, bad) == "Expected the number of a record.", bad
+    for outside in (0, -1, 2**31, 2**32):
+        assert refusal(parse, outside) == "No such record.", outside
+    assert parse(63) == 63  # (2*31 + 1: the bound is 2**31)
+
+
+def test_a_link_to_a_record_that_is_not_there_names_it(app_ctx) -> None:  # noqa: ANN001
+    user = REGISTRY["user"]
+    field = spec("user")
+    user.check_exists(1, field)  # the admin
+    user.check_exists(None, field)
+    with pytest.raises(FieldValueError) as refused:
+        user.check_exists(987654, field)
+    assert str(refused.value) == "Record 987654 does not exist."
+    assert user.target_table(field) == "ab_user" and user.target_entity_id(field) is None
+
+
+def test_a_user_is_found_by_login_or_number(app_ctx) -> None:  # noqa: ANN001
+    from custom_fields.runtime import user_id_by_username
+
+    parse = lambda raw: REGISTRY["user"].parse(raw, spec("user"))  # noqa: E731
+    admin_id = user_id_by_username("admin")
+    assert admin_id is not None
+    assert parse("admin") == admin_id and parse("  admin ") == admin_id
+    assert parse(str(admin_id)) == admin_id and parse(admin_id) == admin_id and parse("") is None
+    assert refusal(parse, "nobody") == "No user “nobody”."
+    long_name = "к" * 49 + "ЯZ" + "w" * 10
+    assert refusal(parse, long_name) == f"No user “{long_name[:50]}”."
+    assert refusal(parse, 0) == "No such record."
+
+
+# --- Russian tax ids ---------------------------------------------------------------------------------------
+
+
+def test_tax_id_settings_are_cleaned_to_a_known_kind_and_a_field_name(app_ctx) -> None:  # noqa: ANN001
+    clean = REGISTRY["tax_id"].clean_settings
+    assert clean({}) == {"kind": "inn", "foreign_field": ""}
+    assert clean({"kind": None, "foreign_field": None}) == {"kind": "inn", "foreign_field": ""}
+    assert clean({"kind": "kpp", "foreign_field": "is_foreign"}) == {
+        "kind": "kpp",
+        "foreign_field": "is_foreign",
+    }
+    assert clean({"kind": "ogrn", "foreign_field": "Is-Foreign"}) == {"kind": "ogrn", "foreign_field": ""}
+    assert clean({"foreign_field": "x" * 64})["foreign_field"] == ""
+    assert clean({"foreign_field": "f" + "_" * 62})["foreign_field"] == "f" + "_" * 62
+    with pytest.raises(SettingsError) as refused:
+        clean({"kind": "INN"})
+    assert str(refused.value) == "The kind of tax ID must be INN, KPP or OGRN."
+
+
+def test_a_tax_id_is_text_stored_in_upper_case_without_spaces_or_dashes(app_ctx) -> None:  # noqa: ANN001
+    tax_id, field = REGISTRY["tax_id"], spec("tax_id", kind="kpp")
+    parse = lambda raw: tax_id.parse(raw, field)  # noqa: E731
+    assert parse("77 01-ab\u00a0001") == "7701AB001" and parse(" ") is None
+    assert parse(Decimal("770101001")) == "770101001"
+    for bad in (True, [1], {"a": 1}, dt.date(2026, 1, 1), "77\x0001"):
+        assert refusal(parse, bad) == "Expected text.", bad
+    assert refusal(parse, "1" * 21) == "At most 20 characters (this has 21)."
+    assert tax_id.filter_value(" 7701-ab ", field) == "7701AB"
+
+
+def test_tax_ids_compare_as_stored(app_ctx) -> None:  # noqa: ANN001
+    same = REGISTRY["tax_id"].same
+    field = spec("tax_id")
+    assert same(None, None, field)
+    assert not same(None, "none", field) and not same("NONE", None, field)
+    assert same("7707 083893", "7707083893", field) and not same("7707083893", "7707083894", field)
+
+
+@pytest.mark.parametrize(
+    ("settings", "text", "message"),
+    [
+        ({}, "123", "An INN has 10 digits (an organisation) or 12 (a person or sole trader)."),
+        ({"kind": ""}, "7707083894",
+         "The check digits of this INN do not match: please check it for a typo."),
+        ({"kind": "inn", "foreign_field": "is_foreign"}, "7707083894",
+         "The check digits of this INN do not match: please check it for a typo."),
+        ({"kind": "inn", "foreign_field": "is_foreign"}, "GB123",
+         "An INN has 10 digits (an organisation) or 12 (a person or sole trader). "
+         "For a foreign company, mark it as foreign first."),
+        ({"kind": "kpp"}, "7701010011", "A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."),
+        ({"kind": "ogrn"}, "1027700132195" + "000", "An OGRN has 13 digits (an OGRNIP 15)."),
+        ({"kind": "ogrn"}, "1027700132196",
+         "The check digit of this OGRN does not match: please check it for a typo."),
+    ],
+)  # fmt: skip
+def test_each_tax_id_refusal_says_what_is_wrong(app_ctx, settings: dict, text: str, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(FieldValueError) as refused:
+        REGISTRY["tax_id"].check_russian(text, spec("tax_id", **settings))
+    assert str(refused.value) == message
+
+
+def test_a_tax_id_of_the_right_shape_passes_and_foreign_ones_pass_when_marked(app_ctx) -> None:  # noqa: ANN001
+    tax_id = REGISTRY["tax_id"]
+    for kind, text in (("inn", "7707083893"), ("kpp", "7701AB001"), ("ogrn", "304500116000157")):
+        tax_id.check_russian(text, spec("tax_id", kind=kind))
+    marked = spec("tax_id", kind="inn", foreign_field="is_foreign")
+    tax_id.check_record("GB123", marked, {"is_foreign": True})
+    with pytest.raises(FieldValueError):
+        tax_id.check_record("GB123", marked, {"is_foreign": False})
+    assert tax_id.depends_on(marked) == ("is_foreign",) and tax_id.depends_on(spec("tax_id")) == ()
+
+
+def test_inn_check_digits_only_for_ten_or_twelve_ascii_digits() -> None:
+    assert inn_valid("7707083893") and inn_valid("500100732259")
+    assert not inn_valid("٠" * 10)  # Arabic-Indic zeros: decimal digits, not ASCII ones (their sum checks)
+    assert not inn_valid("abcdefghij") and not inn_valid("0" * 11) and not inn_valid("123")
+
+
+def test_ogrn_check_digit_by_its_length() -> None:
+    assert ogrn_valid("901060121277334")  # OGRNIP: modulo 13 (where modulo 11 or 14 gives another digit)
+    assert ogrn_valid("546758264471610")  # the remainder 10 checks as 0
+    assert ogrn_valid("8532565365270")  # OGRN: modulo 11, the remainder 10 checks as 0
+    assert not ogrn_valid("70783798139451")  # 14 digits whose check digit would match modulo 13
+    assert not ogrn_valid("abcdefghijklm") and not ogrn_valid("٠" * 13)
+
+
+# --- how values are shown ----------------------------------------------------------------------------------
+
+
+def test_values_as_text_and_on_a_page(app_ctx) -> None:  # noqa: ANN001
+    def text(type_name: str, value: Any, **settings: Any) -> str:
+        return REGISTRY[type_name].to_text(value, spec(type_name, **settings))
+
+    def shown(type_name: str, value: Any, **settings: Any) -> str:
+        return REGISTRY[type_name].display(value, spec(type_name, **settings))
+
+    assert [text("integer", v) for v in (None, 0, 12, Decimal("7"))] == ["", "0", "12", "7"]
+    assert [text("boolean", v) for v in (None, True, False)] == ["", "true", "false"]
+    assert [text("date", v) for v in (None, dt.date(2026, 3, 1))] == ["", "2026-03-01"]
+    assert [shown("boolean", v) for v in (None, True, False)] == ["", "yes", "no"]
+    with force_locale("ru"):
+        assert [shown("boolean", v) for v in (True, False)] == ["да", "нет"]
+    assert shown("money", None) == "" and shown("percent", None, scale=1) == ""
+    assert shown("money", Decimal("1234.5")) == "1,234.50 RUB"
+    assert shown("money", Decimal("1234.5"), currency="USD") == "1,234.50 USD"
+    assert shown("percent", Decimal("12.25"), scale=1) == "12.3 %"
+
+
+def test_options_show_their_label_and_colour(app_ctx) -> None:  # noqa: ANN001
+    options = [
+        {"id": "hot", "label": "Горячий <b>", "color": "#AABBCC"},
+        {"id": "cold", "label": "Cold", "color": "red"},
+        {"id": "warm", "label": "Warm"},
+    ]
+    single, field = REGISTRY["single_select"], spec("single_select", options=options)
+    labels = [single.to_text(v, field) for v in ("hot", "cold", "gone", "", None)]
+    assert labels == ["Горячий <b>", "Cold", "", "", ""]
+    badge = '<span class="label tabula-option" style="background:{};color:#222">{}</span>'
+    assert str(single.to_html("hot", field)) == badge.format("#AABBCC", "Горячий &lt;b&gt;")
+    assert str(single.to_html("cold", field)) == badge.format("#eeeeee", "Cold")
+    assert str(single.to_html("warm", field)) == badge.format("#eeeeee", "Warm")
+    for nothing in ("gone", "", None):
+        empty = single.to_html(nothing, field)
+        assert isinstance(empty, Markup) and str(empty) == ""
+
+
+def test_phones_and_web_addresses_are_links_with_their_text_escaped(app_ctx) -> None:  # noqa: ANN001
+    phone, url = REGISTRY["phone"], REGISTRY["url"]
+    assert str(phone.to_html("+74951234567", spec("phone"))) == '<a href="tel:+74951234567">+74951234567</a>'
+    assert str(url.to_html("https://example.com/?a=1&b=<2>", spec("url"))) == (
+        '<a href="https://example.com/?a=1&amp;b=&lt;2&gt;" rel="noopener noreferrer nofollow" '
+        'target="_blank">https://example.com/?a=1&amp;b=&lt;2&gt;</a>'
+    )
+    for empty in ("", None):
+        assert str(phone.to_html(empty, spec("phone"))) == "" and str(url.to_html(empty, spec("url"))) == ""
+
+
+def test_an_email_that_is_not_text_is_refused_in_words(app_ctx) -> None:  # noqa: ANN001
+    parse = lambda raw: REGISTRY["email"].parse(raw, spec("email"))  # noqa: E731
+    for bad in (5, True, ["a@b.ru"], "a" * 321, "нет собаки"):
+        assert refusal(parse, bad) == "Expected an e-mail address such as name@example.com.", bad
+
+
+def test_an_instant_outside_what_databases_hold_names_the_bounds(app_ctx) -> None:  # noqa: ANN001
+    parse = lambda raw: REGISTRY["datetime"].parse(raw, spec("datetime"))  # noqa: E731
+    message = refusal(parse, "0001-01-01T00:00:00+05:00")
+    assert message == refusal(parse, "9999-12-31T23:00:00-05:00")
+    assert message.startswith("A date and time must be between 0") and message.endswith(".")
+
+
+# --- filters and unique values -----------------------------------------------------------------------------
+
+
+def test_filter_values_are_parsed_as_the_field_parses(app_ctx) -> None:  # noqa: ANN001
+    assert REGISTRY["integer"].filter_value(" 12 ", spec("integer")) == 12
+    with pytest.raises(FieldValueError):
+        REGISTRY["integer"].filter_value("2147483648", spec("integer", int_limit=2**31 - 1))
+    assert REGISTRY["decimal"].filter_value("1,255", spec("decimal", scale=2)) == Decimal("1.26")
+    assert REGISTRY["text"].filter_value("Ёлка", spec("text")) == "Ёлка"
+
+
+def test_text_is_unique_whatever_its_case() -> None:
+    text = REGISTRY["text"]
+    assert (
+        text.unique_key("RACE-SKU-Ё") == "race-sku-ё"
+        and text.unique_key(5) == 5
+        and text.unique_key(None) is None
+    )
+    compiled = str(text.unique_expression(column("sku")).compile(dialect=sqlite.dialect()))
+    assert compiled == "lower(sku)"
+
+
+def test_a_type_is_registered_once_under_its_name() -> None:
+    with pytest.raises(ValueError, match="^field type 'text' is registered twice$"):
+        types.register(types.TextType())
+
+    class Extra(types.TextType):
+        name = "mutation_extra"
+
+    try:
+        added = types.register(Extra())
+        assert REGISTRY["mutation_extra"] is added and types.field_type("mutation_extra") is added
+    finally:
+        REGISTRY.pop("mutation_extra", None)
