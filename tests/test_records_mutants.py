@@ -741,7 +741,13 @@ def test_a_note_alone_is_a_new_version_a_change_of_nothing_is_not(t: Table) -> N
         work.note(pk, "merge", "только заметка")
         assert work.update(pk, {t.count: 3}, 1) == records.Saved(pk, 2)
     assert t.row(pk)["row_version"] == 2
-    assert [x.new_value for x in t.history(pk) if x.action == "merge"] == ["только заметка"]
+    notes = [x for x in t.history(pk) if x.action == "merge"]
+    assert [x.new_value for x in notes] == ["только заметка"]
+    # The note is the record's last change: "changed at" is its moment.
+    stamp = t.row(pk)["updated_at"]
+    assert (stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp) == notes[0].at.replace(
+        tzinfo=None
+    )
     with pytest.raises(records.StaleRecord), records.unit_of_work(t.slug, ADMIN()) as work:
         work.update(pk, {t.count: 4}, 1)  # the version it was read at is gone
     assert t.row(pk)[t.count] == 3
@@ -767,6 +773,58 @@ def test_a_unit_of_works_changes_that_follow_join_its_change_set(t: Table) -> No
     sets = {x.changeset for x in t.history(a) if x.action in ("merge", "update")}
     sets |= {x.changeset for x in t.history(b) if x.action == "update"}
     assert len(sets) == 1
+
+
+def test_changes_that_follow_reach_records_beyond_the_users_own(app_ctx) -> None:  # noqa: ANN001
+    """A merge by someone who edits only their own records still moves a colleague's record's link: the
+    changes that follow are read and written with the system's reach, under the user's name."""
+    entity = new_table(unique_label("Следствия"))
+    name = db.session.get(Field, entity.display_field_id).name
+    link = new_field(entity, "Ссылка", "link", settings={"target": entity.id}).name
+    access.save_rules(
+        role_id("Staff"),
+        tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
+                            "edit_scope": "own", "delete_scope": "own"}},
+    )  # fmt: skip
+    refresh()
+    keep = records.create(entity.slug, {name: "Оставить"}, actor("staff1")).id
+    drop = records.create(entity.slug, {name: "Убрать"}, actor("staff1")).id
+    theirs = records.create(entity.slug, {name: "Чужая", link: drop}, actor("staff2")).id
+    with records.unit_of_work(entity.slug, actor("staff1", "ui"), "edit", "delete") as work:
+        assert work.cascade_update(entity.slug, {theirs: {link: keep}}) == [records.Saved(theirs, 2)]
+        work.delete([drop])
+    tbl = current().classes[entity.slug].__table__
+    assert db.session.scalar(select(tbl.c[link]).where(tbl.c.id == theirs)) == keep
+    moved = [x for x in history.lines(entity.id, theirs) if x.action == "update"]
+    assert [(x.user_id, x.old_value, x.new_value) for x in moved] == [(user_id("staff1"), drop, keep)]
+
+
+def test_a_stale_refusal_shows_values_as_typed_and_who_saved_this_very_record(app_ctx) -> None:  # noqa: ANN001
+    """The current values in a stale refusal read as their type shows them (an option's label), and the
+    last editor is this record's, not that of a later change to another record or another table."""
+    options = [{"id": "hot", "label": "Горячий"}, {"id": "cold", "label": "Холодный"}]
+    first, second = new_table(unique_label("Устаревшие")), new_table(unique_label("Соседи"))
+    first_name = db.session.get(Field, first.display_field_id).name
+    second_name = db.session.get(Field, second.display_field_id).name
+    state = new_field(first, "Статус", "single_select", settings={"options": options}).name
+    access.save_rules(
+        role_id("Staff"),
+        tables={first.id: {"read": True, "edit": True, "read_scope": "all", "edit_scope": "all"}},
+    )
+    refresh()
+    pk = records.create(first.slug, {first_name: "Запись", state: "Горячий"}, actor("admin")).id
+    records.update(first.slug, pk, {state: "Холодный"}, actor("staff2"), expected_version=1)
+    neighbour = records.create(first.slug, {first_name: "Сосед"}, actor("admin")).id
+    records.update(first.slug, neighbour, {first_name: "Сосед 2"}, actor("admin"), expected_version=1)
+    # A record of another table with the same id, changed after it by someone else.
+    same_id = [s.id for s in records.create_many(second.slug, [{second_name: "x"}] * pk, actor("admin"))]
+    assert pk in same_id
+    records.update(second.slug, pk, {second_name: "y"}, actor("admin"), expected_version=1)
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update(first.slug, pk, {first_name: "Моё"}, actor("staff1"), expected_version=1)
+    assert stale.value.current[state] == "Холодный"
+    assert stale.value.changed_by == runtime.user_label(user_id("staff2"))
+    assert stale.value.changed_at == history.lines(first.id, pk)[-1].at
 
 
 def test_a_database_refusal_inside_a_unit_of_work_is_a_sentence(t: Table) -> None:
