@@ -669,12 +669,17 @@
   // The address reproduces what is on screen: the view's number and, once changed, the state itself.
   // Only a real change goes into the address (and marks a saved view "changed"): the state as opened is
   // taken at the first load, widths aside (the layout sets them from the data) unless a column was resized.
+  // It is taken in the load's own handler, not later: a busy browser runs clicks before waiting timers,
+  // and a state taken after the user's first changes would hide them from the address. (With progressive
+  // loading Tabulator sends no "dataLoaded"; "dataProcessed" follows each first page: opening, sort, filter.)
   var opening = null, resized = false;
   function comparable(state) { return JSON.stringify(Object.assign({}, state, {widths: null})); }
+  table.on("dataProcessed", function () {
+    if (opening === null) { opening = comparable(currentState()); }
+  });
   function rememberInAddress() {
-    if (!window.history.replaceState) { return; }
+    if (!window.history.replaceState || opening === null) { return; }
     var state = currentState();
-    if (opening === null) { opening = comparable(state); return; }
     if (!resized && comparable(state) === opening) { return; }
     var address = new URL(window.location.href);
     address.searchParams.set("state", JSON.stringify(state));
@@ -683,7 +688,7 @@
     document.dispatchEvent(new CustomEvent("tabula-grid-changed"));
   }
   table.on("columnResized", function () { resized = true; });
-  ["dataLoaded", "columnMoved", "columnResized", "columnVisibilityChanged"].forEach(function (name) {
+  ["dataProcessed", "columnMoved", "columnResized", "columnVisibilityChanged"].forEach(function (name) {
     table.on(name, function () { setTimeout(rememberInAddress, 0); });
   });
   searchEl.addEventListener("change", rememberInAddress);
