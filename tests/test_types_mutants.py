@@ -26,11 +26,13 @@ def spec(type_name: str, int_limit: int | None = None, **settings: Any) -> Field
     return FieldSpec(1, 1, "f_1", "f_1", "Поле", type_name, settings=settings, int_limit=int_limit)
 
 
-def outcome(parse: Any, raw: Any) -> tuple[str, Any]:
+def outcome(parse: Any, raw: Any) -> tuple[str, str]:
+    """What a parser made of ``raw``: the value with its type and exact form (``-0.00`` is not ``0.00``)."""
     try:
-        return "value", parse(raw)
+        value = parse(raw)
     except FieldValueError as exc:
         return "refused", str(exc)
+    return type(value).__name__, str(value)
 
 
 def refusal(parse: Any, raw: Any) -> str:
@@ -81,6 +83,11 @@ SPECS = [
 @example(raw=Decimal("-0.001"), field=SPECS[3])
 @example(raw="-1 234,505", field=SPECS[3])
 @example(raw="1 234,5 руб.", field=SPECS[6])
+@example(raw="9999999999999999.995", field=SPECS[3])  # rounds up to 10**16: too large
+@example(raw=Decimal("9999999999999999.995"), field=SPECS[3])
+@example(raw=10**16, field=SPECS[3])
+@example(raw="-0,001", field=SPECS[3])
+@example(raw=-0.001, field=SPECS[3])
 @example(raw="abcdef", field=SPECS[7])
 def test_the_batch_parser_answers_as_parse_does(app_ctx, raw: Any, field: FieldSpec) -> None:  # noqa: ANN001
     ftype = REGISTRY[field.type]
@@ -322,3 +329,129 @@ def test_a_type_is_registered_once_under_its_name() -> None:
         assert REGISTRY["mutation_extra"] is added and types.field_type("mutation_extra") is added
     finally:
         REGISTRY.pop("mutation_extra", None)
+
+
+# --- refusals in words, and the limits of each kind of value ----------------------------------------------
+
+WHOLE = "Expected a whole number."
+WEB = "Expected a web address such as https://example.com."
+MAIL = "Expected an e-mail address such as name@example.com."
+PHONE = "Expected a phone number such as +7 495 123-45-67."
+OPTIONS = "Expected a list of options."
+COLOURS = [
+    {"id": "aaaa1111", "label": "Красный"},
+    {"id": "bbbb2222", "label": "Синий, тёмный"},
+    {"id": "cccc3333", "label": "Зелёный"},
+]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "settings", "raw", "message"),
+    [
+        ("integer", {}, True, WHOLE),
+        ("integer", {}, "1,5", WHOLE),
+        ("integer", {}, Decimal("NaN"), WHOLE),
+        ("integer", {}, "два", WHOLE),
+        ("integer", {}, 2**63, "The number is too large."),
+        ("integer", {}, "1e20", "The number is too large."),
+        ("url", {}, 5, WEB),
+        ("url", {}, "ftp://example.com", WEB),
+        ("url", {}, "https://example.com/a b", WEB),
+        ("url", {}, "http://[::1", WEB),
+        ("url", {}, "https://example.com/" + "a" * 2029, WEB),  # 2049 characters
+        ("email", {}, 5, MAIL),
+        ("email", {}, "нет собаки", MAIL),
+        ("email", {}, "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 59 + ".ru", MAIL),  # 255 bytes
+        ("phone", {}, True, PHONE),
+        ("phone", {}, "+7 495 СПАСИБО", PHONE),
+        ("phone", {}, "+7 (495) 123-45-6", PHONE),
+        ("phone", {}, "+7" + " " * 26 + "495 123-45-67", PHONE),  # 41 characters
+        ("text", {}, True, "Expected text."),
+        ("text", {}, "я" * 256, "At most 255 characters (this has 256)."),
+        ("text", {"max_length": 5}, "шесть!", "At most 5 characters (this has 6)."),
+        ("long_text", {}, True, "Expected text."),
+        ("long_text", {}, [1], "Expected text."),
+        ("multi_select", {"options": COLOURS}, 5, OPTIONS),
+        ("multi_select", {"options": COLOURS}, [True], OPTIONS),
+        ("multi_select", {"options": COLOURS}, [1.5], OPTIONS),
+        ("multi_select", {"options": COLOURS}, "Жёлтый",
+         "“Жёлтый” is not one of the options: Красный, Синий, тёмный, Зелёный."),
+    ],
+)  # fmt: skip
+def test_each_refusal_says_what_was_expected(
+    app_ctx, type_name: str, settings: dict, raw: Any, message: str
+) -> None:  # noqa: ANN001, E501
+    field = spec(type_name, **settings)
+    assert refusal(lambda r: REGISTRY[type_name].parse(r, field), raw) == message
+
+
+def test_values_at_their_limits_are_taken(app_ctx) -> None:  # noqa: ANN001
+    def parse(type_name: str, raw: Any, **settings: Any) -> Any:
+        return REGISTRY[type_name].parse(raw, spec(type_name, **settings))
+
+    longest_url = "https://example.com/" + "a" * 2028
+    assert parse("url", longest_url) == longest_url and parse("url", "example.com") == "https://example.com"
+    local = "a" * 64
+    assert parse("email", f"{local}@Example.COM") == f"{local}@example.com"
+    longest_mail = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".ru"  # 254 bytes
+    assert parse("email", longest_mail) == longest_mail
+    assert parse("phone", "+7" + " " * 25 + "495 123-45-67") == "+74951234567"  # 40 characters
+    assert parse("text", "я" * 255) == "я" * 255 and parse("text", " пять ", max_length=5) == "пять"
+    assert parse("long_text", "\r\n строка \n") == "строка" and parse("long_text", 12.0) == "12"
+    assert parse("integer", "1e3") == 1000 and parse("integer", 1e3) == 1000 and parse("integer", 2.0) == 2
+    assert parse("integer", Decimal("1E+2")) == 100 and parse("integer", -(2**63 - 1)) == -(2**63 - 1)
+
+
+def test_several_options_are_stored_in_the_options_order(app_ctx) -> None:  # noqa: ANN001
+    field = spec("multi_select", options=COLOURS)
+
+    def parse(raw: Any) -> Any:
+        return REGISTRY["multi_select"].parse(raw, field)
+
+    assert parse("Зелёный; Красный") == ",aaaa1111,cccc3333,"
+    assert parse("Синий, тёмный") == ",bbbb2222,"  # one whole label with a comma in it
+    assert parse("bbbb2222") == ",bbbb2222," and parse("зелёный") == ",cccc3333,"
+    assert parse(["Зелёный", "aaaa1111"]) == parse(("aaaa1111", "Зелёный")) == ",aaaa1111,cccc3333,"
+    assert parse({"Красный"}) == ",aaaa1111,"
+    for nothing in ([], [" "], "", None, " ; "):
+        assert parse(nothing) is None, nothing
+
+
+def test_options_and_yes_no_on_a_page(app_ctx) -> None:  # noqa: ANN001
+    multi, boolean = REGISTRY["multi_select"], REGISTRY["boolean"]
+    field = spec("multi_select", options=[{**COLOURS[0], "color": "#ff0000"}, COLOURS[2]])
+    badge = '<span class="label tabula-option" style="background:{};color:#222">{}</span>'
+    assert str(multi.to_html(",aaaa1111,gone,cccc3333,", field)) == (
+        badge.format("#ff0000", "Красный") + " " + badge.format("#eeeeee", "Зелёный")
+    )
+    assert (
+        str(multi.to_html(None, field)) == ""
+        and multi.to_text(",cccc3333,aaaa1111,", field) == "Зелёный, Красный"
+    )
+    assert [str(boolean.to_html(v, spec("boolean"))) for v in (None, True, False)] == [
+        "",
+        '<i class="fa fa-check text-success"></i>',
+        "&mdash;",
+    ]
+
+
+def test_a_currency_is_a_three_letter_code(app_ctx) -> None:  # noqa: ANN001
+    clean = REGISTRY["money"].clean_settings
+    assert clean({}) == {"currency": "RUB"} and clean({"currency": " usd "}) == {"currency": "USD"}
+    for bad in ("RUBL", "Р", "1$$"):
+        with pytest.raises(SettingsError) as refused:
+            clean({"currency": bad})
+        assert str(refused.value) == "Currency must be a three-letter code such as RUB, USD or EUR."
+
+
+def test_the_time_zone_is_the_configured_one_and_utc_without_an_app(app) -> None:  # noqa: ANN001
+    from zoneinfo import ZoneInfo
+
+    assert types.local_timezone() == ZoneInfo("UTC")  # no app context: a script, a unit of the registry
+    with app.app_context():
+        assert types.local_timezone() == ZoneInfo(app.config["BABEL_DEFAULT_TIMEZONE"])
+        configured = app.config.pop("BABEL_DEFAULT_TIMEZONE")
+        try:
+            assert types.local_timezone() == ZoneInfo("UTC")
+        finally:
+            app.config["BABEL_DEFAULT_TIMEZONE"] = configured
