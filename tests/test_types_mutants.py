@@ -6,7 +6,7 @@ exact words of each refusal. The tests mutation testing of ``custom_fields/types
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pytest
@@ -455,3 +455,205 @@ def test_the_time_zone_is_the_configured_one_and_utc_without_an_app(app) -> None
             assert types.local_timezone() == ZoneInfo("UTC")
         finally:
             app.config["BABEL_DEFAULT_TIMEZONE"] = configured
+
+
+# --- numbers, dates, yes/no and options: the forms people type -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("1 234,56", "1234.56"), ("1,234.56", "1234.56"), ("1.234,56", "1234.56"),
+        ("1,234,567.5", "1234567.5"),
+        ("12,5", "12.5"), (" -7 ", "-7"), ("+5", "5"), ("1\u00a0000", "1000"), ("1\u202f000,5", "1000.5"),
+        ("1'000", "1000"), (".5", "0.5"), ("5.", "5"), ("1e3", "1E+3"), ("2E-2", "0.02"),
+    ],
+)  # fmt: skip
+def test_numbers_are_read_as_people_write_them(text: str, number: str) -> None:
+    assert types.parse_decimal_text(text) == Decimal(number)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "1.2.3", "abc", "", "1e1000", "--1", "1,5.5,5"])
+def test_what_is_not_a_number_is_refused(text: str) -> None:
+    with pytest.raises(InvalidOperation):
+        types.parse_decimal_text(text)
+
+
+@pytest.mark.parametrize(
+    ("scale", "raw", "stored"),
+    [
+        (2, "1,005", "1.01"), (2, "-1,005", "-1.01"), (2, "0,004", "0.00"), (2, "-0,004", "0.00"),
+        (2, 1.005, "1.01"), (2, Decimal("2.345"), "2.35"), (2, "12 %", "12.00"), (2, 7, "7.00"),
+        (2, "9999999999999999.99", "9999999999999999.99"), (0, "2.5", "3"), (0, "-2.5", "-3"),
+        (8, "0.123456785", "0.12345679"), (2, "1e3", "1000.00"),
+    ],
+)  # fmt: skip
+def test_decimals_are_rounded_half_up_to_their_places(app_ctx, scale: int, raw: Any, stored: str) -> None:  # noqa: ANN001
+    field = spec("decimal", scale=scale)
+    value = REGISTRY["decimal"].parse(raw, field)
+    assert str(value) == stored and REGISTRY["decimal"].to_text(value, field) == stored
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (True, "Expected a number."), ("abc", "Expected a number, e.g. 1234,56."),
+        (Decimal("Infinity"), "Expected a number, e.g. 1234,56."), ("1e16", "The number is too large."),
+        ("9999999999999999.995", "The number is too large."), (10**16, "The number is too large."),
+    ],
+)  # fmt: skip
+def test_numbers_that_do_not_fit_are_refused(app_ctx, raw: Any, message: str) -> None:  # noqa: ANN001
+    assert refusal(lambda r: REGISTRY["decimal"].parse(r, spec("decimal", scale=2)), raw) == message
+
+
+def test_decimals_as_text_and_columns(app_ctx) -> None:  # noqa: ANN001
+    decimal = REGISTRY["decimal"]
+
+    def text(value: Any, **settings: Any) -> str:
+        return decimal.to_text(value, spec("decimal", **settings))
+
+    assert [text(v) for v in (None, Decimal("1.5"), 3, Decimal("1E+2"), 2.5)] == [
+        "",
+        "1.50",
+        "3.00",
+        "100.00",
+        "2.50",
+    ]
+    assert (
+        text(Decimal("5"), scale=0) == "5"
+        and text(Decimal("5.0"), scale=0) == "5"
+        and text(7, scale=3) == "7.000"
+    )
+    assert (
+        decimal.to_json(None, spec("decimal")) is None
+        and decimal.to_json(Decimal("1"), spec("decimal")) == "1.00"
+    )
+    assert decimal.scale(spec("decimal")) == 2 and decimal.scale(spec("decimal", scale="4")) == 4
+    column_type = decimal.column_type(spec("decimal", scale=3))
+    assert (column_type.precision, column_type.scale, column_type.asdecimal) == (18, 3, True)
+    assert REGISTRY["text"].column_type(spec("text", max_length=40)).length == 40
+    assert REGISTRY["text"].column_type(spec("text")).length == 255
+
+
+def test_text_settings_are_a_length_between_one_and_ten_thousand(app_ctx) -> None:  # noqa: ANN001
+    clean = REGISTRY["text"].clean_settings
+    assert clean({}) == {"max_length": 255} and clean({"max_length": 0}) == {"max_length": 255}
+    assert clean({"max_length": "100"}) == {"max_length": 100}
+    assert clean({"max_length": 1}) == {"max_length": 1} and clean({"max_length": 10_000}) == {
+        "max_length": 10_000
+    }
+    assert REGISTRY["email"].clean_settings({"max_length": 5}) == {}  # a fixed length
+    for bad, message in (
+        ("abc", "Maximum length must be a whole number."),
+        ([5], "Maximum length must be a whole number."),
+        (10_001, "Maximum length must be between 1 and 10000."),
+        (-1, "Maximum length must be between 1 and 10000."),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            clean({"max_length": bad})
+        assert str(refused.value) == message
+
+
+def test_yes_and_no_in_the_words_people_use(app_ctx) -> None:  # noqa: ANN001
+    parse = lambda raw: REGISTRY["boolean"].parse(raw, spec("boolean"))  # noqa: E731
+    yes = ("да", " Д ", "✓", "+", "x", "Yes", "TRUE", 1, 1.0, Decimal(1), True)
+    no = ("Нет", "ложь", "-", "✗", "off", "0", 0, 0.0, Decimal(0), False)
+    assert [parse(v) for v in yes] == [True] * len(yes) and [parse(v) for v in no] == [False] * len(no)
+    assert parse("") is None and parse("  ") is None and parse(None) is None
+    for bad in (2, Decimal("NaN"), Decimal("sNaN"), "может быть", 0.5, [1]):
+        assert refusal(parse, bad) == "Expected yes or no.", bad
+
+
+@pytest.mark.parametrize(
+    ("raw", "day"),
+    [
+        ("2025-12-31", dt.date(2025, 12, 31)), ("31.12.2025", dt.date(2025, 12, 31)),
+        ("31.12.25", dt.date(2025, 12, 31)), ("31/12/2025", dt.date(2025, 12, 31)),
+        ("2025/12/31", dt.date(2025, 12, 31)), (" 2025-12-31T10:00:00 ", dt.date(2025, 12, 31)),
+        ("1.2.2025", dt.date(2025, 2, 1)), ("0001-01-01", dt.date(1, 1, 1)),
+        (dt.datetime(2025, 3, 4, 23, 59), dt.date(2025, 3, 4)), (dt.date(2025, 3, 4), dt.date(2025, 3, 4)),
+    ],
+)  # fmt: skip
+def test_dates_in_the_forms_people_type(app_ctx, raw: Any, day: dt.date) -> None:  # noqa: ANN001
+    assert REGISTRY["date"].parse(raw, spec("date")) == day
+
+
+@pytest.mark.parametrize("raw", [5, "31.02.2025", "2025-02-31", "31.12", "завтра", [2025]])
+def test_what_is_not_a_date_is_refused(app_ctx, raw: Any) -> None:  # noqa: ANN001
+    message = refusal(lambda r: REGISTRY["date"].parse(r, spec("date")), raw)
+    assert message == "Expected a date such as 31.12.2025."
+
+
+def test_date_times_are_stored_in_utc_from_the_local_time(app_ctx) -> None:  # noqa: ANN001
+    datetime_type, field = REGISTRY["datetime"], spec("datetime")
+    local = types.local_timezone()
+
+    def at(*parts: int) -> dt.datetime:
+        return dt.datetime(*parts, tzinfo=local).astimezone(dt.UTC)
+
+    for raw in ("2025-12-31 14:30", "31.12.2025 14:30", "2025-12-31T14:30", "31.12.2025 14:30:00"):
+        assert datetime_type.parse(raw, field) == at(2025, 12, 31, 14, 30), raw
+    assert datetime_type.parse("31.12.2025", field) == at(2025, 12, 31)
+    assert datetime_type.parse(dt.date(2025, 12, 31), field) == at(2025, 12, 31)
+    assert datetime_type.parse("2025-12-31T14:30:00Z", field) == dt.datetime(
+        2025, 12, 31, 14, 30, tzinfo=dt.UTC
+    )
+    assert datetime_type.parse("2025-12-31T14:30+03:00", field) == dt.datetime(
+        2025, 12, 31, 11, 30, tzinfo=dt.UTC
+    )
+    assert datetime_type.parse("2025-12-31T14:30:00Z", field).tzinfo is dt.UTC
+    for bad in (5, "завтра", "31.12.2025 25:00", [1]):
+        message = refusal(lambda r: datetime_type.parse(r, field), bad)
+        assert message == "Expected a date and time such as 31.12.2025 14:30.", bad
+    moment = dt.datetime(2025, 1, 2, 3, 4, 5)
+    assert (
+        datetime_type.to_text(None, field) == ""
+        and datetime_type.to_text(moment, field) == "2025-01-02T03:04:05+00:00"
+    )
+
+
+def test_an_option_is_found_by_its_id_or_its_label_in_any_case(app_ctx) -> None:  # noqa: ANN001
+    many = [{"id": f"{n:08x}", "label": f"Вариант {n}"} for n in range(12)]
+    single, field = REGISTRY["single_select"], spec("single_select", options=many)
+    assert single.match_option("0000000b", field) == "0000000b"
+    assert single.match_option("  вариант 3 ", field) == "00000003"
+    assert single.parse("ВАРИАНТ 11", field) == "0000000b" and single.parse(" ", field) is None
+    listed = ", ".join(f"Вариант {n}" for n in range(10))  # the first ten
+    typed = "Ж" * 60
+    with pytest.raises(FieldValueError) as refused:
+        single.match_option(typed, field)
+    assert str(refused.value) == f"“{'Ж' * 50}” is not one of the options: {listed}."
+    for bad in (True, [], {}, ["Вариант 1"]):
+        assert refusal(lambda r: single.parse(r, field), bad) == "Expected one of the options.", bad
+
+
+def test_options_from_the_admin_are_checked_and_completed(app_ctx) -> None:  # noqa: ANN001
+    cleaned = types.clean_options(
+        [
+            "Первый",
+            {"label": " Второй ", "color": "#ABCDEF", "id": "12345678"},
+            {"label": ""},
+            {"label": "Четвёртый", "color": "red", "id": "customer"},
+            {"label": "Пятый", "id": "customer"},
+            {"label": "Шестой", "id": "Customer"},
+        ]
+    )
+    assert [o["label"] for o in cleaned] == ["Первый", "Второй", "Четвёртый", "Пятый", "Шестой"]
+    ids = [o["id"] for o in cleaned]
+    assert ids[1] == "12345678" and ids[2] == "customer"
+    assert all(len(i) == 8 and int(i, 16) >= 0 for i in (ids[0], ids[3], ids[4])) and len(set(ids)) == 5
+    colours = types.DEFAULT_COLORS
+    assert [o["color"] for o in cleaned] == ["#e3f2fd", "#abcdef", colours[3], colours[4], colours[5]]
+    assert types.clean_options(None) == [] and types.clean_options([]) == []
+    assert len(types.clean_options([f"o{n}" for n in range(200)])) == 200
+    for raw, message in (
+        ("Первый", "Options must be a list."),
+        ([f"o{n}" for n in range(201)], "At most 200 options."),
+        (["a", 5], "Option 2 is not valid."),
+        (["я" * 101], "An option may have at most 100 characters."),
+        (["Один", "ОДИН "], "The option “ОДИН” appears twice."),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            types.clean_options(raw)
+        assert str(refused.value) == message
+    assert types.clean_options(["я" * 100])[0]["label"] == "я" * 100
