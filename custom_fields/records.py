@@ -107,9 +107,9 @@ class _Context:
     links_unchecked: bool = False
     #: Whose reach the rows are read with (None: the actor's; the system's for changes that follow).
     reader: Actor | None = None
-    #: History rows waiting for ``flush_history``: one per record and action, its fields inside.
+    #: History rows waiting for ``flush_history``: one per record and action (a write merges the changes
+    #: of a record named twice before it writes), its fields inside.
     history: list[dict[str, Any]] = field(default_factory=list)
-    _open: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
 
     def entry(
         self, record_id: int, action: str, changes: list[list[Any]] | None = None, note: Any = None
@@ -121,22 +121,12 @@ class _Context:
             "action": action, "changes": [] if changes is None else changes, "note": note,
         }  # fmt: skip
         self.history.append(row)
-        self._open[(record_id, action)] = row
         return row
-
-    def add_changes(self, record_id: int, action: str, changes: list[list[Any]]) -> None:
-        """``changes`` (``[field_id, old, new]``) join the record's history row for ``action``."""
-        row = self._open.get((record_id, action))
-        if row is None:
-            self.entry(record_id, action, changes)
-        else:
-            row["changes"].extend(changes)
 
     def flush_history(self) -> None:
         live.announce_history(db.session, self.history, scope_holder_ids(self.entity))
         write_history(self.history)
         self.history.clear()
-        self._open.clear()
 
 
 #: Rows from which PostgreSQL gets history (and new records) by COPY instead of an INSERT statement.
@@ -1003,7 +993,7 @@ def _apply(
             names = written[given] = tuple(sorted(diff.keys() | (parsed.keys() & specs.keys())))
         values = [diff[name] if name in diff else stored[name] for name in names]
         groups.setdefault(names, []).append((pk, version, values))
-        ctx.add_changes(pk, "update", changed_facts)
+        ctx.entry(pk, "update", changed_facts)
         saved.append(Saved(pk, version + 1))
     for names, group in groups.items():
         if bulk:

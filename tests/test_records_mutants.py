@@ -619,6 +619,28 @@ def test_a_record_saved_between_the_read_and_the_write_refuses_the_batch(t: Tabl
     assert [s.version for s in saved] == [2, 2, 2] and {t.row(pk)[t.count] for pk in ids} == {7}
 
 
+def test_binning_records_saved_between_the_read_and_the_write_changes_nothing(t: Table, monkeypatch) -> None:  # noqa: ANN001
+    """Binning holds each record to the version it read: one saved in between refuses the whole batch in
+    words, and none of them is binned."""
+    ids = [records.create(t.slug, {t.name: f"Корзина {i}"}, ADMIN()).id for i in range(2)]
+    tbl = current().classes[t.slug].__table__
+    load = records._load
+
+    def meanwhile(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        db.session.execute(tbl.update().where(tbl.c.id == ids[1]).values(row_version=tbl.c.row_version + 1))
+        return rows
+
+    monkeypatch.setattr(records, "_load", meanwhile)
+    with pytest.raises(records.RecordError) as refused:
+        records.delete_many(t.slug, ids, ADMIN())
+    assert (
+        refused.value.message == "Someone else changed these records at the same time; nothing was changed."
+    )
+    monkeypatch.undo()
+    assert [(t.row(pk)["deleted_at"], t.row(pk)["row_version"]) for pk in ids] == [(None, 1), (None, 1)]
+
+
 def test_the_index_that_refused_names_its_own_field(t: Table, monkeypatch) -> None:  # noqa: ANN001
     """With two unique fields, a value the second one's index refuses (the check having missed it, as when
     another writer got there first) is reported at that field, not at the first unique one."""
