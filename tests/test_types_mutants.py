@@ -57,6 +57,7 @@ SPECS = [
     spec("money", currency="RUB"),
     spec("text", max_length=5),
     spec("single_select", options=[{"id": "a1b2c3d4", "label": "Горячий"}, {"id": "cold", "label": "Cold"}]),
+    spec("multi_select", options=[{"id": "a1b2c3d4", "label": "Горячий"}, {"id": "cold", "label": "Cold"}]),
 ]
 
 
@@ -657,3 +658,26 @@ def test_options_from_the_admin_are_checked_and_completed(app_ctx) -> None:  # n
             types.clean_options(raw)
         assert str(refused.value) == message
     assert types.clean_options(["я" * 100])[0]["label"] == "я" * 100
+
+
+def test_more_forms_and_refusals_people_meet(app_ctx) -> None:  # noqa: ANN001
+    def parse(type_name: str, raw: Any) -> Any:
+        return REGISTRY[type_name].parse(raw, spec(type_name))
+
+    assert parse("long_text", "\tтаблица\t") == "\tтаблица\t"  # only line breaks and spaces are trimmed
+    assert parse("long_text", " X-ray\n") == "X-ray"
+    assert parse("email", "Abuse@Example.com") == "abuse@example.com"  # role mailboxes in one case
+    assert parse("email", "Ivan.Petrov@Example.com") == "Ivan.Petrov@example.com"
+    assert refusal(lambda r: parse("email", r), "ivan@-bad-.com") == MAIL
+    assert parse("url", "http://example.com") == "http://example.com"
+    assert parse("url", "HTTPS://example.com") == "HTTPS://example.com"
+    for bad in (Decimal("74951234567"), "()", "+"):
+        assert refusal(lambda r: parse("phone", r), bad) == PHONE, bad
+    assert parse("phone", 84951234567) == "+74951234567"
+
+
+def test_values_on_a_page_follow_their_settings(app_ctx) -> None:  # noqa: ANN001
+    options = [{"id": "hot", "label": "Горячий"}]
+    assert REGISTRY["single_select"].display("hot", spec("single_select", options=options)) == "Горячий"
+    assert REGISTRY["decimal"].display(Decimal("1.5"), spec("decimal", scale=3)) == "1.500"
+    assert REGISTRY["datetime"].display(None, spec("datetime")) == ""
