@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select, update
 
 from app.extensions import db
@@ -20,6 +21,7 @@ from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from models import Field
 from models.records import RecordChange
+from models.system import utcnow
 from tests.tables_helpers import new_field, new_table, unique_label
 
 
@@ -639,6 +641,50 @@ def test_binning_records_saved_between_the_read_and_the_write_changes_nothing(t:
     )
     monkeypatch.undo()
     assert [(t.row(pk)["deleted_at"], t.row(pk)["row_version"]) for pk in ids] == [(None, 1), (None, 1)]
+
+
+def test_a_record_binned_between_the_read_and_the_write_is_not_changed(t: Table, monkeypatch) -> None:  # noqa: ANN001
+    """The UPDATE holds each record to not being in the recycle bin: one binned in between refuses the
+    batch as stale, with the values it was read with, and stays as it was binned."""
+    ids = [records.create(t.slug, {t.name: f"Бин {i}", t.count: 1}, ADMIN()).id for i in range(2)]
+    tbl = current().classes[t.slug].__table__
+    load = records._load
+
+    def meanwhile(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        rows = load(ctx, pks, **kwargs)
+        if kwargs.get("lock"):  # the write's own read, not the refusal's look afterwards
+            db.session.execute(tbl.update().where(tbl.c.id == ids[1]).values(deleted_at=utcnow()))
+        return rows
+
+    monkeypatch.setattr(records, "_load", meanwhile)
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update_many(t.slug, [(pk, {t.count: "5"}, None) for pk in ids], ADMIN())
+    monkeypatch.undo()
+    assert stale.value.record_id == ids[1] and stale.value.current[t.count] == "1"
+    assert [t.row(pk)[t.count] for pk in ids] == [1, 1]
+
+
+def test_an_update_moves_changed_at_to_the_moment_its_history_gives(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Момент", t.count: 1}, ADMIN()).id
+    records.update(t.slug, pk, {t.count: 2}, ADMIN(), expected_version=1)
+    stamp = t.row(pk)["updated_at"]
+    moment = [x.at for x in t.history(pk) if x.action == "update"][-1]
+    assert stamp is not None
+    assert (stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)) == (
+        moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    )
+
+
+def test_a_stale_refusal_of_a_record_whose_history_was_archived_names_nobody(t: Table) -> None:
+    pk = records.create(t.slug, {t.name: "Архив"}, ADMIN()).id
+    records.update(t.slug, pk, {t.name: "Архив 2"}, actor("staff2"), expected_version=1)
+    db.session.execute(
+        sa_delete(RecordChange).where(RecordChange.entity_id == t.entity_id, RecordChange.record_id == pk)
+    )
+    db.session.commit()
+    with pytest.raises(records.StaleRecord) as stale:
+        records.update(t.slug, pk, {t.name: "Моё"}, actor("staff1"), expected_version=1)
+    assert (stale.value.version, stale.value.changed_by, stale.value.changed_at) == (2, "", None)
 
 
 def test_the_index_that_refused_names_its_own_field(t: Table, monkeypatch) -> None:  # noqa: ANN001
