@@ -681,3 +681,18 @@ def test_values_on_a_page_follow_their_settings(app_ctx) -> None:  # noqa: ANN00
     assert REGISTRY["single_select"].display("hot", spec("single_select", options=options)) == "Горячий"
     assert REGISTRY["decimal"].display(Decimal("1.5"), spec("decimal", scale=3)) == "1.500"
     assert REGISTRY["datetime"].display(None, spec("datetime")) == ""
+
+
+def test_decimal_places_are_a_whole_number_from_zero_to_eight(app_ctx) -> None:  # noqa: ANN001
+    clean = REGISTRY["decimal"].clean_settings
+    assert [clean(given)["scale"] for given in ({}, {"scale": ""}, {"scale": None})] == [2, 2, 2]
+    assert [clean({"scale": s}) for s in ("0", 3, 8)] == [{"scale": 0}, {"scale": 3}, {"scale": 8}]
+    for bad, message in (
+        ("два", "Decimal places must be a whole number."),
+        ([2], "Decimal places must be a whole number."),
+        (9, "Decimal places must be between 0 and 8."),
+        (-1, "Decimal places must be between 0 and 8."),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            clean({"scale": bad})
+        assert str(refused.value) == message
