@@ -145,6 +145,12 @@ class Actor:
         """Housekeeping that answers to no user (the recycle-bin purge)."""
         return cls(None, frozenset(), "job", system=True)
 
+    @classmethod
+    def job_of(cls, owner_id: int | None) -> Actor:
+        """Work done for whoever owns it (a mailing, an automation): its owner, or the system once the
+        owner is gone (a removed user leaves ``owner_id`` empty)."""
+        return cls.for_user_id(owner_id, "job") if owner_id else cls.system_job()
+
 
 # --- what they may do --------------------------------------------------------------------------------------
 

@@ -241,7 +241,7 @@ def run(kind: str, today: dt.date | None = None, now: dt.datetime | None = None)
     template = db.session.get(MailTemplate, found.template_id) if found.template_id else None
     if not found.enabled or template is None or not current_app.config["SMTP_CONFIGURED"]:
         return 0
-    actor = Actor.for_user_id(found.owner_id, "job") if found.owner_id else Actor.system_job()
+    actor = Actor.job_of(found.owner_id)
     when = now or dt.datetime.now(dt.UTC) if kind == "task_reminder" else today or _today()
     sent = 0
     for occasion in list(DUE[kind](actor, found, when)):

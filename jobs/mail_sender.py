@@ -411,11 +411,6 @@ class Outcome:
     unknown: int = 0
 
 
-def owner_of(mailing: Mailing) -> Actor:
-    """Who a mailing's work is done as: its owner, or the system for one whose owner is gone."""
-    return Actor.for_user_id(mailing.owner_id, "job") if mailing.owner_id else Actor.system_job()
-
-
 def _status(mailing_id: int) -> str | None:
     return db.session.scalar(select(Mailing.status).where(Mailing.id == mailing_id))
 
@@ -512,7 +507,7 @@ def run(mailing_id: int, link: SmtpLink | None = None) -> dict[str, Any]:
         return {"no_server": True}
     recover(mailing_id)
     plan = Plan.of(mailing)
-    actor = owner_of(mailing)
+    actor = Actor.job_of(mailing.owner_id)
     journal = Journal(uuid.uuid4().hex, mailing_id)
     own_link = link is None
     link = link or SmtpLink(current_app.config)
@@ -741,7 +736,7 @@ def log_activities(mailing_id: int, subjects: dict[int, str]) -> int:
     if not rows:
         return 0
     mailing = db.session.get(Mailing, mailing_id)
-    actor = owner_of(mailing)
+    actor = Actor.job_of(mailing.owner_id)
     activities = [
         {
             "kind": "email",

@@ -635,6 +635,9 @@ def test_the_signed_in_users_rights_in_a_request(app, app_ctx) -> None:  # noqa:
     assert Actor.for_user_id(staff1.id) == Actor(staff1.id, frozenset(r.id for r in staff1.roles), "job")
     assert Actor.for_user_id(staff1.id, "import").source == "import"
     assert Actor.for_user_id(2_000_000_000) == Actor(None, frozenset(), "job")  # no such user: nobody
+    # Work done for an owner (a mailing): the owner, or the system once the owner is gone.
+    assert Actor.job_of(staff1.id) == Actor.for_user_id(staff1.id, "job")
+    assert Actor.job_of(None) == Actor.system_job() and Actor.job_of(None).system
 
     with app.test_request_context("/"):
         assert Actor.current("api") == Actor(None, frozenset(), "api")  # not signed in
