@@ -687,6 +687,26 @@ def test_a_stale_refusal_of_a_record_whose_history_was_archived_names_nobody(t: 
     assert (stale.value.version, stale.value.changed_by, stale.value.changed_at) == (2, "", None)
 
 
+def test_history_keeps_changed_instants_and_tax_ids_in_their_stored_form(app_ctx) -> None:  # noqa: ANN001
+    """Types that compare values their own way (an instant in any offset, a tax id with spaces) still
+    write history as their JSON form: old and new, as the field's type gives them."""
+    entity = new_table(unique_label("Формы"))
+    name = db.session.get(Field, entity.display_field_id).name
+    when = new_field(entity, "Когда", "datetime").name
+    inn = new_field(entity, "ИНН", "tax_id", settings={"kind": "inn"}).name
+    refresh()
+    first = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    pk = records.create(entity.slug, {name: "Форма", when: first.isoformat(), inn: "7707083893"}, ADMIN()).id
+    records.update(
+        entity.slug, pk, {when: "2026-02-03T04:05:06+03:00", inn: "7736 050003"}, ADMIN(), expected_version=1
+    )
+    changed = {(x.old_value, x.new_value) for x in history.lines(entity.id, pk) if x.action == "update"}
+    assert changed == {
+        ("2026-01-02T03:04:05+00:00", "2026-02-03T01:05:06+00:00"),
+        ("7707083893", "7736050003"),
+    }
+
+
 def test_the_index_that_refused_names_its_own_field(t: Table, monkeypatch) -> None:  # noqa: ANN001
     """With two unique fields, a value the second one's index refuses (the check having missed it, as when
     another writer got there first) is reported at that field, not at the first unique one."""
