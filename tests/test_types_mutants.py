@@ -696,3 +696,54 @@ def test_decimal_places_are_a_whole_number_from_zero_to_eight(app_ctx) -> None: 
         with pytest.raises(SettingsError) as refused:
             clean({"scale": bad})
         assert str(refused.value) == message
+
+
+def test_each_type_stores_into_its_column(app_ctx) -> None:  # noqa: ANN001
+    from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, Numeric, String, Text
+
+    expected = {
+        "text": (String, 255), "long_text": (Text, None), "integer": (BigInteger, None),
+        "decimal": (Numeric, None), "boolean": (Boolean, None), "date": (Date, None),
+        "datetime": (DateTime, None), "single_select": (String, 16), "multi_select": (Text, None),
+        "email": (String, 320), "phone": (String, 32), "url": (String, 2048), "tax_id": (String, 20),
+        "link": (Integer, None), "user": (Integer, None),
+    }  # fmt: skip
+    for name, (kind, length) in expected.items():
+        column_type = REGISTRY[name].column_type(spec(name, target=1))
+        assert type(column_type) is kind, name
+        assert getattr(column_type, "length", None) == length, name
+    assert REGISTRY["datetime"].column_type(spec("datetime")).timezone is True
+
+
+def test_a_form_field_checks_what_a_search_field_does_not(app_ctx) -> None:  # noqa: ANN001
+    from custom_fields import forms
+
+    for name in REGISTRY:
+        field = FieldSpec(1, 1, "f_1", "f_1", "Поле", name, required=True, settings={"target": 1})
+        edit = REGISTRY[name].form_field(field)
+        search = REGISTRY[name].form_field(field, search=True)
+        assert forms.required in edit.kwargs["validators"], name
+        assert edit.kwargs["search"] is False and search.kwargs["search"] is True, name
+        assert search.kwargs["validators"] == [] and search.kwargs["default"] is None, name
+
+
+def test_decimals_and_instants_as_text_at_the_fields_places(app_ctx) -> None:  # noqa: ANN001
+    decimal, datetime_type = REGISTRY["decimal"], REGISTRY["datetime"]
+    for value, scale, text in (
+        (Decimal("1.5"), 3, "1.500"), (Decimal("1.50"), 4, "1.5000"), (Decimal("5"), 1, "5.0"),
+        (Decimal("1E+2"), 0, "100"), (Decimal("100"), 0, "100"), (Decimal("-0.5"), 1, "-0.5"),
+    ):  # fmt: skip
+        assert decimal.to_text(value, spec("decimal", scale=scale)) == text, (value, scale)
+    assert refusal(lambda r: decimal.parse(r, spec("decimal")), "12X") == "Expected a number, e.g. 1234,56."
+    moscow = dt.timezone(dt.timedelta(hours=3))
+    field = spec("datetime")
+    assert (
+        datetime_type.to_text(dt.datetime(2026, 1, 2, 3, 4, tzinfo=moscow), field)
+        == "2026-01-02T03:04:00+03:00"
+    )
+    assert datetime_type.to_json(None, field) is None
+    assert datetime_type.parse(types.LAST_INSTANT.isoformat(), field) == types.LAST_INSTANT
+    assert datetime_type.parse(types.FIRST_INSTANT.isoformat(), field) == types.FIRST_INSTANT
+    assert REGISTRY["multi_select"].to_json(None, spec("multi_select", options=[])) == []
+    long_text = REGISTRY["text"].parser(spec("text"))  # no length given: 255
+    assert refusal(long_text, "я" * 256) == "At most 255 characters (this has 256)."
