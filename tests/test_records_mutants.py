@@ -505,6 +505,14 @@ def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None
     db.session.expire_all()
     row = db.session.get(deals, deal.id)
     assert (row.amount, row.row_version) == (Decimal("300.00"), deal.version + 2)
+    # Binning a line and restoring it are changes of the lines too.
+    other = records.create("deal_lines", {"deal_id": deal.id, "quantity": "1", "price": "50"}, admin)
+    records.delete("deal_lines", other.id, admin)
+    db.session.expire_all()
+    assert db.session.get(deals, deal.id).amount == Decimal("300.00")
+    records.restore("deal_lines", other.id, admin)
+    db.session.expire_all()
+    assert db.session.get(deals, deal.id).amount == Decimal("350.00")
 
 
 def test_a_no_op_record_first_in_a_batch_does_not_stop_the_rest(t: Table) -> None:
