@@ -118,7 +118,7 @@ def test_a_link_takes_the_number_of_a_record_in_any_form(app_ctx) -> None:  # no
         assert refusal(parse, bad) == "Expected the number of a record.", bad
     for outside in (0, -1, 2**31, 2**32):
         assert refusal(parse, outside) == "No such record.", outside
-    assert parse(63) == 63  # (2*31 + 1: the bound is 2**31)
+    assert parse(63) == 63  # a bound written 2 * 31 (62) instead of 2**31 would refuse it
 
 
 def test_a_link_to_a_record_that_is_not_there_names_it(app_ctx) -> None:  # noqa: ANN001
