@@ -673,14 +673,19 @@ def test_a_record_binned_between_the_read_and_the_write_is_not_changed(t: Table,
 
 
 def test_an_update_moves_changed_at_to_the_moment_its_history_gives(t: Table) -> None:
+    """ "Created at" is the create's moment and stays; "changed at" follows each change's moment."""
+
+    def utc(moment: dt.datetime) -> dt.datetime:  # SQLite gives naive UTC, PostgreSQL aware
+        return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
     pk = records.create(t.slug, {t.name: "Момент", t.count: 1}, ADMIN()).id
+    created = [x.at for x in t.history(pk) if x.action == "create"][-1]
+    assert utc(t.row(pk)["created_at"]) == utc(t.row(pk)["updated_at"]) == utc(created)
     records.update(t.slug, pk, {t.count: 2}, ADMIN(), expected_version=1)
     stamp = t.row(pk)["updated_at"]
     moment = [x.at for x in t.history(pk) if x.action == "update"][-1]
-    assert stamp is not None
-    assert (stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)) == (
-        moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    )
+    assert stamp is not None and utc(stamp) == utc(moment) != utc(created)
+    assert utc(t.row(pk)["created_at"]) == utc(created)
 
 
 def test_a_stale_refusal_of_a_record_whose_history_was_archived_names_nobody(t: Table) -> None:
