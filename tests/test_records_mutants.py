@@ -19,7 +19,7 @@ from app.extensions import db
 from custom_fields import access, history, records, runtime
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
-from models import Field
+from models import Entity, Field
 from models.records import RecordChange
 from models.system import utcnow
 from tests.tables_helpers import new_field, new_table, unique_label
@@ -39,6 +39,19 @@ def user_id(username: str) -> int:
 
 def actor(username: str, source: str = "job") -> Actor:
     return Actor.for_user_id(user_id(username), source)
+
+
+def own_only_table(label: str) -> tuple[Entity, str]:
+    """A new table in which Staff read every record, add new ones, and edit and bin only their own; with the
+    name of its display field."""
+    entity = new_table(unique_label(label))
+    access.save_rules(
+        role_id("Staff"),
+        tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
+                            "edit_scope": "own", "delete_scope": "own"}},
+    )  # fmt: skip
+    refresh()
+    return entity, db.session.get(Field, entity.display_field_id).name
 
 
 class Table:
@@ -551,14 +564,7 @@ def test_a_batch_changes_only_records_the_user_may_edit(app_ctx) -> None:  # noq
     """Staff read every record of this table but edit only their own: a batch naming someone else's record
     is refused as if it did not exist (with a version to hold it to, and without: a job's change), and
     nothing of it is written."""
-    entity = new_table(unique_label("Чужие"))
-    name = db.session.get(Field, entity.display_field_id).name
-    access.save_rules(
-        role_id("Staff"),
-        tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
-                            "edit_scope": "own", "delete_scope": "own"}},
-    )  # fmt: skip
-    refresh()
+    entity, name = own_only_table("Чужие")
     mine = records.create(entity.slug, {name: "Моя"}, actor("staff1")).id
     theirs = records.create(entity.slug, {name: "Чужая"}, actor("staff2")).id
     for version in (1, None):
@@ -879,15 +885,8 @@ def test_a_unit_of_works_changes_that_follow_join_its_change_set(t: Table) -> No
 def test_changes_that_follow_reach_records_beyond_the_users_own(app_ctx) -> None:  # noqa: ANN001
     """A merge by someone who edits only their own records still moves a colleague's record's link: the
     changes that follow are read and written with the system's reach, under the user's name."""
-    entity = new_table(unique_label("Следствия"))
-    name = db.session.get(Field, entity.display_field_id).name
+    entity, name = own_only_table("Следствия")
     link = new_field(entity, "Ссылка", "link", settings={"target": entity.id}).name
-    access.save_rules(
-        role_id("Staff"),
-        tables={entity.id: {"read": True, "add": True, "edit": True, "delete": True, "read_scope": "all",
-                            "edit_scope": "own", "delete_scope": "own"}},
-    )  # fmt: skip
-    refresh()
     keep = records.create(entity.slug, {name: "Оставить"}, actor("staff1")).id
     drop = records.create(entity.slug, {name: "Убрать"}, actor("staff1")).id
     theirs = records.create(entity.slug, {name: "Чужая", link: drop}, actor("staff2")).id
