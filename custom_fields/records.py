@@ -113,15 +113,13 @@ class _Context:
 
     def entry(
         self, record_id: int, action: str, changes: list[list[Any]] | None = None, note: Any = None
-    ) -> dict[str, Any]:
+    ) -> None:
         """A new history row for one record (``changes``: ``[field_id, old, new]`` in the fields' order)."""
-        row = {
+        self.history.append({
             "changeset": self.changeset, "at": self.at, "user_id": self.actor.user_id,
             "source": self.actor.source, "entity_id": self.entity.id, "record_id": record_id,
             "action": action, "changes": [] if changes is None else changes, "note": note,
-        }  # fmt: skip
-        self.history.append(row)
-        return row
+        })  # fmt: skip
 
     def flush_history(self) -> None:
         live.announce_history(db.session, self.history, scope_holder_ids(self.entity))
