@@ -85,18 +85,24 @@ lock:
 # Mutation testing with mutmut (README "Development"; too slow for CI).
 # `make mutation MODULE=custom_fields/access.py` runs one module's mutants against its own tests; without
 # MODULE, every guarded module changed against main (`git diff --name-only main`). MUTANTS narrows to
-# functions (`MUTANTS='x_grants* x_row_filter*'`). SQLite only: each mutant's session starts from a
-# database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
+# functions (`MUTANTS='x_grants* x_row_filter*'`). On SQLite, or on PostgreSQL with
+# `MUTATION_DATABASE=postgresql://...` (a database to connect to; each mutant's test session creates one of
+# its own there): the code only PostgreSQL runs (COPY, row locks). Either way each mutant's session starts
+# from a database initialised once (tests/conftest.py). Scores and equivalent mutants: tests/MUTATION.md.
 MUTATION_MODULES := custom_fields/access.py custom_fields/query.py custom_fields/records.py \
 	custom_fields/types.py custom_fields/history.py
 MUTATION_TESTS.custom_fields/access.py := tests/test_access_mutants.py
 MUTATION_TESTS.custom_fields/query.py := tests/test_query_mutants.py
-MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py tests/test_untouched_saves.py
+MUTATION_TESTS.custom_fields/records.py := tests/test_records_mutants.py tests/test_untouched_saves.py \
+	tests/test_bulk_writes.py
 MUTATION_TESTS.custom_fields/types.py := tests/test_types_mutants.py tests/test_field_types.py tests/test_registry_values.py \
-	tests/test_untouched_saves.py
+	tests/test_untouched_saves.py tests/test_schema_conversion.py
 MUTATION_TESTS.custom_fields/history.py := tests/test_history_mutants.py tests/test_write_path.py \
 	tests/test_untouched_saves.py tests/test_registry_values.py
 MUTATION_CHILDREN ?= 1
+MUTATION_DATABASE ?=
+# Named after the clone, so that runs in two clones on one server keep their templates apart.
+MUTATION_POSTGRES_TEMPLATE := tabula_mutation_$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 MUTANTS ?= *
 MUTATION_TARGETS = $(or $(MODULE),$(filter $(MUTATION_MODULES),$(shell git diff --name-only main)))
 
@@ -107,8 +113,12 @@ mutation: $(TEST_STAMP) translations
 define mutate
 test -n "$(MUTATION_TESTS.$(1))" || { echo "$(1): not under mutation testing ($(MUTATION_MODULES))"; exit 2; }; \
 rm -f $(CURDIR)/mutants/tabula-template.db; \
+$(if $(MUTATION_DATABASE),$(BIN)/python tests/drop_database.py "$(MUTATION_DATABASE)" $(MUTATION_POSTGRES_TEMPLATE) || exit $$?;) \
 env -u TEST_DATABASE_URL TABULA_MUTATION_TESTS="$(MUTATION_TESTS.$(1))" \
+	TABULA_MUTATION_BACKEND=$(if $(MUTATION_DATABASE),postgresql,sqlite) \
+	$(if $(MUTATION_DATABASE),TEST_DATABASE_URL="$(MUTATION_DATABASE)") \
 	TABULA_TEST_SQLITE_TEMPLATE=$(CURDIR)/mutants/tabula-template.db \
+	TABULA_TEST_POSTGRES_TEMPLATE=$(MUTATION_POSTGRES_TEMPLATE) \
 	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
 	$(foreach m,$(MUTANTS),"$(subst /,.,$(basename $(1))).$(m)") || exit $$?; \
 $(BIN)/mutmut results --all true | grep -F " $(subst /,.,$(basename $(1)))." | awk -F': ' \

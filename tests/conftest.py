@@ -37,10 +37,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "admin-Пароль-1"
 DEMO_PASSWORD = "demo-Пароль-1"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-# Set by `make mutation` (README "Development"): the test files of the module under mutation, and a SQLite
-# file initialised once by the unmutated code that every mutant's session starts from (init takes ~10 s).
+# Set by `make mutation` (README "Development"): the test files of the module under mutation; the one
+# backend it runs on; and a SQLite file or a PostgreSQL database (its name) initialised once by the
+# unmutated code, which every mutant's session starts from (initialising takes ~10 s).
 MUTATION_TESTS = os.environ.get("TABULA_MUTATION_TESTS", "").split()
+if os.environ.get("TABULA_MUTATION_BACKEND"):
+    BACKENDS = [os.environ["TABULA_MUTATION_BACKEND"]]
 SQLITE_TEMPLATE = os.environ.get("TABULA_TEST_SQLITE_TEMPLATE")
+POSTGRES_TEMPLATE = os.environ.get("TABULA_TEST_POSTGRES_TEMPLATE")
 
 
 # --- parallel runs (pytest-xdist) --------------------------------------------------------------------------
@@ -186,7 +190,12 @@ def _create_postgres_database(base_url: str) -> tuple[str, str]:
     name = f"tabula_test_{uuid.uuid4().hex[:12]}"
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = POSTGRES_TEMPLATE and conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_TEMPLATE}
+        )
+        conn.execute(
+            text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{POSTGRES_TEMPLATE}"' if exists else ""))
+        )
         # A commit does not wait for its WAL record to reach the disk (thousands of waits a run); what a
         # transaction sees and locks is the same (crash safety is not what the suite tests).
         conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
@@ -287,6 +296,8 @@ def app(env: dict[str, str]):  # noqa: ANN201
     url = make_url(env["DATABASE_URL"])
     if SQLITE_TEMPLATE and url.get_backend_name() == "sqlite" and not os.path.exists(SQLITE_TEMPLATE):
         _save_sqlite_template(url.database)
+    if POSTGRES_TEMPLATE and url.get_backend_name() == "postgresql":
+        _save_postgres_template(application, url)
     return application
 
 
@@ -310,6 +321,23 @@ def _save_sqlite_template(database: str) -> None:
     with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(partial)) as target:
         source.backup(target)
     os.replace(partial, SQLITE_TEMPLATE)
+
+
+def _save_postgres_template(application, url) -> None:  # noqa: ANN001
+    """A copy of the freshly initialised database, unless there is one: PostgreSQL copies a database only
+    while nobody is connected to it, hence the app's connections closed first."""
+    from app.extensions import db
+
+    with application.app_context():
+        db.engine.dispose()
+    base = make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_TEMPLATE}
+        ):
+            conn.execute(text(f'CREATE DATABASE "{POSTGRES_TEMPLATE}" TEMPLATE "{url.database}"'))
+    engine.dispose()
 
 
 @pytest.fixture
