@@ -484,6 +484,44 @@ def test_atomic_commits_together_or_not_at_all(t: Table) -> None:
 # --- what follows elsewhere ------------------------------------------------------------------------------
 
 
+def test_a_derive_hooks_refusals_reach_the_user_and_nothing_is_written(app_ctx) -> None:  # noqa: ANN001
+    """The CRM's ``derive`` hook refuses a stage that is won and lost at once, or whose probability is
+    outside 0-100: each refusal reaches the caller under its row and field, on create and update, and the
+    batch writes nothing."""
+    admin, stages = actor("admin", "ui"), current().classes["stages"]
+    pipeline = records.create("pipelines", {"name": unique_label("Воронка")}, admin).id
+
+    def stage(name: str, **values: str) -> dict[str, Any]:
+        return {"name": name, "pipeline_id": pipeline, **values}
+
+    def count() -> int:
+        return db.session.scalar(
+            select(func.count()).select_from(stages).where(stages.pipeline_id == pipeline)
+        )
+
+    both = "A stage cannot be both won and lost."
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create_many(
+            "stages",
+            [stage("Первая"), stage("Вторая", probability="150", is_won="true", is_lost="true")],
+            admin,
+        )
+    assert (invalid.value.rows, invalid.value.errors) == (
+        {1: {"probability": "Must be between 0 and 100.", "is_lost": both}},
+        {},
+    )
+    assert count() == 0
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create("stages", stage("Третья", probability="-1"), admin)
+    assert invalid.value.errors == {"probability": "Must be between 0 and 100."}
+    kept = records.create("stages", stage("Четвёртая", probability="30"), admin)
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.update("stages", kept.id, {"is_won": "true", "is_lost": "true"}, admin, expected_version=1)
+    assert invalid.value.errors == {"is_lost": both}
+    row = db.session.get(stages, kept.id)
+    assert (count(), row.is_won, row.is_lost, row.row_version) == (1, False, False, 1)
+
+
 def test_a_lines_change_updates_its_deal_in_the_same_change_set(app_ctx) -> None:  # noqa: ANN001
     """``cascade_update``: a deal line's total goes to its deal's amount in the line's transaction and
     change set, under the name of whoever changed the line."""
