@@ -24,6 +24,7 @@ from custom_fields import history, records, runtime
 from custom_fields.access import Actor
 from custom_fields.spec import FieldSpec
 from custom_fields.types import DATE_FORMATS, REGISTRY, FieldValueError
+from models.system import utcnow
 from tests.conftest import csrf_token
 
 BULK = max(records.COPY_FROM, 60)
@@ -399,10 +400,12 @@ def test_history_of_a_big_batch_keeps_every_character(stage) -> None:  # noqa: A
         assert [x.new_value for x in history.lines(entity.id, s.id) if x.field_id == name_id] == [name]
 
 
-def test_a_record_saved_during_a_big_batch_refuses_the_batch(stage, monkeypatch) -> None:  # noqa: ANN001
-    """Without row locks (versions given, no rules reading other rows), someone saving one of the records
-    between the batch's read and its write still refuses the whole batch as stale (PostgreSQL: SQLite lets
-    no one write while the batch's transaction reads)."""
+@pytest.mark.parametrize("other", ["save", "bin"])
+def test_a_record_saved_during_a_big_batch_refuses_the_batch(stage, monkeypatch, other: str) -> None:  # noqa: ANN001
+    """Without row locks (versions given, no rules reading other rows), someone saving (or binning) one of
+    the records between the batch's read and its write still refuses the whole batch as stale, with what
+    is stored now and the version to retry with (the values as read before when it was binned).
+    PostgreSQL: SQLite lets no one write while the batch's transaction reads."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers")
     admin = actor("admin", "import")
@@ -416,20 +419,24 @@ def test_a_record_saved_during_a_big_batch_refuses_the_batch(stage, monkeypatch)
     def meanwhile(ctx, pks, **kwargs):  # noqa: ANN001, ANN003, ANN202
         rows = load(ctx, pks, **kwargs)
         assert not kwargs.get("lock")
-        with db.engine.connect() as other:  # another user saves record 7 and commits
-            other.execute(
-                tbl.update().where(tbl.c.id == products[7].id).values(price=Decimal("5"), row_version=2)
-            )
-            other.commit()
+        with db.engine.connect() as conn:  # another user saves (or bins) record 7 and commits
+            change = {"price": Decimal("5")} if other == "save" else {"deleted_at": utcnow()}
+            conn.execute(tbl.update().where(tbl.c.id == products[7].id).values(row_version=2, **change))
+            conn.commit()
         return rows
 
     monkeypatch.setattr(records, "_load", meanwhile)
     with pytest.raises(records.StaleRecord) as refused:
         records.update_many("products", [(p.id, {"price": "9"}, 1) for p in products], admin)
-    assert refused.value.record_id == products[7].id
+    stale = refused.value
+    shown = (stale.record_id, stale.version, stale.current["name"], stale.current["price"])
+    if other == "save":
+        assert shown == (products[7].id, 2, f"П {t} 7", "5.00")
+    else:
+        assert shown == (products[7].id, 1, f"П {t} 7", "1.00")
     monkeypatch.undo()
     prices = {p.id: row("products", p.id).price for p in products}
-    assert prices.pop(products[7].id) == Decimal("5.00")
+    assert prices.pop(products[7].id) == Decimal("5.00" if other == "save" else "1.00")
     assert set(prices.values()) == {Decimal("1.00")}
 
 

@@ -844,6 +844,30 @@ def test_calendar_values_are_stored_without_history_or_a_new_version(t: Table) -
 # --- a unit of work (merging: read two records, fill one, note it, bin the other) --------------------------
 
 
+def test_a_big_batchs_history_keeps_the_system_no_changes_and_every_note(t: Table) -> None:
+    """History of a batch of ``COPY_FROM`` rows and more (COPY's text on PostgreSQL, written out by the
+    write path): lines by the system (no user), binning lines (no values), and a unit of work's notes
+    (backslashes, quotes, tabs, Cyrillic; none) read back as written."""
+    many = records.COPY_FROM + 5
+    ids = [s.id for s in records.create_many(t.slug, [{t.name: f"Много {i}"} for i in range(many)], ADMIN())]
+    notes = {pk: None if i % 4 == 0 else {"от": f'Сделка "{i}"\t\\{i}', "n": i} for i, pk in enumerate(ids)}
+    with records.unit_of_work(t.slug, actor("admin", "ui"), "edit") as work:
+        for pk, note in notes.items():
+            work.note(pk, "merge", note)
+        work.update(ids[0], {}, None)
+    records.delete_many(t.slug, ids, ADMIN())
+    lines = db.session.execute(
+        select(RecordChange.record_id, RecordChange.action, RecordChange.user_id, RecordChange.changes,
+               RecordChange.note)
+        .where(RecordChange.entity_id == t.entity_id, RecordChange.record_id.in_(ids))
+        .order_by(RecordChange.id)
+    ).all()  # fmt: skip
+    binned = [(pk, user, changes, note) for pk, action, user, changes, note in lines if action == "delete"]
+    assert binned == [(pk, None, None, None) for pk in ids]
+    merged = {pk: (user, note) for pk, action, user, _changes, note in lines if action == "merge"}
+    assert merged == {pk: (user_id("admin"), note) for pk, note in notes.items()}
+
+
 def test_a_unit_of_work_is_one_change_set_committed_once(t: Table) -> None:
     staff = actor("staff1", "ui")
     keep = records.create(t.slug, {t.name: "Оставить", t.count: 1}, ADMIN()).id
