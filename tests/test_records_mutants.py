@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from custom_fields import access, history, records, runtime
@@ -395,6 +396,57 @@ def test_a_deleted_record_cannot_be_updated(t: Table) -> None:
 
 
 # --- delete, restore, purge ---------------------------------------------------------------------------------
+
+
+def save_would_wait(tbl: sa.Table, pk: int) -> bool:
+    """Whether a colleague's save of record ``pk`` (another connection) has to wait for this transaction
+    (a PostgreSQL row lock); the save is rolled back either way."""
+    with db.engine.connect() as other:
+        other.execute(sa.text("SET lock_timeout = '200ms'"))
+        try:
+            other.execute(update(tbl).where(tbl.c.id == pk).values(row_version=tbl.c.row_version))
+        except OperationalError:
+            return True
+        finally:
+            other.rollback()
+    return False
+
+
+@pytest.mark.parametrize("operation", ["delete_many", "restore", "work_load", "work_delete"])
+def test_records_being_binned_restored_or_merged_are_locked_from_their_read_on(
+    t: Table, monkeypatch, operation: str
+) -> None:  # noqa: ANN001
+    """Between reading a record and writing it (binning, restoring, a merge's unit of work), a colleague's
+    save of it waits for the write to end rather than slipping in and making the write fail. PostgreSQL:
+    SQLite lets no one write while a transaction reads."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers")
+    tbl = current().classes[t.slug].__table__
+    pk = records.create(t.slug, {t.name: "Замок"}, ADMIN()).id
+    if operation == "restore":
+        records.delete(t.slug, pk, ADMIN())
+    waited: list[bool] = []
+    mark = records._mark
+
+    def marking(ctx, rows, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        waited.append(save_would_wait(tbl, pk))
+        return mark(ctx, rows, **kwargs)
+
+    monkeypatch.setattr(records, "_mark", marking)
+    if operation == "delete_many":
+        records.delete_many(t.slug, [pk], ADMIN(), expected_versions=[1])
+    elif operation == "restore":
+        records.restore(t.slug, pk, ADMIN())
+    else:
+        with records.unit_of_work(t.slug, ADMIN(), "edit", "delete") as work:
+            if operation == "work_load":
+                work.load([pk])
+                waited.append(save_would_wait(tbl, pk))
+            else:
+                work.delete([pk])
+    assert waited == [True]
+    written = {"delete_many": 2, "restore": 3, "work_load": 1, "work_delete": 2}[operation]
+    assert t.row(pk)["row_version"] == written  # binned (and restored), or only read
 
 
 def test_delete_is_soft_and_restore_brings_it_back(t: Table) -> None:
