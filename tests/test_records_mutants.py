@@ -896,6 +896,28 @@ def test_calendar_values_are_stored_without_history_or_a_new_version(t: Table) -
 # --- a unit of work (merging: read two records, fill one, note it, bin the other) --------------------------
 
 
+def test_a_big_batch_meeting_a_busy_table_is_refused_whole(app_ctx) -> None:  # noqa: ANN001
+    """A batch of ``COPY_FROM`` rows and more (COPY on PostgreSQL) into a table someone holds locked past
+    the lock timeout: the write path's "busy" refusal, and nothing written."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's COPY")
+    entity = new_table(unique_label("Занято"))
+    spec = current().entity(entity.slug)
+    tbl = current().classes[entity.slug].__table__
+    rows = [{spec.display_field.name: f"Строка {i}"} for i in range(records.COPY_FROM + 5)]
+    with db.engine.connect() as other:
+        other.execute(sa.text(f'LOCK TABLE "{tbl.name}" IN ACCESS EXCLUSIVE MODE'))
+        db.session.execute(sa.text("SET lock_timeout = '200ms'"))
+        try:
+            with pytest.raises(records.RecordError, match="the database is busy"):
+                records.create_many(entity.slug, rows, ADMIN())
+        finally:
+            db.session.execute(sa.text("RESET lock_timeout"))
+            db.session.commit()
+            other.rollback()
+    assert db.session.scalar(select(func.count()).select_from(tbl)) == 0
+
+
 def test_a_big_batchs_history_keeps_the_system_no_changes_and_every_note(t: Table) -> None:
     """History of a batch of ``COPY_FROM`` rows and more (COPY's text on PostgreSQL, written out by the
     write path): lines by the system (no user), binning lines (no values), and a unit of work's notes
