@@ -264,12 +264,14 @@ def _copy(
 def insert_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows into a table that holds no records (an import's list of what it wrote), in the current
     transaction: COPY on PostgreSQL when there are many (JSON columns as their text), else one
-    executemany. Not for record tables: their rows go through ``create_many``."""
+    executemany; either way the columns left out get their defaults. Not for record tables: their rows
+    go through ``create_many``."""
     if not rows:
         return
     if not _copyable(len(rows)):
         db.session.execute(sa.insert(table), list(rows))
         return
+    rows = _with_python_defaults(table, rows)
     columns = [c for c in table.columns if c.name in rows[0]]
     as_json = [isinstance(c.type, sa.JSON) for c in columns]
     dumps = _json_text
@@ -803,16 +805,17 @@ def _driver_takes(column: sa.Column) -> bool:
     )
 
 
-def _with_python_defaults(tbl: Table, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The values SQLAlchemy would give the columns left out (a created-at moment): COPY does not."""
+def _with_python_defaults(tbl: Table, params: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The rows with the values SQLAlchemy would give the columns they leave out (a created-at moment,
+    a counter's 0), which COPY does not: new rows when a column is missing, else the rows given."""
     missing = [c for c in tbl.c if c.key not in params[0] and c.key != "id" and c.default is not None]
     if not missing:
         return params
-    for p in params:
-        for column in missing:
-            default = column.default
-            p[column.key] = default.arg(None) if default.is_callable else default.arg
-    return params
+    defaults = [(c.key, c.default) for c in missing]
+    return [
+        {**p, **{key: default.arg(None) if default.is_callable else default.arg for key, default in defaults}}
+        for p in params
+    ]
 
 
 def _derived_tables() -> set[str]:

@@ -241,7 +241,8 @@ def test_the_message_of_refused_values() -> None:
 @pytest.mark.parametrize("count", [0, 3, records.COPY_FROM + 10])
 def test_rows_of_a_table_without_records_read_back_as_written(app_ctx, count: int) -> None:  # noqa: ANN001
     """``insert_rows`` (an import's list of what it wrote, a mailing's recipients): a few rows by one
-    statement, many by COPY on PostgreSQL; columns left out take their defaults, JSON is stored as JSON
+    statement, many by COPY on PostgreSQL; columns left out take their defaults (the database's and
+    SQLAlchemy's), JSON is stored as JSON
     (None as SQL NULL), and text with tabs, newlines, backslashes, quotes and Cyrillic reads back as it
     went in."""
     table = sa.Table(
@@ -252,6 +253,8 @@ def test_rows_of_a_table_without_records_read_back_as_written(app_ctx, count: in
         sa.Column("n", sa.Integer, nullable=False),
         sa.Column("data", sa.JSON(none_as_null=True)),
         sa.Column("kind", sa.String(8), nullable=False, server_default="plain"),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("at", sa.DateTime, nullable=False, default=lambda: dt.datetime(2026, 1, 2, 3, 4)),
     )
     rows = [
         {"label": None if i % 5 == 0 else f'Строка\t{i}\n"кавычки"\\', "n": i,
@@ -267,9 +270,10 @@ def test_rows_of_a_table_without_records_read_back_as_written(app_ctx, count: in
             nulls = conn.scalar(sa.select(func.count()).where(table.c.data.is_(None)))
     finally:
         table.drop(db.engine)
-    assert [(r["label"], r["n"], r["data"], r["kind"]) for r in back] == [
-        (r["label"], r["n"], r["data"], "plain") for r in rows
+    assert [(r["label"], r["n"], r["data"], r["kind"], r["attempts"], r["at"]) for r in back] == [
+        (r["label"], r["n"], r["data"], "plain", 0, dt.datetime(2026, 1, 2, 3, 4)) for r in rows
     ]
+    assert all(r.keys() == {"label", "n", "data"} for r in rows)  # the caller's rows are left as they were
     assert nulls == sum(1 for r in rows if r["data"] is None)
     assert [r["id"] for r in back] == list(range(1, count + 1))
 
