@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
-from custom_fields import access, history, records, runtime
+from custom_fields import access, ddl, history, hooks, records, runtime
 from custom_fields.access import Actor
 from custom_fields.runtime import current, refresh
 from models import Entity, Field
@@ -572,6 +572,74 @@ def test_atomic_commits_together_or_not_at_all(t: Table) -> None:
             b = records.create(t.slug, {t.name: "two"}, ADMIN()).id
     db.session.rollback()
     assert t.row(a)[t.name] == "one" and t.row(b)[t.name] == "two"
+
+
+def test_a_crash_in_the_middle_of_a_write_leaves_nothing_for_a_later_commit(t: Table) -> None:
+    """An unexpected error after rows were sent (an extension's ``after_write`` failing): the write's
+    transaction is rolled back there, so the next commit on the session (any later write) does not store
+    half of it."""
+    before = t.count_rows()
+
+    class Broken:
+        @hooks.hookimpl
+        def after_write(self, ctx: Any, touched: list[dict[str, Any]]) -> None:
+            if ctx.entity.slug == t.slug:
+                raise RuntimeError("the disk is full")
+
+    with hooks.registered(Broken()), pytest.raises(RuntimeError):
+        records.create(t.slug, {t.name: "Полузаписанная"}, ADMIN())
+    db.session.commit()
+    assert t.count_rows() == before
+
+
+def test_a_refusal_by_an_index_no_field_owns_gets_the_general_message(t: Table) -> None:
+    """The database refusing a write for a reason the write path did not check itself (here a unique index
+    an administrator added by hand): the general message, nothing written."""
+    tbl = current().classes[t.slug].__table__
+    column = tbl.c[t.count]
+    records.create(t.slug, {t.name: "Первая", t.count: "77"}, ADMIN())
+    only = column == 77  # other tests leave equal counts behind
+    index = sa.Index(
+        f"ix_by_hand_{t.entity_id}", column, unique=True, sqlite_where=only, postgresql_where=only
+    )
+    index.create(db.session.connection())
+    db.session.commit()
+    before = t.count_rows()
+    try:
+        with pytest.raises(records.RecordError) as refused:
+            records.create(t.slug, {t.name: "Вторая", t.count: "77"}, ADMIN())
+        assert str(refused.value) == (
+            "Not saved: another record already has this value, or a linked record is missing."
+        )
+        assert t.count_rows() == before
+    finally:
+        index.drop(db.session.connection())
+        db.session.commit()
+
+
+def test_a_write_meeting_a_field_being_converted_is_refused_with_the_reason(t: Table) -> None:
+    """PostgreSQL, while a field's type changes online: a value the conversion cannot carry is refused by
+    its trigger, and the user reads why (not a database error); nothing is written."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("online conversion runs on PostgreSQL")
+    tbl = current().classes[t.slug].__table__
+    pk = records.create(t.slug, {t.name: "Конверсия", t.secret: "было"}, ADMIN()).id
+    conn = db.session.connection()
+    conn.execute(sa.text(f'ALTER TABLE "{tbl.name}" ADD COLUMN scratch_new integer'))
+    ddl.create_conversion_trigger(conn, tbl.name, tbl.c[t.secret].name, "scratch_new", None, None)
+    db.session.commit()
+    try:
+        with pytest.raises(records.RecordError) as refused:
+            records.update(t.slug, pk, {t.secret: "стало"}, ADMIN(), expected_version=1)
+        assert str(refused.value) == (
+            "Not saved: a field of this table is changing its type. Please try again in a minute."
+        )
+        assert (t.row(pk)[t.secret], t.row(pk)["row_version"]) == ("было", 1)
+    finally:
+        conn = db.session.connection()
+        ddl.drop_conversion_trigger(conn, tbl.name, tbl.c[t.secret].name)
+        conn.execute(sa.text(f'ALTER TABLE "{tbl.name}" DROP COLUMN scratch_new'))
+        db.session.commit()
 
 
 # --- what follows elsewhere ------------------------------------------------------------------------------
