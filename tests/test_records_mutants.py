@@ -416,13 +416,13 @@ def save_would_wait(tbl: sa.Table, pk: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("operation", ["delete_many", "restore", "work_load", "work_delete"])
+@pytest.mark.parametrize("operation", ["update", "delete_many", "restore", "work_load", "work_delete"])
 def test_records_being_binned_restored_or_merged_are_locked_from_their_read_on(
     t: Table, monkeypatch, operation: str
 ) -> None:  # noqa: ANN001
-    """Between reading a record and writing it (binning, restoring, a merge's unit of work), a colleague's
-    save of it waits for the write to end rather than slipping in and making the write fail. PostgreSQL:
-    SQLite lets no one write while a transaction reads."""
+    """Between reading a record and writing it (a save, binning, restoring, a merge's unit of work), a
+    colleague's save of it waits for the write to end rather than slipping in and making the write fail.
+    PostgreSQL: SQLite lets no one write while a transaction reads."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers")
     tbl = current().classes[t.slug].__table__
@@ -430,14 +430,21 @@ def test_records_being_binned_restored_or_merged_are_locked_from_their_read_on(
     if operation == "restore":
         records.delete(t.slug, pk, ADMIN())
     waited: list[bool] = []
-    mark = records._mark
+    mark, derive = records._mark, records._derive
 
     def marking(ctx, rows, **kwargs):  # noqa: ANN001, ANN003, ANN202
         waited.append(save_would_wait(tbl, pk))
         return mark(ctx, rows, **kwargs)
 
+    def deriving(ctx, rows, befores):  # noqa: ANN001, ANN202
+        waited.append(save_would_wait(tbl, pk))
+        return derive(ctx, rows, befores)
+
     monkeypatch.setattr(records, "_mark", marking)
-    if operation == "delete_many":
+    monkeypatch.setattr(records, "_derive", deriving)
+    if operation == "update":
+        records.update(t.slug, pk, {t.name: "Замок 2"}, ADMIN(), expected_version=1)
+    elif operation == "delete_many":
         records.delete_many(t.slug, [pk], ADMIN(), expected_versions=[1])
     elif operation == "restore":
         records.restore(t.slug, pk, ADMIN())
@@ -449,8 +456,8 @@ def test_records_being_binned_restored_or_merged_are_locked_from_their_read_on(
             else:
                 work.delete([pk])
     assert waited == [True]
-    written = {"delete_many": 2, "restore": 3, "work_load": 1, "work_delete": 2}[operation]
-    assert t.row(pk)["row_version"] == written  # binned (and restored), or only read
+    written = {"update": 2, "delete_many": 2, "restore": 3, "work_load": 1, "work_delete": 2}[operation]
+    assert t.row(pk)["row_version"] == written  # saved, binned (and restored), or only read
 
 
 def test_delete_is_soft_and_restore_brings_it_back(t: Table) -> None:
