@@ -999,8 +999,9 @@ def test_a_big_batch_meeting_a_busy_table_is_refused_whole(app_ctx) -> None:  # 
 
 def test_a_big_batchs_history_keeps_the_system_no_changes_and_every_note(t: Table) -> None:
     """History of a batch of ``COPY_FROM`` rows and more (COPY's text on PostgreSQL, written out by the
-    write path): lines by the system (no user), binning lines (no values), and a unit of work's notes
-    (backslashes, quotes, tabs, Cyrillic; none) read back as written."""
+    write path): lines by the system (no user), binning and restoring lines (no values, stored as none on
+    every path), and a unit of work's notes (backslashes, quotes, tabs, Cyrillic; none) read back as
+    written."""
     many = records.COPY_FROM + 5
     ids = [s.id for s in records.create_many(t.slug, [{t.name: f"Много {i}"} for i in range(many)], ADMIN())]
     notes = {pk: None if i % 4 == 0 else {"от": f'Сделка "{i}"\t\\{i}', "n": i} for i, pk in enumerate(ids)}
@@ -1009,6 +1010,7 @@ def test_a_big_batchs_history_keeps_the_system_no_changes_and_every_note(t: Tabl
             work.note(pk, "merge", note)
         work.update(ids[0], {}, None)
     records.delete_many(t.slug, ids, ADMIN())
+    records.restore(t.slug, ids[1], ADMIN())  # a line alone: written by a statement, not COPY
     lines = db.session.execute(
         select(RecordChange.record_id, RecordChange.action, RecordChange.user_id, RecordChange.changes,
                RecordChange.note)
@@ -1017,6 +1019,8 @@ def test_a_big_batchs_history_keeps_the_system_no_changes_and_every_note(t: Tabl
     ).all()  # fmt: skip
     binned = [(pk, user, changes, note) for pk, action, user, changes, note in lines if action == "delete"]
     assert binned == [(pk, None, None, None) for pk in ids]
+    restored = [(pk, user, changes, note) for pk, action, user, changes, note in lines if action == "restore"]
+    assert restored == [(ids[1], None, None, None)]
     merged = {pk: (user, note) for pk, action, user, _changes, note in lines if action == "merge"}
     assert merged == {pk: (user_id("admin"), note) for pk, note in notes.items()}
 
