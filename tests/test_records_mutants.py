@@ -278,6 +278,37 @@ def test_rows_of_a_table_without_records_read_back_as_written(app_ctx, count: in
     assert [r["id"] for r in back] == list(range(1, count + 1))
 
 
+def test_a_link_to_a_record_out_of_the_users_reach_is_refused_as_missing(app_ctx) -> None:  # noqa: ANN001
+    """Staff who read only their own records of a table may not link to a colleague's: refused as a missing
+    record (never confirming it exists). The system, and code that opened ``linking_unreadable`` for a
+    reason, may link any record that exists; a missing one stays refused."""
+    entity = new_table(unique_label("Свои ссылки"))
+    link = new_field(entity, "Ссылка", "link", settings={"target": entity.id}).name
+    access.save_rules(
+        role_id("Staff"),
+        tables={
+            entity.id: {"read": True, "add": True, "edit": True, "read_scope": "own", "edit_scope": "own"}
+        },
+    )
+    refresh()
+    name = db.session.get(Field, entity.display_field_id).name
+    staff = actor("staff1", "ui")
+    mine = records.create(entity.slug, {name: "Моя"}, staff).id
+    theirs = records.create(entity.slug, {name: "Чужая"}, actor("staff2", "ui")).id
+    assert records.create(entity.slug, {name: "К своей", link: mine}, staff).id
+    with pytest.raises(records.RecordInvalid) as refused:
+        records.create(entity.slug, {name: "К чужой", link: theirs}, staff)
+    assert refused.value.errors == {link: f"Record {theirs} does not exist."}
+    assert records.create(entity.slug, {name: "От системы", link: theirs}, ADMIN()).id
+    with records.linking_unreadable("a test that decided so"):
+        assert records.create(entity.slug, {name: "Слияние", link: theirs}, staff).id
+        with pytest.raises(records.RecordInvalid) as refused:
+            records.create(entity.slug, {name: "В никуда", link: 10**9}, staff)
+    assert refused.value.errors == {link: f"Record {10**9} does not exist."}
+    with pytest.raises(records.RecordInvalid):  # the block is over
+        records.create(entity.slug, {name: "После", link: theirs}, staff)
+
+
 # --- update -------------------------------------------------------------------------------------------------
 
 
