@@ -451,6 +451,7 @@ class _Parser:
         self.fields: dict[Any, tuple[Any, FieldSpec | None, str | None]] = {}
         live = ctx.entity.live_fields
         self.required = [spec.name for spec in live if spec.required]
+        # Fields filled in automatically get their value from the write path (``_stamps``, derive hooks).
         self.defaults = (
             [(spec.name, runtime.column_default(spec)) for spec in live if not spec.settings.get("auto")]
             if creating
@@ -492,7 +493,7 @@ class _Parser:
                 errors[name] = str(exc)
         for name, default in self.defaults:
             if name not in parsed:
-                parsed[name] = default() if callable(default) else default
+                parsed[name] = default
         for name in self.required:
             if name in parsed and parsed[name] is None and name not in errors:
                 errors[name] = _("This field is required.")

@@ -196,6 +196,20 @@ def test_field_rights_on_create(t: Table) -> None:
     assert records.create(t.slug, {t.name: "Y"}, staff).version == 1
 
 
+def test_a_field_filled_in_automatically_and_a_bad_value_are_refused_in_words(t: Table) -> None:
+    """Even an administrator may not set "created at" (the write path fills it); a value its type cannot
+    read is refused with the type's own words. Nothing is written."""
+    admin = actor("admin", "ui")
+    before = db.session.scalar(select(func.count()).select_from(current().classes["companies"]))
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create("companies", {"name": unique_label("Авто"), "created_at": "01.01.2020"}, admin)
+    assert invalid.value.errors == {"created_at": "This field is filled in automatically."}
+    assert db.session.scalar(select(func.count()).select_from(current().classes["companies"])) == before
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create(t.slug, {t.name: "Число", t.count: "плохо"}, ADMIN())
+    assert invalid.value.errors == {t.count: "Expected a whole number."}
+
+
 def test_a_link_to_a_deleted_record_is_refused(t: Table) -> None:
     target = records.create(t.slug, {t.name: "Цель"}, ADMIN()).id
     linked = records.create(t.slug, {t.name: "Ссылается", t.link: target}, ADMIN())
