@@ -17,7 +17,7 @@ from sqlalchemy import DateTime, Integer, String, create_engine, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from custom_fields import access
-from custom_fields.access import AccessSnapshot, Actor, Grants, grants, row_filter
+from custom_fields.access import AccessSnapshot, Actor, Grants, grants, row_filter, scope_holder_ids
 from custom_fields.spec import EntitySpec, FieldSpec
 
 ENTITY_ID = 7
@@ -254,6 +254,29 @@ def test_a_scope_reaches_own_team_or_all_live_rows_and_the_assignee_counts(thing
     )
     assert reached(things, reach("own", entity=no_assignee)) == {1}
     assert reached(things, reach("team", entity=no_assignee)) == {1, 2}
+
+
+def test_the_recycle_bin_shows_only_binned_rows_in_the_same_scope(things: Any) -> None:
+    """``in_bin``: the binned rows the scope reaches (a link checked against the recycle bin), never the
+    live ones."""
+    with things.connect() as conn:
+
+        def binned(rights: Grants) -> set[int]:
+            return set(conn.scalars(select(Thing.id).where(row_filter(Thing, rights, in_bin=True))))
+
+        assert binned(reach("all")) == {6}
+        assert binned(reach("own")) == {6}
+        assert binned(reach("own", user_id=12)) == set()
+
+
+def test_the_fields_that_make_a_record_someones_own() -> None:
+    """What a live announcement names as a record's holders: its owner and its user fields (an
+    assignee), not its other fields; a table without them has none."""
+    assert scope_holder_ids(ENTITY) == {OWNER.id, ASSIGNEE.id}
+    plain = EntitySpec(
+        ENTITY_ID, "things", "t_things", "Thing", "Things", "fa-table", False, False, 1, (NAME,)
+    )
+    assert scope_holder_ids(plain) == frozenset()
 
 
 def test_nobody_reaches_an_own_or_team_scope(things: Any) -> None:
