@@ -97,7 +97,6 @@ class Saved:
 @dataclass
 class _Context:
     entity: EntitySpec
-    model: type
     table: Table
     grants: Grants
     actor: Actor
@@ -320,8 +319,7 @@ def _context(slug: str, actor: Actor, action: str | None) -> _Context:
     rights = grants(actor, entity, schema.access)
     if action is not None and not rights.can(action):
         raise AccessDenied(_("You may not do this in this table."))
-    model = schema.classes[slug]
-    return _Context(entity, model, model.__table__, rights, actor)
+    return _Context(entity, schema.classes[slug].__table__, rights, actor)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -1172,12 +1170,10 @@ def cascade_update(slug: str, changes: Mapping[int, Mapping[str, Any]], cause: _
     deal's amount when someone edits its lines."""
     schema = runtime.current()
     entity = schema.entity(slug)
-    model = schema.classes[slug]
     rights = grants(Actor.system_job(), entity, schema.access)
     ctx = _Context(
         entity,
-        model,
-        model.__table__,
+        schema.classes[slug].__table__,
         rights,
         cause.actor,
         changeset=cause.changeset,
@@ -1359,8 +1355,7 @@ def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
     actor = Actor.system_job()
     total = 0
     for slug, entity in schema.entities.items():
-        model = schema.classes[slug]
-        tbl = model.__table__
+        tbl = schema.classes[slug].__table__
         while True:
             ids = list(
                 db.session.scalars(
@@ -1372,7 +1367,7 @@ def purge_expired(older_than: dt.timedelta, *, progress: Any = None) -> int:
             )
             if not ids:
                 break
-            ctx = _Context(entity, model, tbl, grants(actor, entity, schema.access), actor)
+            ctx = _Context(entity, tbl, grants(actor, entity, schema.access), actor)
 
             def work(ids: list[int] = ids, ctx: _Context = ctx) -> int:
                 tbl = ctx.table
