@@ -210,6 +210,20 @@ def test_a_field_filled_in_automatically_and_a_bad_value_are_refused_in_words(t:
     assert invalid.value.errors == {t.count: "Expected a whole number."}
 
 
+def test_a_record_wide_check_runs_for_every_row_of_a_batch(app_ctx) -> None:  # noqa: ANN001
+    """A type's check against the rest of the record (a Russian tax id's checksum unless the company is
+    foreign) is not stopped by a row that needs none: the third company's bad tax id is refused."""
+    admin = actor("admin", "ui")
+    rows = [
+        {"name": unique_label("Без ИНН")},
+        {"name": unique_label("Иностранная"), "tax_id": "123", "is_foreign": "true"},
+        {"name": unique_label("Плохой ИНН"), "tax_id": "7707083894"},
+    ]
+    with pytest.raises(records.RecordInvalid) as invalid:
+        records.create_many("companies", rows, admin)
+    assert list(invalid.value.rows) == [2] and list(invalid.value.rows[2]) == ["tax_id"]
+
+
 def test_a_link_to_a_deleted_record_is_refused(t: Table) -> None:
     target = records.create(t.slug, {t.name: "Цель"}, ADMIN()).id
     linked = records.create(t.slug, {t.name: "Ссылается", t.link: target}, ADMIN())
