@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from flask import current_app
+from flask_babel import force_locale
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
@@ -422,6 +423,25 @@ def test_a_column_describes_itself(w: World) -> None:
         "record", ("eq", "neq", "empty", "nempty"), current().entity(w.partner_slug).id)  # fmt: skip
     notes = q.column(w.f["notes"])
     assert (notes.sortable, notes.ftype.name, notes.as_json()["sortable"]) == (False, "long_text", False)
+
+
+def test_the_columns_json_is_each_actors_own_in_the_requests_language(w: World) -> None:
+    """The grid's column list (kept with the schema between pages): a field hidden from Staff is not in
+    theirs even when the admin's list was built first; the same actor gets the same list; labels follow
+    the request's language."""
+    admin, staff = w.q().columns_json(), w.q("staff1").columns_json()
+    assert [c["name"] for c in admin] == [c.name for c in w.q().columns]
+    assert [c["name"] for c in staff] == [c.name for c in w.q("staff1").columns]
+    assert w.f["secret"] in [c["name"] for c in admin] and w.f["secret"] not in [c["name"] for c in staff]
+    assert w.q("staff1").columns_json() is staff  # built once per actor, selection and language
+    assert w.q().fields(w.f["num"]).columns_json() == [
+        w.q().column("id").as_json(),
+        w.q().column(w.f["num"]).as_json(),
+    ]
+    with force_locale("ru"):
+        russian = w.q("staff1").columns_json()
+    assert next(c["label"] for c in russian if c["name"] == "id") == "№"
+    assert next(c["label"] for c in staff if c["name"] == "id") == "No."
 
 
 def test_an_unknown_and_a_hidden_field_are_the_same_error(w: World) -> None:
