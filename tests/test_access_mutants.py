@@ -279,6 +279,27 @@ def test_the_fields_that_make_a_record_someones_own() -> None:
     assert scope_holder_ids(plain) == frozenset()
 
 
+def test_a_record_handed_on_was_reached_through_its_holders_own_or_team_scope() -> None:
+    """``reached_through``: whether a record held by these users (before it was handed on) was within
+    the reader's own or team scope; never for "all", for nobody, or for a table whose rows follow a
+    parent's."""
+    assert reach("own").reached_through([10]) and reach("own").reached_through([99, 10])
+    assert not reach("own").reached_through([11]) and not reach("own").reached_through([])
+    assert reach("team").reached_through([11]) and not reach("team").reached_through([12])
+    assert not reach("all").reached_through([10])
+    assert not reach(None).reached_through([10])  # may not read at all
+    assert not reach("own", user_id=None).reached_through([10])
+    anonymous = Grants(ENTITY, frozenset({"read"}), {}, actor=None, scopes={"read": "own"})
+    assert not anonymous.reached_through([10])
+    edit = Grants(ENTITY, frozenset({"read", "edit"}), {}, actor=Actor(10, frozenset({STAFF})),
+                  scopes={"read": "all", "edit": "own"}, mates=frozenset({10, 11}))  # fmt: skip
+    assert not edit.reached_through([10]) and edit.reached_through([10], "edit")
+    parent = spec(9, "deal_id", "link", scope_parent=True, target=1)
+    lines = EntitySpec(ENTITY_ID, "things", "t_things", "Thing", "Things", "fa-table", False, False, 1,
+                       (NAME, OWNER, parent))  # fmt: skip
+    assert not reach("own", entity=lines).reached_through([10])
+
+
 def test_nobody_reaches_an_own_or_team_scope(things: Any) -> None:
     anonymous = Grants(
         ENTITY, frozenset({"read"}), {}, actor=Actor(None, frozenset()), scopes={"read": "own"}
