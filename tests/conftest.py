@@ -31,6 +31,7 @@ from werkzeug.serving import make_server
 from xdist.scheduler import LoadFileScheduling
 
 from app.embedded_redis import EmbeddedRedis
+from tests.drop_database import drop_database
 from tests.smtp_sink import MailSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,14 +186,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 MEMORY_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
+def _database_exists(conn, name: str) -> bool:  # noqa: ANN001
+    return bool(conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}))
+
+
 def _create_postgres_database(base_url: str) -> tuple[str, str]:
     url = make_url(base_url).set(drivername="postgresql+psycopg")
     name = f"tabula_test_{uuid.uuid4().hex[:12]}"
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        exists = POSTGRES_TEMPLATE and conn.scalar(
-            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_TEMPLATE}
-        )
+        exists = POSTGRES_TEMPLATE and _database_exists(conn, POSTGRES_TEMPLATE)
         conn.execute(
             text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{POSTGRES_TEMPLATE}"' if exists else ""))
         )
@@ -201,14 +204,6 @@ def _create_postgres_database(base_url: str) -> tuple[str, str]:
         conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
     engine.dispose()
     return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_postgres_database(base_url: str, name: str) -> None:
-    url = make_url(base_url).set(drivername="postgresql+psycopg")
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -228,7 +223,7 @@ def database_url(
     base = os.environ["TEST_DATABASE_URL"]
     url, name = _create_postgres_database(base)
     yield url
-    _drop_postgres_database(base, name)
+    drop_database(base, name)
 
 
 @pytest.fixture(scope="session")
@@ -333,9 +328,7 @@ def _save_postgres_template(application, url) -> None:  # noqa: ANN001
     base = make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
     engine = create_engine(base, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        if not conn.scalar(
-            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": POSTGRES_TEMPLATE}
-        ):
+        if not _database_exists(conn, POSTGRES_TEMPLATE):
             conn.execute(text(f'CREATE DATABASE "{POSTGRES_TEMPLATE}" TEMPLATE "{url.database}"'))
     engine.dispose()
 

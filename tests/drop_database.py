@@ -1,12 +1,13 @@
-"""``python tests/drop_database.py URL NAME``: drop the PostgreSQL database NAME on URL's server, if there is
-one. `make mutation` drops its template database this way, so that a run starts from the code as it is."""
+"""Drop a PostgreSQL database, if there is one: a test session's own at its end (tests/conftest.py), and
+`make mutation`'s template before a run (``python tests/drop_database.py URL NAME``), so that the run
+starts from the code as it is."""
 
 import sys
 
 from sqlalchemy import create_engine, make_url, text
 
 
-def main(url: str, name: str) -> None:
+def drop_database(url: str, name: str) -> None:
     engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         quoted = conn.dialect.identifier_preparer.quote_identifier(name)
@@ -15,4 +16,4 @@ def main(url: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    drop_database(*sys.argv[1:])
