@@ -559,6 +559,10 @@ def test_parsed_rows_are_not_parsed_again_while_their_fields_stay_as_they_were(s
     kept, parsed = records.create_many("products", [given, stale], admin)
     assert row("products", kept.id).name == f"  Т {t} "
     assert row("products", parsed.id).name == f"Т {t}"
+    mixed = records.Parsed({"name": name})  # only the name parsed already: the rest is parsed as usual
+    mixed.update(name=f"Смесь {t}", sku=f"M-{t}", price="12,50")
+    (both,) = records.create_many("products", [mixed], admin)
+    assert (row("products", both.id).sku, row("products", both.id).price) == (f"M-{t}", Decimal("12.50"))
 
     created = next(f for f in entity.live_fields if f.settings.get("auto"))
     forged = records.Parsed({created.name: created, "sku": sku})
