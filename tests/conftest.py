@@ -323,12 +323,12 @@ def _save_postgres_template(application, url) -> None:  # noqa: ANN001
     while nobody is connected to it, hence the app's connections closed first."""
     from app.extensions import db
 
-    with application.app_context():
-        db.engine.dispose()
     base = make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
     engine = create_engine(base, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         if not _database_exists(conn, POSTGRES_TEMPLATE):
+            with application.app_context():
+                db.engine.dispose()
             conn.execute(text(f'CREATE DATABASE "{POSTGRES_TEMPLATE}" TEMPLATE "{url.database}"'))
     engine.dispose()
 
