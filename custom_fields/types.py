@@ -1225,9 +1225,9 @@ class MultiSelectType(SingleSelectType):
 
     def convert(self, value: Any, source: FieldType, source_spec: FieldSpec, spec: FieldSpec) -> Any:
         if isinstance(source, SingleSelectType):
-            text = source.to_text(value, source_spec)
-            labels = [p.strip() for p in text.split(",")] if isinstance(source, MultiSelectType) else [text]
-            return self.parse([lab for lab in labels if lab], spec)
+            by_id = source.option_by_id(source_spec)  # by label, never split: a label may hold a comma
+            labels = [by_id[i]["label"] for i in source.ids(value) if i in by_id]
+            return self.parse(labels, spec)
         return super().convert(value, source, source_spec, spec)
 
     def filter_value(self, raw: str, spec: FieldSpec) -> Any:

@@ -359,3 +359,21 @@ def test_python_fallback_reads_in_batches(app_ctx, monkeypatch) -> None:  # noqa
     model = current().classes[entity.slug]
     values = {getattr(r, changed.name) for r in db.session.scalars(select(model)).all()}
     assert values == {f"User{i}@example.com" for i in range(30)}
+
+
+def test_options_whose_labels_hold_commas_survive_new_options(app_ctx) -> None:  # noqa: ANN001
+    """A multiple select given new options (the type form, same type): each value keeps its options, found
+    by their whole labels, "Синий, тёмный" included."""
+    entity = new_table()
+    colours = new_field(entity, "Цвета", "multi_select", settings={"options": ["Синий, тёмный", "Красный"]})
+    both = REGISTRY["multi_select"].parse(["Синий, тёмный", "Красный"], FieldSpec.of(colours))
+    record = insert(entity, **{colours.name: both})
+    changed = service.change_type(
+        colours.id, "multi_select", {"options": ["Белый", "Красный", "Синий, тёмный"]}, user_id=None
+    )
+    refresh()
+    new_spec = FieldSpec.of(changed)
+    model = current().classes[entity.slug]
+    db.session.expire_all()
+    stored = getattr(db.session.get(model, record), changed.name)
+    assert REGISTRY["multi_select"].to_text(stored, new_spec) == "Красный, Синий, тёмный"

@@ -739,3 +739,47 @@ def test_decimals_and_instants_as_text_at_the_fields_places(app_ctx) -> None:  #
     assert REGISTRY["multi_select"].to_json(None, spec("multi_select", options=[])) == []
     long_text = REGISTRY["text"].parser(spec("text"))  # no length given: 255
     assert refusal(long_text, "я" * 256) == "At most 255 characters (this has 256)."
+
+
+# --- a field's type changed: each stored value converted by the registry ----------------------------------
+
+
+def test_options_convert_between_one_and_several_by_their_labels(app_ctx) -> None:  # noqa: ANN001
+    single, multi = REGISTRY["single_select"], REGISTRY["multi_select"]
+    several = spec("multi_select", options=COLOURS)
+    one = spec("single_select", options=[{"id": "zz", "label": "зелёный"}, {"id": "rr", "label": "Красный"}])
+
+    def to_single(value: Any) -> Any:
+        return single.convert(value, multi, several, one)
+
+    assert to_single(",cccc3333,") == "zz"  # by its label, in any case; the new field's own id
+    assert to_single(",aaaa1111,") == "rr" and to_single(None) is None and to_single(",,") is None
+    assert refusal(to_single, ",aaaa1111,cccc3333,") == "Has more than one option."
+    assert refusal(to_single, ",bbbb2222,") == "“Синий, тёмный” is not one of the options: зелёный, Красный."
+    assert single.convert("Красный", REGISTRY["text"], spec("text"), one) == "rr"  # other types: by text
+
+    others = spec("multi_select", options=[*COLOURS, {"id": "dddd4444", "label": "Белый"}])
+    assert multi.convert(",aaaa1111,bbbb2222,", multi, several, others) == ",aaaa1111,bbbb2222,"
+    assert multi.convert("zz", single, one, several) == ",cccc3333,"
+    assert multi.convert(None, single, one, several) is None
+    assert multi.convert(",,", multi, several, others) is None
+    assert multi.convert("Зелёный; Белый", REGISTRY["text"], spec("text"), others) == ",cccc3333,dddd4444,"
+    assert refusal(lambda v: multi.convert(v, multi, others, several), ",dddd4444,") == (
+        "“Белый” is not one of the options: Красный, Синий, тёмный, Зелёный."
+    )
+
+
+def test_a_tax_id_converted_from_text_is_checked_unless_foreign_ids_are_allowed(app_ctx) -> None:  # noqa: ANN001
+    tax_id, text = REGISTRY["tax_id"], REGISTRY["text"]
+
+    def convert(value: Any, **settings: Any) -> Any:
+        return tax_id.convert(value, text, spec("text"), spec("tax_id", **settings))
+
+    assert convert(" 7707 083893 ") == "7707083893" and convert(None) is None and convert("") is None
+    assert refusal(convert, "7707083894") == (
+        "The check digits of this INN do not match: please check it for a typo."
+    )
+    assert refusal(lambda v: convert(v, kind="kpp"), "77") == (
+        "A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."
+    )
+    assert convert("gb 123", foreign_field="is_foreign") == "GB123"  # checked with its record instead
