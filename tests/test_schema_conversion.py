@@ -441,6 +441,28 @@ SQL_COVERS: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[Any, bool 
             ),
         },
     ),  # fmt: skip
+    (
+        "text",
+        {},
+        "decimal",
+        {"scale": 2},
+        {
+            **dict.fromkeys(["12.34", "12,5", "-7", "9" * 13, "-" + "9" * 13], True),
+            **dict.fromkeys(["1.555", "9" * 14, "9" * 15, "-" + "9" * 15], POSTGRESQL_ONLY),
+            **dict.fromkeys(["9" * 16, "1 000", " 5", "5\n", "abc", ".5", "12.", "1e3"], False),
+        },
+    ),
+    (
+        "integer",
+        {},
+        "decimal",
+        {"scale": 0},
+        {
+            **dict.fromkeys([0, -5, 10**15 - 1, -(10**15) + 1], True),
+            **dict.fromkeys([10**15, 10**17 - 1, -(10**17) + 1], POSTGRESQL_ONLY),
+            **dict.fromkeys([10**17, -(10**17)], False),
+        },
+    ),
     ("text", {}, "text", {"max_length": 5}, {"abcde": True, "Ёлка!": True, "abcdef": False, " abc": False}),
     ("text", {"max_length": 400}, "long_text", {}, {"я" * 300: True, "«я»": False, "я\n": False}),
     ("integer", {}, "text", {"max_length": 5}, {12345: True, -1234: True, 123456: False, -12345: False}),
