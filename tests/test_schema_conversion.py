@@ -418,6 +418,8 @@ SQL_COVERS: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[Any, bool 
                 [
                     "2021-02-29",
                     "29.02.2025",
+                    "2024-02-30",
+                    "30.02.2024",
                     "2023-02-29",
                     "1900-02-29",
                     "29.02.2100",
