@@ -442,7 +442,7 @@ SQL_COVERS: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[Any, bool 
                 False,
             ),
         },
-    ),  # fmt: skip
+    ),
     (
         "text",
         {},
