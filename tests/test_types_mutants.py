@@ -757,6 +757,8 @@ def test_options_convert_between_one_and_several_by_their_labels(app_ctx) -> Non
     assert refusal(to_single, ",aaaa1111,cccc3333,") == "Has more than one option."
     assert refusal(to_single, ",bbbb2222,") == "“Синий, тёмный” is not one of the options: зелёный, Красный."
     assert single.convert("Красный", REGISTRY["text"], spec("text"), one) == "rr"  # other types: by text
+    sizes = spec("single_select", options=[{"id": "s15", "label": "1.50"}])
+    assert single.convert(Decimal("1.5"), REGISTRY["decimal"], spec("decimal", scale=2), sizes) == "s15"
 
     others = spec("multi_select", options=[*COLOURS, {"id": "dddd4444", "label": "Белый"}])
     assert multi.convert(",aaaa1111,bbbb2222,", multi, several, others) == ",aaaa1111,bbbb2222,"
@@ -783,3 +785,5 @@ def test_a_tax_id_converted_from_text_is_checked_unless_foreign_ids_are_allowed(
         "A KPP has 9 characters: 4 digits, 2 digits or letters, 3 digits."
     )
     assert convert("gb 123", foreign_field="is_foreign") == "GB123"  # checked with its record instead
+    number = spec("decimal", scale=0)  # a number's text at its own places: no ".00" after the digits
+    assert tax_id.convert(Decimal("7707083893"), REGISTRY["decimal"], number, spec("tax_id")) == "7707083893"
