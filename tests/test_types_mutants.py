@@ -764,6 +764,8 @@ def test_options_convert_between_one_and_several_by_their_labels(app_ctx) -> Non
     assert multi.convert(",aaaa1111,bbbb2222,", multi, several, others) == ",aaaa1111,bbbb2222,"
     assert multi.convert("zz", single, one, several) == ",cccc3333,"
     assert multi.convert(None, single, one, several) is None
+    sized = spec("multi_select", options=[{"id": "s15", "label": "1.50"}])
+    assert multi.convert(Decimal("1.5"), REGISTRY["decimal"], spec("decimal", scale=2), sized) == ",s15,"
     assert multi.convert(",,", multi, several, others) is None
     assert multi.convert("Зелёный; Белый", REGISTRY["text"], spec("text"), others) == ",cccc3333,dddd4444,"
     assert refusal(lambda v: multi.convert(v, multi, others, several), ",dddd4444,") == (
