@@ -183,6 +183,11 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any], list[Any]]] = [
 ]
 
 
+def _case_ids(cases: list[tuple[Any, ...]]) -> list[str]:
+    """``text-date-3``: the source type, the new type and the case's place."""
+    return [f"{case[0]}-{case[2]}-{i}" for i, case in enumerate(cases)]
+
+
 def _field_with(source: str, source_settings: dict[str, Any], values: list[Any]) -> tuple[Any, Field]:
     entity = new_table()
     row = new_field(entity, "Поле", source, settings=source_settings)
@@ -256,7 +261,7 @@ def _compare_in_transaction(
 @pytest.mark.parametrize(
     ("source", "source_settings", "new_type", "new_settings", "values"),
     CASES,
-    ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)],
+    ids=_case_ids(CASES),
 )
 def test_sql_conversion_gives_what_python_gives(
     app_ctx, source, source_settings, new_type, new_settings, values
@@ -488,7 +493,7 @@ SQL_COVERS: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[Any, bool 
 @pytest.mark.parametrize(
     ("source", "source_settings", "new_type", "new_settings", "expected"),
     SQL_COVERS,
-    ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(SQL_COVERS)],
+    ids=_case_ids(SQL_COVERS),
 )
 def test_sql_converts_exactly_the_values_it_can(
     app_ctx, source, source_settings, new_type, new_settings, expected
