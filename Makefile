@@ -121,6 +121,7 @@ env -u TEST_DATABASE_URL TABULA_MUTATION_TESTS="$(MUTATION_TESTS.$(1))" \
 	TABULA_TEST_POSTGRES_TEMPLATE=$(MUTATION_POSTGRES_TEMPLATE) \
 	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
 	$(foreach m,$(MUTANTS),"$(subst /,.,$(basename $(1))).$(m)") || exit $$?; \
+$(if $(MUTATION_DATABASE),$(BIN)/python tests/drop_database.py "$(MUTATION_DATABASE)" $(MUTATION_POSTGRES_TEMPLATE);) \
 $(BIN)/mutmut results --all true | grep -F " $(subst /,.,$(basename $(1)))." | awk -F': ' \
 	'{ n[$$2]++; total++ } END { for (s in n) printf "  %s: %d\n", s, n[s]; \
 	printf "$(1): %d of %d mutants killed (%.1f %%)\n", n["killed"] + n["timeout"], total, \
